@@ -1,0 +1,1 @@
+"""The FastAPI service: jobs, job store, workers, scheduler and dashboard."""

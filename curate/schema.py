@@ -1,0 +1,59 @@
+"""The one Arrow document schema every reader produces and every writer expects.
+
+Stages add columns; they never rename or drop these. Keeping the base schema in one place is what lets
+the local and Ray executors, the mixers and the trainer agree on a corpus without talking to each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+BASE_FIELDS: list[pa.Field] = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("text", pa.large_string()),
+    pa.field("url", pa.string()),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("crawl_date", TIMESTAMP),
+    pa.field("meta", pa.string()),
+]
+BASE_SCHEMA = pa.schema(BASE_FIELDS)
+
+REJECT_FIELDS: list[pa.Field] = [
+    pa.field("reject_reason", pa.string(), nullable=False),
+    pa.field("reject_stage", pa.string(), nullable=False),
+    pa.field("reject_detail", pa.string()),
+]
+
+UNREADABLE = "unreadable"
+READ_STAGE = "read"
+
+
+def stable_id(source: str, offset: int) -> str:
+    """An id for a record that has none: the same file and offset always give the same id."""
+    return hashlib.blake2b(f"{source}\0{offset}".encode(), digest_size=12).hexdigest()
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_batches([], schema=schema)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Order and cast columns to `schema`, filling absent nullable columns with nulls.
+
+    Every part file of a run must carry the same schema so DuckDB and Ray Data can read them as one table.
+    """
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def with_reject_columns(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(list(schema) + REJECT_FIELDS)
