@@ -18,6 +18,7 @@ BASE_FIELDS: list[pa.Field] = [
     pa.field("url", pa.string()),
     pa.field("source", pa.string(), nullable=False),
     pa.field("crawl_date", TIMESTAMP),
+    pa.field("domain", pa.string()),
     pa.field("meta", pa.string()),
 ]
 BASE_SCHEMA = pa.schema(BASE_FIELDS)
@@ -29,6 +30,7 @@ REJECT_FIELDS: list[pa.Field] = [
 ]
 
 UNREADABLE = "unreadable"
+UNASSIGNED_DOMAIN = "unassigned"  # partition for kept documents that no rule or input gave a domain
 READ_STAGE = "read"
 
 

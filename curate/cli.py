@@ -1,0 +1,118 @@
+"""The `curate` command line. User errors print one line and exit 2; they never show a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from curate.config import ConfigError, load_config
+
+app = typer.Typer(help="curate: raw web shards in, curated Parquet corpus and scored mixtures out.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Benchmarks that print JSON figures (see BENCHMARKS.md).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="pipeline YAML (inputs, stages, output)")],
+    executor: Annotated[str, typer.Option(help="local (embedded default) or ray")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="worker processes (local) or actors (ray)")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="join this Ray cluster instead of starting one")] = None,
+    out: Annotated[str | None, typer.Option(help="output directory (overrides `output:` in the config)")] = None,
+) -> None:
+    """Curate the config's input shards into OUT/corpus, OUT/rejects and OUT/manifest.json (resumable)."""
+    from curate.run import run_pipeline
+
+    if executor not in ("local", "ray"):
+        fail(f"--executor {executor!r} is not known; use local or ray")
+    try:
+        manifest = run_pipeline(load_config(config, out), executor, workers, ray_address)  # type: ignore[arg-type]
+    except ConfigError as error:
+        fail(str(error))
+    print_summary(manifest)
+
+
+def print_summary(manifest: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    totals = manifest["totals"]
+    console = Console()
+    console.print(
+        f"read {totals['read']:,}  kept {totals['kept']:,}  rejected {totals['rejected']:,}  "
+        f"duplicates {totals['duplicates']:,}  in {manifest['wall_seconds']:.1f}s"
+    )
+    table = Table("stage", "in", "out", "dropped by reason")
+    for counts in manifest["stages"]:
+        dropped = ", ".join(f"{r}={n}" for r, n in counts["dropped"].items()) or "-"
+        table.add_row(counts["stage"], f"{counts['in']:,}", f"{counts['out']:,}", dropped)
+    console.print(table)
+    console.print("domains: " + ", ".join(f"{d}={n:,}" for d, n in manifest["domains"].items()))
+
+
+@app.command()
+def inspect(
+    out: Annotated[Path, typer.Argument(help="an output directory of `curate run`")],
+    samples: Annotated[int, typer.Option(min=0, help="sample rows to show")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Counts by domain and reject reason, the per-stage funnel and sample rows, via DuckDB."""
+    from curate.inspect import inspect_output, render_inspection
+
+    try:
+        report = inspect_output(out, samples)
+    except ConfigError as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        render_inspection(report)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="where the demo corpus goes")] = Path(".cache/demo/out"),
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """The embedded default main job: real text in, a curated corpus out, a summary printed."""
+    from curate.demo import run_demo
+
+    try:
+        manifest = run_demo(out, workers)
+    except ConfigError as error:
+        fail(str(error))
+    print_summary(manifest)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    mb: Annotated[int, typer.Option(min=1, help="megabytes of real text to assemble")] = 100,
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+    executors: Annotated[str, typer.Option(help="comma-separated: local,ray")] = "local,ray",
+) -> None:
+    """read + normalize + tag + write throughput (docs/s, MB/s per core) on real text, local and Ray."""
+    from curate.bench import bench_pipeline as run_bench
+
+    try:
+        figures = run_bench(mb, workers, executors.split(","))
+    except ConfigError as error:
+        fail(str(error))
+    typer.echo(json.dumps(figures, indent=2))
+
+
+def main() -> None:
+    app(prog_name="curate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

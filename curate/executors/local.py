@@ -1,0 +1,61 @@
+"""The embedded default: shards through a process pool, one set-up ShardProcessor per worker process.
+
+Memory stays bounded because each worker streams its shard in batches; the pool never holds a shard.
+With one worker the shards run in this process, which keeps tracebacks and profiles simple.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+from curate.plan import RunPlan, ShardTask
+from curate.shard_runner import ShardProcessor, ShardReport
+
+_worker: ShardProcessor | None = None
+
+
+def _init_worker(plan: RunPlan) -> None:
+    global _worker
+    _worker = ShardProcessor(plan)
+
+
+def _process_in_worker(task: ShardTask) -> ShardReport:
+    assert _worker is not None, "the pool initializer builds the processor"
+    return _worker.process(task)
+
+
+def run_local(plan: RunPlan, tasks: list[ShardTask], workers: int,
+              on_done: Callable[[ShardReport], None]) -> None:
+    for report in _reports(plan, tasks, workers):
+        on_done(report)
+
+
+def _reports(plan: RunPlan, tasks: list[ShardTask], workers: int) -> Iterator[ShardReport]:
+    if workers <= 1 or len(tasks) <= 1:
+        processor = ShardProcessor(plan)
+        for task in tasks:
+            yield processor.process(task)
+        return
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch or Ray threads exist
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(plan,)) as pool:
+        yield from _bounded_submit(pool, tasks, window=workers * 2)
+
+
+def _bounded_submit(pool: ProcessPoolExecutor, tasks: list[ShardTask], window: int) -> Iterator[ShardReport]:
+    """Keep only a few tasks queued, so a cancelled run stops soon and results stream back."""
+    queue = iter(tasks)
+    running: set[Future[ShardReport]] = set()
+    for task in queue:
+        running.add(pool.submit(_process_in_worker, task))
+        if len(running) >= window:
+            break
+    while running:
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield future.result()
+            next_task = next(queue, None)
+            if next_task is not None:
+                running.add(pool.submit(_process_in_worker, next_task))

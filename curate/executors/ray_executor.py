@@ -1,0 +1,77 @@
+"""The Ray executor: the same ShardProcessor, in a pool of Ray Data actors, one shard per call.
+
+Each actor sets its stages up once (models load once per actor, as in NeMo Curator's actor stages) and
+then processes whole shards with `map_batches`, so outputs, completion records and resume behave exactly
+as on the local executor. With an address it joins that cluster; without one it starts a local Ray
+and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from curate.plan import RunPlan, ShardTask
+from curate.shard_runner import ShardProcessor, ShardReport
+
+
+class _ShardActor:
+    def __init__(self, plan: RunPlan) -> None:
+        self.processor = ShardProcessor(plan)
+        self.tasks = {task.key: task for task in plan.tasks}
+
+    def __call__(self, batch: dict) -> dict:
+        reports = [self.processor.process(self.tasks[key]).to_json() for key in batch["key"]]
+        return {"report": reports}
+
+
+def run_ray(plan: RunPlan, tasks: list[ShardTask], workers: int, address: str | None,
+            on_done: Callable[[ShardReport], None]) -> None:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        _init_ray(ray, workers, address)
+    try:
+        _run_dataset(plan, tasks, workers, on_done)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _init_ray(ray, workers: int, address: str | None) -> None:  # noqa: ANN001 - the ray module
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    kwargs = {"log_to_driver": False, "logging_level": logging.WARNING, "include_dashboard": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=max(workers, 1), **kwargs)
+
+
+def _run_dataset(plan: RunPlan, tasks: list[ShardTask], workers: int,
+                 on_done: Callable[[ShardReport], None]) -> None:
+    import ray.data
+
+    if not tasks:
+        return
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    items = [{"key": task.key} for task in tasks]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    reports = dataset.map_batches(
+        _ShardActor,
+        fn_constructor_kwargs={"plan": plan},
+        batch_size=1,
+        concurrency=max(1, min(workers, len(tasks))),
+        num_cpus=_stage_cpus(plan),
+    )
+    for row in reports.iter_rows():
+        on_done(ShardReport.from_json(row["report"]))
+
+
+def _stage_cpus(plan: RunPlan) -> float:
+    """An actor runs the whole chain, so it asks for what the hungriest stage declares."""
+    from curate.stages.registry import get_stage
+
+    return max([1.0] + [get_stage(spec.name).resources.cpus for spec in plan.config.stages])

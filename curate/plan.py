@@ -1,0 +1,91 @@
+"""A run's plan: every input shard with its stable key, and the output schemas, fixed before any work.
+
+Executors only execute a plan; building it is where missing inputs and bad configs are caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from curate.config import ConfigError, PipelineConfig, expand_input, glob_root
+from curate.readers.batches import ShardSource
+from curate.schema import BASE_SCHEMA, with_reject_columns
+from curate.stages.base import Stage
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    key: str
+    source: ShardSource
+    size: int
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    config: PipelineConfig
+    out: Path
+    tasks: list[ShardTask]
+    corpus_schema: pa.Schema
+    reject_schema: pa.Schema
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(task.size for task in self.tasks)
+
+
+def shard_key(source: str) -> str:
+    return hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
+
+
+def build_plan(config: PipelineConfig) -> RunPlan:
+    assert config.output is not None, "resolve_paths sets the output"
+    _check_unique_input_names(config)
+    tasks = []
+    for index, spec in enumerate(config.inputs):
+        root = glob_root(spec.path)
+        name = spec.input_name(index)
+        for path, fmt in expand_input(spec, index):
+            source = f"{name}/{path.relative_to(root).as_posix()}"
+            shard = ShardSource(path=path, source=source, format=fmt, fields=spec.fields, domain=spec.domain)
+            tasks.append(ShardTask(key=shard_key(source), source=shard, size=path.stat().st_size))
+    _check_unique_sources(tasks)
+    corpus_schema = output_schema([spec.build() for spec in config.stages])
+    return RunPlan(config, Path(config.output), tasks, corpus_schema, with_reject_columns(corpus_schema))
+
+
+def output_schema(stages: list[Stage]) -> pa.Schema:
+    """The base columns plus every column the stages declare, in stage order."""
+    fields = list(BASE_SCHEMA)
+    for stage in stages:
+        for field in stage.output_fields():
+            existing = [f for f in fields if f.name == field.name]
+            if existing and not existing[0].type.equals(field.type):
+                raise ConfigError(
+                    f"stage {stage.name!r} declares column {field.name!r} as {field.type}, "
+                    f"but it is already {existing[0].type}"
+                )
+            if not existing:
+                fields.append(field)
+    return pa.schema(fields)
+
+
+def _check_unique_input_names(config: PipelineConfig) -> None:
+    names = [spec.input_name(i) for i, spec in enumerate(config.inputs)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"inputs: name(s) {', '.join(repeated)} used twice; give each input its own `name:`")
+
+
+def _check_unique_sources(tasks: list[ShardTask]) -> None:
+    seen: dict[str, Path] = {}
+    for task in tasks:
+        if task.key in seen:
+            raise ConfigError(
+                f"inputs: {task.source.path} and {seen[task.key]} both read as {task.source.source!r}; "
+                "give the inputs different `name:`s"
+            )
+        seen[task.key] = task.source.path

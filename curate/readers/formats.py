@@ -1,0 +1,48 @@
+"""Which reader reads a file: by `format:` in the config, else by the file name's extension."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+from curate.readers.compression import strip_compression_suffix
+from curate.readers.fields import FieldMap
+from curate.readers.jsonl import read_jsonl
+from curate.readers.parquet import read_parquet
+from curate.readers.records import BadRecord, RawDoc
+from curate.readers.warc import read_warc
+
+Format = Literal["jsonl", "parquet", "warc", "wet"]
+FORMATS: tuple[str, ...] = ("jsonl", "parquet", "warc", "wet")
+
+_EXTENSIONS: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".warc": "warc",
+    ".arc": "warc",
+    ".wet": "wet",
+}
+
+
+def infer_format(path: Path) -> Format | None:
+    name = strip_compression_suffix(path.name.lower())
+    if name.endswith(".warc.wet"):
+        return "wet"
+    for extension, fmt in _EXTENSIONS.items():
+        if name.endswith(extension):
+            return fmt
+    return None
+
+
+Reader = Callable[[Path, FieldMap], Iterator[RawDoc | BadRecord]]
+
+
+def reader_for(fmt: Format) -> Reader:
+    if fmt == "jsonl":
+        return read_jsonl
+    if fmt == "parquet":
+        return read_parquet
+    return lambda path, _fields: read_warc(path)

@@ -1,0 +1,77 @@
+"""`curate run`: plan, execute the pending shards on an executor, then write and check the manifest.
+
+Re-running the same command after a crash redoes only shards without a completion record, so the output
+equals one uninterrupted run. A different config in the same output directory is refused, because mixing
+two configs' shards would make a corpus no single config describes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from curate.config import ConfigError, PipelineConfig
+from curate.executors.local import run_local
+from curate.manifest import build_manifest, write_manifest
+from curate.plan import RunPlan, build_plan
+from curate.progress import RunProgress
+from curate.shard_runner import ShardReport, load_completion, pending_tasks
+from curate.writer import TMP_SUFFIX, write_atomic
+
+Executor = Literal["local", "ray"]
+RUN_RECORD = "_state/run.json"
+
+
+def run_pipeline(config: PipelineConfig, executor: Executor = "local", workers: int = 1,
+                 ray_address: str | None = None, progress: bool = True) -> dict[str, Any]:
+    started = time.perf_counter()
+    plan = build_plan(config)
+    claim_output(plan)
+    remove_temp_files(plan.out)
+    todo = pending_tasks(plan)
+    with RunProgress(len(todo)) as bar:
+        on_done = (lambda report: bar.advance(report.read)) if progress else (lambda report: None)
+        if executor == "ray":
+            from curate.executors.ray_executor import run_ray
+
+            run_ray(plan, todo, workers, ray_address, on_done)
+        else:
+            run_local(plan, todo, workers, on_done)
+    reports = collect_reports(plan)
+    manifest = build_manifest(plan, reports, time.perf_counter() - started, executor)
+    write_manifest(plan.out, manifest)
+    return manifest
+
+
+def claim_output(plan: RunPlan) -> None:
+    record = plan.out / RUN_RECORD
+    config_hash = plan.config.config_hash()
+    if record.exists():
+        previous = json.loads(record.read_text(encoding="utf-8")).get("config_hash")
+        if previous != config_hash:
+            raise ConfigError(
+                f"{plan.out} holds a run of a different config ({previous[:12]}); "
+                "use another --out, or delete that directory to start over"
+            )
+        return
+    if plan.out.exists() and any(plan.out.iterdir()):
+        raise ConfigError(f"{plan.out} exists and is not a curate output; choose an empty or new --out")
+    write_atomic(record, json.dumps({"config_hash": config_hash}))
+
+
+def remove_temp_files(out: Path) -> None:
+    """Temporary parts from a killed attempt are garbage: their shards have no completion record."""
+    for path in out.rglob(f"*{TMP_SUFFIX}"):
+        path.unlink()
+
+
+def collect_reports(plan: RunPlan) -> list[ShardReport]:
+    reports = []
+    for task in plan.tasks:
+        report = load_completion(plan.out, task.key)
+        if report is None:
+            raise RuntimeError(f"shard {task.source.source} finished without a completion record")
+        reports.append(report)
+    return reports

@@ -1,0 +1,178 @@
+"""Process one shard end to end: read, run the stage chain, write parts, record completion.
+
+This is the unit both executors schedule. It owns the per-shard accounting: every record read leaves as
+a kept row or a reject row, and the completion record says how many of each and where they went.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.plan import RunPlan, ShardTask
+from curate.readers.batches import read_batches
+from curate.schema import READ_STAGE
+from curate.stages.base import Stage
+from curate.writer import RowGroupLimits, ShardWriter, remove_shard_outputs, write_atomic
+
+STATE_DIR = "_state/shards"
+
+
+@dataclass
+class StageCounts:
+    docs_in: int = 0
+    docs_out: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    stats: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class ShardReport:
+    key: str
+    source: str
+    path: str
+    size: int
+    sha256: str
+    read: int = 0
+    kept: int = 0
+    rejected: int = 0
+    text_bytes: int = 0
+    seconds: float = 0.0
+    stages: dict[str, StageCounts] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        data = {**vars(self), "stages": {name: _counts_dict(c) for name, c in self.stages.items()}}
+        return json.dumps(data, sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardReport:
+        data = json.loads(text)
+        data["stages"] = {
+            name: StageCounts(c["docs_in"], c["docs_out"], Counter(c["dropped"]), Counter(c["stats"]))
+            for name, c in data["stages"].items()
+        }
+        return cls(**data)
+
+
+def _counts_dict(counts: StageCounts) -> dict:
+    """Plain dicts: dataclasses.asdict would rebuild a Counter from (key, value) pairs and count the pairs."""
+    return {"docs_in": counts.docs_in, "docs_out": counts.docs_out, "dropped": dict(counts.dropped),
+            "stats": dict(counts.stats)}
+
+
+def completion_path(out: Path, key: str) -> Path:
+    return out / STATE_DIR / f"{key}.json"
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class ShardProcessor:
+    """Built once per worker (stages set up once), then fed shard after shard."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.stages: list[Stage] = [spec.build() for spec in plan.config.stages]
+        for stage in self.stages:
+            stage.setup()
+
+    def process(self, task: ShardTask) -> ShardReport:
+        started = time.perf_counter()
+        out = self.plan.out
+        remove_shard_outputs(out, task.key)
+        report = ShardReport(task.key, task.source.source, str(task.source.path), task.size,
+                             file_sha256(task.source.path))
+        report.stages = {name: StageCounts() for name in [READ_STAGE] + [s.name for s in self.stages]}
+        config = self.plan.config
+        writer = ShardWriter(out, task.key, self.plan.corpus_schema, self.plan.reject_schema,
+                             RowGroupLimits(config.row_group_rows, config.row_group_mb << 20))
+        try:
+            for batch in read_batches(task.source, config.batch_docs, config.batch_mb << 20):
+                self._count_read(report, batch.docs, batch.rejects)
+                writer.write_rejects(batch.rejects)
+                kept = self._run_stages(batch.docs, report, writer)
+                writer.write_kept(kept)
+                report.kept += kept.num_rows
+            report.files = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        report.seconds = round(time.perf_counter() - started, 4)
+        check_shard_balance(report)
+        write_atomic(completion_path(out, task.key), report.to_json())
+        return report
+
+    def _count_read(self, report: ShardReport, docs: pa.Table, rejects: pa.Table) -> None:
+        counts = report.stages[READ_STAGE]
+        counts.docs_in += docs.num_rows + rejects.num_rows
+        counts.docs_out += docs.num_rows
+        counts.dropped.update(rejects.column("reject_reason").to_pylist())
+        report.read += docs.num_rows + rejects.num_rows
+        report.rejected += rejects.num_rows
+        report.text_bytes += pc.sum(pc.binary_length(docs.column("text"))).as_py() or 0
+
+    def _run_stages(self, table: pa.Table, report: ShardReport, writer: ShardWriter) -> pa.Table:
+        for stage in self.stages:
+            if table.num_rows == 0:
+                break
+            counts = report.stages[stage.name]
+            counts.docs_in += table.num_rows
+            result = stage.process(table)
+            if result.table.num_rows != table.num_rows:
+                raise RuntimeError(f"stage {stage.name!r} returned {result.table.num_rows} rows for "
+                                   f"{table.num_rows}; a stage must drop rows via drop_reason, not remove them")
+            counts.stats.update(result.stats)
+            table = result.table
+            if result.drop_reason is not None:
+                table = self._split_rejects(stage.name, table, result.drop_reason, counts, report, writer)
+            counts.docs_out += table.num_rows
+        return table
+
+    def _split_rejects(self, stage: str, table: pa.Table, reasons: pa.Array, counts: StageCounts,
+                       report: ShardReport, writer: ShardWriter) -> pa.Table:
+        dropped = pc.is_valid(reasons)
+        if not pc.any(dropped).as_py():
+            return table
+        rejects = table.filter(dropped)
+        reject_reasons = reasons.filter(dropped)
+        counts.dropped.update(reject_reasons.to_pylist())
+        rejects = rejects.append_column("reject_reason", reject_reasons)
+        rejects = rejects.append_column("reject_stage", pa.array([stage] * rejects.num_rows, pa.string()))
+        writer.write_rejects(rejects)
+        report.rejected += rejects.num_rows
+        return table.filter(pc.invert(dropped))
+
+
+def check_shard_balance(report: ShardReport) -> None:
+    if report.read != report.kept + report.rejected:
+        raise RuntimeError(
+            f"accounting error in {report.source}: read {report.read} != kept {report.kept} + "
+            f"rejected {report.rejected}"
+        )
+
+
+def load_completion(out: Path, key: str) -> ShardReport | None:
+    path = completion_path(out, key)
+    if not path.exists():
+        return None
+    return ShardReport.from_json(path.read_text(encoding="utf-8"))
+
+
+def pending_tasks(plan: RunPlan) -> list[ShardTask]:
+    """Shards with no completion record, a changed input size, or a recorded output file gone missing."""
+    return [task for task in plan.tasks if not _is_done(plan.out, task)]
+
+
+def _is_done(out: Path, task: ShardTask) -> bool:
+    done = load_completion(out, task.key)
+    return done is not None and done.size == task.size and all((out / f).exists() for f in done.files)
