@@ -11,8 +11,12 @@ import typer
 
 from curate.config import ConfigError, load_config
 
-app = typer.Typer(help="curate: raw web shards in, curated Parquet corpus and scored mixtures out.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="curate: raw web shards in, curated Parquet corpus and scored mixtures out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 bench_app = typer.Typer(help="Benchmarks that print JSON figures (see BENCHMARKS.md).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -27,8 +31,12 @@ def run(
     config: Annotated[Path, typer.Argument(help="pipeline YAML (inputs, stages, output)")],
     executor: Annotated[str, typer.Option(help="local (embedded default) or ray")] = "local",
     workers: Annotated[int, typer.Option(min=1, help="worker processes (local) or actors (ray)")] = 1,
-    ray_address: Annotated[str | None, typer.Option(help="join this Ray cluster instead of starting one")] = None,
-    out: Annotated[str | None, typer.Option(help="output directory (overrides `output:` in the config)")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster instead of starting one")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="output directory (overrides `output:` in the config)")
+    ] = None,
 ) -> None:
     """Curate the config's input shards into OUT/corpus, OUT/rejects and OUT/manifest.json (resumable)."""
     from curate.run import run_pipeline

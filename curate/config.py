@@ -96,7 +96,7 @@ def _stage_entry(entry: Any) -> dict[str, Any]:
         entry = {entry: {}}
     if not isinstance(entry, dict) or len(entry) != 1:
         raise ValueError("each stage is a one-key mapping `- stage_name: {params}`")
-    (name, params), = entry.items()
+    ((name, params),) = entry.items()
     if name not in stage_names():
         raise ValueError(f"unknown stage {name!r}; known stages: {', '.join(stage_names())}")
     stage = get_stage(name)
@@ -145,9 +145,7 @@ def _one_line(error: Exception) -> str:
 
 def resolve_paths(config: PipelineConfig, base: Path, out: str | None) -> PipelineConfig:
     """Make input globs absolute (relative to the config file) and fix the output directory."""
-    inputs = [
-        spec.model_copy(update={"path": str(_absolute(spec.path, base))}) for spec in config.inputs
-    ]
+    inputs = [spec.model_copy(update={"path": str(_absolute(spec.path, base))}) for spec in config.inputs]
     output = out or config.output
     if output is None:
         raise ConfigError("no output directory: set `output:` in the config or pass --out DIR")

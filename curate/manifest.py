@@ -31,8 +31,13 @@ class AccountingError(RuntimeError):
 def code_version() -> str:
     repo = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return f"{curate.__version__}+{commit}"
@@ -70,8 +75,9 @@ def rows_on_disk(out: Path, files: list[str]) -> tuple[int, int, dict[str, int]]
     return kept, rejected, dict(sorted(by_domain.items()))
 
 
-def build_manifest(plan: RunPlan, reports: list[ShardReport], wall_seconds: float, executor: str,
-                   duplicates: int = 0) -> dict[str, Any]:
+def build_manifest(
+    plan: RunPlan, reports: list[ShardReport], wall_seconds: float, executor: str, duplicates: int = 0
+) -> dict[str, Any]:
     files = sorted(f for report in reports for f in report.files)
     totals = {
         "read": sum(r.read for r in reports),
@@ -89,8 +95,15 @@ def build_manifest(plan: RunPlan, reports: list[ShardReport], wall_seconds: floa
         "config": json.loads(plan.config.canonical_json()),
         "config_hash": plan.config.config_hash(),
         "inputs": [
-            {"source": r.source, "path": r.path, "size": r.size, "sha256": r.sha256, "read": r.read,
-             "kept": r.kept, "rejected": r.rejected}
+            {
+                "source": r.source,
+                "path": r.path,
+                "size": r.size,
+                "sha256": r.sha256,
+                "read": r.read,
+                "kept": r.kept,
+                "rejected": r.rejected,
+            }
             for r in reports
         ],
         "stages": stage_totals(reports, [READ_STAGE] + [spec.name for spec in plan.config.stages]),

@@ -77,7 +77,9 @@ def _check_unique_input_names(config: PipelineConfig) -> None:
     names = [spec.input_name(i) for i, spec in enumerate(config.inputs)]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ConfigError(f"inputs: name(s) {', '.join(repeated)} used twice; give each input its own `name:`")
+        raise ConfigError(
+            f"inputs: name(s) {', '.join(repeated)} used twice; give each input its own `name:`"
+        )
 
 
 def _check_unique_sources(tasks: list[ShardTask]) -> None:

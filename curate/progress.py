@@ -17,8 +17,13 @@ class RunProgress:
         self.docs = 0
         self.started = time.perf_counter()
         self.progress = Progress(
-            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(), console=self.console, disable=not self.enabled,
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self.enabled,
         )
         self.task = self.progress.add_task(label, total=total_shards, rate="")
 
@@ -26,11 +31,14 @@ class RunProgress:
         self.progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.progress.stop()
 
     def advance(self, docs: int) -> None:
         self.docs += docs
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.progress.update(self.task, advance=1, rate=f"{self.docs:,} docs, {self.docs / elapsed:,.0f} docs/s")
+        self.progress.update(
+            self.task, advance=1, rate=f"{self.docs:,} docs, {self.docs / elapsed:,.0f} docs/s"
+        )

@@ -24,8 +24,13 @@ Executor = Literal["local", "ray"]
 RUN_RECORD = "_state/run.json"
 
 
-def run_pipeline(config: PipelineConfig, executor: Executor = "local", workers: int = 1,
-                 ray_address: str | None = None, progress: bool = True) -> dict[str, Any]:
+def run_pipeline(
+    config: PipelineConfig,
+    executor: Executor = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     started = time.perf_counter()
     plan = build_plan(config)
     claim_output(plan)

@@ -64,8 +64,12 @@ class ShardReport:
 
 def _counts_dict(counts: StageCounts) -> dict:
     """Plain dicts: dataclasses.asdict would rebuild a Counter from (key, value) pairs and count the pairs."""
-    return {"docs_in": counts.docs_in, "docs_out": counts.docs_out, "dropped": dict(counts.dropped),
-            "stats": dict(counts.stats)}
+    return {
+        "docs_in": counts.docs_in,
+        "docs_out": counts.docs_out,
+        "dropped": dict(counts.dropped),
+        "stats": dict(counts.stats),
+    }
 
 
 def completion_path(out: Path, key: str) -> Path:
@@ -90,12 +94,18 @@ class ShardProcessor:
         started = time.perf_counter()
         out = self.plan.out
         remove_shard_outputs(out, task.key)
-        report = ShardReport(task.key, task.source.source, str(task.source.path), task.size,
-                             file_sha256(task.source.path))
+        report = ShardReport(
+            task.key, task.source.source, str(task.source.path), task.size, file_sha256(task.source.path)
+        )
         report.stages = {name: StageCounts() for name in [READ_STAGE] + [s.name for s in self.stages]}
         config = self.plan.config
-        writer = ShardWriter(out, task.key, self.plan.corpus_schema, self.plan.reject_schema,
-                             RowGroupLimits(config.row_group_rows, config.row_group_mb << 20))
+        writer = ShardWriter(
+            out,
+            task.key,
+            self.plan.corpus_schema,
+            self.plan.reject_schema,
+            RowGroupLimits(config.row_group_rows, config.row_group_mb << 20),
+        )
         try:
             for batch in read_batches(task.source, config.batch_docs, config.batch_mb << 20):
                 self._count_read(report, batch.docs, batch.rejects)
@@ -129,8 +139,10 @@ class ShardProcessor:
             counts.docs_in += table.num_rows
             result = stage.process(table)
             if result.table.num_rows != table.num_rows:
-                raise RuntimeError(f"stage {stage.name!r} returned {result.table.num_rows} rows for "
-                                   f"{table.num_rows}; a stage must drop rows via drop_reason, not remove them")
+                raise RuntimeError(
+                    f"stage {stage.name!r} returned {result.table.num_rows} rows for "
+                    f"{table.num_rows}; a stage must drop rows via drop_reason, not remove them"
+                )
             counts.stats.update(result.stats)
             table = result.table
             if result.drop_reason is not None:
@@ -138,8 +150,15 @@ class ShardProcessor:
             counts.docs_out += table.num_rows
         return table
 
-    def _split_rejects(self, stage: str, table: pa.Table, reasons: pa.Array, counts: StageCounts,
-                       report: ShardReport, writer: ShardWriter) -> pa.Table:
+    def _split_rejects(
+        self,
+        stage: str,
+        table: pa.Table,
+        reasons: pa.Array,
+        counts: StageCounts,
+        report: ShardReport,
+        writer: ShardWriter,
+    ) -> pa.Table:
         dropped = pc.is_valid(reasons)
         if not pc.any(dropped).as_py():
             return table

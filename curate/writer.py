@@ -72,8 +72,9 @@ def temp_path(path: Path) -> Path:
 class ShardWriter:
     """Writes one shard's kept documents (partitioned by domain) and its rejects."""
 
-    def __init__(self, out: Path, key: str, corpus_schema: pa.Schema, reject_schema: pa.Schema,
-                 limits: RowGroupLimits) -> None:
+    def __init__(
+        self, out: Path, key: str, corpus_schema: pa.Schema, reject_schema: pa.Schema, limits: RowGroupLimits
+    ) -> None:
         self.out = out
         self.key = key
         self.corpus_schema = corpus_schema

@@ -26,8 +26,9 @@ def _process_in_worker(task: ShardTask) -> ShardReport:
     return _worker.process(task)
 
 
-def run_local(plan: RunPlan, tasks: list[ShardTask], workers: int,
-              on_done: Callable[[ShardReport], None]) -> None:
+def run_local(
+    plan: RunPlan, tasks: list[ShardTask], workers: int, on_done: Callable[[ShardReport], None]
+) -> None:
     for report in _reports(plan, tasks, workers):
         on_done(report)
 
@@ -39,8 +40,7 @@ def _reports(plan: RunPlan, tasks: list[ShardTask], workers: int) -> Iterator[Sh
             yield processor.process(task)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch or Ray threads exist
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(plan,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(plan,)) as pool:
         yield from _bounded_submit(pool, tasks, window=workers * 2)
 
 

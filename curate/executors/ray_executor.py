@@ -26,8 +26,13 @@ class _ShardActor:
         return {"report": reports}
 
 
-def run_ray(plan: RunPlan, tasks: list[ShardTask], workers: int, address: str | None,
-            on_done: Callable[[ShardReport], None]) -> None:
+def run_ray(
+    plan: RunPlan,
+    tasks: list[ShardTask],
+    workers: int,
+    address: str | None,
+    on_done: Callable[[ShardReport], None],
+) -> None:
     import ray
 
     started_here = not ray.is_initialized()
@@ -49,8 +54,9 @@ def _init_ray(ray, workers: int, address: str | None) -> None:  # noqa: ANN001 -
         ray.init(num_cpus=max(workers, 1), **kwargs)
 
 
-def _run_dataset(plan: RunPlan, tasks: list[ShardTask], workers: int,
-                 on_done: Callable[[ShardReport], None]) -> None:
+def _run_dataset(
+    plan: RunPlan, tasks: list[ShardTask], workers: int, on_done: Callable[[ShardReport], None]
+) -> None:
     import ray.data
 
     if not tasks:

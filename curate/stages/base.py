@@ -64,8 +64,5 @@ def set_columns(table: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
     """Add or replace columns by name, so a stage can be re-run on its own output."""
     for name, values in columns.items():
         index = table.schema.get_field_index(name)
-        if index >= 0:
-            table = table.set_column(index, name, values)
-        else:
-            table = table.append_column(name, values)
+        table = table.set_column(index, name, values) if index >= 0 else table.append_column(name, values)
     return table

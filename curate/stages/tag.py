@@ -98,8 +98,9 @@ class Tag(Stage):
     def process(self, batch: pa.Table) -> StageResult:
         text = batch.column("text")
         site, tld = self._sites(batch.column("url"))
-        domain = assign_domains(self.params.domain, batch.column("source"), site, batch.column("url"),
-                                batch.column("domain"))
+        domain = assign_domains(
+            self.params.domain, batch.column("source"), site, batch.column("url"), batch.column("domain")
+        )
         columns = {
             "site": site,
             "tld": tld,
