@@ -24,6 +24,7 @@ from pydantic import (
 
 from curate.readers.fields import FieldMap
 from curate.readers.formats import FORMATS, Format, infer_format
+from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams
 from curate.stages.registry import get_stage, stage_names
 
@@ -38,7 +39,7 @@ class InputSpec(BaseModel):
     path: str
     format: Format | None = None
     name: str | None = Field(default=None, description="name used in `source` and domain rules")
-    domain: str | None = Field(default=None, description="default mixing domain for this input")
+    domain: DomainName | None = Field(default=None, description="default mixing domain for this input")
     fields: FieldMap = FieldMap()
 
     def input_name(self, index: int) -> str:
@@ -74,7 +75,7 @@ class PipelineConfig(BaseModel):
     def _parse_stages(cls, value: Any) -> list[dict[str, Any]]:
         if not isinstance(value, list):
             raise ValueError("expected a list of `- stage_name: {params}` entries")
-        return [_stage_entry(entry) for entry in value]
+        return [_stage_entry(entry, index) for index, entry in enumerate(value)]
 
     @model_validator(mode="after")
     def _known_stage_names_only_once(self) -> PipelineConfig:
@@ -91,7 +92,7 @@ class PipelineConfig(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-def _stage_entry(entry: Any) -> dict[str, Any]:
+def _stage_entry(entry: Any, index: int) -> dict[str, Any]:
     if isinstance(entry, str):
         entry = {entry: {}}
     if not isinstance(entry, dict) or len(entry) != 1:
@@ -103,7 +104,7 @@ def _stage_entry(entry: Any) -> dict[str, Any]:
     try:
         validated = stage.Params.model_validate(params or {})
     except ValidationError as error:
-        raise ValueError(_describe(error, prefix=name)) from None
+        raise ValueError(_describe(error, prefix=f"stages.{index}.{name}")) from None
     return {"name": name, "params": validated}
 
 
@@ -136,6 +137,8 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
     if item["type"] == "missing":
         return f"{loc}: required key is missing"
     message = item["msg"].removeprefix("Value error, ")
+    if message.startswith(loc + "."):  # a nested model already named the full path
+        return message
     return f"{loc}: {message}" + ("" if item["type"] == "value_error" else f" (got {item.get('input')!r})")
 
 

@@ -7,8 +7,11 @@ the local and Ray executors, the mixers and the trainer agree on a corpus withou
 from __future__ import annotations
 
 import hashlib
+import re
+from typing import Annotated
 
 import pyarrow as pa
+from pydantic import AfterValidator
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -59,3 +62,16 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def with_reject_columns(schema: pa.Schema) -> pa.Schema:
     return pa.schema(list(schema) + REJECT_FIELDS)
+
+
+DOMAIN_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+def check_domain_name(name: str) -> str:
+    """Domain names become directory names (`domain=<d>`), so only safe characters are allowed."""
+    if not re.match(DOMAIN_NAME, name) or ".." in name:
+        raise ValueError(f"domain {name!r} must be lower-case letters, digits, '_', '-' or '.'")
+    return name
+
+
+DomainName = Annotated[str, AfterValidator(check_domain_name)]

@@ -19,7 +19,7 @@ from curate.readers.compression import open_binary
 from curate.readers.records import BadRecord, RawDoc
 from curate.schema import UNREADABLE
 
-DOCUMENT_RECORDS = WarcRecordType.response | WarcRecordType.resource | WarcRecordType.conversion
+DOCUMENT_RECORDS = WarcRecordType.response | WarcRecordType.conversion
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 RAW_KEEP_LIMIT = 1 << 20
 

@@ -10,25 +10,15 @@ from __future__ import annotations
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Annotated
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import tldextract
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams, StageResult, set_columns
 from curate.stages.registry import register
-
-DOMAIN_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-
-
-def check_domain_name(name: str) -> str:
-    """Domain names become directory names (`domain=<d>`), so only safe characters are allowed."""
-    if not re.match(DOMAIN_NAME, name):
-        raise ValueError(f"domain {name!r} must be lower-case letters, digits, '_', '-' or '.'")
-    return name
-
 
 def check_re2(pattern: str) -> str:
     """Rules run on Arrow's RE2 engine: reject patterns RE2 cannot compile (e.g. look-arounds) up front."""
@@ -37,9 +27,6 @@ def check_re2(pattern: str) -> str:
     except pa.ArrowInvalid as error:
         raise ValueError(f"regex {pattern!r} is not valid RE2 syntax ({error})") from None
     return pattern
-
-
-DomainName = Annotated[str, AfterValidator(check_domain_name)]
 
 
 class DomainRule(StageParams):

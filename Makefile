@@ -1,0 +1,27 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first and are idempotent.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+APT_PACKAGES := python3-venv
+
+.PHONY: demo test lint setup
+
+demo: $(STAMP)
+	$(VENV)/bin/curate demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES); }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(PY) -c 'import curate, torch, ray, pyarrow' || { echo "setup failed: see pip output above"; exit 1; }
+	@touch $(STAMP)

@@ -1,0 +1,423 @@
+"""Word n-gram shingles of normalised text, hashed to 32 bits with no Python per word or per shingle.
+
+Near-duplicate detection compares *sets of word 5-grams* (FineWeb / DataTrove recipe). Building those
+sets in Python (regex, ``" ".join`` per shingle, a hash call per shingle) costs more than the MinHash
+itself, so this module works on the raw UTF-8 bytes of a whole batch of documents at once:
+
+1. **Normalise** (the definition lives in :func:`normalize_words`, the slow executable reference):
+   each character is lowercased with its simple (one-to-one) Unicode mapping, and a *word* is a
+   maximal run of letters, digits and combining marks (Unicode categories ``L*``, ``N*``, ``M*``).
+   Everything else -- whitespace, punctuation, symbols, control and format characters -- separates
+   words, which is "lowercase, punctuation to spaces, split on whitespace" as DataTrove's
+   ``simplify_text`` does it, with Unicode categories instead of a fixed punctuation list.
+   Two documented approximations keep the byte buffer's length fixed: the 24 characters whose lowercase
+   has a different UTF-8 length (U+212A KELVIN SIGN, U+1E9E, U+023A, ...) stay as they are, and
+   categories come from the running Python's ``unicodedata`` (only characters newly assigned by a later
+   Unicode version can change class between Python versions).
+2. **Word hashes** (64 bit): the word's UTF-8 bytes are read as little-endian 8-byte chunks, each folded
+   in with the MurmurHash3 64-bit finaliser, starting from the length and a seed. Vectorised as
+   unaligned 8-byte gathers from the batch buffer, one round per 8 bytes of the longest word.
+3. **Shingle hashes** (32 bit): ``fmix64(sum_k R_k * word_hash[j + k] + m * K ^ seed) >> 32`` over the
+   ``m`` words of each window (``m = ngram``, or all words of a document shorter than ``ngram``, which
+   then has exactly one shingle). Computed as ``ngram`` shifted multiply-adds over the whole batch.
+
+Why 32-bit shingle hashes: the MinHash permutations (see :mod:`curate.dedup.minhash`) are datasketch's
+``affine32`` scheme, which permutes 32-bit values, and 32 bits are enough: two documents of 10,000
+shingles share a spurious collision with probability ~2e-2 per pair, moving the Jaccard estimate by
+1e-4, far below MinHash's own sampling error (~0.05 at 112 permutations).
+
+Nothing depends on ``PYTHONHASHSEED``, the batch composition or the machine: every document's
+shingles are a function of its text, ``ngram`` and ``seed`` only.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+TextBatch = Sequence[str | None] | pa.Array | pa.ChunkedArray
+
+_M64 = (1 << 64) - 1
+_FMIX_C1 = 0xFF51AFD7ED558CCD
+_FMIX_C2 = 0xC4CEB9FE1A85EC53
+_LEN_MULT = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads word lengths over the 64-bit state
+_WIDTH_MULT = 0xD6E8FEB86659FD93  # separates an m-word shingle of a short document from ngram-word ones
+_VECTOR_ROUNDS = 16  # words longer than 16 * 8 bytes (rare: URLs, base64) are hashed one by one
+_BATCH_BYTES = 4 << 20  # per-byte work arrays of a sub-batch stay in the last-level cache
+
+_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [_M64], dtype=np.uint64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Scalar reference: the definition, used by tests and for the rare very long word.
+# --------------------------------------------------------------------------------------------------
+
+
+def _fmix64_int(h: int) -> int:
+    """MurmurHash3's 64-bit finaliser on a Python int: a bijection that avalanches every input bit."""
+    h ^= h >> 33
+    h = (h * _FMIX_C1) & _M64
+    h ^= h >> 33
+    h = (h * _FMIX_C2) & _M64
+    return h ^ (h >> 33)
+
+
+def _splitmix64_stream(seed: int, count: int) -> list[int]:
+    """``count`` well-mixed 64-bit constants from ``seed``, independent of NumPy's RNG stream policy."""
+    state = seed & _M64
+    out = []
+    for _ in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & _M64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        out.append(z ^ (z >> 31))
+    return out
+
+
+@dataclass(frozen=True)
+class _HashKeys:
+    """Seeded constants of the word and shingle hashes (derived once per seed and ngram)."""
+
+    word_seed: int
+    shingle_seed: int
+    ngram_mults: tuple[int, ...]  # odd, so each word position is a bijection of the word hash
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_keys(seed: int, ngram: int) -> _HashKeys:
+    stream = _splitmix64_stream(seed ^ 0x5EED_C0DE_D00D_F00D, 2 + ngram)
+    return _HashKeys(stream[0], stream[1], tuple(x | 1 for x in stream[2:]))
+
+
+def _lower_char(ch: str) -> str:
+    """Simple lowercase mapping, kept only when it keeps the character's UTF-8 length (see module doc)."""
+    low = ch.lower()
+    if len(low) == 1 and len(low.encode("utf-8", "surrogatepass")) == len(ch.encode("utf-8", "surrogatepass")):
+        return low
+    return ch
+
+
+def _is_word_char(ch: str) -> bool:
+    """Letters, digits and combining marks make words; everything else separates them."""
+    return unicodedata.category(ch)[0] in "LNM"
+
+
+def normalize_words(text: str) -> list[str]:
+    """The words of ``text`` after normalisation: the executable definition of the shingler's input.
+
+    Slow (Python per character); :func:`shingle_hashes` computes the same thing vectorised.
+    """
+    words: list[str] = []
+    current: list[str] = []
+    for ch in text:
+        if _is_word_char(ch):
+            current.append(_lower_char(ch))
+        elif current:
+            words.append("".join(current))
+            current = []
+    if current:
+        words.append("".join(current))
+    return words
+
+
+def word_hash(word: str | bytes, seed: int = 0) -> int:
+    """64-bit hash of one normalised word (its UTF-8 bytes): the scalar definition of the vectorised one."""
+    data = word.encode("utf-8") if isinstance(word, str) else bytes(word)
+    return _word_hash_bytes(data, _hash_keys(seed, 1).word_seed)
+
+
+def _word_hash_bytes(data: bytes, word_seed: int) -> int:
+    h = ((len(data) * _LEN_MULT) & _M64) ^ word_seed
+    for start in range(0, max(len(data), 1), 8):
+        chunk = int.from_bytes(data[start : start + 8], "little")
+        h = _fmix64_int(h ^ chunk)
+    return h
+
+
+def reference_shingle_hashes(text: str, ngram: int = 5, seed: int = 0) -> list[int]:
+    """The 32-bit shingle hashes of one document, in order, computed the slow and obvious way.
+
+    Exists so tests can check the vectorised :func:`shingle_hashes` against a definition that fits on
+    a screen. A document with no words has no shingles; one with fewer than ``ngram`` words has one.
+    """
+    keys = _hash_keys(seed, ngram)
+    hashes = [_word_hash_bytes(w.encode("utf-8"), keys.word_seed) for w in normalize_words(text)]
+    if not hashes:
+        return []
+    width = min(ngram, len(hashes))
+    out = []
+    for j in range(len(hashes) - width + 1):
+        acc = sum(r * h for r, h in zip(keys.ngram_mults, hashes[j : j + width], strict=False))
+        acc = (acc + width * _WIDTH_MULT) & _M64
+        out.append(_fmix64_int(acc ^ keys.shingle_seed) >> 32)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Vectorised implementation.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShingleBatch:
+    """Shingle hashes of a batch of documents: document ``i`` owns ``hashes[offsets[i]:offsets[i+1]]``.
+
+    Kept flat (CSR-style) because that is what the MinHash kernel reduces over; duplicates within a
+    document are kept (they cannot change a minimum), so a document's set is ``set(doc(i))``.
+    """
+
+    hashes: np.ndarray  # uint32
+    offsets: np.ndarray  # int64, n_docs + 1
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.hashes[self.offsets[i] : self.offsets[i + 1]]
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3 64-bit finaliser, in place on a uint64 array (wrapping multiply is the mod 2^64)."""
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(_FMIX_C1)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(_FMIX_C2)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@functools.lru_cache(maxsize=1)
+def _bmp_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Word-character flag and lowercase code point for every BMP code point (built once, ~60 ms)."""
+    chars = [chr(c) for c in range(0x10000)]
+    is_word = np.fromiter((_is_word_char(ch) for ch in chars), dtype=bool, count=0x10000)
+    lower = np.fromiter((ord(_lower_char(ch)) for ch in chars), dtype=np.uint32, count=0x10000)
+    return is_word, lower
+
+
+def _classify_code_points(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(is_word, lowercase) for decoded code points: table lookups, Python only per distinct astral one."""
+    table_word, table_lower = _bmp_tables()
+    bmp = cp < 0x10000
+    clipped = np.where(bmp, cp, 0)
+    is_word = table_word[clipped]
+    lower = table_lower[clipped]
+    if not bmp.all():
+        astral = np.flatnonzero(~bmp)
+        uniq, inverse = np.unique(cp[astral], return_inverse=True)
+        chars = [chr(int(c)) for c in uniq]
+        is_word[astral] = np.array([_is_word_char(ch) for ch in chars], dtype=bool)[inverse]
+        lower[astral] = np.array([ord(_lower_char(ch)) for ch in chars], dtype=np.uint32)[inverse]
+    return is_word, lower
+
+
+def _decode_leads(buf: np.ndarray, leads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Code point and byte length of the multi-byte UTF-8 sequences starting at ``leads``."""
+    b0 = buf[leads].astype(np.uint32)
+    nbytes = 2 + (b0 >= 0xE0).astype(np.int64) + (b0 >= 0xF0)
+    b1 = buf[leads + 1].astype(np.uint32) & 0x3F
+    b2 = buf[leads + 2].astype(np.uint32) & 0x3F
+    b3 = buf[leads + 3].astype(np.uint32) & 0x3F
+    cp2 = ((b0 & 0x1F) << 6) | b1
+    cp3 = ((b0 & 0x0F) << 12) | (b1 << 6) | b2
+    cp4 = ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3
+    cp = np.where(nbytes == 2, cp2, np.where(nbytes == 3, cp3, cp4))
+    return cp, nbytes
+
+
+def _encode_same_length(buf: np.ndarray, leads: np.ndarray, nbytes: np.ndarray, cp: np.ndarray) -> None:
+    """Overwrite the UTF-8 sequences at ``leads`` with code points ``cp`` of the same byte length."""
+    for n, prefix in ((2, 0xC0), (3, 0xE0), (4, 0xF0)):
+        sel = nbytes == n
+        if not sel.any():
+            continue
+        pos, c = leads[sel], cp[sel]
+        buf[pos] = (prefix | (c >> (6 * (n - 1)))).astype(np.uint8)
+        for k in range(1, n):
+            buf[pos + k] = (0x80 | ((c >> (6 * (n - 1 - k))) & 0x3F)).astype(np.uint8)
+
+
+def _normalise_bytes(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowercased copy of the UTF-8 bytes (padded with 8 zero bytes) and a word-byte mask (padded by 1
+    on each side so word edges are plain transitions).
+
+    ASCII is handled with whole-buffer arithmetic; only the (rare) multi-byte characters are decoded.
+    """
+    n = data.size
+    buf = np.zeros(n + 8, dtype=np.uint8)
+    low = buf[:n]
+    upper = (data - np.uint8(65)) < 26
+    np.add(data, upper.view(np.uint8) << np.uint8(5), out=low)
+    mask = np.zeros(n + 2, dtype=bool)
+    word = mask[1 : n + 1]
+    np.less(low - np.uint8(97), 26, out=word)
+    word |= (low - np.uint8(48)) < 10
+    word |= low >= 0x80
+    leads = np.flatnonzero(data >= 0xC0)
+    if leads.size:
+        cp, nbytes = _decode_leads(buf, leads)
+        is_word, lower = _classify_code_points(cp)
+        sep = ~is_word
+        for k in range(4):
+            word[leads[sep & (nbytes > k)] + k] = False
+        changed = lower != cp
+        if changed.any():
+            _encode_same_length(buf, leads[changed], nbytes[changed], lower[changed])
+    return buf, mask
+
+
+def _word_spans(mask: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Byte start/end of every word, split at document boundaries, and each document's word range."""
+    edges = np.flatnonzero(mask[1:] != mask[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    inner = offsets[1:-1]
+    inner = inner[(inner > 0) & (inner < mask.size - 2)]
+    cross = inner[mask[inner] & mask[inner + 1]]  # word bytes on both sides of a document boundary
+    if cross.size:
+        cross = np.unique(cross)
+        starts = np.insert(starts, np.searchsorted(starts, cross), cross)
+        ends = np.insert(ends, np.searchsorted(ends, cross), cross)
+    return starts, ends, np.searchsorted(starts, offsets)
+
+
+def _word_hashes(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, word_seed: int) -> np.ndarray:
+    """Vectorised :func:`word_hash`: one gather + finaliser per 8 bytes of word, all words at once."""
+    chunks = np.ndarray(shape=(buf.size - 7,), dtype="<u8", buffer=buf, strides=(1,))
+    lengths = ends - starts
+    h = lengths.astype(np.uint64) * np.uint64(_LEN_MULT)
+    h ^= np.uint64(word_seed)
+    h ^= chunks[starts] & _MASKS[np.minimum(lengths, 8)]
+    _fmix64(h)
+    todo = np.flatnonzero(lengths > 8)
+    for r in range(1, _VECTOR_ROUNDS):
+        if not todo.size:
+            return h
+        rest = lengths[todo] - 8 * r
+        part = h[todo] ^ (chunks[starts[todo] + 8 * r] & _MASKS[np.minimum(rest, 8)])
+        h[todo] = _fmix64(part)
+        todo = todo[rest > 8]
+    for i in todo.tolist():  # very long words: finish them from the state after the vector rounds
+        state = int(h[i])
+        for start in range(int(starts[i]) + 8 * _VECTOR_ROUNDS, int(ends[i]), 8):
+            chunk = int.from_bytes(buf[start : min(start + 8, int(ends[i]))].tobytes(), "little")
+            state = _fmix64_int(state ^ chunk)
+        h[i] = state
+    return h
+
+
+def _ngram_hashes(
+    words: np.ndarray, doc_words: np.ndarray, ngram: int, keys: _HashKeys
+) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of every ``ngram``-word window inside each document (one shorter window for a
+    document with fewer words), computed as ``ngram`` shifted multiply-adds over the whole batch."""
+    n_words = np.diff(doc_words)
+    total = words.size
+    padded = np.concatenate([words, np.zeros(ngram - 1, dtype=np.uint64)])
+    acc = padded[:total] * np.uint64(keys.ngram_mults[0])
+    short = np.flatnonzero((n_words > 0) & (n_words < ngram))
+    short_first = doc_words[short]
+    short_acc = np.zeros(short.size, dtype=np.uint64)
+    tmp = np.empty(total, dtype=np.uint64)
+    for k in range(ngram):
+        if k:
+            np.multiply(padded[k : k + total], np.uint64(keys.ngram_mults[k]), out=tmp)
+            acc += tmp
+        done = n_words[short] == k + 1
+        short_acc[done] = acc[short_first[done]]
+    valid = np.ones(total, dtype=bool)
+    for k in range(1, ngram):  # the last ngram-1 windows of a document run into the next one
+        valid[doc_words[1:][n_words >= k] - k] = False
+    acc += np.uint64((ngram * _WIDTH_MULT) & _M64)
+    valid[short_first] = True
+    acc[short_first] = short_acc + n_words[short].astype(np.uint64) * np.uint64(_WIDTH_MULT)
+    shingles = acc[valid]
+    shingles ^= np.uint64(keys.shingle_seed)
+    hashes = (_fmix64(shingles) >> np.uint64(32)).astype(np.uint32)
+    counts = np.where(n_words >= ngram, n_words - ngram + 1, (n_words > 0).astype(np.int64))
+    return hashes, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def _as_text_array(texts: TextBatch) -> pa.Array:
+    """Any supported batch as one Arrow string array with no nulls (a null text is an empty one)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+    if not isinstance(texts, pa.Array):
+        try:
+            texts = pa.array(texts, type=pa.large_string())
+        except (pa.ArrowInvalid, UnicodeEncodeError):  # e.g. lone surrogates: hash what can be encoded
+            texts = pa.array(
+                [None if t is None else t.encode("utf-8", "replace").decode("utf-8") for t in texts],
+                type=pa.large_string(),
+            )
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        texts = texts.cast(pa.large_string())
+    if texts.null_count:
+        texts = texts.fill_null("")
+    return texts
+
+
+def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-copy views of an Arrow string array: its bytes and rebased int64 offsets."""
+    _, offsets_buf, data_buf = texts.buffers()
+    off_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=off_type)[texts.offset : texts.offset + len(texts) + 1]
+    offsets = offsets.astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    data = data[offsets[0] : offsets[-1]]
+    return data, offsets - offsets[0]
+
+
+def _sub_batches(offsets: np.ndarray, target_bytes: int) -> Iterator[tuple[int, int]]:
+    """Document ranges of about ``target_bytes`` each (a bigger document gets a range of its own)."""
+    n_docs = offsets.size - 1
+    start = 0
+    while start < n_docs:
+        stop = int(np.searchsorted(offsets, offsets[start] + target_bytes, side="right")) - 1
+        stop = min(max(stop, start + 1), n_docs)
+        yield start, stop
+        start = stop
+
+
+def _shingle_buffers(data: np.ndarray, offsets: np.ndarray, ngram: int, keys: _HashKeys) -> ShingleBatch:
+    buf, mask = _normalise_bytes(data)
+    starts, ends, doc_words = _word_spans(mask, offsets)
+    words = _word_hashes(buf, starts, ends, keys.word_seed)
+    hashes, doc_shingles = _ngram_hashes(words, doc_words, ngram, keys)
+    return ShingleBatch(hashes, doc_shingles)
+
+
+def iter_shingle_batches(
+    texts: TextBatch, ngram: int = 5, seed: int = 0, batch_bytes: int = _BATCH_BYTES
+) -> Iterator[ShingleBatch]:
+    """Shingle hashes of consecutive sub-batches of about ``batch_bytes`` of text each.
+
+    Sub-batching bounds memory (the work arrays are ~20 bytes per input byte) and keeps them in cache;
+    it cannot change any document's hashes.
+    """
+    if ngram < 1:
+        raise ValueError(f"ngram must be >= 1, got {ngram}")
+    keys = _hash_keys(seed, ngram)
+    data, offsets = _utf8_buffers(_as_text_array(texts))
+    for lo, hi in _sub_batches(offsets, batch_bytes):
+        part = data[offsets[lo] : offsets[hi]]
+        yield _shingle_buffers(part, offsets[lo : hi + 1] - offsets[lo], ngram, keys)
+
+
+def shingle_hashes(texts: TextBatch, ngram: int = 5, seed: int = 0) -> ShingleBatch:
+    """32-bit word ``ngram``-shingle hashes of every document in ``texts`` (list of str, or Arrow).
+
+    ``None`` and empty or word-less texts have no shingles.
+    """
+    parts = list(iter_shingle_batches(texts, ngram, seed))
+    if not parts:
+        return ShingleBatch(np.zeros(0, np.uint32), np.zeros(1, np.int64))
+    hashes = np.concatenate([p.hashes for p in parts])
+    bases = np.cumsum([0] + [p.hashes.size for p in parts[:-1]])
+    offsets = np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + b for p, b in zip(parts, bases, strict=True)])
+    return ShingleBatch(hashes, offsets.astype(np.int64))

@@ -1,0 +1,119 @@
+"""The embedded default main job (`make demo`): real text in, a curated corpus out, in a few minutes.
+
+With ../shared/data present it reads the real web shards (JSONL, C4, WARC, WET) and books as found; on
+any machine it also builds small shards from text that pip-installed packages ship (gensim's Wikipedia
+pages and news, the standard library's source as code), so the demo never depends on a download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+import zstandard
+
+from curate.config import load_config
+from curate.run import RUN_RECORD, run_pipeline
+from curate.textsources import book_passages, news_texts, shared_data_dir, stdlib_sources, wikipedia_pages
+
+DEMO_BOOKS = 12
+
+
+def write_jsonl_gz(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Atomic, and byte-stable (mtime 0), so rebuilding the demo shards changes nothing."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
+        for record in records:
+            handle.write(orjson.dumps(record) + b"\n")
+    tmp.replace(path)
+
+
+def write_jsonl_zst(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as raw, zstandard.ZstdCompressor(level=3).stream_writer(raw) as handle:
+        for record in records:
+            handle.write(orjson.dumps(record) + b"\n")
+    tmp.replace(path)
+
+
+def build_package_shards(folder: Path) -> None:
+    """Shards from package-shipped text: Wikipedia (.jsonl.gz), news (.jsonl.gz), stdlib code (.jsonl.zst)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "wiki.jsonl.gz").exists():
+        write_jsonl_gz(
+            folder / "wiki.jsonl.gz",
+            (
+                {"title": t, "text": x, "url": "https://en.wikipedia.org/wiki/" + t.replace(" ", "_")}
+                for t, x in wikipedia_pages()
+            ),
+        )
+    if not (folder / "news.jsonl.gz").exists():
+        write_jsonl_gz(folder / "news.jsonl.gz", ({"content": text} for text in news_texts()))
+    if not (folder / "code.jsonl.zst").exists():
+        write_jsonl_zst(
+            folder / "code.jsonl.zst", ({"id": f"stdlib/{n}", "text": s} for n, s in stdlib_sources(400))
+        )
+
+
+def build_book_shard(folder: Path, books_dir: Path) -> None:
+    path = folder / "books.jsonl.gz"
+    if path.exists():
+        return
+    chosen = sorted(books_dir.glob("*.txt"))[:DEMO_BOOKS]
+    staging = folder / "_books"
+    staging.mkdir(exist_ok=True)
+    for book in chosen:
+        link = staging / book.name
+        if not link.exists():
+            link.symlink_to(book)
+    write_jsonl_gz(path, ({"id": key, "text": text} for key, text in book_passages(staging)))
+
+
+def demo_config(cache: Path, out: Path) -> dict[str, Any]:
+    shards = cache / "shards"
+    inputs: list[dict[str, Any]] = [
+        {"path": str(shards / "wiki.jsonl.gz"), "name": "wiki", "domain": "wiki"},
+        {"path": str(shards / "news.jsonl.gz"), "name": "news", "domain": "news"},
+        {"path": str(shards / "code.jsonl.zst"), "name": "code", "domain": "code"},
+    ]
+    shared = shared_data_dir()
+    if shared is not None:
+        web = shared / "web"
+        inputs += [
+            {"path": str(web / "*.json*"), "name": "web"},
+            {"path": str(web / "*.warc.gz"), "name": "warc"},
+            {"path": str(web / "*.wet.gz"), "name": "wet", "format": "wet"},
+            {"path": str(shards / "books.jsonl.gz"), "name": "books", "domain": "books"},
+        ]
+    rules = [{"domain": "wiki", "site": "wikipedia.org"}, {"domain": "code", "site": ["github.com"]}]
+    return {
+        "inputs": inputs,
+        "stages": [{"normalize": {}}, {"tag": {"domain": {"default": "web", "rules": rules}}}],
+        "output": str(out),
+    }
+
+
+def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict[str, Any]:
+    shards = cache / "shards"
+    build_package_shards(shards)
+    shared = shared_data_dir()
+    if shared is not None and (shared / "domains" / "books").is_dir():
+        build_book_shard(shards, shared / "domains" / "books")
+    config_path = cache / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(cache.resolve(), out.resolve()), sort_keys=False))
+    config = load_config(config_path)
+    discard_stale_demo_output(out, config.config_hash())
+    return run_pipeline(config, "local", workers)
+
+
+def discard_stale_demo_output(out: Path, config_hash: str) -> None:
+    """The demo's output is ours to replace when the demo's own config changed (a new stage landed)."""
+    record = out / RUN_RECORD
+    if record.exists() and json.loads(record.read_text(encoding="utf-8")).get("config_hash") != config_hash:
+        shutil.rmtree(out)

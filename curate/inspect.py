@@ -1,0 +1,84 @@
+"""`curate inspect OUT`: what a run produced, asked of the Parquet files through DuckDB.
+
+DuckDB reads the parts directly, so inspecting a corpus of any size costs a scan, never a load into Python.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from curate.config import ConfigError
+from curate.manifest import MANIFEST
+
+
+def inspect_output(out: Path, samples: int = 3) -> dict[str, Any]:
+    manifest_path = out / MANIFEST
+    if not manifest_path.is_file():
+        raise ConfigError(f"{out} has no {MANIFEST}; pass the output directory of a finished `curate run`")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    con = duckdb.connect()
+    corpus = _parquet_glob(out / "corpus", "*/*.parquet")
+    rejects = _parquet_glob(out / "rejects", "*.parquet")
+    report: dict[str, Any] = {"totals": manifest["totals"], "funnel": manifest["stages"]}
+    report["domains"] = _rows(
+        con,
+        f"SELECT domain, count(*) AS docs, sum(length(text)) AS chars FROM {corpus} "
+        "GROUP BY domain ORDER BY docs DESC",
+    )
+    report["reject_reasons"] = _rows(
+        con,
+        f"SELECT reject_stage AS stage, reject_reason AS reason, count(*) AS docs FROM {rejects} "
+        "GROUP BY ALL ORDER BY docs DESC",
+    )
+    report["samples"] = _rows(
+        con,
+        f"SELECT id, domain, url, left(text, 160) AS text FROM {corpus} ORDER BY hash(id) LIMIT {samples}",
+    )
+    return report
+
+
+def _parquet_glob(folder: Path, pattern: str) -> str:
+    """A DuckDB table expression over the parts, or an empty relation when a run wrote none."""
+    if not any(folder.glob(pattern)):
+        return "(SELECT NULL::VARCHAR AS domain, NULL::VARCHAR AS text, NULL::VARCHAR AS id, NULL::VARCHAR AS url, \
+NULL::VARCHAR AS reject_stage, NULL::VARCHAR AS reject_reason WHERE false)"
+    path = str(folder / pattern).replace("'", "''")
+    return f"read_parquet('{path}', hive_partitioning=false, union_by_name=true)"
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def render_inspection(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    totals = report["totals"]
+    console.print(", ".join(f"{k} {v:,}" for k, v in totals.items()))
+    sections = {
+        "funnel": (["stage", "in", "out", "dropped"], report["funnel"]),
+        "domains": (["domain", "docs", "chars"], report["domains"]),
+        "reject reasons": (["stage", "reason", "docs"], report["reject_reasons"]),
+        "samples": (["id", "domain", "url", "text"], report["samples"]),
+    }
+    for title, (columns, rows) in sections.items():
+        table = Table(*columns, title=title)
+        for row in rows:
+            table.add_row(*(_cell(row[c]) for c in columns))
+        console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value).replace("\n", " ")
