@@ -41,11 +41,14 @@ def inspect_output(out: Path, samples: int = 3) -> dict[str, Any]:
     return report
 
 
+EMPTY_COLUMNS = ("domain", "text", "id", "url", "reject_stage", "reject_reason")
+
+
 def _parquet_glob(folder: Path, pattern: str) -> str:
     """A DuckDB table expression over the parts, or an empty relation when a run wrote none."""
     if not any(folder.glob(pattern)):
-        return "(SELECT NULL::VARCHAR AS domain, NULL::VARCHAR AS text, NULL::VARCHAR AS id, NULL::VARCHAR AS url, \
-NULL::VARCHAR AS reject_stage, NULL::VARCHAR AS reject_reason WHERE false)"
+        columns = ", ".join(f"NULL::VARCHAR AS {name}" for name in EMPTY_COLUMNS)
+        return f"(SELECT {columns} WHERE false)"
     path = str(folder / pattern).replace("'", "''")
     return f"read_parquet('{path}', hive_partitioning=false, union_by_name=true)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from curate.textsources import shared_data_dir
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU interpreter in tests
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,8 +29,15 @@ def web(shared: Path) -> Path:
     return shared / "web"
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """The installed console entry point, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "curate.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "curate.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=timeout,
+    )

@@ -1,71 +1,69 @@
 """Throughput of MinHash signatures, ours against rensa and datasketch, on the same real documents.
 
 Figures are per core: every peer runs with one thread (BLAS/OpenMP/Rayon/Arrow pools set to 1 before
-anything is imported) and the report carries CPU time next to wall time so a thread that slipped
+the peers are imported) and the report carries CPU time next to wall time so a thread that slipped
 through shows up as ``cpu_s > wall_s``. Shingling is included for everyone: ours from the raw strings,
 the peers from the usual Python tokenisation (lowercase, ``[^\\W_]+`` words, space-joined 5-grams),
 which is what a pipeline using them would run.
 
-Inputs are real text from ``../shared/data`` (``CURATE_SHARED_DATA`` overrides): Project Gutenberg books
-cut into ~5 KB passages plus the web shards' documents. Nothing is copied anywhere.
+Inputs are real text from ``../shared/data`` (``CURATE_SHARED_DATA`` overrides, see
+:mod:`curate.textsources`): Project Gutenberg books cut into ~5 KB passages plus the web shards'
+documents. Nothing is copied anywhere.
 
 ``curate bench minhash`` is meant to call :func:`bench_minhash` and print its dict as JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import json
 import os
+import platform
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import numpy as np
+import pyarrow as pa
 
-import gzip  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-
-from curate.dedup.minhash import MinHasher  # noqa: E402
+from curate.dedup.minhash import MinHasher
+from curate.textsources import book_passages, shared_data_dir
 
 _WORD_RE = re.compile(r"[^\W_]+")
-_GUTENBERG_START = re.compile(r"\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n")
-_GUTENBERG_END = re.compile(r"\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG")
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+)
 
 
-def shared_data_dir() -> Path:
-    """``$CURATE_SHARED_DATA`` or ``../shared/data`` beside the repository checkout."""
-    env = os.environ.get("CURATE_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+@contextlib.contextmanager
+def _one_thread_everywhere() -> Iterator[None]:
+    """Pin every pool a peer might use to one thread (the figures are per core), then restore them.
 
-
-def _strip_gutenberg(text: str) -> str:
-    """The book body between the Project Gutenberg header and licence footer (if they are there)."""
-    start = _GUTENBERG_START.search(text)
-    end = _GUTENBERG_END.search(text)
-    return text[start.end() if start else 0 : end.start() if end else len(text)]
-
-
-def book_passages(books_dir: Path, passage_chars: int = 5000) -> Iterator[str]:
-    """Books cut at paragraph breaks into passages of at least ``passage_chars`` characters."""
-    for path in sorted(books_dir.glob("*.txt")):
-        body = _strip_gutenberg(path.read_text(encoding="utf-8", errors="replace"))
-        current: list[str] = []
-        size = 0
-        for para in body.split("\n\n"):
-            current.append(para)
-            size += len(para) + 2
-            if size >= passage_chars:
-                yield "\n\n".join(current)
-                current, size = [], 0
-        if current:
-            yield "\n\n".join(current)
+    Scoped to the benchmark so that importing or calling it (from the CLI, from a test) leaves the
+    process as it was; Rayon reads its variable when rensa's pool first starts.
+    """
+    saved_env = {var: os.environ.get(var) for var in _THREAD_VARS}
+    saved_arrow = pa.cpu_count(), pa.io_thread_count()
+    for var in _THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    try:
+        yield
+    finally:
+        for var, value in saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        pa.set_cpu_count(saved_arrow[0])
+        pa.set_io_thread_count(saved_arrow[1])
 
 
 def web_documents(web_dir: Path) -> Iterator[str]:
@@ -85,14 +83,14 @@ def web_documents(web_dir: Path) -> Iterator[str]:
 
 
 def load_benchmark_texts(data_dir: Path | None = None, target_bytes: int = 20_000_000) -> list[str]:
-    """All web documents plus book passages until ``target_bytes`` of UTF-8 text are reached."""
+    """All web documents plus ~5 KB book passages until ``target_bytes`` of UTF-8 text are reached."""
     data_dir = data_dir or shared_data_dir()
-    books, web = data_dir / "domains" / "books", data_dir / "web"
-    if not books.is_dir():
-        raise FileNotFoundError(f"benchmark data not found: {books} (set CURATE_SHARED_DATA)")
+    if data_dir is None or not (data_dir / "domains" / "books").is_dir():
+        raise FileNotFoundError("benchmark data not found: set CURATE_SHARED_DATA to the shared data folder")
+    web = data_dir / "web"
     texts = list(web_documents(web)) if web.is_dir() else []
     total = sum(len(t.encode("utf-8")) for t in texts)
-    for passage in book_passages(books):
+    for _, passage in book_passages(data_dir / "domains" / "books", passage_chars=5000):
         if total >= target_bytes:
             break
         texts.append(passage)
@@ -149,17 +147,48 @@ def _fresh_copies(texts: Sequence[str]) -> list[str]:
     return [t.encode("utf-8").decode("utf-8") for t in texts]
 
 
-def _time(fn: Callable[[Sequence[str]], object], texts: Sequence[str], repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` wall and CPU seconds, each run on fresh string objects."""
+def _time(fn: Callable[[object], object], make_input: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` wall and CPU seconds of ``fn``; its input is built afresh, untimed, each run."""
     best_wall, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
-        fresh = _fresh_copies(texts)
+        data = make_input()
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        fn(fresh)
+        fn(data)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         if wall < best_wall:
             best_wall, best_cpu = wall, cpu
     return {"wall_s": best_wall, "cpu_s": best_cpu}
+
+
+def _figures(timing: dict[str, float], n_bytes: int, n_docs: int) -> dict[str, float]:
+    return {
+        **{k: round(v, 4) for k, v in timing.items()},
+        "mb_per_s": round(n_bytes / 1e6 / timing["wall_s"], 2),
+        "docs_per_s": round(n_docs / timing["wall_s"], 1),
+    }
+
+
+def _breakdown(texts: Sequence[str], n_bytes: int, num_perm: int, ngram: int, repeats: int) -> dict:
+    """Where the end-to-end gap comes from: ours on an Arrow column (a pipeline's real input, so no
+    str -> Arrow conversion) and rensa's kernel alone on shingle lists built beforehand (its Python
+    shingling excluded). Not end-to-end figures; no ratios are taken from them."""
+    ours = _ours(num_perm, ngram)
+    out = {
+        "ours_from_arrow": _figures(
+            _time(ours, lambda: pa.array(texts, pa.large_string()), repeats), n_bytes, len(texts)
+        )
+    }
+    try:
+        from rensa import RMinHash
+    except ImportError:
+        return out
+    shingles = [python_shingles(t, ngram) for t in texts]
+
+    def kernel(prepared: object) -> object:
+        return RMinHash.digest_matrix_from_token_sets(prepared, num_perm=num_perm, seed=0)
+
+    out["rensa_kernel_only"] = _figures(_time(kernel, lambda: shingles, repeats), n_bytes, len(texts))
+    return out
 
 
 def bench_minhash(
@@ -174,15 +203,8 @@ def bench_minhash(
     ``texts`` defaults to :func:`load_benchmark_texts` (>= 20 MB of real text). Ratios are ours / peer,
     so > 1 means we are faster.
     """
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
     texts = list(texts) if texts is not None else load_benchmark_texts()
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    peers = {
-        "ours": (_ours(num_perm, ngram), repeats),
-        "rensa": (_rensa(num_perm, ngram), repeats),
-        "datasketch": (_datasketch(num_perm, ngram), datasketch_repeats),
-    }
     result: dict = {
         "docs": len(texts),
         "mb": round(n_bytes / 1e6, 3),
@@ -193,16 +215,16 @@ def bench_minhash(
         "numpy": np.__version__,
         "pyarrow": pa.__version__,
     }
-    for name, (fn, reps) in peers.items():
-        if fn is None:
-            result[name] = None
-            continue
-        timing = _time(fn, texts, reps)
-        result[name] = {
-            **{k: round(v, 4) for k, v in timing.items()},
-            "mb_per_s": round(n_bytes / 1e6 / timing["wall_s"], 2),
-            "docs_per_s": round(len(texts) / timing["wall_s"], 1),
+    with _one_thread_everywhere():
+        peers = {
+            "ours": (_ours(num_perm, ngram), repeats),
+            "rensa": (_rensa(num_perm, ngram), repeats),
+            "datasketch": (_datasketch(num_perm, ngram), datasketch_repeats),
         }
+        for name, (fn, reps) in peers.items():
+            timing = None if fn is None else _time(fn, lambda: _fresh_copies(texts), reps)
+            result[name] = None if timing is None else _figures(timing, n_bytes, len(texts))
+        result["breakdown"] = _breakdown(texts, n_bytes, num_perm, ngram, repeats)
     for name in ("rensa", "datasketch"):
         if result[name]:
             result[f"ratio_vs_{name}"] = round(result["ours"]["mb_per_s"] / result[name]["mb_per_s"], 2)

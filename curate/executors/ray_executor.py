@@ -69,7 +69,7 @@ def _run_dataset(
         _ShardActor,
         fn_constructor_kwargs={"plan": plan},
         batch_size=1,
-        concurrency=max(1, min(workers, len(tasks))),
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(tasks)))),
         num_cpus=_stage_cpus(plan),
     )
     for row in reports.iter_rows():

@@ -20,6 +20,7 @@ from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams, StageResult, set_columns
 from curate.stages.registry import register
 
+
 def check_re2(pattern: str) -> str:
     """Rules run on Arrow's RE2 engine: reject patterns RE2 cannot compile (e.g. look-arounds) up front."""
     try:
@@ -92,7 +93,7 @@ class Tag(Stage):
             "site": site,
             "tld": tld,
             "n_chars": pc.utf8_length(text).cast(pa.int64()),
-            "n_words": pc.count_substring_regex(text, r"\S+").cast(pa.int64()),
+            "n_words": pa.array([len(t.split()) for t in text.to_pylist()], pa.int64()),
             "n_lines": pc.add(pc.count_substring(text, "\n"), 1).cast(pa.int64()),
             "domain": domain,
         }

@@ -16,8 +16,11 @@ GOOD = {"text": "A perfectly ordinary document with several words in it.", "url"
 
 
 def run(folder: Path, pattern: str, **input_extra: object) -> dict:
-    config = {"inputs": [{"path": pattern, "name": "in", **input_extra}],
-              "stages": [{"normalize": {}}, {"tag": {}}], "output": str(folder / "out")}
+    config = {
+        "inputs": [{"path": pattern, "name": "in", **input_extra}],
+        "stages": [{"normalize": {}}, {"tag": {}}],
+        "output": str(folder / "out"),
+    }
     return run_pipeline(load_config(write_config(folder, config)), "local", 1, progress=False)
 
 
@@ -71,7 +74,9 @@ def test_empty_files_and_a_huge_document(tmp_path: Path) -> None:
 
 def warc_record(url: str, html: bytes, charset: str | None) -> bytes:
     content_type = "text/html" + (f"; charset={charset}" if charset else "")
-    http = (f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(html)}\r\n\r\n").encode()
+    http = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(html)}\r\n\r\n"
+    ).encode()
     block = http + html
     head = (
         "WARC/1.0\r\nWARC-Type: response\r\nWARC-Date: 2024-01-02T03:04:05Z\r\n"

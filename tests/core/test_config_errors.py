@@ -29,8 +29,11 @@ def test_unknown_top_level_key(tmp_path: Path, shard: str) -> None:
 
 
 def test_unknown_nested_stage_key_names_its_path(tmp_path: Path, shard: str) -> None:
-    config = {"inputs": [{"path": shard}], "output": "o",
-              "stages": [{"normalize": {}}, {"tag": {"domain": {"rules": [{"domain": "w", "sight": "x"}]}}}]}
+    config = {
+        "inputs": [{"path": shard}],
+        "output": "o",
+        "stages": [{"normalize": {}}, {"tag": {"domain": {"rules": [{"domain": "w", "sight": "x"}]}}}],
+    }
     message = config_error(tmp_path, config)
     assert "stages.1" in message and "tag.domain.rules.0.sight: unknown key" in message
 
@@ -47,8 +50,10 @@ def test_unknown_stage_lists_known_ones(tmp_path: Path, shard: str) -> None:
 
 def test_bad_regex_and_bad_domain_name(tmp_path: Path, shard: str) -> None:
     rules = [{"domain": "x", "url_regex": "(?<=lookbehind)"}]
-    message = config_error(tmp_path, {"inputs": [{"path": shard}], "output": "o",
-                                      "stages": [{"tag": {"domain": {"rules": rules}}}]})
+    message = config_error(
+        tmp_path,
+        {"inputs": [{"path": shard}], "output": "o", "stages": [{"tag": {"domain": {"rules": rules}}}]},
+    )
     assert "RE2" in message
     message = config_error(tmp_path, {"inputs": [{"path": shard, "domain": "../etc"}], "output": "o"})
     assert "inputs.0.domain" in message

@@ -18,7 +18,10 @@ def web_config(folder: Path, web: Path, out: str) -> Path:
             {"path": str(web / "*.warc.gz"), "name": "warc"},
             {"path": str(web / "*.wet.gz"), "name": "wet", "format": "wet"},
         ],
-        "stages": [{"normalize": {}}, {"tag": {"domain": {"rules": [{"domain": "wiki", "site": "wikipedia.org"}]}}}],
+        "stages": [
+            {"normalize": {}},
+            {"tag": {"domain": {"rules": [{"domain": "wiki", "site": "wikipedia.org"}]}}},
+        ],
         "output": out,
         "batch_docs": 8,
     }
@@ -44,7 +47,9 @@ def test_local_run_accounts_for_every_record(local_run: tuple[Path, dict]) -> No
     assert read_parts(out / "corpus").num_rows == totals["kept"]
 
 
-def test_two_local_workers_give_identical_files(local_run: tuple[Path, dict], web: Path, tmp_path: Path) -> None:
+def test_two_local_workers_give_identical_files(
+    local_run: tuple[Path, dict], web: Path, tmp_path: Path
+) -> None:
     out, _ = local_run
     run_pipeline(load_config(web_config(tmp_path, web, "two")), "local", 2, progress=False)
     ours = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet"))

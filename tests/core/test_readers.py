@@ -71,7 +71,9 @@ def test_zstd_and_parquet_read_the_same_documents(web: Path, tmp_path: Path) -> 
 
 def test_field_mapping_reads_other_names(tmp_path: Path) -> None:
     shard = tmp_path / "custom.jsonl"
-    shard.write_text('{"body": "hello there", "doc": {"key": 7}, "when": 1700000000, "link": "http://a.org/x"}\n')
+    shard.write_text(
+        '{"body": "hello there", "doc": {"key": 7}, "when": 1700000000, "link": "http://a.org/x"}\n'
+    )
     fields = FieldMap(text="body", id="doc.key", crawl_date="when", url=["link"])
     docs, rejects = read_all(shard, fields=fields)
     row = docs.to_pylist()[0]
@@ -82,8 +84,16 @@ def test_field_mapping_reads_other_names(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("a.jsonl", "jsonl"), ("a.json.gz", "jsonl"), ("a.jsonl.zst", "jsonl"), ("x.parquet", "parquet"),
-     ("c.warc.gz", "warc"), ("c.warc.wet.gz", "wet"), ("c.wet", "wet"), ("notes.txt", None)],
+    [
+        ("a.jsonl", "jsonl"),
+        ("a.json.gz", "jsonl"),
+        ("a.jsonl.zst", "jsonl"),
+        ("x.parquet", "parquet"),
+        ("c.warc.gz", "warc"),
+        ("c.warc.wet.gz", "wet"),
+        ("c.wet", "wet"),
+        ("notes.txt", None),
+    ],
 )
 def test_format_inference(name: str, fmt: str | None) -> None:
     assert infer_format(Path(name)) == fmt

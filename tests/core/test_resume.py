@@ -24,23 +24,37 @@ def make_shards(folder: Path) -> None:
     pages = list(wikipedia_pages())
     for index in range(SHARDS):
         chunk = pages[index::SHARDS] * 40
-        write_jsonl_gz(folder / f"shard-{index:03d}.jsonl.gz",
-                       ({"text": text, "url": f"https://en.wikipedia.org/wiki/{n}"} for n, (_, text) in
-                        enumerate(chunk)))
+        write_jsonl_gz(
+            folder / f"shard-{index:03d}.jsonl.gz",
+            (
+                {"text": text, "url": f"https://en.wikipedia.org/wiki/{n}"}
+                for n, (_, text) in enumerate(chunk)
+            ),
+        )
 
 
 def curate_run(config: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out),
-                             "--workers", "2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out), "--workers", "2"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def test_sigkill_midway_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
     shards = tmp_path / "shards"
     shards.mkdir()
     make_shards(shards)
-    config = write_config(tmp_path, {"inputs": [{"path": str(shards / "*.jsonl.gz"), "name": "wiki"}],
-                                     "stages": [{"normalize": {}}, {"tag": {}}], "batch_docs": 50})
+    config = write_config(
+        tmp_path,
+        {
+            "inputs": [{"path": str(shards / "*.jsonl.gz"), "name": "wiki"}],
+            "stages": [{"normalize": {}}, {"tag": {}}],
+            "batch_docs": 50,
+        },
+    )
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert curate_run(config, clean).wait(timeout=600) == 0
 

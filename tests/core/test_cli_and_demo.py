@@ -1,0 +1,47 @@
+"""The command line as a user meets it: --help everywhere, inspect, and the demo without ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+COMMANDS = [(), ("run",), ("inspect",), ("demo",), ("bench",), ("bench", "pipeline")]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_demo_without_shared_data_then_inspect(tmp_path: Path) -> None:
+    env = {**os.environ, "CURATE_SHARED_DATA": str(tmp_path / "no-shared-here")}
+    out = tmp_path / "demo-out"
+    result = run_cli("demo", "--out", str(out), "--workers", "2", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "kept" in result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["domains"]) >= {"wiki", "news", "code"}
+    assert manifest["totals"]["read"] == manifest["totals"]["kept"] + manifest["totals"]["rejected"]
+
+    again = run_cli("demo", "--out", str(out), "--workers", "2", cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "manifest.json").read_text())["totals"] == manifest["totals"]
+
+    inspected = run_cli("inspect", str(out), "--json", cwd=tmp_path)
+    assert inspected.returncode == 0, inspected.stderr
+    report = json.loads(inspected.stdout)
+    assert {row["domain"] for row in report["domains"]} == set(manifest["domains"])
+    assert sum(row["docs"] for row in report["domains"]) == manifest["totals"]["kept"]
+    assert len(report["samples"]) == 3
+
+
+def test_inspect_of_a_non_output_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("inspect", str(tmp_path))
+    assert result.returncode == 2 and "manifest.json" in result.stderr and "Traceback" not in result.stderr
