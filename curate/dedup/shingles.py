@@ -10,13 +10,14 @@ itself, so this module works on the raw UTF-8 bytes of a whole batch of document
    Everything else -- whitespace, punctuation, symbols, control and format characters -- separates
    words, which is "lowercase, punctuation to spaces, split on whitespace" as DataTrove's
    ``simplify_text`` does it, with Unicode categories instead of a fixed punctuation list.
-   Two documented approximations keep the byte buffer's length fixed: the 24 characters whose lowercase
-   has a different UTF-8 length (U+212A KELVIN SIGN, U+1E9E, U+023A, ...) stay as they are, and
-   categories come from the running Python's ``unicodedata`` (only characters newly assigned by a later
-   Unicode version can change class between Python versions).
+   Two documented approximations: the two dozen characters whose lowercase has a different UTF-8
+   length (U+212A KELVIN SIGN, U+1E9E, U+023A, ...) stay as they are, which keeps the byte buffer's
+   layout fixed; and categories come from the running Python's ``unicodedata`` (only characters newly
+   assigned by a later Unicode version can change class between Python versions).
 2. **Word hashes** (64 bit): the word's UTF-8 bytes are read as little-endian 8-byte chunks, each folded
    in with the MurmurHash3 64-bit finaliser, starting from the length and a seed. Vectorised as
-   unaligned 8-byte gathers from the batch buffer, one round per 8 bytes of the longest word.
+   unaligned 8-byte gathers from the batch buffer, one round per 8 bytes for the words still running
+   (16 rounds; the rare longer word is finished in Python).
 3. **Shingle hashes** (32 bit): ``fmix64(sum_k R_k * word_hash[j + k] + m * K ^ seed) >> 32`` over the
    ``m`` words of each window (``m = ngram``, or all words of a document shorter than ``ngram``, which
    then has exactly one shingle). Computed as ``ngram`` shifted multiply-adds over the whole batch.
@@ -272,16 +273,20 @@ def _normalise_bytes(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _word_spans(mask: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Byte start/end of every word, split at document boundaries, and each document's word range."""
-    edges = np.flatnonzero(mask[1:] != mask[:-1])
-    starts, ends = edges[0::2], edges[1::2]
+    """Byte start/end of every word, split at document boundaries, and each document's word range.
+
+    A word byte starts a word when the byte before it is not a word byte *or* begins a document, so
+    "...abc" + "def..." in adjacent documents stay two words.
+    """
+    word = mask[1:-1]
+    first = word & ~mask[:-2]
+    last = word & ~mask[2:]
     inner = offsets[1:-1]
-    inner = inner[(inner > 0) & (inner < mask.size - 2)]
-    cross = inner[mask[inner] & mask[inner + 1]]  # word bytes on both sides of a document boundary
-    if cross.size:
-        cross = np.unique(cross)
-        starts = np.insert(starts, np.searchsorted(starts, cross), cross)
-        ends = np.insert(ends, np.searchsorted(ends, cross), cross)
+    inner = inner[(inner > 0) & (inner < word.size)]
+    first[inner] = word[inner]
+    last[inner - 1] = word[inner - 1]
+    starts = np.flatnonzero(first)
+    ends = np.flatnonzero(last) + 1
     return starts, ends, np.searchsorted(starts, offsets)
 
 
