@@ -211,9 +211,12 @@ def _classify_code_points(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not bmp.all():
         astral = np.flatnonzero(~bmp)
         uniq, inverse = np.unique(cp[astral], return_inverse=True)
-        chars = [chr(int(c)) for c in uniq]
-        is_word[astral] = np.array([_is_word_char(ch) for ch in chars], dtype=bool)[inverse]
-        lower[astral] = np.array([ord(_lower_char(ch)) for ch in chars], dtype=np.uint32)[inverse]
+        # > U+10FFFF only comes from malformed UTF-8 (Arrow data not validated on read): a separator
+        chars = [chr(int(c)) if c <= 0x10FFFF else None for c in uniq]
+        word_of = [ch is not None and _is_word_char(ch) for ch in chars]
+        lower_of = [int(c) if ch is None else ord(_lower_char(ch)) for c, ch in zip(uniq, chars, strict=True)]
+        is_word[astral] = np.array(word_of, dtype=bool)[inverse]
+        lower[astral] = np.array(lower_of, dtype=np.uint32)[inverse]
     return is_word, lower
 
 

@@ -78,3 +78,14 @@ def test_word_hash_is_seeded_and_stable() -> None:
 def test_ngram_must_be_positive() -> None:
     with pytest.raises(ValueError, match="ngram"):
         shingle_hashes(["a b"], ngram=0)
+
+
+def test_malformed_utf8_from_unvalidated_arrow_data_does_not_crash() -> None:
+    """Parquet readers may hand over string columns whose bytes were never validated."""
+    import pyarrow as pa
+
+    raw = pa.array([b"one two \xf8\x88\x80\x80 three four five six", b"\xff\xfe", b"end\xc3"], pa.binary())
+    texts = pa.Array.from_buffers(pa.string(), len(raw), raw.buffers())
+    batch = shingle_hashes(texts)
+    assert np.diff(batch.offsets).tolist()[0] >= 2  # garbage bytes become some word or a separator
+    np.testing.assert_array_equal(shingle_hashes(texts).hashes, batch.hashes)  # ...deterministically
