@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from curate.dedup.settings import DedupConfig
 from curate.readers.fields import FieldMap
 from curate.readers.formats import FORMATS, Format, infer_format
 from curate.schema import DomainName
@@ -69,6 +70,7 @@ class PipelineConfig(BaseModel):
     batch_mb: int = Field(default=64, ge=1, description="text megabytes per batch handed to stages")
     row_group_rows: int = Field(default=100_000, ge=1)
     row_group_mb: int = Field(default=128, ge=1)
+    dedup: DedupConfig | None = None
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -153,7 +155,10 @@ def resolve_paths(config: PipelineConfig, base: Path, out: str | None) -> Pipeli
     if output is None:
         raise ConfigError("no output directory: set `output:` in the config or pass --out DIR")
     output_path = Path(output) if out else _absolute(output, base)
-    return config.model_copy(update={"inputs": inputs, "output": str(output_path)})
+    update: dict[str, Any] = {"inputs": inputs, "output": str(output_path)}
+    if config.dedup is not None and config.dedup.index is not None:
+        update["dedup"] = config.dedup.model_copy(update={"index": str(_absolute(config.dedup.index, base))})
+    return config.model_copy(update=update)
 
 
 def _absolute(path: str, base: Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 import curate
+from curate.dedup.phase import DedupResult
 from curate.plan import RunPlan
 from curate.schema import READ_STAGE
 from curate.shard_runner import ShardReport
@@ -66,6 +68,8 @@ def rows_on_disk(out: Path, files: list[str]) -> tuple[int, int, dict[str, int]]
     kept = rejected = 0
     by_domain: Counter = Counter()
     for name in files:
+        if not name.startswith(("corpus/", "rejects/")):
+            continue
         rows = pq.ParquetFile(out / name).metadata.num_rows
         if name.startswith("rejects/"):
             rejected += rows
@@ -76,16 +80,25 @@ def rows_on_disk(out: Path, files: list[str]) -> tuple[int, int, dict[str, int]]
 
 
 def build_manifest(
-    plan: RunPlan, reports: list[ShardReport], wall_seconds: float, executor: str, duplicates: int = 0
+    plan: RunPlan,
+    reports: list[ShardReport],
+    wall_seconds: float,
+    executor: str,
+    dedup: DedupResult | None = None,
 ) -> dict[str, Any]:
-    files = sorted(f for report in reports for f in report.files)
+    files = sorted({f for report in reports for f in report.files} | set(dedup.files if dedup else []))
+    duplicates = dedup.duplicates if dedup else 0
+    kept_before_dedup = sum(r.kept for r in reports)
     totals = {
         "read": sum(r.read for r in reports),
-        "kept": sum(r.kept for r in reports),
+        "kept": kept_before_dedup - duplicates,
         "rejected": sum(r.rejected for r in reports),
         "duplicates": duplicates,
         "text_bytes": sum(r.text_bytes for r in reports),
     }
+    stages = stage_totals(reports, [READ_STAGE] + [spec.name for spec in plan.config.stages])
+    if dedup is not None:
+        stages.append(dedup_funnel(dedup, kept_before_dedup))
     kept_on_disk, rejected_on_disk, by_domain = rows_on_disk(plan.out, files)
     check_accounting(totals, kept_on_disk, rejected_on_disk)
     return {
@@ -106,12 +119,25 @@ def build_manifest(
             }
             for r in reports
         ],
-        "stages": stage_totals(reports, [READ_STAGE] + [spec.name for spec in plan.config.stages]),
+        "stages": stages,
+        "dedup": asdict(dedup) if dedup else None,
         "domains": by_domain,
         "totals": totals,
         "wall_seconds": round(wall_seconds, 3),
         "shard_seconds": round(sum(r.seconds for r in reports), 3),
         "files": files,
+    }
+
+
+def dedup_funnel(dedup: DedupResult, kept_before: int) -> dict[str, Any]:
+    dropped = {"exact_duplicate": dedup.exact_duplicate, "near_duplicate": dedup.near_duplicate}
+    stats = {k: getattr(dedup, k) for k in ("candidate_pairs", "verified_pairs", "clusters")}
+    return {
+        "stage": "dedup",
+        "in": kept_before,
+        "out": kept_before - dedup.duplicates,
+        "dropped": {k: v for k, v in dropped.items() if v},
+        "stats": stats,
     }
 
 

@@ -54,6 +54,8 @@ def build_plan(config: PipelineConfig) -> RunPlan:
             tasks.append(ShardTask(key=shard_key(source), source=shard, size=path.stat().st_size))
     _check_unique_sources(tasks)
     corpus_schema = output_schema([spec.build() for spec in config.stages])
+    if config.dedup is not None:
+        corpus_schema = corpus_schema.append(pa.field("dup_cluster", pa.string()))
     return RunPlan(config, Path(config.output), tasks, corpus_schema, with_reject_columns(corpus_schema))
 
 

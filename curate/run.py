@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curate.config import ConfigError, PipelineConfig
+from curate.dedup.phase import extend_index, run_dedup, run_id
 from curate.executors.local import run_local
 from curate.manifest import build_manifest, write_manifest
 from curate.plan import RunPlan, build_plan
@@ -45,8 +46,15 @@ def run_pipeline(
         else:
             run_local(plan, todo, workers, on_done)
     reports = collect_reports(plan)
-    manifest = build_manifest(plan, reports, time.perf_counter() - started, executor)
+    dedup = None
+    if plan.config.dedup is not None:
+        run = run_id(plan, [report.sha256 for report in reports])
+        dedup = run_dedup(plan, run)
+    manifest = build_manifest(plan, reports, time.perf_counter() - started, executor, dedup)
     write_manifest(plan.out, manifest)
+    if dedup is not None:
+        manifest["dedup"]["index_version_after"] = extend_index(plan, dedup.run)
+        write_manifest(plan.out, manifest)
     return manifest
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
+from curate.dedup.sketch import hasher_for, sketch_batch
 from curate.plan import RunPlan, ShardTask
 from curate.readers.batches import read_batches
 from curate.schema import READ_STAGE
@@ -89,6 +91,8 @@ class ShardProcessor:
         self.stages: list[Stage] = [spec.build() for spec in plan.config.stages]
         for stage in self.stages:
             stage.setup()
+        dedup = plan.config.dedup
+        self.hasher = hasher_for(dedup) if dedup is not None and (dedup.exact or dedup.near) else None
 
     def process(self, task: ShardTask) -> ShardReport:
         started = time.perf_counter()
@@ -106,12 +110,16 @@ class ShardProcessor:
             self.plan.reject_schema,
             RowGroupLimits(config.row_group_rows, config.row_group_mb << 20),
         )
+        ids = UniqueIds()
         try:
             for batch in read_batches(task.source, config.batch_docs, config.batch_mb << 20):
-                self._count_read(report, batch.docs, batch.rejects)
+                docs = ids.make_unique(batch.docs)
+                self._count_read(report, docs, batch.rejects)
                 writer.write_rejects(batch.rejects)
-                kept = self._run_stages(batch.docs, report, writer)
+                kept = self._run_stages(docs, report, writer)
                 writer.write_kept(kept)
+                if self.hasher is not None and kept.num_rows:
+                    writer.write_sketches(sketch_batch(kept, self.hasher))
                 report.kept += kept.num_rows
             report.files = writer.commit()
         except BaseException:
@@ -170,6 +178,30 @@ class ShardProcessor:
         writer.write_rejects(rejects)
         report.rejected += rejects.num_rows
         return table.filter(pc.invert(dropped))
+
+
+class UniqueIds:
+    """Inputs repeat ids (Dolma uses the URL as id); within a shard a repeat gets `~2`, `~3`, ... so
+    every document of a source can be addressed by (id, source). Memory: 8 bytes per document."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def make_unique(self, docs: pa.Table) -> pa.Table:
+        ids = docs.column("id").to_pylist()
+        changed = False
+        for i, doc_id in enumerate(ids):
+            key, candidate, n = xxhash.xxh3_64_intdigest(doc_id.encode()), doc_id, 1
+            while key in self.seen:
+                n += 1
+                candidate = f"{doc_id}~{n}"
+                key = xxhash.xxh3_64_intdigest(candidate.encode())
+            self.seen.add(key)
+            if n > 1:
+                ids[i], changed = candidate, True
+        if not changed:
+            return docs
+        return docs.set_column(docs.schema.get_field_index("id"), "id", pa.array(ids, pa.string()))
 
 
 def check_shard_balance(report: ShardReport) -> None:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from curate.schema import UNASSIGNED_DOMAIN, conform
 
 TMP_SUFFIX = ".tmp"
+SKETCH_DIR = "_dedup"  # per-shard dedup sketches, read by the global dedup phase
 MAX_ROWS_PER_FILE = 1_000_000
 
 
@@ -91,6 +92,10 @@ class ShardWriter:
             part = table.filter(pc.equal(domains, domain))
             self._append(f"corpus/domain={domain}", conform(part, self.corpus_schema), self.corpus_schema)
 
+    def write_sketches(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._append(SKETCH_DIR, table, table.schema)
+
     def write_rejects(self, table: pa.Table) -> None:
         if table.num_rows:
             self._append("rejects", conform(table, self.reject_schema), self.reject_schema)
@@ -123,7 +128,7 @@ class ShardWriter:
 
 def remove_shard_outputs(out: Path, key: str) -> None:
     """Before a shard is (re)done, clear whatever an interrupted attempt may have left under its key."""
-    for folder in (out / "corpus", out / "rejects"):
+    for folder in (out / "corpus", out / "rejects", out / SKETCH_DIR):
         if folder.exists():
             for path in folder.rglob(f"part-{key}-*"):
                 path.unlink()

@@ -1,0 +1,237 @@
+"""Global clustering: band keys -> candidate pairs -> verified pairs -> connected components -> keepers.
+
+All of it runs in DuckDB on a database file with a memory cap, so a corpus whose sketches do not fit in
+memory spills to disk instead of failing; Python only sees the candidate pairs, a small fraction of docs.
+Candidate pairs are stars (each member of a bucket to the bucket's smallest document), which keeps
+their number linear in the bucket size instead of quadratic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from curate.dedup.settings import DedupConfig
+
+PAIR_CHUNK = 50_000
+
+
+@dataclass
+class Clusters:
+    """Every non-index document that is in a cluster: its cluster (the keeper's id) and its fate."""
+
+    members: pa.Table  # id, source, domain, cluster, keeper (bool), reason (null for keepers), similarity
+
+
+def sql_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def open_work_db(path: Path, config: DedupConfig) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute(f"SET memory_limit = '{_safe_size(config.memory_limit)}'")
+    con.execute("SET temp_directory = ?", [str(path.parent / "spill")])
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def _safe_size(value: str) -> str:
+    if not value.replace(" ", "").rstrip("KMGTBkmgtib").replace(".", "").isdigit():
+        raise ValueError(f"memory_limit {value!r} is not a size such as 2GB")
+    return value
+
+
+def load_docs(con: duckdb.DuckDBPyConnection, sketches: list[Path], index_segments: list[Path]) -> int:
+    """One table of every document, this run's and the index's; index documents sort first and win."""
+    parts = (
+        [
+            "SELECT id, source, domain, n_chars, crawl_date, quality, exact_hash, bands, signature, "
+            f"false AS is_index FROM read_parquet({sql_list(sketches)})"
+        ]
+        if sketches
+        else []
+    )
+    if index_segments:
+        parts.append(
+            "SELECT id, NULL AS source, NULL AS domain, n_chars, crawl_date, quality, exact_hash, "
+            f"bands, signature, true AS is_index FROM read_parquet({sql_list(index_segments)})"
+        )
+    if not parts:
+        return 0
+    con.execute(
+        "CREATE TABLE docs AS SELECT row_number() OVER (ORDER BY is_index DESC, id, source) - 1 AS doc, * "
+        f"FROM ({' UNION ALL '.join(parts)})"
+    )
+    return con.execute("SELECT count(*) FROM docs").fetchall()[0][0]
+
+
+def candidate_pairs(con: duckdb.DuckDBPyConnection, config: DedupConfig) -> None:
+    """Table `pairs(a, b, exact)`: a is in a bucket whose smallest document is b (a > b)."""
+    queries = []
+    if config.exact:
+        queries.append(
+            "SELECT doc AS a, min(doc) OVER (PARTITION BY exact_hash) AS b, true AS exact FROM docs"
+        )
+    if config.near:
+        queries.append(
+            "SELECT doc AS a, min(doc) OVER (PARTITION BY key) AS b, false AS exact "
+            "FROM (SELECT doc, unnest(bands) AS key FROM docs WHERE bands IS NOT NULL)"
+        )
+    union = " UNION ALL ".join(queries) if queries else "SELECT 0 AS a, 0 AS b, false AS exact WHERE false"
+    con.execute(
+        f"CREATE TABLE pairs AS SELECT a, b, bool_or(exact) AS exact FROM ({union}) "
+        "WHERE a <> b GROUP BY a, b"
+    )
+
+
+def verified_pairs(
+    con: duckdb.DuckDBPyConnection, config: DedupConfig, texts: TextLookup | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, similarity) of pairs that pass verification; exact pairs pass with similarity 1."""
+    cursor = con.sql(
+        "SELECT p.a, p.b, p.exact, da.signature AS sa, db.signature AS sb, da.id AS ida, da.source AS srca, "
+        "db.id AS idb, db.source AS srcb, db.is_index AS b_index FROM pairs p "
+        "JOIN docs da ON da.doc = p.a JOIN docs db ON db.doc = p.b ORDER BY p.a, p.b"
+    )
+    keep_a, keep_b, keep_s = [], [], []
+    reader = cursor.to_arrow_reader(PAIR_CHUNK)
+    for batch in reader:
+        a, b, similarity = _verify_batch(batch, config, texts)
+        keep_a.append(a)
+        keep_b.append(b)
+        keep_s.append(similarity)
+    if not keep_a:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0)
+    return np.concatenate(keep_a), np.concatenate(keep_b), np.concatenate(keep_s)
+
+
+def _verify_batch(
+    batch: pa.RecordBatch, config: DedupConfig, texts: TextLookup | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a = batch.column("a").to_numpy()
+    b = batch.column("b").to_numpy()
+    exact = batch.column("exact").to_numpy(zero_copy_only=False)
+    similarity = np.ones(len(a))
+    if config.verify == "none":
+        return a, b, similarity
+    near = ~exact
+    similarity[near] = _signature_similarity(batch.column("sa"), batch.column("sb"), config.num_perm)[near]
+    if config.verify == "exact" and texts is not None:
+        b_index = batch.column("b_index").to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(near & ~b_index)
+        left = list(
+            zip(
+                batch.column("ida").take(rows).to_pylist(),
+                batch.column("srca").take(rows).to_pylist(),
+                strict=True,
+            )
+        )
+        right = list(
+            zip(
+                batch.column("idb").take(rows).to_pylist(),
+                batch.column("srcb").take(rows).to_pylist(),
+                strict=True,
+            )
+        )
+        texts.prefetch(left + right)
+        for i, l_key, r_key in zip(rows, left, right, strict=True):
+            similarity[i] = texts.jaccard(l_key, r_key)
+    keep = exact | (similarity >= config.threshold)
+    return a[keep], b[keep], similarity[keep]
+
+
+def _signature_similarity(left: pa.Array, right: pa.Array, num_perm: int) -> np.ndarray:
+    sa = np.frombuffer(b"".join(left.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
+    sb = np.frombuffer(b"".join(right.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
+    return (sa == sb).mean(axis=1)
+
+
+def components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(doc, component) for every document on a verified edge; union-find via scipy's csgraph."""
+    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    n = len(nodes)
+    ia, ib = inverse[: len(a)], inverse[len(a) :]
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (ia, ib)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return nodes, labels
+
+
+def choose_keepers(
+    con: duckdb.DuckDBPyConnection,
+    nodes: np.ndarray,
+    labels: np.ndarray,
+    similarity_of: dict[int, float],
+    config: DedupConfig,
+) -> Clusters:
+    members = pa.table(
+        {"doc": nodes, "component": labels, "similarity": [similarity_of.get(int(d), 1.0) for d in nodes]}
+    )
+    con.register("members_arrow", members)
+    order = ", ".join(["d.is_index DESC"] + [_ORDER[rule] for rule in config.keep] + ["d.id", "d.source"])
+    table = con.sql(
+        "WITH ranked AS (SELECT m.component, m.similarity, d.*, "
+        f"row_number() OVER (PARTITION BY m.component ORDER BY {order}) AS rank "
+        "FROM members_arrow m JOIN docs d ON d.doc = m.doc), "
+        "keepers AS (SELECT component, id AS cluster, exact_hash AS keeper_hash FROM ranked WHERE rank = 1) "
+        "SELECT r.id, r.source, r.domain, k.cluster, r.rank = 1 AS keeper, "
+        "CASE WHEN r.rank = 1 THEN NULL WHEN r.exact_hash = k.keeper_hash THEN 'exact_duplicate' "
+        "ELSE 'near_duplicate' END AS reason, r.similarity "
+        "FROM ranked r JOIN keepers k USING (component) WHERE NOT r.is_index ORDER BY r.source, r.id"
+    ).to_arrow_table()
+    con.unregister("members_arrow")
+    return Clusters(table)
+
+
+_ORDER = {
+    "quality": "d.quality DESC NULLS LAST",
+    "longest": "d.n_chars DESC",
+    "oldest": "d.crawl_date ASC NULLS LAST",
+}
+
+
+class TextLookup:
+    """Shingle sets of candidate documents, read from the corpus parts in one query per pair chunk."""
+
+    def __init__(self, corpus_dir: Path, config: DedupConfig) -> None:
+        from curate.dedup.sketch import hasher_for
+
+        self.glob = str(corpus_dir / "*" / "*.parquet").replace("'", "''")
+        self.hasher = hasher_for(config)
+        self.con = duckdb.connect()
+        self.shingles: dict[tuple[str, str], np.ndarray] = {}
+
+    def prefetch(self, keys: list[tuple[str, str]]) -> None:
+        from curate.dedup.shingles import shingle_hashes
+
+        self.shingles.clear()  # only the current chunk's documents are kept: memory stays bounded
+        wanted = sorted(set(keys))
+        if not wanted:
+            return
+        self.con.register(
+            "wanted", pa.table({"id": [k[0] for k in wanted], "source": [k[1] for k in wanted]})
+        )
+        rows = self.con.execute(
+            f"SELECT c.id, c.source, c.text FROM read_parquet('{self.glob}', hive_partitioning=false) c "
+            "JOIN wanted w ON c.id = w.id AND c.source = w.source"
+        ).fetchall()
+        self.con.unregister("wanted")
+        batch = shingle_hashes([r[2] for r in rows], self.hasher.ngram, self.hasher.seed)
+        for i, (doc_id, source, _) in enumerate(rows):
+            hashes = batch.hashes[batch.offsets[i] : batch.offsets[i + 1]]
+            self.shingles[(doc_id, source)] = np.unique(hashes)
+
+    def jaccard(self, left: tuple[str, str], right: tuple[str, str]) -> float:
+        sa, sb = self.shingles.get(left), self.shingles.get(right)
+        if sa is None or sb is None:
+            return 0.0
+        union = len(np.union1d(sa, sb))
+        return len(np.intersect1d(sa, sb, assume_unique=True)) / union if union else 1.0

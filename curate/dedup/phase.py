@@ -1,0 +1,155 @@
+"""The global dedup phase of a run: after every shard is done, before the manifest is written.
+
+It is resumable like the shard phase: clusters are a pure function of the sketches (and the index as it
+was before this run), each part is applied idempotently, and `result.json` marks the phase done. The
+run's kept documents join the persistent index only after the manifest is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curate.dedup.apply import affected_parts, apply_to_part
+from curate.dedup.cluster import (
+    Clusters,
+    TextLookup,
+    candidate_pairs,
+    choose_keepers,
+    components,
+    load_docs,
+    open_work_db,
+    sql_list,
+    verified_pairs,
+)
+from curate.dedup.index import DedupIndex
+from curate.dedup.settings import DedupConfig
+from curate.plan import RunPlan
+from curate.writer import SKETCH_DIR, write_atomic
+
+STATE = "_state/dedup"
+
+
+@dataclass
+class DedupResult:
+    run: str
+    documents: int = 0
+    candidate_pairs: int = 0
+    verified_pairs: int = 0
+    clusters: int = 0
+    exact_duplicate: int = 0
+    near_duplicate: int = 0
+    index_version_before: int | None = None
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        return self.exact_duplicate + self.near_duplicate
+
+
+def run_id(plan: RunPlan, input_checksums: list[str]) -> str:
+    """The same config over the same input bytes is the same run, wherever its output lives."""
+    digest = hashlib.sha256(plan.config.config_hash().encode())
+    for checksum in sorted(input_checksums):
+        digest.update(checksum.encode())
+    return digest.hexdigest()[:24]
+
+
+def run_dedup(plan: RunPlan, run: str) -> DedupResult:
+    config = plan.config.dedup
+    assert config is not None
+    state = plan.out / STATE
+    done = state / "result.json"
+    if done.exists():
+        return DedupResult(**json.loads(done.read_text(encoding="utf-8")))
+    index = DedupIndex(Path(config.index)) if config.index else None
+    result = DedupResult(run=run, index_version_before=index.read()["version"] if index else None)
+    con = open_work_db(state / "work.duckdb", config)
+    try:
+        clusters = _find_clusters(con, plan, config, index, run, result)
+    finally:
+        con.close()
+    pq.write_table(clusters.members, state / "members.parquet")
+    for part, members in affected_parts(plan.out, clusters.members).items():
+        result.files += apply_to_part(plan.out, part, members, plan.corpus_schema, plan.reject_schema)
+    result.files = sorted(set(result.files))
+    reasons = clusters.members.column("reason").to_pylist()
+    result.exact_duplicate = reasons.count("exact_duplicate")
+    result.near_duplicate = reasons.count("near_duplicate")
+    write_atomic(done, json.dumps(asdict(result), indent=1))
+    shutil.rmtree(state / "spill", ignore_errors=True)
+    (state / "work.duckdb").unlink(missing_ok=True)
+    return result
+
+
+def _find_clusters(
+    con: duckdb.DuckDBPyConnection,
+    plan: RunPlan,
+    config: DedupConfig,
+    index: DedupIndex | None,
+    run: str,
+    result: DedupResult,
+) -> Clusters:
+    sketches = sorted((plan.out / SKETCH_DIR).glob("*.parquet"))
+    segments = [p for p in index.segments(excluding_run=run) if p.exists()] if index else []
+    result.documents = load_docs(con, sketches, segments)
+    if result.documents == 0:
+        return Clusters(_empty_members())
+    candidate_pairs(con, config)
+    result.candidate_pairs = con.execute("SELECT count(*) FROM pairs").fetchall()[0][0]
+    texts = TextLookup(plan.out / "corpus", config) if config.verify == "exact" else None
+    a, b, similarity = verified_pairs(con, config, texts)
+    result.verified_pairs = len(a)
+    nodes, labels = components(a, b)
+    result.clusters = int(labels.max() + 1) if len(labels) else 0
+    similarity_of = {int(doc): float(s) for doc, s in zip(a, similarity, strict=True)}
+    return choose_keepers(con, nodes, labels, similarity_of, config)
+
+
+def _empty_members() -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array([], pa.string()),
+            "source": pa.array([], pa.string()),
+            "domain": pa.array([], pa.string()),
+            "cluster": pa.array([], pa.string()),
+            "keeper": pa.array([], pa.bool_()),
+            "reason": pa.array([], pa.string()),
+            "similarity": pa.array([], pa.float64()),
+        }
+    )
+
+
+def extend_index(plan: RunPlan, run: str) -> int | None:
+    """Add this run's kept documents to the persistent index (once per run); returns the new version."""
+    config = plan.config.dedup
+    if config is None or config.index is None:
+        return None
+    index = DedupIndex(Path(config.index))
+    if index.contains(run):
+        return index.read()["version"]
+    sketches = sorted((plan.out / SKETCH_DIR).glob("*.parquet"))
+    if not sketches:
+        return index.read()["version"]
+    members = pq.read_table(plan.out / STATE / "members.parquet")
+    removed = members.filter(pc.is_valid(members.column("reason"))).select(["id", "source"])
+    con = duckdb.connect()
+    con.register("removed", removed)
+    columns = "s.id, s.n_chars, s.crawl_date, s.quality, s.exact_hash, s.bands, s.signature"
+    table = con.sql(
+        f"SELECT {columns} FROM read_parquet({sql_list(sketches)}) s "
+        "ANTI JOIN removed r ON s.id = r.id AND s.source = r.source ORDER BY s.id"
+    ).to_arrow_table()
+    con.close()
+    if table.num_rows == 0:
+        return index.read()["version"]
+    index.write_segment(run, table)
+    return index.add_segment(run, table.num_rows)
