@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 APT_PACKAGES := python3-venv
 
-.PHONY: demo test lint setup
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: demo test lint setup bench
 
 demo: $(STAMP)
 	$(VENV)/bin/curate demo
@@ -18,6 +20,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 setup: $(STAMP)
+
+# Peers for the benchmarks (rensa, datatrove); not needed by the product or the tests.
+bench: $(BENCH_STAMP)
+	$(VENV)/bin/curate bench pipeline
+	$(VENV)/bin/curate bench minhash
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]' 2>&1 | grep -v '^WARNING: Location' || true
+	@touch $(BENCH_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES); }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import time
 from collections.abc import Iterator
@@ -45,18 +46,18 @@ def real_documents(shared: Path) -> Iterator[dict[str, Any]]:
                     yield {**row, "id": f"r{round_no}/web/{row['id']}"}
 
 
-def build_corpus(megabytes: int, folder: Path = BENCH_CACHE) -> Path:
+def build_corpus(megabytes: int, shard_mb: int = SHARD_MB, folder: Path = BENCH_CACHE) -> Path:
     shared = shared_data_dir()
     if shared is None:
         raise ConfigError("the pipeline benchmark needs ../shared/data (or CURATE_SHARED_DATA)")
-    target = folder / f"{megabytes}mb"
+    target = folder / f"{megabytes}mb-{shard_mb}mb-shards"
     if (target / "DONE").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     documents = real_documents(shared)
-    for index in range(max(1, megabytes // SHARD_MB)):
-        write_jsonl_gz(target / f"shard-{index:04d}.jsonl.gz", _take_bytes(documents, SHARD_MB << 20))
+    for index in range(max(1, megabytes // shard_mb)):
+        write_jsonl_gz(target / f"shard-{index:04d}.jsonl.gz", _take_bytes(documents, shard_mb << 20))
     (target / "DONE").write_text("ok")
     return target
 
@@ -70,12 +71,23 @@ def _take_bytes(documents: Iterator[dict[str, Any]], limit: int) -> Iterator[dic
             return
 
 
-def bench_pipeline(megabytes: int, workers: int, executors: list[str]) -> dict[str, Any]:
-    corpus = build_corpus(megabytes).resolve()
+def bench_pipeline(
+    megabytes: int, workers: int, executors: list[str], shard_mb: int = SHARD_MB
+) -> dict[str, Any]:
+    """Peak RSS is reported so that memory bounds can be checked: with one worker the shard is processed
+    in this process, so `--mb 1024 --shard-mb 1024 --workers 1` measures a single 1 GB shard."""
+    corpus = build_corpus(megabytes, shard_mb).resolve()
     results: dict[str, Any] = {"machine": machine(), "corpus": str(corpus), "workers": workers, "runs": {}}
     for executor in executors:
         results["runs"][executor] = _timed_run(corpus, executor.strip(), workers)
     return results
+
+
+def peak_rss_mb() -> float:
+    """Largest resident set of this process and of any finished child (pool workers), in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
 
 
 def _timed_run(corpus: Path, executor: str, workers: int) -> dict[str, Any]:
@@ -100,6 +112,7 @@ def _timed_run(corpus: Path, executor: str, workers: int) -> dict[str, Any]:
         "mb_per_s": round(text_mb / seconds, 2),
         "docs_per_s_per_core": round(docs / seconds / workers, 1),
         "mb_per_s_per_core": round(text_mb / seconds / workers, 2),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -107,15 +107,26 @@ def bench_pipeline(
     mb: Annotated[int, typer.Option(min=1, help="megabytes of real text to assemble")] = 100,
     workers: Annotated[int, typer.Option(min=1)] = 2,
     executors: Annotated[str, typer.Option(help="comma-separated: local,ray")] = "local,ray",
+    shard_mb: Annotated[int, typer.Option(min=1, help="size of each input shard")] = 8,
 ) -> None:
-    """read + normalize + tag + write throughput (docs/s, MB/s per core) on real text, local and Ray."""
+    """read + normalize + tag + write throughput (docs/s, MB/s per core, peak RSS) on real text."""
     from curate.bench import bench_pipeline as run_bench
 
     try:
-        figures = run_bench(mb, workers, executors.split(","))
+        figures = run_bench(mb, workers, executors.split(","), shard_mb)
     except ConfigError as error:
         fail(str(error))
     typer.echo(json.dumps(figures, indent=2))
+
+
+@bench_app.command("minhash")
+def bench_minhash(
+    repeats: Annotated[int, typer.Option(min=1, help="timed repeats of ours and rensa")] = 3,
+) -> None:
+    """MinHash signatures (shingling included), one core: ours vs rensa vs datasketch on >= 20 MB."""
+    from curate.dedup.bench_minhash import bench_minhash as run_bench
+
+    typer.echo(json.dumps(run_bench(repeats=repeats), indent=2))
 
 
 def main() -> None:
