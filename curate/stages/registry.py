@@ -13,6 +13,7 @@ from curate.stages.base import Stage
 BUILTIN_STAGE_MODULES = [
     "curate.stages.normalize",
     "curate.stages.tag",
+    "filters.langid",
 ]
 
 _STAGES: dict[str, type[Stage]] = {}
