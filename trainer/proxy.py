@@ -1,0 +1,301 @@
+"""Entry points for the CLI: train a proxy on a mixture and score it, or (re-)evaluate a finished run.
+
+``train_proxy`` accepts either a token-shard folder or a Parquet mixture (files with ``text`` and
+``domain`` columns, as the mixture writer produces); a mixture is tokenized once into ``OUT/tokens`` with
+a BPE tokenizer trained on a sample of it (cached by the sample's hash), so a rerun resumes training
+instead of re-tokenizing. Both functions write ``OUT/score.json`` and return its content.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer
+
+from curate.config import ConfigError
+from trainer.evaluate import evaluate_domains, mixture_score
+from trainer.model import ModelConfig, TransformerLM
+from trainer.precision import PrecisionConfig, Recipe
+from trainer.token_shards import TokenShards, is_token_dir, write_token_shards
+from trainer.tokenizer import encode_documents, file_sha256, load_tokenizer, train_tokenizer
+from trainer.train import (
+    CHECKPOINT,
+    TrainConfig,
+    load_checkpoint,
+    parse_train_config,
+    resolve_device,
+    train_run,
+)
+
+SCORE = "score.json"
+TOKENIZER_SAMPLE_DOCS = 20_000
+
+
+def mixture_files(path: Path) -> list[Path]:
+    """The Parquet files of a mixture: one file, or every ``*.parquet`` below a folder, sorted."""
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    if not files:
+        raise ConfigError(f"{path}: neither token shards (tokens.json) nor Parquet mixture files")
+    for file in files:
+        names = set(pq.read_schema(file).names)
+        if not {"text", "domain"} <= names:
+            raise ConfigError(
+                f"{file}: a mixture file needs `text` and `domain` columns (has {sorted(names)})"
+            )
+    return files
+
+
+def mixture_documents(files: list[Path], batch_rows: int = 4096) -> Iterator[tuple[str, str]]:
+    """(text, domain) of every row, streamed in Parquet batches."""
+    for file in files:
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_rows, columns=["text", "domain"]):
+            yield from zip(batch.column("text").to_pylist(), batch.column("domain").to_pylist(), strict=True)
+
+
+def tokenizer_sample(files: list[Path], max_docs: int = TOKENIZER_SAMPLE_DOCS) -> Iterator[str]:
+    """Every k-th text, k chosen so the sample spans the whole mixture rather than its first file."""
+    rows = sum(pq.ParquetFile(file).metadata.num_rows for file in files)
+    stride = max(1, rows // max_docs)
+    for index, (text, _domain) in enumerate(mixture_documents(files)):
+        if index % stride == 0 and text:
+            yield text
+
+
+def tokenize_mixture(
+    files: list[Path],
+    folder: Path,
+    vocab_size: int,
+    tokenizer: str | Path | None,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Token shards of a Parquet mixture in ``folder`` (reused when already complete)."""
+    if is_token_dir(folder):
+        return folder
+    tokenizer_path = (
+        Path(tokenizer) if tokenizer else train_tokenizer(tokenizer_sample(files), vocab_size, cache_dir)
+    )
+    tok = load_tokenizer(tokenizer_path)
+    write_token_shards(folder, _encoded_mixture(tok, files), tok.get_vocab_size(), tokenizer_path)
+    return folder
+
+
+def _encoded_mixture(
+    tok: Tokenizer, files: list[Path], batch_docs: int = 256
+) -> Iterator[tuple[Any, str, int]]:
+    """(ids, domain, n_bytes) per mixture row, encoded a batch at a time in one pass over the files."""
+    batch: list[tuple[str, str]] = []
+    for pair in mixture_documents(files):
+        batch.append(pair)
+        if len(batch) == batch_docs:
+            yield from _encode_pairs(tok, batch)
+            batch = []
+    yield from _encode_pairs(tok, batch)
+
+
+def _encode_pairs(tok: Tokenizer, batch: list[tuple[str, str]]) -> Iterator[tuple[Any, str, int]]:
+    encoded = encode_documents(tok, [text or "" for text, _ in batch], batch_size=len(batch) or 1)
+    for (ids, n_bytes), (_, domain) in zip(encoded, batch, strict=True):
+        yield ids, domain, n_bytes
+
+
+def steps_for(steps: int | None, tokens: int | None, batch_size: int, seq_len: int) -> int:
+    """Exactly one of steps or a token budget; the budget is rounded up to whole steps."""
+    if (steps is None) == (tokens is None):
+        raise ConfigError("give exactly one of --steps or --tokens")
+    if tokens is not None:
+        if tokens <= 0:
+            raise ConfigError(f"--tokens must be positive, got {tokens}")
+        return math.ceil(tokens / (batch_size * seq_len))
+    return int(steps)  # type: ignore[arg-type]
+
+
+def train_proxy(
+    mix_or_token_dir: Path,
+    out_dir: Path,
+    preset: str = "tiny",
+    precision: str = "nvfp4",
+    steps: int | None = None,
+    seed: int = 0,
+    *,
+    tokens: int | None = None,
+    batch_size: int = 16,
+    seq_len: int = 128,
+    vocab_size: int = 8192,
+    tokenizer: Path | None = None,
+    weights: dict[str, float] | None = None,
+    max_eval_tokens_per_domain: int | None = 65_536,
+    **train_options: Any,
+) -> dict[str, Any]:
+    """Train a proxy LM on a mixture (Parquet or token shards) and score it; returns score.json's content.
+
+    ``train_options`` are further :class:`trainer.train.TrainConfig` fields (lr, schedule, optimizer,
+    checkpoint_every, stop_after, device, compile, model={...}, high_precision_last=..., ...). A rerun
+    with the same arguments resumes from the last checkpoint. Raises ConfigError for user errors.
+    """
+    source, out_dir = Path(mix_or_token_dir), Path(out_dir)
+    if not source.exists():
+        raise ConfigError(f"{source}: no such mixture or token-shard folder")
+    token_dir = (
+        source
+        if is_token_dir(source)
+        else tokenize_mixture(mixture_files(source), out_dir / "tokens", vocab_size, tokenizer)
+    )
+    precision_fields = {
+        k: train_options.pop(k) for k in list(train_options) if k in PrecisionConfig.model_fields
+    }
+    cfg = parse_train_config(
+        token_dir=token_dir,
+        out_dir=out_dir,
+        preset=preset,
+        precision={"name": precision, **precision_fields},
+        steps=steps_for(steps, tokens, batch_size, seq_len),
+        seed=seed,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        **train_options,
+    )
+    run, summary = train_run(cfg)
+    result = {"train": summary}
+    if summary["finished"]:
+        per_domain = evaluate_domains(
+            run.model,
+            run.recipe,
+            run.shards,
+            run.split.eval,
+            cfg.seq_len,
+            cfg.batch_size,
+            run.device,
+            max_eval_tokens_per_domain,
+        )
+        result |= write_score(out_dir, cfg, run.step, per_domain, {}, weights)
+    return result
+
+
+def write_score(
+    out_dir: Path,
+    cfg: TrainConfig,
+    step: int,
+    per_domain: dict[str, dict[str, float]],
+    targets: dict[str, dict[str, float]],
+    weights: dict[str, float] | None,
+) -> dict[str, Any]:
+    """score.json: the weighted score plus every figure it was computed from."""
+    clash = sorted(set(per_domain) & set(targets))
+    if clash:
+        raise ConfigError(f"target set name(s) {clash} equal domain names; rename the target sets")
+    score = mixture_score({**per_domain, **targets}, weights)
+    record = {
+        **score,
+        "domains": per_domain,
+        "targets": targets,
+        "step": step,
+        "preset": cfg.preset,
+        "precision": cfg.precision.name,
+        "tokens_trained": step * cfg.batch_size * cfg.seq_len,
+        "token_dir": str(cfg.token_dir),
+    }
+    tmp = out_dir / (SCORE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(out_dir / SCORE)
+    return record
+
+
+def run_dir_of(path: Path) -> Path:
+    """A run folder from the folder itself, its checkpoint folder or its state.pt."""
+    path = Path(path)
+    for candidate in (path, path.parent, path.parent.parent):
+        if (candidate / "config.json").is_file() and (candidate / CHECKPOINT).is_file():
+            return candidate
+    raise ConfigError(f"{path}: not a proxy run folder (needs config.json and {CHECKPOINT}); train one first")
+
+
+def load_run(run_dir: Path, device: str = "auto") -> tuple[TrainConfig, TransformerLM, Recipe, int]:
+    """(config, model with the checkpoint's weights, recipe with its SR state, step) of a run folder."""
+    cfg = TrainConfig.model_validate_json((run_dir / "config.json").read_text())
+    model_cfg = ModelConfig.model_validate_json((run_dir / "model.json").read_text())
+    target = resolve_device(device)
+    recipe = Recipe(cfg.precision, target, cfg.seed)
+    model = recipe.prepare(TransformerLM(model_cfg)).to(target)
+    state = load_checkpoint(run_dir / CHECKPOINT, target)
+    model.load_state_dict(state["model"])
+    recipe.load_state_dict(state["recipe"])
+    return cfg, model, recipe, int(state["step"])
+
+
+def eval_proxy(
+    checkpoint_dir: Path,
+    token_dir: Path | None = None,
+    weights: dict[str, float] | None = None,
+    target_sets: dict[str, Path] | None = None,
+    max_eval_tokens_per_domain: int | None = 65_536,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Per-domain bits per byte of a trained proxy and the weighted score; writes RUN/score.json.
+
+    On the run's own token shards only the held-out documents are evaluated (the split is recomputed
+    from the run's config, so it is the one training excluded); on any other token shards every document
+    is. ``target_sets`` maps a name to a JSONL/Parquet/WARC file of texts (field ``text``), tokenized with
+    the run's tokenizer into RUN/targets/NAME and evaluated whole.
+    """
+    run_dir = run_dir_of(checkpoint_dir)
+    cfg, model, recipe, step = load_run(run_dir, device)
+    shards = TokenShards(Path(token_dir) if token_dir else cfg.token_dir)
+    _check_same_tokenizer(run_dir, shards)
+    same_data = shards.folder.resolve() == Path(cfg.token_dir).resolve()
+    docs = shards.split(cfg.eval_fraction, seed=cfg.split_seed).eval if same_data else np.arange(len(shards))
+    evaluate = _evaluator(model, recipe, cfg, max_eval_tokens_per_domain)
+    per_domain = evaluate(shards, docs)
+    targets: dict[str, dict[str, float]] = {}
+    for name, path in (target_sets or {}).items():
+        target_shards = TokenShards(tokenize_target_set(Path(path), name, run_dir))
+        targets |= {name: evaluate(target_shards, np.arange(len(target_shards)))[name]}
+    return write_score(run_dir, cfg, step, per_domain, targets, weights)
+
+
+def _evaluator(model: TransformerLM, recipe: Recipe, cfg: TrainConfig, max_tokens: int | None) -> Any:
+    device = next(model.parameters()).device
+    return lambda shards, docs: evaluate_domains(
+        model, recipe, shards, docs, cfg.seq_len, cfg.batch_size, device, max_tokens
+    )
+
+
+def _check_same_tokenizer(run_dir: Path, shards: TokenShards) -> None:
+    """Evaluating with token ids of another vocabulary would give meaningless (yet finite) figures."""
+    expected = file_sha256(run_dir / "tokenizer.json")
+    if shards.meta["tokenizer"]["sha256"] != expected:
+        raise ConfigError(
+            f"{shards.folder} was tokenized with another tokenizer than the run {run_dir}; "
+            "re-tokenize it with RUN/tokenizer.json"
+        )
+
+
+def tokenize_target_set(path: Path, name: str, run_dir: Path) -> Path:
+    """Token shards (one domain, ``name``) of a user's text file, cached under RUN/targets/NAME."""
+    from curate.readers.fields import FieldMap
+    from curate.readers.formats import infer_format, reader_for
+    from curate.readers.records import RawDoc
+
+    folder = run_dir / "targets" / name
+    source = {"path": str(path.resolve())}
+    marker = folder / "source.json"
+    if is_token_dir(folder) and marker.is_file() and json.loads(marker.read_text()) == source:
+        return folder
+    fmt = infer_format(path)
+    if fmt is None or not path.is_file():
+        raise ConfigError(f"target set {name}: {path} is not a readable JSONL/Parquet/WARC file")
+    texts = [
+        item.text for item in reader_for(fmt)(path, FieldMap()) if isinstance(item, RawDoc) and item.text
+    ]
+    if not texts:
+        raise ConfigError(f"target set {name}: {path} holds no texts")
+    tok = load_tokenizer(run_dir / "tokenizer.json")
+    encoded = ((ids, name, n_bytes) for ids, n_bytes in encode_documents(tok, texts))
+    write_token_shards(folder, encoded, tok.get_vocab_size(), run_dir / "tokenizer.json")
+    marker.write_text(json.dumps(source))
+    return folder

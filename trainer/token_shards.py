@@ -1,0 +1,342 @@
+"""Token shards: the one on-disk format between a tokenized mixture and the proxy trainer.
+
+A token-shard folder holds three files::
+
+    tokens.bin          every document's token ids back to back, flat little-endian uint16 when
+                        vocab_size <= 65536, else uint32 (no header; its length is n_tokens * itemsize)
+    documents.parquet   one row per document, in file order:
+                          start    int64   offset of the document's first token in tokens.bin (in tokens)
+                          length   int64   number of tokens of the document
+                          domain   string  mixing group (web, wiki, code, ...)
+                          n_bytes  int64   UTF-8 bytes of the document's text (for exact bits-per-byte)
+    tokens.json         {"format": "curate-token-shards", "version": 1, "dtype": "uint16"|"uint32",
+                         "vocab_size", "n_tokens", "n_documents", "eot_id" (int or null),
+                         "tokenizer": {"path", "sha256"}, "domains": {domain: {"documents", "tokens"}}}
+
+Documents are packed in order; by convention (see ``trainer.tokenizer.encode_documents``) each one ends
+with the ``<|endoftext|>`` token. ``tokens.json`` is written last and renamed into place, so a folder
+without it is an unfinished write and is refused by the reader. The writer streams: it never holds more
+than one batch of document rows in memory, whatever the mixture size.
+
+Reading memory-maps ``tokens.bin``. Documents are split once, deterministically, into training and
+held-out evaluation documents per domain (:meth:`TokenShards.split`), so evaluation never sees a token
+the model was trained on. :class:`WindowSampler` draws seeded (B, T+1) windows from the training
+documents only; :func:`eval_batches` cuts each held-out document into windows that predict each of its
+tokens exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT = "curate-token-shards"
+VERSION = 1
+TOKENS_BIN = "tokens.bin"
+DOCUMENTS = "documents.parquet"
+META = "tokens.json"
+DOC_SCHEMA = pa.schema(
+    [("start", pa.int64()), ("length", pa.int64()), ("domain", pa.string()), ("n_bytes", pa.int64())]
+)
+ROWS_PER_BATCH = 65_536
+
+Doc = tuple[Any, str] | tuple[Any, str, int]
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits (halves the file and the page cache), uint32 beyond 65536 ids."""
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+    return np.dtype("<u2") if vocab_size <= 65536 else np.dtype("<u4")
+
+
+def is_token_dir(path: Path) -> bool:
+    """A finished token-shard folder (``tokens.json`` is its completion marker)."""
+    return (Path(path) / META).is_file()
+
+
+class _DocumentRows:
+    """Buffers documents.parquet rows and flushes them in batches (the streaming half of the writer)."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = pq.ParquetWriter(path, DOC_SCHEMA)
+        self.rows: dict[str, list] = {name: [] for name in DOC_SCHEMA.names}
+
+    def add(self, start: int, length: int, domain: str, n_bytes: int) -> None:
+        for name, value in zip(DOC_SCHEMA.names, (start, length, domain, n_bytes), strict=True):
+            self.rows[name].append(value)
+        if len(self.rows["start"]) >= ROWS_PER_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows["start"]:
+            self.writer.write_table(pa.table(self.rows, schema=DOC_SCHEMA))
+            self.rows = {name: [] for name in DOC_SCHEMA.names}
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def _unpack_doc(doc: Doc, vocab_size: int, bytes_of: Any) -> tuple[np.ndarray, str, int]:
+    """Validate one (tokens, domain[, n_bytes]) item; n_bytes is decoded from the tokens when absent."""
+    tokens = np.asarray(doc[0])
+    if tokens.ndim != 1 or (tokens.size and not np.issubdtype(tokens.dtype, np.integer)):
+        raise ValueError("each document's tokens must be a flat sequence of integer ids")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"token id out of range [0, {vocab_size}) in a document of domain {doc[1]!r}")
+    domain = doc[1]
+    if not isinstance(domain, str) or not domain:
+        raise ValueError(f"domain must be a non-empty string, got {domain!r}")
+    n_bytes = int(doc[2]) if len(doc) > 2 else bytes_of(tokens)
+    return tokens, domain, n_bytes
+
+
+def _byte_counter(tokenizer_path: Path) -> Any:
+    """n_bytes from token ids, for writers that did not keep the text (byte-level BPE decodes exactly)."""
+    from trainer.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_path)
+    return lambda tokens: len(tokenizer.decode(tokens.tolist()).encode("utf-8"))
+
+
+def write_token_shards(
+    folder: Path, docs: Iterable[Doc], vocab_size: int, tokenizer_path: Path, eot_id: int | None = None
+) -> dict[str, Any]:
+    """Stream ``docs`` ((tokens, domain) or (tokens, domain, n_bytes)) into a token-shard folder.
+
+    Files are written under temporary names and renamed, ``tokens.json`` last, so a crash leaves no
+    folder that looks complete. ``eot_id`` defaults to the tokenizer's ``<|endoftext|>``. Returns the
+    metadata written to ``tokens.json``.
+    """
+    from trainer.tokenizer import EOT, file_sha256, load_tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer_path = Path(tokenizer_path).resolve()
+    if eot_id is None:
+        eot_id = load_tokenizer(tokenizer_path).token_to_id(EOT)
+    dtype = token_dtype(vocab_size)
+    suffix = f".{os.getpid()}.tmp"
+    tmp_bin, tmp_docs = folder / (TOKENS_BIN + suffix), folder / (DOCUMENTS + suffix)
+    bytes_of = None
+    n_tokens = 0
+    domains: dict[str, dict[str, int]] = {}
+    rows = _DocumentRows(tmp_docs)
+    with open(tmp_bin, "wb") as handle:
+        for doc in docs:
+            if len(doc) < 3 and bytes_of is None:
+                bytes_of = _byte_counter(tokenizer_path)
+            tokens, domain, n_bytes = _unpack_doc(doc, vocab_size, bytes_of)
+            handle.write(tokens.astype(dtype, copy=False).tobytes())
+            rows.add(n_tokens, len(tokens), domain, n_bytes)
+            counts = domains.setdefault(domain, {"documents": 0, "tokens": 0})
+            counts["documents"] += 1
+            counts["tokens"] += len(tokens)
+            n_tokens += len(tokens)
+    rows.close()
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dtype": dtype.name,
+        "vocab_size": int(vocab_size),
+        "n_tokens": n_tokens,
+        "n_documents": sum(c["documents"] for c in domains.values()),
+        "eot_id": eot_id,
+        "tokenizer": {"path": str(tokenizer_path), "sha256": file_sha256(tokenizer_path)},
+        "domains": dict(sorted(domains.items())),
+    }
+    os.replace(tmp_bin, folder / TOKENS_BIN)
+    os.replace(tmp_docs, folder / DOCUMENTS)
+    tmp_meta = folder / (META + suffix)
+    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp_meta, folder / META)
+    return meta
+
+
+@dataclass(frozen=True)
+class Split:
+    """Document indices (into documents.parquet) for training and held-out evaluation."""
+
+    train: np.ndarray
+    eval: np.ndarray
+
+
+class TokenShards:
+    """Read side of the format: memory-mapped tokens plus the document table as numpy arrays."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        if not is_token_dir(self.folder):
+            raise FileNotFoundError(f"{self.folder}: not a token-shard folder (no {META}); write one first")
+        self.meta: dict[str, Any] = json.loads((self.folder / META).read_text())
+        if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
+            raise ValueError(f"{self.folder / META}: not a {FORMAT} v{VERSION} file")
+        dtype = np.dtype(self.meta["dtype"]).newbyteorder("<")
+        n_tokens = int(self.meta["n_tokens"])
+        size = (self.folder / TOKENS_BIN).stat().st_size
+        if size != n_tokens * dtype.itemsize:
+            raise ValueError(
+                f"{self.folder / TOKENS_BIN}: {size} bytes, expected {n_tokens} x {dtype.itemsize}"
+            )
+        self.tokens = (
+            np.memmap(self.folder / TOKENS_BIN, dtype=dtype, mode="r", shape=(n_tokens,))
+            if n_tokens
+            else np.zeros(0, dtype=dtype)
+        )
+        table = pq.read_table(self.folder / DOCUMENTS)
+        self.starts = table["start"].to_numpy()
+        self.lengths = table["length"].to_numpy()
+        self.n_bytes = table["n_bytes"].to_numpy()
+        domain_codes = table["domain"].dictionary_encode().combine_chunks()
+        names = domain_codes.dictionary.to_pylist()
+        order = np.argsort(names)  # domain ids follow sorted names, independent of document order
+        self.domains: list[str] = [names[i] for i in order]
+        self.domain_ids = np.argsort(order)[domain_codes.indices.to_numpy()]
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def eot_id(self) -> int | None:
+        return self.meta.get("eot_id")
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return Path(self.meta["tokenizer"]["path"])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def document(self, index: int) -> np.ndarray:
+        """Token ids of one document (a copy, as int64)."""
+        start = int(self.starts[index])
+        return np.asarray(self.tokens[start : start + int(self.lengths[index])], dtype=np.int64)
+
+    def split(self, eval_fraction: float = 0.05, max_eval_docs: int = 256, seed: int = 0) -> Split:
+        """Hold out ``eval_fraction`` of each domain's non-empty documents (at least one, at most
+        ``max_eval_docs``) by a seeded permutation; a domain with a single document is all training.
+
+        The seed is the split's own, not the training seed, so runs with different seeds are scored on
+        the same held-out documents.
+        """
+        if not 0.0 <= eval_fraction < 1.0:
+            raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+        rng = np.random.default_rng(seed)
+        held_out: list[np.ndarray] = []
+        for domain_id in range(len(self.domains)):
+            docs = np.flatnonzero((self.domain_ids == domain_id) & (self.lengths > 0))
+            if len(docs) < 2 or eval_fraction == 0.0:
+                continue
+            count = min(max(1, round(eval_fraction * len(docs))), max_eval_docs, len(docs) - 1)
+            held_out.append(np.sort(rng.permutation(docs)[:count]))
+        eval_docs = np.concatenate(held_out) if held_out else np.zeros(0, dtype=np.int64)
+        train_docs = np.setdiff1d(np.arange(len(self)), eval_docs)
+        return Split(train=train_docs[self.lengths[train_docs] > 0], eval=np.sort(eval_docs))
+
+
+class WindowSampler:
+    """Seeded (B, T+1) token windows from the virtual concatenation of the chosen documents.
+
+    Batch ``k`` depends only on (seed, k), never on earlier draws, so the sampler's whole state is the
+    next batch index: a resumed run continues with exactly the batches it would have seen.
+    """
+
+    def __init__(
+        self, shards: TokenShards, docs: np.ndarray, batch_size: int, seq_len: int, seed: int
+    ) -> None:
+        self.shards = shards
+        self.docs = np.asarray(docs, dtype=np.int64)
+        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
+        lengths = shards.lengths[self.docs]
+        self.ends = np.cumsum(lengths)  # virtual end offset of each chosen document
+        self.total = int(self.ends[-1]) if len(self.ends) else 0
+        if self.total < seq_len + 1:
+            raise ValueError(
+                f"{shards.folder}: {self.total} training tokens, fewer than one window of "
+                f"{seq_len + 1}; use more data or a shorter --seq-len"
+            )
+        self.next_index = 0
+
+    def batch(self, index: int) -> np.ndarray:
+        """Batch ``index`` as int64 (B, T+1); windows may span document boundaries (packed training)."""
+        rng = np.random.default_rng((self.seed, index))
+        offsets = rng.integers(0, self.total - self.seq_len, size=self.batch_size)
+        virtual = offsets[:, None] + np.arange(self.seq_len + 1)
+        doc = np.searchsorted(self.ends, virtual, side="right")
+        real = self.shards.starts[self.docs[doc]] + (
+            virtual - (self.ends[doc] - self.shards.lengths[self.docs[doc]])
+        )
+        return np.asarray(self.shards.tokens[real.ravel()], dtype=np.int64).reshape(virtual.shape)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        batch = self.batch(self.next_index)
+        self.next_index += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"next_index": self.next_index, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["seed"] != self.seed:
+            raise ValueError(f"sampler state was saved with seed {state['seed']}, this run uses {self.seed}")
+        self.next_index = int(state["next_index"])
+
+
+@dataclass(frozen=True)
+class EvalBatch:
+    """Inputs/targets (B, T) int64 and a mask of the target positions that count."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+
+
+def document_windows(
+    tokens: np.ndarray, seq_len: int, eot_id: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(inputs, targets) chunks of one document, predicting every token exactly once.
+
+    With an end-of-text id the document is preceded by it, so even the first token is predicted (from a
+    document boundary, as in training); without one the first token is context only.
+    """
+    sequence = tokens if eot_id is None else np.concatenate(([eot_id], tokens))
+    for begin in range(0, len(sequence) - 1, seq_len):
+        chunk = sequence[begin : begin + seq_len + 1]
+        yield chunk[:-1], chunk[1:]
+
+
+def eval_batches(
+    shards: TokenShards, docs: Iterable[int], seq_len: int, batch_size: int
+) -> Iterator[EvalBatch]:
+    """Padded batches of held-out windows over ``docs`` (one domain's, typically)."""
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    for index in docs:
+        for window in document_windows(shards.document(int(index)), seq_len, shards.eot_id):
+            rows.append(window)
+            if len(rows) == batch_size:
+                yield _pad(rows, seq_len)
+                rows = []
+    if rows:
+        yield _pad(rows, seq_len)
+
+
+def _pad(rows: list[tuple[np.ndarray, np.ndarray]], seq_len: int) -> EvalBatch:
+    inputs = np.zeros((len(rows), seq_len), dtype=np.int64)
+    targets = np.zeros_like(inputs)
+    mask = np.zeros(inputs.shape, dtype=bool)
+    for i, (x, y) in enumerate(rows):
+        inputs[i, : len(x)], targets[i, : len(y)], mask[i, : len(y)] = x, y, True
+    return EvalBatch(inputs, targets, mask)
