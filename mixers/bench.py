@@ -1,0 +1,131 @@
+"""`curate bench mix`: how fast a mixture is built from a curated corpus of at least 1 GB on disk.
+
+The corpus is real text (curate.bench.build_corpus: books, Wikipedia and web shards from ../shared/data)
+run through the curation pipeline once and cached, so repeated benchmarks time the mixer only. Figures
+are MB/s of corpus Parquet on disk (what a mixer must scan) and of text written into the mixture.
+
+Runs: `estimate` (chars_per_token, no tokenizer pass), and with `exact=True` `exact_cold` (tokenizer
+pass over every candidate part, sidecars written) then `exact_warm` (the same mixture from the cached
+counts), so the cost of exact counting and the value of its cache are both visible.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from curate.bench import build_corpus, machine
+from curate.config import parse_config, resolve_paths
+from curate.run import run_pipeline
+from mixers.corpus import open_corpora
+from mixers.sampler import build_mixture
+from mixers.spec import parse_spec
+from mixers.tokens import SIDECAR_DIR
+
+BENCH_DIR = Path(".cache/bench/mix")
+TEXT_PER_DISK = 2.6  # text MB per Parquet MB after curation (zstd), measured on these sources
+BUDGET_FRACTION = 0.5
+BENCH_VOCAB = 8192
+
+
+def disk_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*.parquet")) / 1e6
+
+
+def bench_corpus(megabytes: int, workers: int, folder: Path = BENCH_DIR) -> Path:
+    """A curated corpus with at least `megabytes` MB of Parquet parts, built once from real text."""
+    out = (folder / f"corpus-{megabytes}mb").resolve()
+    if (out / "manifest.json").is_file() and disk_mb(out / "corpus") >= megabytes:
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    shards = build_corpus(math.ceil(megabytes * TEXT_PER_DISK)).resolve()
+    raw = {
+        "inputs": [{"path": str(shards / "*.jsonl.gz"), "name": "bench"}],
+        "stages": [
+            {"normalize": {}},
+            {"tag": {"domain": {"rules": [{"domain": "wiki", "site": "wikipedia.org"}]}}},
+        ],
+    }
+    config = resolve_paths(parse_config(raw, where="bench mix corpus"), base=shards, out=str(out))
+    run_pipeline(config, "local", workers, progress=False)
+    return out
+
+
+def corpus_figures(corpus: Path) -> dict[str, Any]:
+    parts = [str(p.path) for p in open_corpora([str(corpus)]).parts]
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT domain, count(*), sum(n_chars), sum(strlen(text)) FROM read_parquet(?) GROUP BY domain",
+            [parts],
+        ).fetchall()
+    return {
+        "path": str(corpus),
+        "disk_mb": round(disk_mb(corpus / "corpus"), 1),
+        "parts": len(parts),
+        "domains": {
+            d: {"docs": int(n), "chars": int(c), "text_mb": round(b / 1e6, 1)} for d, n, c, b in rows
+        },
+    }
+
+
+def bench_spec(corpus: Path, figures: dict[str, Any], tokenizer: dict[str, Any]) -> dict[str, Any]:
+    """Half the corpus's (estimated) tokens, each domain in its natural share, behind a real predicate."""
+    chars = {d: v["chars"] for d, v in figures["domains"].items()}
+    total = sum(chars.values())
+    return {
+        "corpora": [str(corpus)],
+        "budget": int(total / 4 * BUDGET_FRACTION),
+        "seed": 0,
+        "tokenizer": tokenizer,
+        "max_epochs": 2,
+        "where": "n_words >= 20",
+        "domains": {d: {"weight": c / total} for d, c in chars.items()},
+    }
+
+
+def timed_mix(name: str, spec: dict[str, Any], corpus_mb: float, corpus_text_mb: float) -> dict[str, Any]:
+    out = BENCH_DIR / f"mix-{name}"
+    started = time.perf_counter()
+    manifest = build_mixture(parse_spec(spec, where=f"bench {name}"), out)
+    seconds = time.perf_counter() - started
+    mix_mb = disk_mb(out)
+    with duckdb.connect() as con:
+        text_mb = con.execute(
+            "SELECT sum(strlen(text)) / 1e6 FROM read_parquet(?)",
+            [[str(out / f["path"]) for f in manifest["files"]]],
+        ).fetchall()[0][0]
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "seconds": round(seconds, 2),
+        "corpus_mb_per_s": round(corpus_mb / seconds, 1),
+        "corpus_text_mb_per_s": round(corpus_text_mb / seconds, 1),
+        "mix_text_mb_per_s": round(text_mb / seconds, 1),
+        "mix_docs": manifest["totals"]["documents"],
+        "mix_tokens": manifest["totals"]["achieved_tokens"],
+        "mix_text_mb": round(text_mb, 1),
+        "mix_disk_mb": round(mix_mb, 1),
+    }
+
+
+def bench_mix(megabytes: int = 1024, workers: int = 2, exact: bool = False) -> dict[str, Any]:
+    """MB/s to mix a corpus of >= `megabytes` MB on disk: estimate always, exact cold/warm on request."""
+    corpus = bench_corpus(megabytes, workers)
+    figures = corpus_figures(corpus)
+    text_mb = sum(d["text_mb"] for d in figures["domains"].values())
+    results: dict[str, Any] = {"machine": machine(), "corpus": figures, "runs": {}}
+    estimate = bench_spec(corpus, figures, {"chars_per_token": 4.0})
+    results["runs"]["estimate"] = timed_mix("estimate", estimate, figures["disk_mb"], text_mb)
+    if exact:
+        from mixers.demo import corpus_tokenizer
+
+        tokenizer = corpus_tokenizer(corpus, vocab_size=BENCH_VOCAB)
+        shutil.rmtree(corpus / SIDECAR_DIR, ignore_errors=True)
+        spec = bench_spec(corpus, figures, {"path": str(tokenizer)})
+        results["runs"]["exact_cold"] = timed_mix("exact", spec, figures["disk_mb"], text_mb)
+        results["runs"]["exact_warm"] = timed_mix("exact", spec, figures["disk_mb"], text_mb)
+    return results

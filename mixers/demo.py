@@ -1,0 +1,80 @@
+"""The demo's last step: a small mixture of the demo corpus, with a tokenizer trained on that corpus.
+
+`curate demo` calls `demo_mixture(corpus_out, mix_out)` after the curation run, so the main job ends
+where training starts: shuffled Parquet parts, token shards and a manifest of what went in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from mixers.corpus import open_corpora
+from mixers.sampler import build_mixture
+from mixers.spec import parse_spec
+
+DEMO_WEIGHTS = {"web": 0.35, "wiki": 0.25, "books": 0.2, "code": 0.1, "news": 0.1}
+DEMO_BUDGET = 1_000_000
+DEMO_VOCAB = 4096
+TOKENIZER_SAMPLE_CHARS = 4_000_000
+
+
+def corpus_texts(corpus_out: Path, max_chars: int) -> Iterator[str]:
+    """An even, seeded sample of each domain's texts (md5 of the id), at most max_chars in all.
+
+    Each domain gets an equal share so a large domain (books) cannot crowd a small one (news) out of the
+    tokenizer's training sample. Texts stream from DuckDB; the corpus is never loaded whole.
+    """
+    corpora = open_corpora([str(corpus_out)])
+    domains = corpora.domains()
+    quota = max_chars // max(1, len(domains))
+    for domain in domains:
+        files = [str(p.path) for p in corpora.parts_for([domain])]
+        yield from _domain_sample(files, quota)
+
+
+def _domain_sample(files: list[str], quota: int) -> Iterator[str]:
+    with duckdb.connect() as con:
+        relation = con.read_parquet(files, union_by_name=True, hive_partitioning=False)
+        taken = 0
+        for batch in relation.order("md5(id)").select("text").to_arrow_reader(256):
+            for text in batch.column(0).to_pylist():
+                piece = (text or "")[: quota - taken]
+                taken += len(piece)
+                yield piece
+                if taken >= quota:
+                    return
+
+
+def corpus_tokenizer(corpus_out: Path, vocab_size: int = DEMO_VOCAB, cache_dir: Path | None = None) -> Path:
+    """A byte-level BPE trained on the corpus (the trainer's recipe), cached by the sample's hash."""
+    from trainer.tokenizer import train_tokenizer
+
+    texts = list(corpus_texts(corpus_out, TOKENIZER_SAMPLE_CHARS))
+    return train_tokenizer(
+        texts, vocab_size=vocab_size, cache_dir=cache_dir, max_chars=TOKENIZER_SAMPLE_CHARS
+    )
+
+
+def demo_spec(corpus_out: Path, tokenizer: Path, domains: list[str]) -> dict[str, Any]:
+    """Weights over the demo domains present; small domains may repeat up to 4 epochs."""
+    present = {d: w for d, w in DEMO_WEIGHTS.items() if d in domains}
+    return {
+        "corpora": [str(corpus_out.resolve())],
+        "budget": DEMO_BUDGET,
+        "seed": 0,
+        "tokenizer": {"path": str(tokenizer)},
+        "max_epochs": 4,
+        "domains": {d: {"weight": w} for d, w in present.items()},
+    }
+
+
+def demo_mixture(corpus_out: Path, mix_out: Path, tokens: bool = True) -> dict[str, Any]:
+    """Build the demo mixture (and its token shards) from the demo corpus; returns its manifest."""
+    domains = open_corpora([str(corpus_out)]).domains()
+    tokenizer = corpus_tokenizer(corpus_out)
+    spec = parse_spec(demo_spec(corpus_out, tokenizer, domains), where="demo mixture")
+    return build_mixture(spec, mix_out, tokens=tokens)
