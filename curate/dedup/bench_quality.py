@@ -1,0 +1,190 @@
+"""Dedup quality: pair precision and recall of the real pipeline against exact-Jaccard ground truth.
+
+The corpus is :mod:`curate.dedup.neardup_corpus` (real documents plus edited copies spread over shards).
+The pipeline (``normalize``, ``tag``, ``dedup:``) runs on it once per (verify mode, threshold), exactly as
+``curate run`` would. Then, on the texts as the pipeline kept them:
+
+- **truth** at threshold t: every pair of documents whose word 5-gram sets have exact Jaccard >= t,
+  over ALL pairs of the corpus (not only the generated families: real text has duplicates of its own);
+- **predicted**: every pair of documents in the same dup cluster (``dup_cluster`` of the corpus and of
+  the dedup rejects);
+- pair precision = |predicted & truth| / |predicted|, recall = |predicted & truth| / |truth|.
+
+Single linkage makes "same cluster" transitive, so a cluster can hold pairs below t even when every
+edge that built it was above t; ``removal_precision`` (share of removed documents whose exact Jaccard
+with their kept document is >= t) measures the decision each reject actually records.
+
+Timing: the dedup phase runs from the last shard's completion record to ``_state/dedup/result.json``
+(file times), so it is measured inside the real ``run_pipeline`` without hooks; ``end_to_end`` compares
+the run's wall time with the same run without ``dedup:`` (this includes the per-shard sketches).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from curate.bench import machine, peak_rss_mb
+from curate.config import ConfigError, parse_config, resolve_paths
+from curate.dedup.neardup_corpus import Corpus, CorpusSpec, build_corpus, similar_pairs
+from curate.run import run_pipeline
+from curate.textsources import shared_data_dir
+
+BENCH_CACHE = Path(".cache/bench")
+_BINS = (0.0, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
+
+
+def bench_dedup_quality(
+    cache_dir: Path = BENCH_CACHE,
+    originals: int = 6000,
+    shards: int = 8,
+    seed: int = 0,
+    thresholds: Sequence[float] = (0.7, 0.8),
+    verify_modes: Sequence[str] = ("signature", "exact"),
+    workers: int = 1,
+    dedup: dict[str, Any] | None = None,
+    keep_outputs: bool = False,
+) -> dict[str, Any]:
+    """Run the pipeline with dedup on the near-dup corpus for every verify mode and threshold.
+
+    ``dedup`` adds settings to every run's `dedup:` section (e.g. ``{"bands": 28}``); threshold and
+    verify come from the loops. Returns JSON-ready figures: per run precision, recall, removal
+    precision, recall by Jaccard bin, the dedup phase's docs/s, and the machine.
+    """
+    if shared_data_dir() is None:
+        raise ConfigError("the dedup quality benchmark needs ../shared/data (or CURATE_SHARED_DATA)")
+    cache_dir = cache_dir.resolve()
+    corpus = build_corpus(cache_dir, CorpusSpec(originals=originals, shards=shards, seed=seed))
+    work = (cache_dir / f"dedup-quality-{corpus.spec.key()}").resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        baseline = _run(corpus, work / "no-dedup", None, workers)
+        ids, texts = _texts(work / "no-dedup")
+        started = time.perf_counter()
+        i, j, similarity = similar_pairs(texts, floor=min(0.5, *thresholds), ngram=corpus.spec.ngram)
+        truth_seconds = time.perf_counter() - started
+        jaccard = {(ids[a], ids[b]): float(s) for a, b, s in zip(i, j, similarity, strict=True)}
+        runs = {}
+        for verify in verify_modes:
+            for threshold in thresholds:
+                settings = {**(dedup or {}), "threshold": threshold, "verify": verify}
+                out = work / f"{verify}-{threshold}"
+                manifest = _run(corpus, out, settings, workers)
+                figures = score(_clusters(out), jaccard, threshold)
+                figures.update(_timing(out, manifest, baseline))
+                runs[f"{verify}@{threshold}"] = {"dedup": manifest["config"]["dedup"], **figures}
+    finally:
+        if not keep_outputs:
+            shutil.rmtree(work, ignore_errors=True)
+    return {
+        "machine": machine(),
+        "corpus": {
+            "folder": str(corpus.folder),
+            "documents": corpus.documents,
+            "derived": corpus.derived,
+            "shards": len(corpus.shards),
+            "text_mb": round(baseline["totals"]["text_bytes"] / 1e6, 1),
+            "pairs_jaccard_ge_0.5": len(jaccard),
+            "truth_seconds": round(truth_seconds, 2),
+        },
+        "workers": workers,
+        "baseline_seconds": baseline["wall_seconds"],
+        "runs": runs,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _run(corpus: Corpus, out: Path, dedup: dict[str, Any] | None, workers: int) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "inputs": [{"path": str(corpus.folder / "shard-*.jsonl.gz"), "name": "neardup"}],
+        "stages": [{"normalize": {}}, {"tag": {}}],
+    }
+    if dedup is not None:
+        raw["dedup"] = dedup
+    config = resolve_paths(parse_config(raw, "bench"), corpus.folder, str(out))
+    return run_pipeline(config, "local", workers, progress=False)
+
+
+def _texts(out: Path) -> tuple[list[str], list[str]]:
+    """Ids and texts of every kept document, in id order (the run without dedup keeps them all)."""
+    rows = (
+        duckdb.connect()
+        .execute(f"SELECT id, text FROM read_parquet('{out}/corpus/*/*.parquet') ORDER BY id")
+        .fetchall()
+    )
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def _clusters(out: Path) -> dict[str, list[tuple[str, bool]]]:
+    """cluster id -> [(document id, kept?)] from the corpus and the dedup rejects."""
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT dup_cluster, id, true FROM read_parquet('{out}/corpus/*/*.parquet') "
+        "WHERE dup_cluster IS NOT NULL UNION ALL "
+        f"SELECT dup_cluster, id, false FROM read_parquet('{out}/rejects/dedup-*.parquet') "
+        "ORDER BY 1, 2"
+    ).fetchall()
+    clusters: dict[str, list[tuple[str, bool]]] = {}
+    for cluster, doc_id, kept in rows:
+        clusters.setdefault(cluster, []).append((doc_id, kept))
+    return clusters
+
+
+def score(
+    clusters: dict[str, list[tuple[str, bool]]], jaccard: dict[tuple[str, str], float], threshold: float
+) -> dict[str, Any]:
+    """Pair precision/recall of clusters against exact Jaccard (pairs keyed (smaller id, larger id))."""
+    truth = {pair for pair, s in jaccard.items() if s >= threshold}
+    predicted = set()
+    removal_ok = removals = 0
+    for members in clusters.values():
+        ids = sorted(doc_id for doc_id, _ in members)
+        predicted.update(combinations(ids, 2))
+        keeper = [doc_id for doc_id, kept in members if kept]
+        for doc_id, kept in members:
+            if not kept and keeper:
+                removals += 1
+                removal_ok += jaccard.get(tuple(sorted((doc_id, keeper[0]))), 0.0) >= threshold  # type: ignore[arg-type]
+    hits = len(predicted & truth)
+    false_positive = [jaccard.get(pair, 0.0) for pair in predicted - truth]
+    missed = [jaccard[pair] for pair in truth - predicted]
+    return {
+        "threshold": threshold,
+        "truth_pairs": len(truth),
+        "predicted_pairs": len(predicted),
+        "precision": round(hits / len(predicted), 4) if predicted else 1.0,
+        "recall": round(hits / len(truth), 4) if truth else 1.0,
+        "removed": removals,
+        "removal_precision": round(removal_ok / removals, 4) if removals else 1.0,
+        "clusters": len(clusters),
+        "false_positive_jaccard": _histogram(false_positive),
+        "missed_jaccard": _histogram(missed),
+    }
+
+
+def _histogram(values: list[float]) -> dict[str, int]:
+    counts, _ = np.histogram(values, bins=_BINS)
+    return {f"{lo:.2f}-{hi:.2f}": int(c) for lo, hi, c in zip(_BINS, _BINS[1:], counts, strict=False) if c}
+
+
+def _timing(out: Path, manifest: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    shards_done = max(p.stat().st_mtime_ns for p in (out / "_state" / "shards").glob("*.json"))
+    phase = ((out / "_state" / "dedup" / "result.json").stat().st_mtime_ns - shards_done) / 1e9
+    docs = manifest["dedup"]["documents"]
+    overhead = manifest["wall_seconds"] - baseline["wall_seconds"]
+    return {
+        "duplicates": manifest["totals"]["duplicates"],
+        "candidate_pairs": manifest["dedup"]["candidate_pairs"],
+        "verified_pairs": manifest["dedup"]["verified_pairs"],
+        "dedup_phase_seconds": round(phase, 3),
+        "dedup_phase_docs_s": round(docs / phase, 1) if phase > 0 else None,
+        "wall_seconds": manifest["wall_seconds"],
+        "end_to_end_overhead_seconds": round(overhead, 3),
+    }
