@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,26 +37,38 @@ def run_pipeline(
     plan = build_plan(config)
     claim_output(plan)
     remove_temp_files(plan.out)
-    todo = pending_tasks(plan)
-    with RunProgress(len(todo)) as bar:
-        on_done = (lambda report: bar.advance(report.read)) if progress else (lambda report: None)
-        if executor == "ray":
-            from curate.executors.ray_executor import run_ray
-
-            run_ray(plan, todo, workers, ray_address, on_done)
-        else:
-            run_local(plan, todo, workers, on_done)
-    reports = collect_reports(plan)
-    dedup = None
-    if plan.config.dedup is not None:
-        run = run_id(plan, [report.sha256 for report in reports])
-        dedup = run_dedup(plan, run)
+    with executor_session(executor, workers, ray_address):
+        run_shards(plan, executor, workers, progress)
+        reports = collect_reports(plan)
+        dedup = None
+        if plan.config.dedup is not None:
+            dedup = run_dedup(plan, run_id(plan, [report.sha256 for report in reports]), executor)
     manifest = build_manifest(plan, reports, time.perf_counter() - started, executor, dedup)
     write_manifest(plan.out, manifest)
     if dedup is not None:
         manifest["dedup"]["index_version_after"] = extend_index(plan, dedup.run)
         write_manifest(plan.out, manifest)
     return manifest
+
+
+def executor_session(executor: Executor, workers: int, ray_address: str | None) -> AbstractContextManager:
+    if executor != "ray":
+        return nullcontext()
+    from curate.executors.ray_executor import ray_session
+
+    return ray_session(workers, ray_address)
+
+
+def run_shards(plan: RunPlan, executor: Executor, workers: int, progress: bool) -> None:
+    todo = pending_tasks(plan)
+    with RunProgress(len(todo)) as bar:
+        on_done = (lambda report: bar.advance(report.read)) if progress else (lambda report: None)
+        if executor == "ray":
+            from curate.executors.ray_executor import run_ray
+
+            run_ray(plan, todo, workers, on_done)
+        else:
+            run_local(plan, todo, workers, on_done)
 
 
 def claim_output(plan: RunPlan) -> None:

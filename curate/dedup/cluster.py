@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from curate.dedup.settings import DedupConfig
 
 PAIR_CHUNK = 50_000
+DEDUP_REJECTS_PREFIX = "dedup-"  # rejects/dedup-<domain>-<part>.parquet, written by apply
 
 
 @dataclass
@@ -92,13 +93,25 @@ def candidate_pairs(con: duckdb.DuckDBPyConnection, config: DedupConfig) -> None
     )
 
 
+def pairs_from_keys(con: duckdb.DuckDBPyConnection, keyed: pa.Table) -> None:
+    """Table `pairs(a, b, exact)` from pairs named by (id, source, is_index), as Ray's shuffle gives them."""
+    con.register("keyed_pairs", keyed)
+    same = "{d}.id = k.{s}_id AND {d}.source IS NOT DISTINCT FROM k.{s}_source AND {d}.is_index = k.{s}_index"
+    con.execute(
+        "CREATE TABLE pairs AS SELECT da.doc AS a, db.doc AS b, bool_or(k.exact) AS exact FROM keyed_pairs k "
+        f"JOIN docs da ON {same.format(d='da', s='a')} JOIN docs db ON {same.format(d='db', s='b')} "
+        "WHERE da.doc <> db.doc GROUP BY da.doc, db.doc"
+    )
+    con.unregister("keyed_pairs")
+
+
 def verified_pairs(
-    con: duckdb.DuckDBPyConnection, config: DedupConfig, texts: TextLookup | None
+    con: duckdb.DuckDBPyConnection, config: DedupConfig, texts: TextLookup | None, table: str = "pairs"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, similarity) of pairs that pass verification; exact pairs pass with similarity 1."""
+    """(a, b, similarity) of the pairs in `table` that pass verification; exact pairs pass with 1."""
     cursor = con.sql(
         "SELECT p.a, p.b, p.exact, da.signature AS sa, db.signature AS sb, da.id AS ida, da.source AS srca, "
-        "db.id AS idb, db.source AS srcb, db.is_index AS b_index FROM pairs p "
+        f"db.id AS idb, db.source AS srcb, db.is_index AS b_index FROM {table} p "
         "JOIN docs da ON da.doc = p.a JOIN docs db ON db.doc = p.b ORDER BY p.a, p.b"
     )
     keep_a, keep_b, keep_s = [], [], []
@@ -167,27 +180,72 @@ def components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def choose_keepers(
     con: duckdb.DuckDBPyConnection,
-    nodes: np.ndarray,
-    labels: np.ndarray,
-    similarity_of: dict[int, float],
+    a: np.ndarray,
+    b: np.ndarray,
     config: DedupConfig,
+    texts: TextLookup | None = None,
 ) -> Clusters:
-    members = pa.table(
-        {"doc": nodes, "component": labels, "similarity": [similarity_of.get(int(d), 1.0) for d in nodes]}
-    )
-    con.register("members_arrow", members)
+    """Clusters from verified edges (a, b): every removed document is within `threshold` of its keeper.
+
+    In each connected component the keep policy picks the keeper; the other members are compared with
+    the keeper directly (exact hash, else as `verify` says) and those at >= threshold become its
+    duplicates. Members below it are not dropped on the strength of a chain (A~B, B~C does not make C a
+    copy of A): they are clustered again on the edges among themselves, until no edge is left. So no
+    two kept documents share a verified edge, and each reject names a keeper it really resembles.
+    With `verify: none` there is nothing to compare, and a component is a cluster as a whole.
+    """
     order = ", ".join(["d.is_index DESC"] + [_ORDER[rule] for rule in config.keep] + ["d.id", "d.source"])
+    assigned: list[pa.Table] = []
+    while len(a):
+        nodes, labels = components(a, b)
+        con.register("members_arrow", pa.table({"doc": nodes, "component": labels}))
+        con.execute(
+            "CREATE OR REPLACE TABLE ranked AS SELECT m.doc, m.component, "
+            f"row_number() OVER (PARTITION BY m.component ORDER BY {order}) AS rank "
+            "FROM members_arrow m JOIN docs d ON d.doc = m.doc"
+        )
+        con.unregister("members_arrow")
+        con.execute(
+            "CREATE OR REPLACE TABLE keeper_pairs AS SELECT r.doc AS a, k.doc AS b, "
+            "dr.exact_hash = dk.exact_hash AS exact FROM ranked r "
+            "JOIN ranked k ON k.component = r.component AND k.rank = 1 "
+            "JOIN docs dr ON dr.doc = r.doc JOIN docs dk ON dk.doc = k.doc WHERE r.rank > 1"
+        )
+        doc, keeper, similarity = verified_pairs(con, config, texts, table="keeper_pairs")
+        keepers = np.unique(keeper)
+        assigned.append(
+            pa.table(
+                {
+                    "doc": np.concatenate([keepers, doc]),
+                    "keeper_doc": np.concatenate([keepers, keeper]),
+                    "similarity": np.concatenate([np.ones(len(keepers)), similarity]),
+                }
+            )
+        )
+        settled = np.concatenate([keepers, doc])
+        first = con.execute("SELECT doc FROM ranked WHERE rank = 1").fetchnumpy()["doc"]
+        gone = np.union1d(settled, first)
+        residual = ~np.isin(a, gone) & ~np.isin(b, gone)
+        a, b = a[residual], b[residual]
+    if not assigned:
+        assigned.append(
+            pa.table(
+                {
+                    "doc": pa.array([], pa.int64()),
+                    "keeper_doc": pa.array([], pa.int64()),
+                    "similarity": pa.array([], pa.float64()),
+                }
+            )
+        )
+    con.register("assigned_arrow", pa.concat_tables(assigned))
     table = con.sql(
-        "WITH ranked AS (SELECT m.component, m.similarity, d.*, "
-        f"row_number() OVER (PARTITION BY m.component ORDER BY {order}) AS rank "
-        "FROM members_arrow m JOIN docs d ON d.doc = m.doc), "
-        "keepers AS (SELECT component, id AS cluster, exact_hash AS keeper_hash FROM ranked WHERE rank = 1) "
-        "SELECT r.id, r.source, r.domain, k.cluster, r.rank = 1 AS keeper, "
-        "CASE WHEN r.rank = 1 THEN NULL WHEN r.exact_hash = k.keeper_hash THEN 'exact_duplicate' "
-        "ELSE 'near_duplicate' END AS reason, r.similarity "
-        "FROM ranked r JOIN keepers k USING (component) WHERE NOT r.is_index ORDER BY r.source, r.id"
+        "SELECT d.id, d.source, d.domain, k.id AS cluster, m.doc = m.keeper_doc AS keeper, "
+        "CASE WHEN m.doc = m.keeper_doc THEN NULL WHEN d.exact_hash = k.exact_hash THEN 'exact_duplicate' "
+        "ELSE 'near_duplicate' END AS reason, m.similarity "
+        "FROM assigned_arrow m JOIN docs d ON d.doc = m.doc JOIN docs k ON k.doc = m.keeper_doc "
+        "WHERE NOT d.is_index ORDER BY d.source, d.id"
     ).to_arrow_table()
-    con.unregister("members_arrow")
+    con.unregister("assigned_arrow")
     return Clusters(table)
 
 
@@ -204,7 +262,7 @@ class TextLookup:
     def __init__(self, corpus_dir: Path, config: DedupConfig) -> None:
         from curate.dedup.sketch import hasher_for
 
-        self.glob = str(corpus_dir / "*" / "*.parquet").replace("'", "''")
+        self.corpus_dir = corpus_dir
         self.hasher = hasher_for(config)
         self.con = duckdb.connect()
         self.shingles: dict[tuple[str, str], np.ndarray] = {}
@@ -219,8 +277,16 @@ class TextLookup:
         self.con.register(
             "wanted", pa.table({"id": [k[0] for k in wanted], "source": [k[1] for k in wanted]})
         )
+        # A resumed phase finds some duplicates already moved to rejects/dedup-*: read them there too
+        # (a crash between writing those rejects and rewriting the part leaves a row in both).
+        files = sorted(self.corpus_dir.glob("*/*.parquet")) + sorted(
+            (self.corpus_dir.parent / "rejects").glob(f"{DEDUP_REJECTS_PREFIX}*.parquet")
+        )
+        if not files:
+            return
         rows = self.con.execute(
-            f"SELECT c.id, c.source, c.text FROM read_parquet('{self.glob}', hive_partitioning=false) c "
+            "SELECT DISTINCT ON (c.id, c.source) c.id, c.source, c.text "
+            f"FROM read_parquet({sql_list(files)}, hive_partitioning=false, union_by_name=true) c "
             "JOIN wanted w ON c.id = w.id AND c.source = w.source"
         ).fetchall()
         self.con.unregister("wanted")

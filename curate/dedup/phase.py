@@ -24,13 +24,14 @@ from curate.dedup.cluster import (
     TextLookup,
     candidate_pairs,
     choose_keepers,
-    components,
     load_docs,
     open_work_db,
+    pairs_from_keys,
     sql_list,
     verified_pairs,
 )
 from curate.dedup.index import DedupIndex
+from curate.dedup.ray_pairs import ray_candidate_pairs
 from curate.dedup.settings import DedupConfig
 from curate.plan import RunPlan
 from curate.writer import SKETCH_DIR, write_atomic
@@ -63,7 +64,7 @@ def run_id(plan: RunPlan, input_checksums: list[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def run_dedup(plan: RunPlan, run: str) -> DedupResult:
+def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     config = plan.config.dedup
     assert config is not None
     state = plan.out / STATE
@@ -74,7 +75,7 @@ def run_dedup(plan: RunPlan, run: str) -> DedupResult:
     result = DedupResult(run=run, index_version_before=index.read()["version"] if index else None)
     con = open_work_db(state / "work.duckdb", config)
     try:
-        clusters = _find_clusters(con, plan, config, index, run, result)
+        clusters = _find_clusters(con, plan, config, index, run, result, executor)
     finally:
         con.close()
     pq.write_table(clusters.members, state / "members.parquet")
@@ -97,21 +98,24 @@ def _find_clusters(
     index: DedupIndex | None,
     run: str,
     result: DedupResult,
+    executor: str,
 ) -> Clusters:
     sketches = sorted((plan.out / SKETCH_DIR).glob("*.parquet"))
     segments = [p for p in index.segments(excluding_run=run) if p.exists()] if index else []
     result.documents = load_docs(con, sketches, segments)
     if result.documents == 0:
         return Clusters(_empty_members())
-    candidate_pairs(con, config)
+    if executor == "ray":
+        pairs_from_keys(con, ray_candidate_pairs(sketches, segments, config))
+    else:
+        candidate_pairs(con, config)
     result.candidate_pairs = con.execute("SELECT count(*) FROM pairs").fetchall()[0][0]
     texts = TextLookup(plan.out / "corpus", config) if config.verify == "exact" else None
-    a, b, similarity = verified_pairs(con, config, texts)
+    a, b, _ = verified_pairs(con, config, texts)
     result.verified_pairs = len(a)
-    nodes, labels = components(a, b)
-    result.clusters = int(labels.max() + 1) if len(labels) else 0
-    similarity_of = {int(doc): float(s) for doc, s in zip(a, similarity, strict=True)}
-    return choose_keepers(con, nodes, labels, similarity_of, config)
+    clusters = choose_keepers(con, a, b, config, texts)
+    result.clusters = len(set(clusters.members.column("cluster").to_pylist()))
+    return clusters
 
 
 def _empty_members() -> pa.Table:

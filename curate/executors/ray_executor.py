@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from curate.plan import RunPlan, ShardTask
 from curate.shard_runner import ShardProcessor, ShardReport
@@ -26,23 +27,25 @@ class _ShardActor:
         return {"report": reports}
 
 
-def run_ray(
-    plan: RunPlan,
-    tasks: list[ShardTask],
-    workers: int,
-    address: str | None,
-    on_done: Callable[[ShardReport], None],
-) -> None:
+@contextmanager
+def ray_session(workers: int, address: str | None) -> Iterator[None]:
+    """Ray for the whole run (shards, then the dedup shuffle); stopped at the end only if started here."""
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
         _init_ray(ray, workers, address)
     try:
-        _run_dataset(plan, tasks, workers, on_done)
+        yield
     finally:
         if started_here:
             ray.shutdown()
+
+
+def run_ray(
+    plan: RunPlan, tasks: list[ShardTask], workers: int, on_done: Callable[[ShardReport], None]
+) -> None:
+    _run_dataset(plan, tasks, workers, on_done)
 
 
 def _init_ray(ray, workers: int, address: str | None) -> None:  # noqa: ANN001 - the ray module
