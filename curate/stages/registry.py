@@ -14,6 +14,7 @@ BUILTIN_STAGE_MODULES = [
     "curate.stages.normalize",
     "curate.stages.tag",
     "filters.langid",
+    "filters.perplexity",
 ]
 
 _STAGES: dict[str, type[Stage]] = {}

@@ -1,0 +1,186 @@
+"""Trained models by name: one directory per model with a JSON card saying how it was made.
+
+Why: models here are built, not downloaded, so a score column is only meaningful next to the record of
+what produced it. Every trained model (KenLM perplexity, fastText toxicity and quality) lives in
+`<models home>/<name>/` with its files and `card.json`: kind, creation time, training parameters, the
+checksums of the training data, evaluation metrics, and anything the stage needs at load time (e.g. the
+perplexity percentiles that define buckets). Pipelines name models; stages resolve names here.
+
+The models home is `$CURATE_MODELS`, else `$CURATE_HOME/models`, else `.cache/models`. A model is written
+into a temporary sibling directory and renamed into place, so a half-trained model is never visible and
+re-training replaces the old one in one step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curate.config import ConfigError
+
+MODELS_ENV = "CURATE_MODELS"
+CARD_FILE = "card.json"
+
+TRAIN_COMMANDS = {
+    "kenlm": "curate models train-lm",
+    "fasttext-toxicity": "curate models train-toxicity",
+    "fasttext-quality": "curate models train-quality",
+}
+"""The CLI command that (re)builds a model of each kind, quoted in every missing-model error."""
+
+
+class ModelMissingError(ConfigError):
+    """A stage names a model that is not trained; the message is one line with the command to build it."""
+
+
+def models_home() -> Path:
+    """Where named models live; see the module docstring for the precedence of the environment."""
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV])
+    if os.environ.get("CURATE_HOME"):
+        return Path(os.environ["CURATE_HOME"]) / "models"
+    return Path(".cache/models")
+
+
+@dataclass
+class ModelCard:
+    """What a model is and how it was made; `extra` holds kind-specific values the stage loads."""
+
+    name: str
+    kind: str
+    files: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+    data: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Model:
+    """A resolved model: its directory and card; `path(role)` gives a file the card names."""
+
+    directory: Path
+    card: ModelCard
+
+    def path(self, role: str) -> Path:
+        return self.directory / self.card.files[role]
+
+
+def train_command(kind: str, name: str) -> str:
+    return f"{TRAIN_COMMANDS.get(kind, 'curate models train-...')} --name {name}"
+
+
+def model_dir(name: str, home: Path | None = None) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"model name {name!r} is not valid; use a plain name such as 'wiki-5gram'")
+    return (home or models_home()) / name
+
+
+def find_model(name: str, home: Path | None = None) -> Model | None:
+    """The model called `name`, or None when it has no card (never trained, or training died midway)."""
+    directory = model_dir(name, home)
+    card_path = directory / CARD_FILE
+    if not card_path.is_file():
+        return None
+    return Model(directory, ModelCard.from_json(card_path.read_text(encoding="utf-8")))
+
+
+def require_model(name: str, kind: str, home: Path | None = None) -> Model:
+    """The model, or one clear error naming it and the command that trains it."""
+    model = find_model(name, home)
+    where = home or models_home()
+    if model is None:
+        raise ModelMissingError(
+            f"model {name!r} ({kind}) is not in {where}; train it with `{train_command(kind, name)}`"
+        )
+    if model.card.kind != kind:
+        raise ModelMissingError(
+            f"model {name!r} in {where} is a {model.card.kind} model, not {kind}; "
+            f"train one with `{train_command(kind, name)}` or name another model"
+        )
+    missing = [role for role in model.card.files if not model.path(role).is_file()]
+    if missing:
+        raise ModelMissingError(
+            f"model {name!r} in {where} lacks its {', '.join(missing)} file; "
+            f"re-train it with `{train_command(kind, name)}`"
+        )
+    return model
+
+
+def list_models(home: Path | None = None) -> list[ModelCard]:
+    """Cards of every model under the home, sorted by name."""
+    root = home or models_home()
+    if not root.is_dir():
+        return []
+    cards = []
+    for card_path in sorted(root.glob(f"*/{CARD_FILE}")):
+        try:
+            cards.append(ModelCard.from_json(card_path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):
+            continue  # a foreign or damaged directory is not a model
+    return cards
+
+
+class ModelWriter:
+    """Stage a model's files in a temp directory; `commit(card)` writes the card and renames into place.
+
+    Use as a context manager: an exception (or a missing commit) removes the staging directory.
+    """
+
+    def __init__(self, name: str, home: Path | None = None) -> None:
+        self.final = model_dir(name, home)
+        self.name = name
+        self.directory = self.final.with_name(f".{name}.tmp-{os.getpid()}")
+
+    def __enter__(self) -> ModelWriter:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def commit(self, card: ModelCard) -> Model:
+        card.created = card.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (self.directory / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+        old = self.final.with_name(f".{self.name}.old-{os.getpid()}")
+        if self.final.exists():
+            self.final.replace(old)
+        self.directory.replace(self.final)
+        shutil.rmtree(old, ignore_errors=True)
+        return Model(self.final, card)
+
+
+def file_checksum(path: Path) -> dict[str, Any]:
+    """A data-card entry for one training file: path, bytes, sha256."""
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest}
+
+
+def texts_checksum(source: str, texts: Iterable[str]) -> dict[str, Any]:
+    """A data-card entry for text drawn from a package or built in memory: count, bytes, sha256."""
+    digest = hashlib.sha256()
+    count = size = 0
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(encoded)
+        digest.update(b"\0")
+        count += 1
+        size += len(encoded)
+    return {"source": source, "texts": count, "bytes": size, "sha256": digest.hexdigest()}
