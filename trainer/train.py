@@ -293,14 +293,13 @@ def train_run(cfg: TrainConfig) -> tuple[Run, dict[str, Any]]:
     truncate_metrics(metrics_path, run.step)
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
     history: list[dict[str, float]] = []
-    with open(metrics_path, "a") as metrics, TrainProgress(last, run.step, cfg.progress) as bar:
+    with open(metrics_path, "a", buffering=1) as metrics, TrainProgress(last, run.step, cfg.progress) as bar:
         while run.step < last:
             record = run.train_step()
             metrics.write(json.dumps(record) + "\n")
             history.append(record)
             bar.update(record)
             if run.step % cfg.checkpoint_every == 0 or run.step == last:
-                metrics.flush()
                 save_checkpoint(run, cfg.out_dir)
     summary = {
         "out_dir": str(cfg.out_dir),
