@@ -33,7 +33,7 @@ COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _TOKEN = re.compile(
     r"""\s*(?:
-        (?P<op>==|!=|<=|>=|<|>)
+        (?P<op>==|!=|<=|>=|<|>|[=~^%&|*/+@$#:;?!]+)
       | (?P<punct>[\[\](),])
       | (?P<string>'[^']*'|"[^"]*")
       | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z_]))
@@ -147,7 +147,7 @@ def _parse_op(tokens: list[tuple[str, str]], position: int, text: str, where: st
     if position >= len(tokens):
         raise MixError(f"{where}: {text!r} ends after a column name; add `op value`")
     kind, value = tokens[position]
-    if kind == "op":
+    if kind == "op" and value in COMPARISONS:
         return value, position + 1
     if kind == "word" and value.lower() == "in":
         return "in", position + 1

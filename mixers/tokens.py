@@ -12,7 +12,6 @@ trainer appends to every document, so a mixture's token budget is exactly what t
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -166,11 +165,3 @@ def _writable(target: Path) -> Path:
             "make the corpus folder writable or use chars_per_token"
         ) from None
     return target
-
-
-def upper_bound_note(counter: TokenCounter) -> str:
-    return "at most (UTF-8 bytes + 1) per document, before exact counting" if counter.mode == "exact" else ""
-
-
-def ceil_div(a: float, b: float) -> int:
-    return int(math.ceil(a / b))
