@@ -55,6 +55,8 @@ def open_corpora(paths: list[str]) -> CorpusSet:
     roots, hashes, parts, schemas = [], [], [], []
     for corpus_index, raw in enumerate(paths):
         root = Path(raw)
+        if any(root.resolve() == seen.resolve() for seen in roots):
+            raise MixError(f"corpora[{corpus_index}]: {root} is listed twice; list each corpus once")
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
             raise MixError(

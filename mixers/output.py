@@ -125,13 +125,27 @@ def check_output(out: Path, corpora: list[Path]) -> None:
 
 
 def staging_dir(out: Path) -> Path:
-    """A fresh sibling folder of `out`; leftovers of killed builds of the same mixture are removed."""
+    """A fresh sibling folder of `out`; leftovers of killed builds (their process is gone) are removed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if not _alive(stale.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)
     staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     return staging
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

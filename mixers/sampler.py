@@ -408,8 +408,8 @@ def build_manifest(
             "achieved_share": _ratio(got["tokens"], total_achieved),
             "documents": got["docs"],
             "unique_documents": got["unique_docs"],
-            "available_documents": domain.docs,
-            "available_tokens": domain.tokens,
+            "available_documents": domain.docs if domain.requested else None,  # inactive: never counted
+            "available_tokens": domain.tokens if domain.requested else None,
             "epochs": round(got["tokens"] / domain.tokens, 4) if domain.tokens else 0.0,
             "passes": got["passes"],
             "max_epochs": domain.max_epochs,

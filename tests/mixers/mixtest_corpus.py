@@ -46,10 +46,6 @@ class MixtestScores(Stage):
         return StageResult(set_columns(batch, {"quality": quality, "ppl_bucket": bucket}))
 
 
-if MixtestScores.name not in stage_names():
-    register(MixtestScores)
-
-
 @dataclass(frozen=True)
 class MixCorpus:
     out: Path
@@ -83,6 +79,8 @@ def build_mix_corpus(root: Path) -> MixCorpus:
     """Shards -> pipeline -> corpus, and a small tokenizer trained on it; memoised per root."""
     if root in _BUILT:
         return _BUILT[root]
+    if MixtestScores.name not in stage_names():  # registered only when a mixer test needs the corpus
+        register(MixtestScores)
     shards = root / "shards"
     build_package_shards(shards)
     raw = {

@@ -150,3 +150,33 @@ def test_token_shards_round_trip_to_the_parquet_rows(mix_corpus: MixCorpus, tmp_
         assert tokenizer.decode(ids[:-1].tolist()) == row["text"]
         assert shards.domains[shards.domain_ids[index]] == row["domain"]
         assert shards.n_bytes[index] == len(row["text"].encode())
+
+
+def test_per_domain_token_counts_and_zero_weights(mix_corpus: MixCorpus, tmp_path: Path) -> None:
+    spec = mix_corpus.spec(budget=None, domains={"wiki": {"tokens": 30_000}, "news": {"tokens": 0}})
+    manifest = build_mixture(parse_spec(spec), tmp_path / "mix")
+    assert (
+        manifest["domains"]["wiki"]["requested_tokens"]
+        == 30_000
+        <= manifest["domains"]["wiki"]["achieved_tokens"]
+    )
+    assert manifest["domains"]["news"]["achieved_tokens"] == 0
+    assert manifest["domains"]["news"]["available_tokens"] is None  # an inactive domain is never scanned
+    assert {r["domain"] for r in read_mix(tmp_path / "mix")} == {"wiki"}
+
+
+def test_several_corpora_are_one_pool(mix_corpus: MixCorpus, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(mix_corpus.out, copy)
+    alone = build_mixture(parse_spec(mix_corpus.spec()), tmp_path / "one")
+    both = build_mixture(
+        parse_spec(mix_corpus.spec(corpora=[str(mix_corpus.out), str(copy)])), tmp_path / "two"
+    )
+    for name in ("wiki", "news"):
+        assert (
+            both["domains"][name]["available_documents"] == 2 * alone["domains"][name]["available_documents"]
+        )
+    assert [c["path"] for c in both["corpora"]] == [str(mix_corpus.out), str(copy)]
+    assert both["corpora"][0]["manifest_sha256"] == both["corpora"][1]["manifest_sha256"]

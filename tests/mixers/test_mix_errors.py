@@ -152,3 +152,16 @@ def test_cli_prints_one_line_and_exits_2_then_builds(mix_corpus: MixCorpus, tmp_
     result = runner.invoke(app, ["inspect", mix, "--plots", str(tmp_path / "plots")])
     assert result.exit_code == 0 and "requested" in result.stdout
     assert (tmp_path / "plots" / "shares.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_corpus_listed_twice_or_missing_is_refused(mix_corpus: MixCorpus, tmp_path: Path) -> None:
+    twice = mix_corpus.spec(corpora=[str(mix_corpus.out), str(mix_corpus.out)])
+    assert (
+        refused(twice, tmp_path / "mix")
+        == f"corpora[1]: {mix_corpus.out} is listed twice; list each corpus once"
+    )
+    missing = refused(mix_corpus.spec(corpora=[str(tmp_path)]), tmp_path / "mix")
+    assert (
+        missing
+        == f"corpora[0]: {tmp_path} has no manifest.json; pass the output folder of a finished `curate run`"
+    )
