@@ -128,6 +128,7 @@ def train_proxy(
     seq_len: int = 128,
     vocab_size: int = 8192,
     tokenizer: Path | None = None,
+    tokenizer_cache: Path | None = None,
     weights: dict[str, float] | None = None,
     max_eval_tokens_per_domain: int | None = 65_536,
     **train_options: Any,
@@ -144,7 +145,9 @@ def train_proxy(
     token_dir = (
         source
         if is_token_dir(source)
-        else tokenize_mixture(mixture_files(source), out_dir / "tokens", vocab_size, tokenizer)
+        else tokenize_mixture(
+            mixture_files(source), out_dir / "tokens", vocab_size, tokenizer, tokenizer_cache
+        )
     )
     precision_fields = {
         k: train_options.pop(k) for k in list(train_options) if k in PrecisionConfig.model_fields
