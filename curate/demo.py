@@ -95,6 +95,7 @@ def demo_config(cache: Path, out: Path) -> dict[str, Any]:
     return {
         "inputs": inputs,
         "stages": [{"normalize": {}}, {"tag": {"domain": {"default": "web", "rules": rules}}}],
+        "dedup": {"index": str(cache / "dedup-index")},
         "output": str(out),
     }
 
@@ -108,12 +109,14 @@ def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict
     config_path = cache / "pipeline.yaml"
     config_path.write_text(yaml.safe_dump(demo_config(cache.resolve(), out.resolve()), sort_keys=False))
     config = load_config(config_path)
-    discard_stale_demo_output(out, config.config_hash())
+    discard_stale_demo_output(out, cache / "dedup-index", config.config_hash())
     return run_pipeline(config, "local", workers)
 
 
-def discard_stale_demo_output(out: Path, config_hash: str) -> None:
-    """The demo's output is ours to replace when the demo's own config changed (a new stage landed)."""
+def discard_stale_demo_output(out: Path, index: Path, config_hash: str) -> None:
+    """The demo's output and dedup index are ours to replace when the demo's own config changed (a new
+    stage landed): otherwise the new run would find all its documents already in the old run's index."""
     record = out / RUN_RECORD
     if record.exists() and json.loads(record.read_text(encoding="utf-8")).get("config_hash") != config_hash:
         shutil.rmtree(out)
+        shutil.rmtree(index, ignore_errors=True)
