@@ -142,18 +142,15 @@ def train_proxy(
     source, out_dir = Path(mix_or_token_dir), Path(out_dir)
     if not source.exists():
         raise ConfigError(f"{source}: no such mixture or token-shard folder")
-    token_dir = (
-        source
-        if is_token_dir(source)
-        else tokenize_mixture(
-            mixture_files(source), out_dir / "tokens", vocab_size, tokenizer, tokenizer_cache
-        )
-    )
+    from_mixture = not is_token_dir(source)
+    files = mixture_files(source) if from_mixture else []
+    if tokenizer is not None and not Path(tokenizer).exists():
+        raise ConfigError(f"--tokenizer {tokenizer}: no such file; give a tokenizer.json or leave it out")
     precision_fields = {
         k: train_options.pop(k) for k in list(train_options) if k in PrecisionConfig.model_fields
     }
-    cfg = parse_train_config(
-        token_dir=token_dir,
+    cfg = parse_train_config(  # validated before any tokenizing, so a typo costs a second
+        token_dir=out_dir / "tokens" if from_mixture else source,
         out_dir=out_dir,
         preset=preset,
         precision={"name": precision, **precision_fields},
@@ -163,6 +160,8 @@ def train_proxy(
         seq_len=seq_len,
         **train_options,
     )
+    if from_mixture:
+        tokenize_mixture(files, cfg.token_dir, vocab_size, tokenizer, tokenizer_cache)
     run, summary = train_run(cfg)
     result = {"train": summary}
     if summary["finished"]:
@@ -247,6 +246,8 @@ def eval_proxy(
     the run's tokenizer into RUN/targets/NAME and evaluated whole.
     """
     run_dir = run_dir_of(checkpoint_dir)
+    if token_dir is not None and not is_token_dir(Path(token_dir)):
+        raise ConfigError(f"{token_dir}: not a token-shard folder (no tokens.json)")
     cfg, model, recipe, step = load_run(run_dir, device)
     shards = TokenShards(Path(token_dir) if token_dir else cfg.token_dir)
     _check_same_tokenizer(run_dir, shards)
@@ -302,3 +303,30 @@ def tokenize_target_set(path: Path, name: str, run_dir: Path) -> Path:
     write_token_shards(folder, encoded, tok.get_vocab_size(), run_dir / "tokenizer.json")
     marker.write_text(json.dumps(source))
     return folder
+
+
+def parse_pairs(items: list[str], what: str) -> dict[str, str]:
+    """``NAME=VALUE`` command-line items as a dict; a malformed item is a one-line ConfigError."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ConfigError(f"{what} {item!r}: expected NAME=VALUE")
+        pairs[name] = value
+    return pairs
+
+
+def parse_weights(items: list[str]) -> dict[str, float]:
+    """``--weight wiki=2 --weight code=1`` -> {"wiki": 2.0, "code": 1.0}."""
+    weights = {}
+    for name, value in parse_pairs(items, "--weight").items():
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--weight {name}={value}: the weight must be a number") from None
+    return weights
+
+
+def parse_target_sets(items: list[str]) -> dict[str, Path]:
+    """``--set books=held_out.jsonl`` -> {"books": Path("held_out.jsonl")}."""
+    return {name: Path(value) for name, value in parse_pairs(items, "--set").items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,7 @@ from curate.config import ConfigError
 from curate.textsources import news_texts
 from trainer.evaluate import documents_nats, mixture_score
 from trainer.model import lm_loss
-from trainer.proxy import eval_proxy, load_run, train_proxy
+from trainer.proxy import eval_proxy, load_run, parse_target_sets, parse_weights, train_proxy
 from trainer.token_shards import TokenShards
 
 RUN_OPTIONS = {
@@ -143,3 +144,21 @@ def test_user_errors_are_config_errors(run_dir, token_dir, corpus, tmp_path, tok
         eval_proxy(tmp_path)
     with pytest.raises(ConfigError, match="score weights must be"):
         mixture_score({"a": {"bpb": 1.0}}, {"a": 0.0})
+    with pytest.raises(ConfigError, match="not a token-shard folder"):
+        eval_proxy(out, token_dir=tmp_path)
+
+
+def test_a_bad_option_fails_before_the_mixture_is_tokenized(corpus, tmp_path):
+    pq.write_table(pa.table({"text": [corpus[0][0]], "domain": ["wiki"]}), tmp_path / "mix.parquet")
+    with pytest.raises(ConfigError, match="train config lr"):
+        train_proxy(tmp_path / "mix.parquet", tmp_path / "run", **RUN_OPTIONS | {"lr": -1.0})
+    assert not (tmp_path / "run" / "tokens").exists()
+
+
+def test_command_line_pairs_parse_or_fail_in_one_line():
+    assert parse_weights(["wiki=2", "code=0.5"]) == {"wiki": 2.0, "code": 0.5}
+    assert parse_target_sets(["books=a/b.jsonl"]) == {"books": Path("a/b.jsonl")}
+    with pytest.raises(ConfigError, match="expected NAME=VALUE"):
+        parse_weights(["wiki"])
+    with pytest.raises(ConfigError, match="must be a number"):
+        parse_weights(["wiki=lots"])
