@@ -12,6 +12,7 @@ counts), so the cost of exact counting and the value of its cache are both visib
 from __future__ import annotations
 
 import math
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -90,8 +91,9 @@ def bench_spec(corpus: Path, figures: dict[str, Any], tokenizer: dict[str, Any])
 
 def timed_mix(name: str, spec: dict[str, Any], corpus_mb: float, corpus_text_mb: float) -> dict[str, Any]:
     out = BENCH_DIR / f"mix-{name}"
+    phases: dict[str, float] = {}
     started = time.perf_counter()
-    manifest = build_mixture(parse_spec(spec, where=f"bench {name}"), out)
+    manifest = build_mixture(parse_spec(spec, where=f"bench {name}"), out, timings=phases)
     seconds = time.perf_counter() - started
     mix_mb = disk_mb(out)
     with duckdb.connect() as con:
@@ -102,6 +104,7 @@ def timed_mix(name: str, spec: dict[str, Any], corpus_mb: float, corpus_text_mb:
     shutil.rmtree(out, ignore_errors=True)
     return {
         "seconds": round(seconds, 2),
+        "phases_s": phases,
         "corpus_mb_per_s": round(corpus_mb / seconds, 1),
         "corpus_text_mb_per_s": round(corpus_text_mb / seconds, 1),
         "mix_text_mb_per_s": round(text_mb / seconds, 1),
@@ -128,4 +131,5 @@ def bench_mix(megabytes: int = 1024, workers: int = 2, exact: bool = False) -> d
         spec = bench_spec(corpus, figures, {"path": str(tokenizer)})
         results["runs"]["exact_cold"] = timed_mix("exact", spec, figures["disk_mb"], text_mb)
         results["runs"]["exact_warm"] = timed_mix("exact", spec, figures["disk_mb"], text_mb)
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return results

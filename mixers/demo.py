@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from mixers.corpus import open_corpora
+from mixers.errors import MixError
 from mixers.sampler import build_mixture
 from mixers.spec import parse_spec
 
@@ -62,19 +63,31 @@ def corpus_tokenizer(corpus_out: Path, vocab_size: int = DEMO_VOCAB, cache_dir: 
 def demo_spec(corpus_out: Path, tokenizer: Path, domains: list[str]) -> dict[str, Any]:
     """Weights over the demo domains present; small domains may repeat up to 4 epochs."""
     present = {d: w for d, w in DEMO_WEIGHTS.items() if d in domains}
+    total = sum(present.values())
+    if not present:
+        raise MixError(f"the demo mixture needs one of {', '.join(DEMO_WEIGHTS)}; the corpus holds {domains}")
     return {
         "corpora": [str(corpus_out.resolve())],
         "budget": DEMO_BUDGET,
         "seed": 0,
         "tokenizer": {"path": str(tokenizer)},
         "max_epochs": 4,
-        "domains": {d: {"weight": w} for d, w in present.items()},
+        "domains": {d: {"weight": w / total} for d, w in present.items()},
     }
 
 
-def demo_mixture(corpus_out: Path, mix_out: Path, tokens: bool = True) -> dict[str, Any]:
-    """Build the demo mixture (and its token shards) from the demo corpus; returns its manifest."""
+def demo_mixture(
+    corpus_out: Path,
+    mix_out: Path,
+    tokens: bool = True,
+    tokenizer: Path | None = None,
+    budget: int = DEMO_BUDGET,
+) -> dict[str, Any]:
+    """Build the demo mixture (and its token shards) from the demo corpus; returns its manifest.
+
+    The tokenizer is trained on the corpus (cached by its sample's hash) unless one is given.
+    """
     domains = open_corpora([str(corpus_out)]).domains()
-    tokenizer = corpus_tokenizer(corpus_out)
-    spec = parse_spec(demo_spec(corpus_out, tokenizer, domains), where="demo mixture")
+    tokenizer = tokenizer or corpus_tokenizer(corpus_out)
+    spec = parse_spec({**demo_spec(corpus_out, tokenizer, domains), "budget": budget}, where="demo mixture")
     return build_mixture(spec, mix_out, tokens=tokens)

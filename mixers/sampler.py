@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,18 +136,27 @@ def build_mixture(
     tokens: bool = False,
     strict: bool = False,
     echo: Echo | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Check, sample, write MIX/part-*.parquet, MIX/manifest.json (and MIX/tokens/); returns the manifest."""
-    plan = plan_mixture(spec, out, tokens, strict)
+    """Check, sample, write MIX/part-*.parquet, MIX/manifest.json (and MIX/tokens/); returns the manifest.
+
+    `timings`, when given, receives seconds per phase (plan, count, select, write, tokens); they stay out
+    of the manifest, which must be byte-identical between two builds.
+    """
+    clock = Phases(timings)
+    with clock("plan"):
+        plan = plan_mixture(spec, out, tokens, strict)
     say = echo or (lambda message: None)
     staging = staging_dir(plan.out)
     try:
         with _connect(staging) as con:
-            session = Session(con, plan, say)
+            session = Session(con, plan, say, clock)
             session.prepare()
-            manifest = session.write(staging)
+            with clock("write"):
+                manifest = session.write(staging)
         if plan.write_tokens:
-            manifest["token_shards"] = write_tokens(plan, staging, manifest, say)
+            with clock("tokens"):
+                manifest["token_shards"] = write_tokens(plan, staging, manifest, say)
         write_json(staging / MIX_MANIFEST, manifest)
         _remove_tree(staging / "_duckdb")
         commit(staging, plan.out)
@@ -167,6 +178,22 @@ def mix_file(
     return build_mixture(load_spec(spec_path), out, tokens, strict, echo)
 
 
+class Phases:
+    """Accumulates wall seconds per named phase into a caller's dict (or nowhere)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into = into
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.into is not None:
+                self.into[name] = round(self.into.get(name, 0.0) + time.perf_counter() - started, 3)
+
+
 def _connect(staging: Path) -> duckdb.DuckDBPyConnection:
     config = {
         "threads": os.cpu_count() or 1,
@@ -185,8 +212,8 @@ def _remove_tree(path: Path) -> None:
 class Session:
     """One DuckDB connection's worth of work: views over the corpus, candidates, selection, output."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, plan: MixPlan, say: Echo) -> None:
-        self.con, self.plan, self.say = con, plan, say
+    def __init__(self, con: duckdb.DuckDBPyConnection, plan: MixPlan, say: Echo, clock: Phases) -> None:
+        self.con, self.plan, self.say, self.clock = con, plan, say, clock
         self.parts = plan.parts()
 
     def prepare(self) -> None:
@@ -209,10 +236,12 @@ class Session:
             hive_partitioning=False,
         ).create_view("corpus")
         if self.plan.counter.mode == "exact":
-            self._exact_counts()
-        self._candidates()
-        check_budget(self.plan, self._availability(), "")
-        self._selection()
+            with self.clock("count"):
+                self._exact_counts()
+        with self.clock("select"):
+            self._candidates()
+            check_budget(self.plan, self._availability(), "")
+            self._selection()
 
     def _filter_sql(self) -> tuple[str, list[Any]]:
         clauses, params = [], []

@@ -180,3 +180,18 @@ def test_several_corpora_are_one_pool(mix_corpus: MixCorpus, tmp_path: Path) -> 
         )
     assert [c["path"] for c in both["corpora"]] == [str(mix_corpus.out), str(copy)]
     assert both["corpora"][0]["manifest_sha256"] == both["corpora"][1]["manifest_sha256"]
+
+
+def test_demo_mixture_uses_the_domains_present(mix_corpus: MixCorpus, tmp_path: Path) -> None:
+    from mixers.demo import demo_mixture
+    from mixers.report import inspect_mixture
+
+    manifest = demo_mixture(mix_corpus.out, tmp_path / "demo", tokenizer=mix_corpus.tokenizer, budget=200_000)
+    assert set(manifest["domains"]) == {"wiki", "news", "code"}
+    assert sum(d["requested_share"] for d in manifest["domains"].values()) == pytest.approx(1.0)
+    assert manifest["token_shards"]["n_tokens"] == manifest["totals"]["achieved_tokens"] >= 200_000
+    report = inspect_mixture(tmp_path / "demo")
+    assert report["score_columns"] == ["quality"]
+    means = {row["domain"]: row["means"]["quality"] for row in report["domains"]}
+    assert means["news"] > means["code"]  # prose has more letters per character than source code
+    assert [Path(p).name for p in report["plots"]] == ["shares.png", "scores.png"]
