@@ -1,0 +1,323 @@
+"""The FastAPI application: routes, auth, error shapes, and the lifespan that runs the pool and the cron.
+
+`create_app(settings)` is all a test or `serve()` needs. The routes are thin: validation lives in the job
+kinds and `api.schedules`, state in `api.store`, processes in `api.supervisor`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+
+from api.errors import Conflict, FieldError, RequestErrors
+from api.kinds import KindUnavailable, UnknownKind, get_kind, kinds_status, submittable_kind
+from api.kinds.base import KindContext
+from api.scheduler import Scheduler, load_schedules_file
+from api.schedules import ScheduleSpec, fire, prepare_schedule
+from api.security import BodySizeLimit, is_loopback, token_matches
+from api.settings import ServiceSettings, write_worker_settings
+from api.store import STATES, TERMINAL_STATES, Job, JobStore, new_job_id
+from api.supervisor import Supervisor, job_log_path
+from api.views import JobList, JobRequest, JobView, RunOutcome, ScheduleView
+
+STATIC = Path(__file__).parent / "static"
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+MAX_LOG_BYTES = 1 << 20
+
+
+class Service:
+    """What the routes share: settings, the store, and the two background threads."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.db_path)
+        self.ctx = KindContext.of(settings)
+        self.supervisor = Supervisor(settings, self.store)
+        self.scheduler = Scheduler(settings, self.store, on_started=self.supervisor.poke)
+
+    def start(self) -> None:
+        write_worker_settings(self.settings)
+        if self.settings.schedules_file is not None:
+            load_schedules_file(self.settings.schedules_file, self.store, self.ctx)
+        self.supervisor.start()
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.supervisor.stop()
+
+    def job(self, job_id: str) -> Job:
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return job
+
+
+def create_app(settings: ServiceSettings, background: bool = True) -> FastAPI:
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            service.start()
+        yield
+        if background:
+            service.stop()
+
+    app = FastAPI(
+        title="curate service",
+        version="1",
+        summary="Curation jobs, scheduled batch runs and a dashboard over the curate pipeline.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.token is None:
+        app.middleware("http")(_loopback_hosts_only)
+    _add_error_handlers(app)
+    auth = [Depends(_require_token(settings.token))]
+    app.include_router(_jobs_router(service), prefix="/v1", dependencies=auth)
+    app.include_router(_schedules_router(service), prefix="/v1", dependencies=auth)
+    app.include_router(_pages_router(service))
+    return app
+
+
+def _require_token(token: str | None) -> Callable[[Request], None]:
+    def require(request: Request) -> None:
+        if token is not None and not token_matches(request.headers.get("authorization"), token):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    return require
+
+
+async def _loopback_hosts_only(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Without a token the server is loopback-only; refusing other Host headers also stops DNS rebinding
+    (a web page whose name resolves to 127.0.0.1 driving the API from a browser)."""
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if not is_loopback(name):
+        return JSONResponse({"detail": f"host {host!r} not allowed without an API token"}, status_code=421)
+    return await call_next(request)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FieldError)
+    async def field_error(request: Request, error: FieldError) -> JSONResponse:
+        return JSONResponse({"detail": error.detail()}, status_code=422)
+
+    @app.exception_handler(RequestErrors)
+    async def request_errors(request: Request, error: RequestErrors) -> JSONResponse:
+        return JSONResponse({"detail": error.errors}, status_code=422)
+
+    @app.exception_handler(UnknownKind)
+    @app.exception_handler(KindUnavailable)
+    async def bad_kind(request: Request, error: LookupError) -> JSONResponse:
+        detail = [{"loc": ["body", "kind"], "msg": str(error), "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, error: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+
+def _jobs_router(service: Service) -> APIRouter:
+    router = APIRouter(tags=["jobs"])
+
+    @router.get("/kinds")
+    def list_kinds() -> list[dict[str, Any]]:
+        """Registered job kinds and whether this build provides them."""
+        return kinds_status()
+
+    @router.post("/jobs", status_code=201)
+    def submit_job(request: JobRequest) -> JobView:
+        """Validate and queue a job. 422 names the bad field (`detail[].loc`); nothing runs before that."""
+        kind = submittable_kind(request.kind)
+        job_id = new_job_id()
+        prepared = kind.prepare(job_id, request.config, request.options, service.ctx)
+        job = Job(
+            job_id, kind.name, "queued", prepared.config, prepared.options, prepared.output, prepared.locks
+        )
+        job.planned = prepared.planned
+        service.store.insert_job(job)
+        service.supervisor.poke()
+        return JobView.of(job)
+
+    @router.get("/jobs")
+    def list_jobs(
+        state: Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")] = None,
+        schedule: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> JobList:
+        """Newest first; filter by state or schedule; page with limit/offset."""
+        jobs, total = service.store.list_jobs(state, limit, offset, schedule)
+        next_offset = offset + len(jobs) if offset + len(jobs) < total else None
+        return JobList(
+            jobs=[JobView.of(j) for j in jobs],
+            total=total,
+            limit=limit,
+            offset=offset,
+            next_offset=next_offset,
+        )
+
+    @router.get("/jobs/{job_id}")
+    def show_job(job_id: str) -> JobView:
+        return JobView.of(service.job(job_id))
+
+    @router.post("/jobs/{job_id}/cancel", status_code=202)
+    def cancel_job(job_id: str) -> JobView:
+        """Queued: cancelled now. Running: its workers are stopped within seconds; completed work is kept
+        and counted in `result.completed`. Finished: 409."""
+        job = service.job(job_id)
+        if job.state in TERMINAL_STATES:
+            raise Conflict(f"job {job_id} is already {job.state}")
+        updated = service.store.request_cancel(job_id)
+        service.supervisor.poke()
+        assert updated is not None
+        return JobView.of(updated)
+
+    @router.get("/jobs/{job_id}/manifest")
+    def job_manifest(job_id: str) -> JSONResponse:
+        """The run's manifest.json (curate, batch, mix) or score.json (train), once written."""
+        job = service.job(job_id)
+        path = get_kind(job.kind).manifest_path(job)
+        if path is None:
+            raise HTTPException(404, f"job {job_id} ({job.state}) has no manifest yet")
+        return JSONResponse(json.loads(path.read_text(encoding="utf-8")))
+
+    @router.get("/jobs/{job_id}/score")
+    def job_score(job_id: str) -> JSONResponse:
+        """A train job's score.json: per-domain bits per byte and the mixture score."""
+        job = service.job(job_id)
+        path = get_kind(job.kind).score_path(job)
+        if path is None:
+            raise HTTPException(404, f"job {job_id} has no score.json")
+        return JSONResponse(json.loads(path.read_text(encoding="utf-8")))
+
+    @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
+    def job_logs(
+        job_id: str,
+        offset: Annotated[int, Query(ge=0, description="byte offset to read from (X-Next-Offset)")] = 0,
+        tail: Annotated[int | None, Query(ge=1, le=100_000, description="only the last N lines")] = None,
+    ) -> PlainTextResponse:
+        """The job's log (service notes and the workers' output), at most 1 MiB per call."""
+        service.job(job_id)
+        text, next_offset = read_log(job_log_path(service.settings, job_id), offset, tail)
+        return PlainTextResponse(text, headers={"X-Next-Offset": str(next_offset)})
+
+    return router
+
+
+def read_log(path: Path, offset: int, tail: int | None) -> tuple[str, int]:
+    if not path.is_file():
+        return "", 0
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        start = min(offset, size) if tail is None else max(0, size - MAX_LOG_BYTES)
+        handle.seek(start)
+        data = handle.read(MAX_LOG_BYTES)
+    text = data.decode("utf-8", errors="replace")
+    if tail is not None:
+        text = "".join(text.splitlines(keepends=True)[-tail:])
+    return text, start + len(data)
+
+
+def _schedules_router(service: Service) -> APIRouter:
+    router = APIRouter(tags=["schedules"])
+    store = service.store
+
+    def view(name: str) -> ScheduleView:
+        schedule = store.get_schedule(name)
+        if schedule is None:
+            raise HTTPException(404, f"no schedule {name}")
+        return ScheduleView.of(schedule, store.active_run(name), store.versions(name), store.events(name, 20))
+
+    @router.post("/schedules", status_code=201)
+    def create_schedule(body: ScheduleSpec) -> ScheduleView:
+        """A cron schedule of batch runs (see the README). 409 if the name exists."""
+        spec = prepare_schedule(body.model_dump(mode="json", exclude_unset=True), service.ctx)
+        if store.get_schedule(spec["name"]) is not None:
+            raise Conflict(f"schedule {spec['name']} exists; delete it first or choose another name")
+        store.upsert_schedule(spec["name"], spec, "api", time.time())
+        return view(spec["name"])
+
+    @router.get("/schedules")
+    def list_schedules() -> list[ScheduleView]:
+        return [view(s.name) for s in store.list_schedules()]
+
+    @router.get("/schedules/{name}")
+    def show_schedule(name: str) -> ScheduleView:
+        return view(name)
+
+    @router.delete("/schedules/{name}", status_code=204)
+    def delete_schedule(name: str) -> Response:
+        """Stop scheduling; corpus versions stay on disk and an active run finishes."""
+        if not store.delete_schedule(name):
+            raise HTTPException(404, f"no schedule {name}")
+        return Response(status_code=204)
+
+    @router.post("/schedules/{name}/run", status_code=202)
+    def run_schedule(name: str) -> RunOutcome:
+        """Run now (new shards only). 409 while a run of this schedule is active."""
+        schedule = store.get_schedule(name)
+        if schedule is None:
+            raise HTTPException(404, f"no schedule {name}")
+        outcome = fire(store, service.ctx, schedule, None, "manual")
+        if outcome.event == "skipped_overlap":
+            raise Conflict(f"schedule {name} has an active run ({outcome.job_id}); try again when it ends")
+        service.supervisor.poke()
+        return RunOutcome(event=outcome.event, job_id=outcome.job_id, detail=outcome.detail)
+
+    return router
+
+
+def _pages_router(service: Service) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz", include_in_schema=True, tags=["service"])
+    def healthz() -> dict[str, Any]:
+        """Liveness, without auth: says nothing about jobs."""
+        return {"status": "ok"}
+
+    @router.get("/")
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
+    @router.get("/dashboard")
+    def dashboard() -> FileResponse:
+        """Static page; its data comes from /v1 with the token the user enters (kept in the tab only)."""
+        return _static("dashboard.html", "text/html")
+
+    @router.get("/static/{name}")
+    def static(name: str) -> FileResponse:
+        types = {".js": "text/javascript", ".css": "text/css"}
+        suffix = Path(name).suffix
+        if suffix not in types or "/" in name:
+            raise HTTPException(404)
+        return _static(name, types[suffix])
+
+    return router
+
+
+def _static(name: str, media_type: str) -> FileResponse:
+    path = STATIC / name
+    if not path.is_file():
+        raise HTTPException(404)
+    headers = {
+        "Content-Security-Policy": DASHBOARD_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }
+    return FileResponse(path, media_type=media_type, headers=headers)

@@ -1,0 +1,169 @@
+"""The service's security rules, each a small function the app, the workers and the tests share.
+
+* Paths: every path a job reads or writes must resolve (symlinks followed) inside a data root, must not
+  contain `..`, and must stay out of the service's own state folder (a job must not overwrite the job DB).
+  Workers check again just before running, so a symlink planted after submission cannot escape either.
+* Auth: one bearer token, compared in constant time.
+* Binding: a non-loopback address without a token is refused before the socket is opened.
+* Body size: requests larger than the limit are cut off with 413 before they are buffered.
+"""
+
+from __future__ import annotations
+
+import glob
+import hmac
+import ipaddress
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import FieldError
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True only for addresses that cannot be reached from another machine."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_bind(host: str, token: str | None) -> None:
+    from curate.config import ConfigError
+
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to listen on {host} without an API token: set CURATE_API_TOKEN or "
+            "CURATE_API_TOKEN_FILE (or --token-file), or bind 127.0.0.1"
+        )
+
+
+def token_matches(header: str | None, token: str) -> bool:
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode())
+
+
+class PathPolicy:
+    """Where jobs may read and write: inside the data roots, never in the service's state folder."""
+
+    def __init__(self, roots: Iterable[Path], forbidden: Iterable[Path] = ()) -> None:
+        self.roots = tuple(Path(r).resolve() for r in roots)
+        self.forbidden = tuple(Path(f).resolve() for f in forbidden)
+
+    def absolute(self, value: str, loc: tuple[Any, ...]) -> Path:
+        """A config path made absolute against the first data root; `..` is refused outright."""
+        path = Path(value).expanduser()
+        if ".." in path.parts:
+            raise FieldError(loc, f"{value}: `..` is not allowed in paths; give a path inside a data root")
+        return path if path.is_absolute() else self.roots[0] / path
+
+    def check(self, path: Path, loc: tuple[Any, ...]) -> Path:
+        """The real path (symlinks resolved, also for a not-yet-existing tail) if it is allowed."""
+        real = path.resolve()
+        if not any(real == root or root in real.parents for root in self.roots):
+            roots = ", ".join(str(r) for r in self.roots)
+            raise FieldError(loc, f"{path} is outside the data roots ({roots}); use a path inside one")
+        if any(real == f or f in real.parents for f in self.forbidden):
+            raise FieldError(loc, f"{path} is inside the service's state folder; jobs may not touch it")
+        return real
+
+    def confine(self, value: str, loc: tuple[Any, ...]) -> str:
+        """Check one plain path (file or folder, existing or not) and return it absolute."""
+        path = self.absolute(value, loc)
+        self.check(path, loc)
+        return str(path)
+
+    def confine_glob(self, pattern: str, loc: tuple[Any, ...]) -> str:
+        """Check a glob: its fixed prefix and every file it matches now must lie inside a root.
+
+        Checking the matches (resolved) catches a symlink inside a root that points outside it."""
+        path = self.absolute(pattern, loc)
+        self.check(_glob_prefix(path), loc)
+        for match in glob.glob(str(path), recursive=True):
+            self.check(Path(match), loc)
+        return str(path)
+
+
+def _glob_prefix(path: Path) -> Path:
+    fixed = []
+    for part in path.parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed)
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: 413 when Content-Length or the streamed body exceeds `max_bytes`.
+
+    A body without Content-Length (chunked) is read here up to the limit and then replayed to the app, so
+    a client cannot make the server buffer more than the limit by omitting the header."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large(send, self.max_bytes)
+            return
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_limited(receive, self.max_bytes)
+        if body is None:
+            await _too_large(send, self.max_bytes)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+async def _read_limited(receive: Receive, limit: int) -> bytes | None:
+    """A chunked body read up to `limit` bytes (None past it): never more than the limit is buffered."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # later calls wait for the disconnect, as the server's own receive does
+
+    return replay
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = f'{{"detail":"request body larger than {limit} bytes"}}'.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
