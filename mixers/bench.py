@@ -4,7 +4,8 @@ The corpus is real text (curate.bench.build_corpus: books, Wikipedia and web sha
 run through the curation pipeline once and cached, so repeated benchmarks time the mixer only. Figures
 are MB/s of corpus Parquet on disk (what a mixer must scan) and of text written into the mixture.
 
-Runs: `estimate` (chars_per_token, no tokenizer pass), and with `exact=True` `exact_cold` (tokenizer
+Runs: `scan` (the peer: DuckDB reading every text once, the floor for any mixer), `estimate`
+(chars_per_token, no tokenizer pass), and with `exact=True` `exact_cold` (tokenizer
 pass over every candidate part, sidecars written) then `exact_warm` (the same mixture from the cached
 counts), so the cost of exact counting and the value of its cache are both visible.
 """
@@ -115,6 +116,16 @@ def timed_mix(name: str, spec: dict[str, Any], corpus_mb: float, corpus_text_mb:
     }
 
 
+def timed_scan(corpus: Path, corpus_mb: float) -> dict[str, Any]:
+    """The peer: one DuckDB pass reading every text of the corpus, the I/O + decode floor of any mixer."""
+    parts = [str(p.path) for p in open_corpora([str(corpus)]).parts]
+    started = time.perf_counter()
+    with duckdb.connect() as con:
+        con.execute("SELECT sum(strlen(text)) FROM read_parquet(?)", [parts]).fetchall()
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "corpus_mb_per_s": round(corpus_mb / seconds, 1)}
+
+
 def bench_mix(megabytes: int = 1024, workers: int = 2, exact: bool = False) -> dict[str, Any]:
     """MB/s to mix a corpus of >= `megabytes` MB on disk: estimate always, exact cold/warm on request."""
     corpus = bench_corpus(megabytes, workers)
@@ -122,7 +133,11 @@ def bench_mix(megabytes: int = 1024, workers: int = 2, exact: bool = False) -> d
     text_mb = sum(d["text_mb"] for d in figures["domains"].values())
     results: dict[str, Any] = {"machine": machine(), "corpus": figures, "runs": {}}
     estimate = bench_spec(corpus, figures, {"chars_per_token": 4.0})
+    results["runs"]["scan"] = timed_scan(corpus, figures["disk_mb"])
     results["runs"]["estimate"] = timed_mix("estimate", estimate, figures["disk_mb"], text_mb)
+    results["estimate_vs_scan"] = round(
+        results["runs"]["scan"]["seconds"] / results["runs"]["estimate"]["seconds"], 3
+    )
     if exact:
         from mixers.demo import corpus_tokenizer
 

@@ -257,7 +257,13 @@ class Session:
         if missing:
             check_budget(self.plan, self._upper_bounds(), " at most (UTF-8 bytes + 1 per document)")
             self.say(f"counting tokens in {len(missing)} corpus part(s) (cached for the next mixture)")
-            count_parts(self.plan.corpora, missing, counter)
+            done = iter(range(1, len(missing) + 1))
+            count_parts(
+                self.plan.corpora,
+                missing,
+                counter,
+                lambda part: self.say(f"  {next(done)}/{len(missing)} {part.rel}"),
+            )
         sidecars = [str(sidecar_path(p, self.plan.corpora.roots[p.corpus], counter)) for p in self.parts]
         mapping = pa.table({"file_idx": [p.index for p in self.parts], "sidecar": sidecars})
         self.con.register("sidecar_arrow", mapping)
