@@ -50,7 +50,13 @@ def inspect_mixture(mix: Path, plots: Path | None = None) -> dict[str, Any]:
         con.read_parquet(parts, hive_partitioning=False).create_view("mix")
         rows = _domain_rows(con, manifest, scores)
         histograms = {column: _histogram(con, column) for column in [*scores, "n_tokens"]}
-    figures = {"mixture": str(mix), "domains": rows, "score_columns": scores, "totals": manifest["totals"]}
+    figures = {
+        "mixture": str(mix),
+        "domains": rows,
+        "score_columns": scores,
+        "totals": manifest["totals"],
+        "notes": manifest.get("notes", []),
+    }
     figures["plots"] = write_plots(rows, histograms, plots or mix / REPORT_DIR)
     return figures
 
@@ -185,6 +191,8 @@ def render_mixture_report(report: dict[str, Any]) -> None:
         f"requested {totals['requested_tokens']:,} tokens, achieved {totals['achieved_tokens']:,} "
         f"in {totals['documents']:,} documents"
     )
+    for note in report["notes"]:
+        console.print(f"note: {note}")
     console.print("plots: " + ", ".join(report["plots"]))
 
 
