@@ -15,6 +15,7 @@ BUILTIN_STAGE_MODULES = [
     "curate.stages.tag",
     "filters.langid",
     "filters.perplexity",
+    "filters.heuristics",
 ]
 
 _STAGES: dict[str, type[Stage]] = {}
