@@ -1,0 +1,51 @@
+"""Fixtures of the API tests: package-shipped text, a data root, and one real server for the session."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_harness import DOC_CHARS, Server
+
+from api.client import ApiClient
+from curate.textsources import news_texts, stdlib_sources, wikipedia_pages
+
+
+@pytest.fixture(scope="session")
+def texts() -> dict[str, list[dict[str, Any]]]:
+    """Real documents: Wikipedia pages and news (gensim's wheel), standard-library modules as code."""
+    wiki = [
+        {
+            "id": f"wiki/{i}",
+            "text": text[:DOC_CHARS],
+            "url": "https://en.wikipedia.org/wiki/" + title.replace(" ", "_"),
+        }
+        for i, (title, text) in enumerate(itertools.islice(wikipedia_pages(), 72))
+    ]
+    news = [{"id": f"news/{i}", "text": text} for i, text in enumerate(itertools.islice(news_texts(), 40))]
+    code = [
+        {"id": f"code/{name}", "text": source[:DOC_CHARS], "url": f"https://github.com/python/cpython/{name}"}
+        for name, source in stdlib_sources(16)
+    ]
+    return {"wiki": wiki, "news": news, "code": code}
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("state"), data_root, extra=("--job-slots", "2")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[ApiClient]:
+    with server.client() as api:
+        yield api
