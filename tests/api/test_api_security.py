@@ -1,0 +1,123 @@
+"""The security rules against a real server: token, data roots (`..`, symlinks), body size, binding."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_harness import Server, curate_config, free_port, make_shards
+
+from api.settings import load_token
+from curate.config import ConfigError
+
+
+def post(server: Server, body: Any = None, token: str | None = None, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token or server.token}", **kwargs.pop("headers", {})}
+    return httpx.post(server.url + "/v1/jobs", json=body, headers=headers, timeout=30, **kwargs)
+
+
+def test_bearer_token_is_required(server: Server) -> None:
+    assert httpx.get(server.url + "/healthz").status_code == 200  # liveness stays open
+    for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": server.token}):
+        response = httpx.get(server.url + "/v1/jobs", headers=headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert httpx.post(server.url + "/v1/jobs", json={"kind": "curate", "config": {}}).status_code == 401
+    assert httpx.post(server.url + "/v1/schedules/x/run").status_code == 401
+    ok = httpx.get(server.url + "/v1/jobs", headers={"Authorization": f"Bearer {server.token}"})
+    assert ok.status_code == 200
+
+
+def test_paths_must_stay_inside_the_data_roots(
+    server: Server, data_root: Path, tmp_path: Path, texts: dict
+) -> None:
+    outside = tmp_path / "outside"
+    make_shards(outside, texts["news"][:4], per_shard=4, bad=False)
+    make_shards(data_root / "inside", texts["news"][:4], per_shard=4, bad=False)
+    (data_root / "escape-dir").symlink_to(outside)  # a folder symlink pointing out of the root
+    (data_root / "inside" / "escape.jsonl.gz").symlink_to(outside / "part-000.jsonl.gz")  # a file symlink
+    cases = {
+        "absolute": (curate_config(str(outside / "*.jsonl.gz")), ["inputs", 0, "path"]),
+        "dotdot": (curate_config("inside/../../outside/*.jsonl.gz"), ["inputs", 0, "path"]),
+        "dir symlink": (curate_config("escape-dir/*.jsonl.gz"), ["inputs", 0, "path"]),
+        "file symlink in a glob": (curate_config("inside/*.jsonl.gz"), ["inputs", 0, "path"]),
+        "output": (curate_config("inside/part-*.jsonl.gz", str(outside / "out")), ["output"]),
+        "output via symlink": (curate_config("inside/part-*.jsonl.gz", "escape-dir/out"), ["output"]),
+        "dedup index": (
+            curate_config("inside/part-*.jsonl.gz", dedup={"index": "/tmp/idx"}),
+            ["dedup", "index"],
+        ),
+    }
+    for name, (config, loc) in cases.items():
+        response = post(server, {"kind": "curate", "config": config})
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["detail"][0]["loc"] == ["body", "config", *loc], name
+    assert not (outside / "out").exists()
+    allowed = post(server, {"kind": "curate", "config": curate_config("inside/part-*.jsonl.gz")})
+    assert allowed.status_code == 201, allowed.text
+
+
+def test_request_bodies_are_limited(server: Server) -> None:
+    big = {"kind": "curate", "config": {"inputs": [{"path": "x" * 2_000_000}]}}
+    assert post(server, big).status_code == 413
+
+    def chunks():  # no Content-Length: the limit must hold for streamed bodies too
+        yield b'{"kind": "curate", "config": {"pad": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}}'
+
+    streamed = post(server, content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413
+    small = post(
+        server,
+        content=iter([b'{"kind": "curate", "config": {}}']),
+        headers={"Content-Type": "application/json"},
+    )
+    assert small.status_code == 422  # a small streamed body still reaches validation
+
+
+def test_non_loopback_bind_without_token_is_refused(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_API_")}
+    command = [
+        sys.executable,
+        "-m",
+        "api.server",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--data-root",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without an API token" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_loopback_without_token_refuses_foreign_host_headers(tmp_path: Path) -> None:
+    server = Server(tmp_path / "state", tmp_path, token=None).start()
+    try:
+        assert httpx.get(server.url + "/v1/jobs").status_code == 200  # no token configured: loopback only
+        rebound = httpx.get(server.url + "/v1/jobs", headers={"Host": f"evil.example:{server.port}"})
+        assert rebound.status_code == 421
+    finally:
+        server.stop()
+
+
+def test_token_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "token"
+    file.write_text("from-a-file-0123456789\n")
+    monkeypatch.setenv("CURATE_API_TOKEN", "from-the-env-0123456789")
+    assert load_token(None, file) == "from-a-file-0123456789"
+    assert load_token(None, None) == "from-the-env-0123456789"
+    with pytest.raises(ConfigError, match="at least 16"):
+        load_token("short", None)
