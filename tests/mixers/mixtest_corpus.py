@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,17 @@ import pyarrow.compute as pc
 import yaml
 
 from curate.config import parse_config, resolve_paths
-from curate.demo import build_package_shards
+from curate.demo import build_package_shards, write_jsonl_gz, write_jsonl_zst
 from curate.run import run_pipeline
 from curate.stages.base import Stage, StageResult, set_columns
 from curate.stages.registry import register, stage_names
+from curate.textsources import stdlib_sources, wikipedia_pages
 
 HEAD, MIDDLE = 0.79, 0.75
 TOKENIZER_VOCAB = 1024
+CODE_FILES = 80
+WIKI_PAGES = 100
+WIKI_URL = "https://en.wikipedia.org/wiki/"
 TOKENIZER_CHARS = 600_000
 
 
@@ -82,7 +87,16 @@ def build_mix_corpus(root: Path) -> MixCorpus:
     if MixtestScores.name not in stage_names():  # registered only when a mixer test needs the corpus
         register(MixtestScores)
     shards = root / "shards"
-    build_package_shards(shards)
+    shards.mkdir(parents=True, exist_ok=True)
+    # Fewer pages and modules than the demo's (same sources), which keeps the tokenizer passes quick.
+    code = ({"id": f"stdlib/{name}", "text": source} for name, source in stdlib_sources(CODE_FILES))
+    write_jsonl_zst(shards / "code.jsonl.zst", code)
+    pages = islice(wikipedia_pages(), WIKI_PAGES)
+    write_jsonl_gz(
+        shards / "wiki.jsonl.gz",
+        ({"title": t, "text": x, "url": WIKI_URL + t.replace(" ", "_")} for t, x in pages),
+    )
+    build_package_shards(shards)  # adds the news shard
     raw = {
         "inputs": [
             {"path": str(shards / "wiki.jsonl.gz"), "name": "wiki", "domain": "wiki"},
