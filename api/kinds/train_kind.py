@@ -38,7 +38,7 @@ class TrainJobConfig(BaseModel):
     seed: int = 0
     batch_size: int = Field(default=16, gt=0, le=4096)
     seq_len: int = Field(default=128, gt=1, le=65536)
-    vocab_size: int = Field(default=8192, ge=256, le=262144)
+    vocab_size: int = Field(default=8192, ge=257, le=262144, description="256 bytes + <|endoftext|> at least")
     tokenizer: str | None = None
     weights: dict[str, float] | None = Field(default=None, description="per-domain weights of the score")
     max_eval_tokens_per_domain: int | None = Field(default=65_536, gt=0)

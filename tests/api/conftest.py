@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_harness import DOC_CHARS, Server
+from api_harness import DOC_CHARS, Server, curate_config, make_shards
 
 from api.client import ApiClient
 from curate.textsources import news_texts, stdlib_sources, wikipedia_pages
@@ -49,3 +49,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Iterato
 def client(server: Server) -> Iterator[ApiClient]:
     with server.client() as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def finished_job(
+    client: ApiClient, data_root: Path, texts: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A small curate job (4 shards, one with an unreadable and an empty record), run to the end."""
+    make_shards(data_root / "jobs-in", texts["wiki"][:24], per_shard=6)
+    job = client.submit_job("curate", curate_config("jobs-in/*.jsonl.gz"))
+    assert job["state"] == "queued" and job["progress"]["planned"] == 4
+    return client.wait_job(job["id"], timeout=120)

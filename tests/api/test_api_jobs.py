@@ -12,16 +12,6 @@ from api_harness import Server, curate_config, make_shards, wait_for
 from api.client import ApiClient, ApiError
 
 
-@pytest.fixture(scope="module")
-def finished_job(
-    client: ApiClient, data_root: Path, texts: dict[str, list[dict[str, Any]]]
-) -> dict[str, Any]:
-    make_shards(data_root / "jobs-in", texts["wiki"][:24], per_shard=6)
-    job = client.submit_job("curate", curate_config("jobs-in/*.jsonl.gz"))
-    assert job["state"] == "queued" and job["progress"]["planned"] == 4
-    return client.wait_job(job["id"], timeout=120)
-
-
 def test_submitted_job_completes_with_manifest(client: ApiClient, finished_job: dict[str, Any]) -> None:
     assert finished_job["state"] == "succeeded", finished_job["error"]
     assert finished_job["progress"] == {"done": 4, "planned": 4, "fraction": 1.0}

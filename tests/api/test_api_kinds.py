@@ -1,0 +1,80 @@
+"""The kinds beyond `curate`, through the API as they land: a mixture of a finished job's corpus, then a
+proxy trained on it and scored. Each test skips, saying so, when its kind is not in this build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.client import ApiClient, ApiError
+from api.kinds import is_available
+
+needs_mix = pytest.mark.skipif(not is_available("mix"), reason="job kind mix is not available in this build")
+needs_train = pytest.mark.skipif(
+    not is_available("train"), reason="job kind train is not available in this build"
+)
+
+
+def mix_spec(corpus: str, **overrides: Any) -> dict[str, Any]:
+    return {"corpora": [corpus], "budget": 8000, "tokenizer": {"chars_per_token": 4.0},
+            "domains": {"wiki": 1.0}, **overrides}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def mixture_job(client: ApiClient, finished_job: dict[str, Any]) -> dict[str, Any]:
+    job = client.submit_job("mix", mix_spec(finished_job["output"]))
+    return client.wait_job(job["id"], timeout=120)
+
+
+@needs_mix
+def test_mix_job_builds_a_mixture(client: ApiClient, mixture_job: dict[str, Any]) -> None:
+    assert mixture_job["state"] == "succeeded", mixture_job["error"]
+    assert mixture_job["result"]["domains"]["wiki"]["achieved_tokens"] >= 8000
+    manifest = client.job_manifest(mixture_job["id"])
+    assert (
+        manifest["kind"] == "curate-mixture"
+        and (Path(mixture_job["output"]) / manifest["files"][0]["path"]).is_file()
+    )
+
+
+@needs_mix
+def test_mix_spec_errors_are_422_with_the_field(client: ApiClient, finished_job: dict[str, Any]) -> None:
+    def error_of(spec: dict[str, Any]) -> str:
+        with pytest.raises(ApiError) as error:
+            client.submit_job("mix", spec)
+        assert error.value.status == 422
+        return str(error.value)
+
+    assert error_of(mix_spec(finished_job["output"], budget=-1)).startswith("body.config.budget:")
+    assert "unknown domain 'books'" in error_of(mix_spec(finished_job["output"], domains={"books": 1.0}))
+    assert error_of(mix_spec("/etc")).startswith("body.config.corpora.0:")
+
+
+@pytest.fixture(scope="session")
+def train_job(client: ApiClient, mixture_job: dict[str, Any]) -> dict[str, Any]:
+    config = {"mixture": mixture_job["output"], "steps": 2, "batch_size": 2, "seq_len": 32, "vocab_size": 320,
+              "precision": "fp32", "max_eval_tokens_per_domain": 512}  # fmt: skip
+    job = client.submit_job("train", config)
+    return client.wait_job(job["id"], timeout=300)
+
+
+@needs_mix
+@needs_train
+def test_train_job_scores_the_mixture(client: ApiClient, train_job: dict[str, Any]) -> None:
+    assert train_job["state"] == "succeeded", train_job["error"]
+    assert train_job["progress"]["done"] == train_job["progress"]["planned"] == 2
+    score = client.call("GET", f"/v1/jobs/{train_job['id']}/score").json()
+    assert score["score"] > 0 and set(score["domains"]) == {"wiki"}
+    assert train_job["result"]["score"] == score["score"]
+
+
+@needs_train
+def test_train_config_errors_are_422(client: ApiClient, finished_job: dict[str, Any]) -> None:
+    with pytest.raises(ApiError) as both:
+        client.submit_job("train", {"mixture": finished_job["output"], "steps": 2, "tokens": 100})
+    assert both.value.status == 422 and "exactly one of `steps` or `tokens`" in str(both.value)
+    with pytest.raises(ApiError) as preset:
+        client.submit_job("train", {"mixture": finished_job["output"], "steps": 2, "preset": "huge"})
+    assert str(preset.value).startswith("body.config.preset:")
