@@ -162,6 +162,11 @@ def train_proxy(
     )
     if from_mixture:
         tokenize_mixture(files, cfg.token_dir, vocab_size, tokenizer, tokenizer_cache)
+    if not len(TokenShards(cfg.token_dir).split(cfg.eval_fraction, seed=cfg.split_seed).eval):
+        raise ConfigError(
+            f"{source}: no held-out documents to score (needs >= 2 documents in some domain "
+            "and eval_fraction > 0)"
+        )
     run, summary = train_run(cfg)
     result = {"train": summary}
     if summary["finished"]:

@@ -79,13 +79,25 @@ class TrainConfig(BaseModel):
     progress: bool = True
 
     @model_validator(mode="after")
-    def _model_fields_known(self) -> TrainConfig:
+    def _model_is_buildable(self) -> TrainConfig:
+        """Check the model overrides now (with a stand-in vocabulary), not after the data is loaded."""
         unknown = set(self.model) - set(ModelConfig.model_fields)
         if unknown:
             raise ValueError(
                 f"unknown model field(s) {sorted(unknown)}; known: {sorted(ModelConfig.model_fields)}"
             )
+        try:
+            model = self.model_settings(vocab_size=256)
+        except ValidationError as error:
+            item = error.errors()[0]
+            raise ValueError(f"model.{'.'.join(map(str, item['loc']))}: {item['msg']}") from None
+        if self.seq_len > model.max_seq_len:
+            raise ValueError(f"seq_len {self.seq_len} exceeds the model's max_seq_len {model.max_seq_len}")
         return self
+
+    def model_settings(self, vocab_size: int) -> ModelConfig:
+        """The preset with this run's overrides; rotary tables cover at least 1024 positions."""
+        return model_config(self.preset, vocab_size, **{"max_seq_len": max(self.seq_len, 1024), **self.model})
 
     @property
     def peak_lr(self) -> float:
@@ -115,7 +127,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a torch device; use auto, cpu or cuda[:N]") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -164,11 +179,7 @@ class Run:
         self.shards = TokenShards(cfg.token_dir)
         self.split: Split = self.shards.split(cfg.eval_fraction, seed=cfg.split_seed)
         self.sampler = WindowSampler(self.shards, self.split.train, cfg.batch_size, cfg.seq_len, cfg.seed)
-        self.model_cfg = model_config(
-            cfg.preset,
-            padded_vocab(self.shards.vocab_size),
-            **{"max_seq_len": max(cfg.seq_len, 1024), **cfg.model},
-        )
+        self.model_cfg = cfg.model_settings(padded_vocab(self.shards.vocab_size))
         seed_everything(cfg.seed)
         self.recipe = Recipe(cfg.precision, self.device, cfg.seed)
         self.model = self.recipe.prepare(TransformerLM(self.model_cfg)).to(self.device)
@@ -179,7 +190,7 @@ class Run:
         self.step = 0
 
     def state_dict(self) -> dict[str, Any]:
-        state = {
+        return {
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizers": [opt.state_dict() for opt in self.optimizers],
@@ -187,7 +198,6 @@ class Run:
             "recipe": self.recipe.state_dict(),
             "rng": rng_state(),
         }
-        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])

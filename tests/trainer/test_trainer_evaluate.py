@@ -146,6 +146,9 @@ def test_user_errors_are_config_errors(run_dir, token_dir, corpus, tmp_path, tok
         mixture_score({"a": {"bpb": 1.0}}, {"a": 0.0})
     with pytest.raises(ConfigError, match="not a token-shard folder"):
         eval_proxy(out, token_dir=tmp_path)
+    with pytest.raises(ConfigError, match="no held-out documents"):
+        train_proxy(token_dir, tmp_path / "y", **RUN_OPTIONS | {"eval_fraction": 0.0})
+    assert not (tmp_path / "y" / "metrics.jsonl").exists()
 
 
 def test_a_bad_option_fails_before_the_mixture_is_tokenized(corpus, tmp_path):

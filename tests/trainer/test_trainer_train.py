@@ -137,6 +137,8 @@ def test_resuming_with_a_different_config_is_a_one_line_error(token_dir, tmp_pat
         ({"precision": {"name": "fp4"}}, "precision.name"),
         ({"model": {"widht": 3}}, "unknown model field"),
         ({"schedule": "linear"}, "schedule"),
+        ({"model": {"n_heads": 3}}, "model.*not divisible by n_heads"),
+        ({"seq_len": 64, "model": {"max_seq_len": 32}}, "exceeds the model's max_seq_len"),
     ],
 )
 def test_bad_train_config_names_the_field(token_dir, tmp_path, fields, message):
