@@ -1,9 +1,10 @@
 """Entry points for the CLI: train a proxy on a mixture and score it, or (re-)evaluate a finished run.
 
-``train_proxy`` accepts either a token-shard folder or a Parquet mixture (files with ``text`` and
-``domain`` columns, as the mixture writer produces); a mixture is tokenized once into ``OUT/tokens`` with
-a BPE tokenizer trained on a sample of it (cached by the sample's hash), so a rerun resumes training
-instead of re-tokenizing. Both functions write ``OUT/score.json`` and return its content.
+``train_proxy`` accepts a token-shard folder, a mixture folder written by ``mixers`` (its ``tokens/``
+shards are used as they are when present, else its Parquet parts), or any Parquet file or folder with
+``text`` and ``domain`` columns. Parquet is tokenized once into ``OUT/tokens`` with the mixture's own
+tokenizer, a given one, or a BPE trained on a sample of it (cached by the sample's hash), so a rerun
+resumes training instead of re-tokenizing. Both functions write ``OUT/score.json`` and return its content.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,59 @@ SCORE = "score.json"
 TOKENIZER_SAMPLE_DOCS = 20_000
 
 
+MIX_KIND = "curate-mixture"  # manifest.json "kind" of a folder written by the mixture writer (mixers/)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What ``train_proxy`` was pointed at: ready token shards, or Parquet files still to tokenize."""
+
+    token_dir: Path | None
+    files: list[Path]
+    tokenizer: Path | None = None  # the mixture's own tokenizer, when its manifest names one that exists
+
+
+def resolve_source(path: Path) -> Source:
+    """A token-shard folder; a mixture folder (its ``tokens/`` shards when written, else its parts); or
+    any Parquet file or folder with ``text`` and ``domain`` columns."""
+    if is_token_dir(path):
+        return Source(path, [])
+    manifest = _mixture_manifest(path)
+    if manifest is None:
+        return Source(None, mixture_files(path))
+    shards = manifest.get("token_shards") or {}
+    if shards.get("path") and is_token_dir(path / shards["path"]):
+        return Source(path / shards["path"], [])
+    named = (manifest.get("tokenizer") or {}).get("path")
+    existing = [p for p in (Path(named), path / named) if p.is_file()] if named else []
+    files = _checked([path / entry["path"] for entry in manifest.get("files", [])], path)
+    return Source(None, files, existing[0] if existing else None)
+
+
+def _mixture_manifest(path: Path) -> dict[str, Any] | None:
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        return None
+    content = json.loads(manifest.read_text(encoding="utf-8"))
+    return content if isinstance(content, dict) and content.get("kind") == MIX_KIND else None
+
+
 def mixture_files(path: Path) -> list[Path]:
-    """The Parquet files of a mixture: one file, or every ``*.parquet`` below a folder, sorted."""
-    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    """The Parquet files of a mixture: one file, or every ``*.parquet`` below a folder (except the
+    ``documents.parquet`` of token shards), sorted."""
+    if path.is_file():
+        return _checked([path], path)
+    files = sorted(f for f in path.rglob("*.parquet") if not is_token_dir(f.parent))
+    return _checked(files, path)
+
+
+def _checked(files: list[Path], where: Path) -> list[Path]:
+    """Fail in one line unless every file exists and has the two columns the trainer needs."""
     if not files:
-        raise ConfigError(f"{path}: neither token shards (tokens.json) nor Parquet mixture files")
+        raise ConfigError(f"{where}: neither token shards (tokens.json) nor Parquet mixture files")
     for file in files:
+        if not file.is_file():
+            raise ConfigError(f"{file}: listed by the mixture but missing; rebuild the mixture")
         names = set(pq.read_schema(file).names)
         if not {"text", "domain"} <= names:
             raise ConfigError(
@@ -142,15 +191,15 @@ def train_proxy(
     source, out_dir = Path(mix_or_token_dir), Path(out_dir)
     if not source.exists():
         raise ConfigError(f"{source}: no such mixture or token-shard folder")
-    from_mixture = not is_token_dir(source)
-    files = mixture_files(source) if from_mixture else []
+    resolved = resolve_source(source)
+    from_mixture = resolved.token_dir is None
     if tokenizer is not None and not Path(tokenizer).exists():
         raise ConfigError(f"--tokenizer {tokenizer}: no such file; give a tokenizer.json or leave it out")
     precision_fields = {
         k: train_options.pop(k) for k in list(train_options) if k in PrecisionConfig.model_fields
     }
     cfg = parse_train_config(  # validated before any tokenizing, so a typo costs a second
-        token_dir=out_dir / "tokens" if from_mixture else source,
+        token_dir=out_dir / "tokens" if from_mixture else resolved.token_dir,
         out_dir=out_dir,
         preset=preset,
         precision={"name": precision, **precision_fields},
@@ -161,7 +210,9 @@ def train_proxy(
         **train_options,
     )
     if from_mixture:
-        tokenize_mixture(files, cfg.token_dir, vocab_size, tokenizer, tokenizer_cache)
+        tokenize_mixture(
+            resolved.files, cfg.token_dir, vocab_size, tokenizer or resolved.tokenizer, tokenizer_cache
+        )
     if not len(TokenShards(cfg.token_dir).split(cfg.eval_fraction, seed=cfg.split_seed).eval):
         raise ConfigError(
             f"{source}: no held-out documents to score (needs >= 2 documents in some domain "

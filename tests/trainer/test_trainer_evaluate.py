@@ -165,3 +165,30 @@ def test_command_line_pairs_parse_or_fail_in_one_line():
         parse_weights(["wiki"])
     with pytest.raises(ConfigError, match="must be a number"):
         parse_weights(["wiki=lots"])
+
+
+def test_a_mixture_folder_is_read_through_its_manifest(corpus, token_dir, tmp_path):
+    """A mixers-written folder: its token shards are used as they are; without them, only listed parts."""
+    import shutil
+
+    mixture = tmp_path / "mix"
+    (mixture / "tokens").mkdir(parents=True)
+    for name in ("tokens.bin", "documents.parquet", "tokens.json"):
+        shutil.copy(token_dir / name, mixture / "tokens" / name)
+    texts, domains = zip(*corpus[::3], strict=True)
+    pq.write_table(pa.table({"text": list(texts), "domain": list(domains)}), mixture / "part-00000.parquet")
+    pq.write_table(pa.table({"other": [1]}), mixture / "stray.parquet")  # not listed: must be ignored
+    manifest = {
+        "kind": "curate-mixture",
+        "files": [{"path": "part-00000.parquet"}],
+        "token_shards": {"path": "tokens"},
+    }
+    (mixture / "manifest.json").write_text(json.dumps(manifest))
+    options = RUN_OPTIONS | {"steps": 2, "max_eval_tokens_per_domain": 512}
+    with_shards = train_proxy(mixture, tmp_path / "a", **options)
+    assert with_shards["token_dir"] == str(mixture / "tokens") and not (tmp_path / "a" / "tokens").exists()
+    (mixture / "manifest.json").write_text(json.dumps(manifest | {"token_shards": None}))
+    from_parts = train_proxy(
+        mixture, tmp_path / "b", vocab_size=300, tokenizer_cache=tmp_path / "c", **options
+    )
+    assert len(TokenShards(from_parts["token_dir"])) == len(texts)
