@@ -60,20 +60,13 @@ def progress_text(job: dict[str, Any]) -> str:
 
 
 def print_jobs(jobs: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "kind", "state", "progress", "created", "error")
+    """Plain aligned columns (not a box table): ids stay whole and the output greps and pipes well."""
+    typer.echo(f"{'id':<26} {'kind':<9} {'state':<10} {'progress':>9}  {'created':<25} error")
     for job in jobs:
-        table.add_row(
-            job["id"],
-            job["kind"],
-            job["state"],
-            progress_text(job),
-            job["created_at"] or "",
-            job["error"] or "",
-        )
-    Console().print(table)
+        created = job["created_at"] or ""
+        error = job["error"] or ""
+        head = f"{job['id']:<26} {job['kind']:<9} {job['state']:<10} {progress_text(job):>9}"
+        typer.echo(f"{head}  {created:<25} {error}".rstrip())
 
 
 @jobs_app.command("submit")
@@ -174,18 +167,15 @@ def jobs_logs(
 @one_line_errors
 def schedules_list(url: Url = None, token: Token = None) -> None:
     """Schedules with their cron, last and next fire time, versions and active run."""
-    from rich.console import Console
-    from rich.table import Table
-
     with ApiClient(url, token) as client:
         schedules = client.list_schedules()
-    table = Table("name", "cron", "missed", "last fire", "next fire", "versions", "active run")
+    typer.echo(f"{'name':<20} {'cron':<16} {'missed':<14} {'next fire':<25} versions  active run")
     for s in schedules:
-        table.add_row(
-            s["name"], s["cron"], s["missed"], s["last_fire"] or "", s["next_fire"] or "",
-            str(len(s["versions"])), s["active_job"] or "",
-        )  # fmt: skip
-    Console().print(table)
+        line = (
+            f"{s['name']:<20} {s['cron']:<16} {s['missed']:<14} {s['next_fire'] or '':<25} "
+            f"{len(s['versions']):>8}  {s['active_job'] or ''}"
+        )
+        typer.echo(line.rstrip())
 
 
 @schedules_app.command("create")

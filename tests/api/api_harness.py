@@ -148,6 +148,11 @@ def curate_config(pattern: str, output: str | None = None, **extra: Any) -> dict
     return config
 
 
+def mix_spec(corpus: str, **overrides: Any) -> dict[str, Any]:
+    return {"corpora": [corpus], "budget": 8000, "tokenizer": {"chars_per_token": 4.0},
+            "domains": {"wiki": 1.0}, **overrides}  # fmt: skip
+
+
 def corpus_rows(out: Path) -> pa.Table:
     """Every kept and rejected row of an output, sorted by (source, id): what "equal output" compares."""
     tables = []

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_harness import DOC_CHARS, Server, curate_config, make_shards
+from api_harness import DOC_CHARS, Server, curate_config, make_shards, mix_spec
 
 from api.client import ApiClient
 from curate.textsources import news_texts, stdlib_sources, wikipedia_pages
@@ -60,3 +60,19 @@ def finished_job(
     job = client.submit_job("curate", curate_config("jobs-in/*.jsonl.gz"))
     assert job["state"] == "queued" and job["progress"]["planned"] == 4
     return client.wait_job(job["id"], timeout=120)
+
+
+@pytest.fixture(scope="session")
+def mixture_job(client: ApiClient, finished_job: dict[str, Any]) -> dict[str, Any]:
+    """A mixture (estimated token counts) of the finished job's corpus."""
+    job = client.submit_job("mix", mix_spec(finished_job["output"]))
+    return client.wait_job(job["id"], timeout=120)
+
+
+@pytest.fixture(scope="session")
+def train_job(client: ApiClient, mixture_job: dict[str, Any]) -> dict[str, Any]:
+    """The smallest real proxy run on that mixture: two steps, then evaluated and scored."""
+    config = {"mixture": mixture_job["output"], "steps": 2, "batch_size": 2, "seq_len": 32, "vocab_size": 320,
+              "precision": "fp32", "max_eval_tokens_per_domain": 512}  # fmt: skip
+    job = client.submit_job("train", config)
+    return client.wait_job(job["id"], timeout=300)

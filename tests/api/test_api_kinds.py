@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_harness import mix_spec
 
 from api.client import ApiClient, ApiError
 from api.kinds import is_available
@@ -15,17 +16,6 @@ needs_mix = pytest.mark.skipif(not is_available("mix"), reason="job kind mix is 
 needs_train = pytest.mark.skipif(
     not is_available("train"), reason="job kind train is not available in this build"
 )
-
-
-def mix_spec(corpus: str, **overrides: Any) -> dict[str, Any]:
-    return {"corpora": [corpus], "budget": 8000, "tokenizer": {"chars_per_token": 4.0},
-            "domains": {"wiki": 1.0}, **overrides}  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def mixture_job(client: ApiClient, finished_job: dict[str, Any]) -> dict[str, Any]:
-    job = client.submit_job("mix", mix_spec(finished_job["output"]))
-    return client.wait_job(job["id"], timeout=120)
 
 
 @needs_mix
@@ -50,14 +40,6 @@ def test_mix_spec_errors_are_422_with_the_field(client: ApiClient, finished_job:
     assert error_of(mix_spec(finished_job["output"], budget=-1)).startswith("body.config.budget:")
     assert "unknown domain 'books'" in error_of(mix_spec(finished_job["output"], domains={"books": 1.0}))
     assert error_of(mix_spec("/etc")).startswith("body.config.corpora.0:")
-
-
-@pytest.fixture(scope="session")
-def train_job(client: ApiClient, mixture_job: dict[str, Any]) -> dict[str, Any]:
-    config = {"mixture": mixture_job["output"], "steps": 2, "batch_size": 2, "seq_len": 32, "vocab_size": 320,
-              "precision": "fp32", "max_eval_tokens_per_domain": 512}  # fmt: skip
-    job = client.submit_job("train", config)
-    return client.wait_job(job["id"], timeout=300)
 
 
 @needs_mix

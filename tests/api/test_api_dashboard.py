@@ -1,0 +1,90 @@
+"""The dashboard in real headless Chromium (Debian's package, driven by selenium + chromedriver): the jobs
+table with state and progress, a job's funnel and domain shares, proxy scores, all drawn as inline SVG."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_harness import Server
+
+from api.kinds import is_available
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1400",
+]  # fmt: skip
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install selenium)"
+    )
+    from selenium.webdriver.chrome.service import Service
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip(
+            "Debian's chromium / chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def scored(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    """A finished train job when this build has one (its score.json feeds the proxy-score plots)."""
+    if not (is_available("mix") and is_available("train")):
+        return None
+    return request.getfixturevalue("train_job")
+
+
+def test_dashboard_renders_jobs_funnel_domains_and_scores(
+    browser: Any, server: Server, finished_job: dict[str, Any], scored: dict[str, Any] | None, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    job_id = finished_job["id"]
+    browser.get(f"{server.url}/dashboard#token={server.token}&job={job_id}")
+    wait = WebDriverWait(browser, 30)
+    row = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"]'))
+    assert row.get_attribute("data-state") == "succeeded"
+    assert row.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow") == "100"
+    assert "4/4" in row.text and "26 → 24" in row.text
+    wait.until(lambda d: d.find_element(By.ID, "funnel-figure").is_displayed())
+    bars = browser.find_elements(By.CSS_SELECTOR, "#funnel svg rect")
+    assert len(bars) == 3  # read, normalize, tag
+    drops = browser.find_element(By.ID, "drops").text
+    assert "read: unreadable 1" in drops and "normalize: empty 1" in drops
+    assert browser.find_element(By.CSS_SELECTOR, '#domains [data-domain="wiki"]') is not None
+    assert "token" not in browser.current_url  # the secret leaves the address bar at once
+    shot = tmp_path / "dashboard-job.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if scored is not None:
+        wait.until(lambda d: d.find_element(By.ID, "scores-section").is_displayed())
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#scores svg rect")) >= 1
+        browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{scored["id"]}"]').click()
+        wait.until(lambda d: d.find_element(By.ID, "score-figure").is_displayed())
+        assert "score" in browser.find_element(By.ID, "score").text
+        assert browser.save_screenshot(str(tmp_path / "dashboard-score.png"))
+
+
+def test_dashboard_asks_for_a_token_without_one(browser: Any, server: Server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server.url}/dashboard")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
+    assert "token" in browser.find_element(By.ID, "status").text
