@@ -70,13 +70,21 @@ def print_summary(manifest: dict) -> None:
 
 @app.command()
 def inspect(
-    out: Annotated[Path, typer.Argument(help="an output directory of `curate run`")],
+    out: Annotated[Path, typer.Argument(help="an output directory of `curate run`, or a mixture folder")],
     samples: Annotated[int, typer.Option(min=0, help="sample rows to show")] = 3,
+    plots: Annotated[
+        Path | None, typer.Option(help="mixtures: folder for PNG plots (default MIX/report)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
 ) -> None:
-    """Counts by domain and reject reason, the per-stage funnel and sample rows, via DuckDB."""
+    """A corpus: counts by domain and reject reason, the funnel, samples (DuckDB). A mixture: requested vs
+    achieved shares, tokens, epochs, mean scores, and PNG plots."""
     from curate.inspect import inspect_output, render_inspection
+    from mixers import cli as mix_cli
 
+    if mix_cli.is_mixture(out):
+        mix_cli.inspect_mixture(out, plots, as_json)
+        return
     try:
         report = inspect_output(out, samples)
     except ConfigError as error:
@@ -127,6 +135,21 @@ def bench_minhash(
     from curate.dedup.bench_minhash import bench_minhash as run_bench
 
     typer.echo(json.dumps(run_bench(repeats=repeats), indent=2))
+
+
+def _register_package_commands() -> None:
+    """Commands that live beside their package (mixtures, the service) join the one `curate` app here."""
+    from api.cli import jobs_app, schedules_app, serve_command
+    from mixers import cli as mix_cli
+
+    app.command("mix")(mix_cli.mix)
+    bench_app.command("mix")(mix_cli.bench_mix)
+    app.command("serve")(serve_command)
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(schedules_app, name="schedules")
+
+
+_register_package_commands()
 
 
 def main() -> None:
