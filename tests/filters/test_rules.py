@@ -261,6 +261,7 @@ def test_disabled_families_emit_no_codes_and_null_signals():
             "end.Next wait... http://x.com/a?b=c.",
             ["end", ".", "Next", "wait", "...", "http://x.com/a?b=c", "."],
         ),
+        ("they 'll go ' s", ["they", "'ll", "go", "'", "s"]),  # clitic chunks stay whole, not merged
     ],
 )
 def test_tokens_follow_spacy_english(text, tokens):
