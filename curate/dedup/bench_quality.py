@@ -143,16 +143,19 @@ def score(
     """Pair precision/recall of clusters against exact Jaccard (pairs keyed (smaller id, larger id))."""
     truth = {pair for pair, s in jaccard.items() if s >= threshold}
     predicted = set()
-    removal_ok = removals = 0
+    removed = set()
+    removal_ok = 0
     for members in clusters.values():
         ids = sorted(doc_id for doc_id, _ in members)
         predicted.update(combinations(ids, 2))
         keeper = [doc_id for doc_id, kept in members if kept]
         for doc_id, kept in members:
-            if not kept and keeper:
-                removals += 1
-                removal_ok += jaccard.get(tuple(sorted((doc_id, keeper[0]))), 0.0) >= threshold  # type: ignore[arg-type]
+            if not kept:
+                removed.add(doc_id)
+                pair = (min(doc_id, keeper[0]), max(doc_id, keeper[0])) if keeper else None
+                removal_ok += jaccard.get(pair, 0.0) >= threshold  # type: ignore[arg-type]
     hits = len(predicted & truth)
+    both_kept = sum(a not in removed and b not in removed for a, b in truth)
     false_positive = [jaccard.get(pair, 0.0) for pair in predicted - truth]
     missed = [jaccard[pair] for pair in truth - predicted]
     return {
@@ -161,8 +164,10 @@ def score(
         "predicted_pairs": len(predicted),
         "precision": round(hits / len(predicted), 4) if predicted else 1.0,
         "recall": round(hits / len(truth), 4) if truth else 1.0,
-        "removed": removals,
-        "removal_precision": round(removal_ok / removals, 4) if removals else 1.0,
+        "removed": len(removed),
+        "removal_precision": round(removal_ok / len(removed), 4) if removed else 1.0,
+        "truth_pairs_both_kept": both_kept,
+        "dedup_recall": round(1 - both_kept / len(truth), 4) if truth else 1.0,
         "clusters": len(clusters),
         "false_positive_jaccard": _histogram(false_positive),
         "missed_jaccard": _histogram(missed),

@@ -65,6 +65,7 @@ class CorpusSpec:
     min_words: int = 20
     seed: int = 0
     ngram: int = 5
+    sources: tuple[str, ...] = ("web", "news", "wiki", "books")  # wiki costs ~7 s (gensim's parser)
 
     def key(self) -> str:
         payload = json.dumps({"version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
@@ -130,10 +131,12 @@ def original_texts(spec: CorpusSpec) -> list[tuple[str, str]]:
     """(kind, text) of real documents: every web, news and Wikipedia text, then book passages to fill."""
     shared = shared_data_dir()
     pool: list[tuple[str, str]] = []
-    if shared is not None:
+    if shared is not None and "web" in spec.sources:
         pool += [("web", t) for t in _web_texts(shared / "web")]
-    pool += [("news", t) for t in news_texts()]
-    pool += [("wiki", t) for _, t in wikipedia_pages()]
+    if "news" in spec.sources:
+        pool += [("news", t) for t in news_texts()]
+    if "wiki" in spec.sources:
+        pool += [("wiki", t) for _, t in wikipedia_pages()]
     seen = set()
     unique = []
     for kind, text in pool:  # the samples overlap (the same C4 page in two files): keep one of each
@@ -141,7 +144,7 @@ def original_texts(spec: CorpusSpec) -> list[tuple[str, str]]:
             seen.add(text)
             unique.append((kind, text))
     rng = np.random.default_rng(spec.seed)
-    if shared is not None and len(unique) < spec.originals:
+    if shared is not None and "books" in spec.sources and len(unique) < spec.originals:
         passages = [
             t
             for _, t in book_passages(shared / "domains" / "books", spec.passage_chars)
