@@ -263,6 +263,7 @@ class TextLookup:
         from curate.dedup.sketch import hasher_for
 
         self.corpus_dir = corpus_dir
+        self.rejects_dir = corpus_dir.parent / "rejects"
         self.hasher = hasher_for(config)
         self.con = duckdb.connect()
         self.shingles: dict[tuple[str, str], np.ndarray] = {}
@@ -279,9 +280,8 @@ class TextLookup:
         )
         # A resumed phase finds some duplicates already moved to rejects/dedup-*: read them there too
         # (a crash between writing those rejects and rewriting the part leaves a row in both).
-        files = sorted(self.corpus_dir.glob("*/*.parquet")) + sorted(
-            (self.corpus_dir.parent / "rejects").glob(f"{DEDUP_REJECTS_PREFIX}*.parquet")
-        )
+        parts = [*self.corpus_dir.glob("*/*.parquet"), *self.rejects_dir.glob(f"{DEDUP_REJECTS_PREFIX}*")]
+        files = sorted(p for p in parts if p.is_file() and p.suffix == ".parquet")
         if not files:
             return
         rows = self.con.execute(

@@ -5,19 +5,30 @@ Layout: `INDEX/segments/<run>.parquet` (one per run that added documents) and `I
 lists the segments that count, with a version number. A segment is written under a temporary name and
 renamed, and only then is `index.json` replaced (also by rename): a crash at any point leaves either the
 old index or the new one, never a half-written one. A segment not listed in index.json is ignored.
+Registration is serialised by a lock file, so two runs finishing at once cannot lose a segment.
+
+index.json also records the sketch parameters (ngram, num_perm, bands, seed): signatures or band keys
+made with others cannot be compared, so a run with different ones is refused instead of silently
+finding no duplicates.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from curate.config import ConfigError
 from curate.writer import temp_path, write_atomic
 
 INDEX_FILE = "index.json"
+LOCK_FILE = "index.lock"
+SKETCH_KEYS = ("ngram", "num_perm", "bands", "seed")
 
 
 class DedupIndex:
@@ -40,15 +51,41 @@ class DedupIndex:
     def contains(self, run: str) -> bool:
         return any(entry["run"] == run for entry in self.read()["segments"])
 
-    def add_segment(self, run: str, documents: int) -> int:
+    def check_sketch(self, sketch: dict[str, int]) -> None:
+        """Refuse sketch parameters other than the ones the index was built with (one clear line)."""
+        recorded = self.read().get("sketch")
+        if recorded is not None and recorded != sketch:
+            differ = ", ".join(
+                f"{k} {recorded[k]} vs {sketch[k]}" for k in SKETCH_KEYS if recorded[k] != sketch[k]
+            )
+            raise ConfigError(
+                f"dedup.index {self.path} was built with other sketch parameters ({differ}); "
+                "use the index's values or a new index"
+            )
+
+    def add_segment(self, run: str, documents: int, sketch: dict[str, int] | None = None) -> int:
         """Register a finished segment file (already at its final name) and return the new version."""
-        current = self.read()
-        if self.contains(run):
-            return current["version"]
-        entry = {"run": run, "documents": documents}
-        updated = {"version": current["version"] + 1, "segments": [*current["segments"], entry]}
-        write_atomic(self.path / INDEX_FILE, json.dumps(updated, indent=1))
-        return updated["version"]
+        with self._locked():
+            current = self.read()
+            if self.contains(run):
+                return current["version"]
+            entry = {"run": run, "documents": documents}
+            updated = {"version": current["version"] + 1, "segments": [*current["segments"], entry]}
+            recorded = current.get("sketch", sketch)
+            if recorded is not None:
+                updated["sketch"] = recorded
+            write_atomic(self.path / INDEX_FILE, json.dumps(updated, indent=1))
+            return updated["version"]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / LOCK_FILE, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def write_segment(self, run: str, table: Any) -> Path:
         final = self.path / "segments" / f"{run}.parquet"
@@ -56,3 +93,8 @@ class DedupIndex:
         pq.write_table(table, temp_path(final), compression="zstd")
         temp_path(final).replace(final)
         return final
+
+
+def sketch_parameters(config: Any) -> dict[str, int]:
+    """The settings a sketch depends on, from a DedupConfig."""
+    return {key: getattr(config, key) for key in SKETCH_KEYS}

@@ -30,7 +30,7 @@ from curate.dedup.cluster import (
     sql_list,
     verified_pairs,
 )
-from curate.dedup.index import DedupIndex
+from curate.dedup.index import DedupIndex, sketch_parameters
 from curate.dedup.ray_pairs import ray_candidate_pairs
 from curate.dedup.settings import DedupConfig
 from curate.plan import RunPlan
@@ -72,6 +72,8 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     if done.exists():
         return DedupResult(**json.loads(done.read_text(encoding="utf-8")))
     index = DedupIndex(Path(config.index)) if config.index else None
+    if index is not None:
+        index.check_sketch(sketch_parameters(config))
     result = DedupResult(run=run, index_version_before=index.read()["version"] if index else None)
     con = open_work_db(state / "work.duckdb", config)
     try:
@@ -156,4 +158,4 @@ def extend_index(plan: RunPlan, run: str) -> int | None:
     if table.num_rows == 0:
         return index.read()["version"]
     index.write_segment(run, table)
-    return index.add_segment(run, table.num_rows)
+    return index.add_segment(run, table.num_rows, sketch_parameters(config))
