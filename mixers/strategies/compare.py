@@ -1,0 +1,180 @@
+"""Strategies against each other at equal proxy compute, scored by fresh proxies on their answers.
+
+Every strategy gets the same problem (objective, budget, stages, start). Its answer (weights or a
+schedule) is then trained into proxies with evaluation seeds no strategy searched with, several of
+them, and the objective of those proxies is the strategy's score: the search's own best run would flatter
+whoever overfits to its seed. A strategy that acts during a run (the agent) is also scored closed-loop,
+its controller choosing each stage of the evaluation runs, as a separate row.
+
+Continual pretraining: :func:`continual_problem` trains the starting model on the source mix once and
+gives every strategy (and every evaluation run) that same start.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy, Weights, normalise
+from mixers.strategies.environment import ProxyEnvironment, RunRequest
+from mixers.strategies.parallel import Runner, run_request
+
+
+def continual_problem(
+    env: ProxyEnvironment,
+    source: Weights,
+    target_sets: Sequence[str],
+    budget: Budget,
+    pretrain_steps: int,
+    balance: float = 0.5,
+    stages: int = 1,
+    seed: int = 0,
+    source_sets: Sequence[str] | None = None,
+) -> tuple[MixProblem, dict[str, Any]]:
+    """A continual-pretraining problem: start from a proxy trained on ``source``, objective balanced
+    between the source sets (default: the domains with source weight) and the target sets."""
+    source = normalise(source, env.domains)
+    sources = list(source_sets) if source_sets else [d for d, w in source.items() if w > 0]
+    objective = Objective.balanced(sources, target_sets, balance)
+    objective.check(env.eval_names)
+    state, base = env.pretrain(source, pretrain_steps, seed=seed + 7919)
+    problem = MixProblem(objective, budget, seed, stages, init_state=state, source_weights=source)
+    return problem, {"source": source, "pretrain_steps": pretrain_steps, "start_bpb": base.bpb}
+
+
+def _evaluation_requests(
+    result: MixResult, problem: MixProblem, steps: int, seeds: Sequence[int], closed_loop: bool
+) -> list[tuple[str, RunRequest]]:
+    start = {
+        "init_state": problem.init_state,
+        "initial_weights": dict(problem.source_weights) if problem.source_weights else None,
+    }
+    requests = [
+        (result.strategy, RunRequest(steps=steps, seed=seed, schedule=tuple(result.schedule), **start))
+        for seed in seeds
+    ]
+    if closed_loop and result.controller is not None:
+        requests += [
+            (
+                f"{result.strategy}+online",
+                RunRequest(
+                    steps=steps, seed=seed, controller=result.controller, stages=problem.stages, **start
+                ),
+            )
+            for seed in seeds
+        ]
+    return requests
+
+
+def _row(
+    label: str, results: list[Any], objective: Objective, answer: MixResult, seconds: float
+) -> dict[str, Any]:
+    values = np.array([objective.value(r.bpb) for r in results])
+    names = list(results[0].bpb)
+    return {
+        "strategy": label,
+        "objective": float(values.mean()),
+        "objective_std": float(values.std()),
+        "bpb": {name: float(np.mean([r.bpb[name] for r in results])) for name in names},
+        "weights": answer.weights,
+        "schedule": results[0].schedule if label.endswith("+online") else answer.schedule,
+        "compute": {
+            "proxy_runs": answer.runs_used,
+            "proxy_steps": answer.steps_used,
+            "proxy_tokens": answer.steps_used * _tokens_per_step(results),
+        },
+        "search_seconds": seconds,
+    }
+
+
+def _tokens_per_step(results: list[Any]) -> int:
+    return results[0].tokens // max(results[0].steps, 1)
+
+
+def compare(
+    env: ProxyEnvironment,
+    problem: MixProblem,
+    strategies: Sequence[Strategy],
+    runner: Runner | None = None,
+    eval_seeds: int = 3,
+    eval_steps: int | None = None,
+    closed_loop: bool = True,
+) -> dict[str, Any]:
+    """Run every strategy on ``problem`` and score its answer with ``eval_seeds`` fresh proxies of
+    ``eval_steps`` updates (default: the budget's steps per run). Rows are sorted best first."""
+    runner = runner or Runner()
+    problem.objective.check(env.eval_names)
+    steps = eval_steps or problem.budget.steps
+    seeds = [problem.seed + 10_000 + i for i in range(eval_seeds)]
+    answers: dict[str, tuple[MixResult, float]] = {}
+    with runner.session():
+        for strategy in strategies:
+            started = time.perf_counter()
+            answer = strategy.propose(env, problem, runner)
+            answers[answer.strategy] = (answer, time.perf_counter() - started)
+        labelled = [
+            item
+            for answer, _ in answers.values()
+            for item in _evaluation_requests(answer, problem, steps, seeds, closed_loop)
+        ]
+        outcomes = runner.map(run_request, env.spec, [request for _, request in labelled])
+    grouped: dict[str, list[Any]] = {}
+    for (label, _), outcome in zip(labelled, outcomes, strict=True):
+        grouped.setdefault(label, []).append(outcome)
+    rows = [
+        _row(label, results, problem.objective, *answers[label.removesuffix("+online")])
+        for label, results in grouped.items()
+    ]
+    rows.sort(key=lambda row: row["objective"])
+    return {
+        "problem": problem.describe(),
+        "environment": env.describe(),
+        "evaluation": {"seeds": seeds, "steps": steps},
+        "rows": rows,
+        "versus_baselines": versus_baselines(rows),
+        "reports": {name: answer.to_json()["report"] for name, (answer, _) in answers.items()},
+        "runner": runner.describe(),
+        "machine": machine(),
+    }
+
+
+def versus_baselines(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each row's objective as a ratio to uniform's and natural's (< 1: better than that baseline)."""
+    by_name = {row["strategy"]: row["objective"] for row in rows}
+    baselines = {name: by_name[name] for name in ("uniform", "natural") if name in by_name}
+    return {
+        row["strategy"]: {f"vs_{name}": row["objective"] / value for name, value in baselines.items()}
+        for row in rows
+    }
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def format_table(comparison: Mapping[str, Any]) -> str:
+    """A plain-text table of the rows (objective, per-set bits per byte, compute)."""
+    rows = comparison["rows"]
+    sets = list(rows[0]["bpb"]) if rows else []
+    header = ["strategy", "objective", "+-", *sets, "runs", "steps"]
+    lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    for row in rows:
+        cells = [row["strategy"], f"{row['objective']:.4f}", f"{row['objective_std']:.4f}"]
+        cells += [f"{row['bpb'][name]:.4f}" for name in sets]
+        cells += [str(row["compute"]["proxy_runs"]), str(row["compute"]["proxy_steps"])]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,207 @@
+"""``curate mixsearch CONFIG``: run a strategy on proxies and write a mixture spec ``curate mix`` takes.
+
+```yaml
+tokens: mix-natural/tokens        # token shards of the corpus (`curate mix --tokens` of a natural mix)
+eval_sets: {gsm8k: gsm8k/tokens}  # optional extra held-out sets (same tokenizer), usable in the objective
+domains: [web, wiki, code]        # optional subset of the shards' domains
+proxy: {d_model: 48, n_layers: 2, seq_len: 64, batch_size: 8}   # ProxyConfig fields
+strategy: regmix                  # uniform | natural | temperature | fixed | regmix | doremi | agent
+params: {model: auto, top_k: 100} # the strategy's settings (agent: {policy: agents/default})
+objective: {average: [web, wiki]} # or {weights: {web: 0.7, gsm8k: 0.3}}
+                                  # or {balanced: {source: [web], target: [gsm8k], balance: 0.5}}
+budget: {runs: 32, steps: 50}     # or {runs: 32, tokens: 2_000_000}
+stages: 1
+seed: 0
+continual: {source: {web: 1.0}, steps: 200}   # optional: start every proxy from a model of the source mix
+parallel: sequential              # or ray
+mixture:                          # the spec to write, minus `domains` (filled with the chosen weights)
+  corpora: [out/]
+  budget: 50_000_000
+  tokenizer: {path: tok/tokenizer.json}
+output: mix.yaml                  # the spec; the search report goes beside it as mix.search.json
+```
+
+Paths are relative to the config file. A staged answer (agent) writes its average weights into the spec
+(``curate mix`` builds one static mixture) and the whole schedule into the report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from curate.config import ConfigError
+from mixers.strategies import make_strategy
+from mixers.strategies.base import Budget, MixProblem, MixResult, Objective
+from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
+from mixers.strategies.parallel import Runner
+
+
+class BudgetSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: int = Field(ge=0)
+    steps: int | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _steps_or_tokens(self) -> BudgetSection:
+        if (self.steps is None) == (self.tokens is None):
+            raise ValueError("give exactly one of `steps:` or `tokens:`")
+        return self
+
+
+class ContinualSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: dict[str, float]
+    steps: int = Field(gt=0)
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: str
+    eval_sets: dict[str, str] = Field(default_factory=dict)
+    domains: list[str] | None = None
+    proxy: dict[str, Any] = Field(default_factory=dict)
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    objective: dict[str, Any] = Field(default_factory=lambda: {"average": None})
+    budget: BudgetSection
+    stages: int = Field(default=1, gt=0)
+    seed: int = 0
+    continual: ContinualSection | None = None
+    parallel: str = "sequential"
+    mixture: dict[str, Any]
+    output: str = "mix.yaml"
+
+
+def parse_objective(section: dict[str, Any], env: ProxyEnvironment) -> Objective:
+    """``{average: [...]|null}``, ``{weights: {...}}`` or ``{balanced: {source, target, balance}}``."""
+    if len(section) != 1:
+        raise ConfigError("objective: give exactly one of average, weights, balanced")
+    ((kind, value),) = section.items()
+    if kind == "average":
+        objective = Objective.average(value or env.domains)
+    elif kind == "weights" and isinstance(value, dict):
+        objective = Objective(value)
+    elif kind == "balanced" and isinstance(value, dict):
+        unknown = set(value) - {"source", "target", "balance"}
+        if unknown:
+            raise ConfigError(f"objective.balanced: unknown key(s) {sorted(unknown)}")
+        objective = Objective.balanced(
+            value.get("source", []), value.get("target", []), value.get("balance", 0.5)
+        )
+    else:
+        raise ConfigError(f"objective.{kind}: expected average, weights (a mapping) or balanced (a mapping)")
+    objective.check(env.eval_names)
+    return objective
+
+
+def load_config(path: Path) -> SearchConfig:
+    if not path.is_file():
+        raise ConfigError(f"mixsearch config {path} does not exist; pass a YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return SearchConfig.model_validate(raw)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    except ValidationError as error:
+        item = error.errors()[0]
+        where = ".".join(str(p) for p in item["loc"])
+        raise ConfigError(f"{path}: {where}: {item['msg'].removeprefix('Value error, ')}") from None
+
+
+def proxy_config(fields_given: dict[str, Any]) -> ProxyConfig:
+    known = {f.name for f in fields(ProxyConfig)}
+    unknown = sorted(set(fields_given) - known)
+    if unknown:
+        raise ConfigError(f"proxy: unknown field(s) {unknown}; known: {sorted(known)}")
+    return ProxyConfig(**fields_given)
+
+
+def _resolve(base: Path, value: str) -> str:
+    candidate = Path(value).expanduser()
+    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+
+def build_problem(cfg: SearchConfig, env: ProxyEnvironment) -> tuple[MixProblem, dict[str, Any]]:
+    """The problem a config describes; a continual start is trained here, once."""
+    steps = cfg.budget.steps or max(
+        1, (cfg.budget.tokens or 0) // max(cfg.budget.runs, 1) // env.config.tokens_per_step
+    )
+    budget = Budget(cfg.budget.runs, steps)
+    objective = parse_objective(cfg.objective, env)
+    if cfg.continual is None:
+        return MixProblem(objective, budget, cfg.seed, cfg.stages), {}
+    source = dict(cfg.continual.source)
+    state, base = env.pretrain(source, cfg.continual.steps, seed=cfg.seed + 7919)
+    problem = MixProblem(objective, budget, cfg.seed, cfg.stages, init_state=state, source_weights=source)
+    return problem, {"source": source, "pretrain_steps": cfg.continual.steps, "start_bpb": base.bpb}
+
+
+def _absolute_paths(mixture: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Corpora and tokenizer paths made absolute: the spec may be written far from the config."""
+    fixed = dict(mixture)
+    if isinstance(fixed.get("corpora"), list):
+        fixed["corpora"] = [_resolve(base, str(c)) for c in fixed["corpora"]]
+    tokenizer = fixed.get("tokenizer")
+    if isinstance(tokenizer, str):
+        fixed["tokenizer"] = {"path": _resolve(base, tokenizer)}
+    elif isinstance(tokenizer, dict) and tokenizer.get("path"):
+        fixed["tokenizer"] = {**tokenizer, "path": _resolve(base, str(tokenizer["path"]))}
+    return fixed
+
+
+def write_spec(result: MixResult, cfg: SearchConfig, base: Path, output: Path) -> dict[str, Any]:
+    """The base mixture spec with the chosen weights as ``domains``, validated as ``curate mix`` will
+    (paths made absolute, so the spec can live anywhere)."""
+    from mixers.spec import parse_spec
+
+    spec = {
+        **_absolute_paths(cfg.mixture, base),
+        "domains": {d: round(w, 6) for d, w in result.weights.items()},
+    }
+    parse_spec(spec, where="mixture")  # the written file must be one `curate mix` accepts
+    output.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# written by `curate mixsearch` ({result.strategy}); report: {output.stem}.search.json\n"
+    output.write_text(header + yaml.safe_dump(spec, sort_keys=False))
+    return spec
+
+
+def mixsearch(config_path: Path, out: Path | None = None, parallel: str | None = None) -> dict[str, Any]:
+    """Run the configured strategy and write the mixture spec + report; returns the report."""
+    config_path = Path(config_path)
+    cfg = load_config(config_path)
+    base = config_path.resolve().parent
+    eval_sets = {name: _resolve(base, path) for name, path in cfg.eval_sets.items()}
+    env = ProxyEnvironment.open(
+        _resolve(base, cfg.tokens), proxy_config(cfg.proxy), eval_sets=eval_sets, domains=cfg.domains
+    )
+    params = dict(cfg.params)
+    if cfg.strategy == "agent" and "policy" in params:
+        params["policy"] = _resolve(base, params["policy"])
+    strategy = make_strategy(cfg.strategy, **params)
+    problem, continual = build_problem(cfg, env)
+    runner = Runner.create(parallel or cfg.parallel)
+    result = strategy.propose(env, problem, runner)
+    output = Path(out) if out else Path(_resolve(base, cfg.output))
+    spec = write_spec(result, cfg, base, output)
+    report = {
+        "result": result.to_json(),
+        "problem": problem.describe(),
+        "continual": continual,
+        "environment": env.describe(),
+        "spec": str(output),
+        "mixture": spec,
+    }
+    output.with_name(f"{output.stem}.search.json").write_text(
+        json.dumps(report, indent=2, default=str) + "\n"
+    )
+    return report

@@ -1,0 +1,92 @@
+"""`curate mixsearch` writes a spec `curate mix` accepts; strategies compared at equal compute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from curate.config import ConfigError
+from mixers.spec import load_spec
+from mixers.strategies.base import Budget, MixProblem, Objective, is_distribution
+from mixers.strategies.baselines import Natural, Uniform
+from mixers.strategies.compare import compare, continual_problem, format_table
+from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
+from mixers.strategies.regmix import RegMix
+from mixers.strategies.search import mixsearch
+from mixers.strategies.textdata import cached_text_shards
+
+TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
+PROXY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 32, "batch_size": 8, "eval_tokens": 1024}
+
+
+@pytest.fixture(scope="module")
+def shards() -> Path:
+    return cached_text_shards(max_docs={"wiki": 30, "news": 60, "code": 20}, max_chars=3000)
+
+
+def write_config(tmp_path: Path, shards: Path, **overrides) -> Path:
+    config = {
+        "tokens": str(shards),
+        "proxy": PROXY,
+        "strategy": "regmix",
+        "params": {"samples": 2000, "top_k": 20},
+        "objective": {"balanced": {"source": ["wiki", "news"], "target": ["code"], "balance": 0.5}},
+        "budget": {"runs": 4, "steps": 6},
+        "mixture": {"corpora": ["corpus/"], "budget": 1_000_000, "tokenizer": {"chars_per_token": 4.0}},
+        "output": "mix.yaml",
+        **overrides,
+    }
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_mixsearch_writes_a_mixture_spec(tmp_path: Path, shards: Path):
+    report = mixsearch(write_config(tmp_path, shards))
+    spec = load_spec(tmp_path / "mix.yaml")  # exactly what `curate mix` will read
+    weights = {name: domain.weight for name, domain in spec.domains.items()}
+    assert weights == pytest.approx(report["result"]["weights"], abs=1e-6)
+    assert is_distribution(report["result"]["weights"], tolerance=1e-5)
+    assert spec.corpora == [str((tmp_path / "corpus").resolve())] and spec.budget == 1_000_000
+    saved = json.loads((tmp_path / "mix.search.json").read_text())
+    assert saved["result"]["strategy"] == "regmix" and len(saved["result"]["report"]["runs"]) == 4
+
+
+def test_mixsearch_user_errors_are_one_line(tmp_path: Path, shards: Path):
+    cases = [
+        ({"budget": {"runs": 4}}, "steps"),
+        ({"objective": {"average": ["wiki", "maths"]}}, "unknown evaluation set"),
+        ({"proxy": {"d_modle": 8}}, "d_modle"),
+        ({"strategy": "oracle"}, "unknown strategy"),
+        ({"extra_key": 1}, "extra_key"),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(ConfigError, match=message) as caught:
+            mixsearch(write_config(tmp_path, shards, **overrides))
+        assert "\n" not in str(caught.value)
+
+
+def test_equal_compute_comparison_in_a_continual_setting(shards: Path):
+    env = ProxyEnvironment.open(shards, TINY)
+    problem, start = continual_problem(
+        env, {"wiki": 0.5, "news": 0.5}, ["code"], Budget(runs=3, steps=4), pretrain_steps=8, stages=1
+    )
+    assert problem.init_state is not None and set(start["start_bpb"]) == {"code", "news", "wiki"}
+    table = compare(env, problem, [Uniform(), Natural(), RegMix(samples=2000, top_k=20)], eval_seeds=2)
+    rows = table["rows"]
+    assert [r["objective"] for r in rows] == sorted(r["objective"] for r in rows)
+    assert {r["strategy"] for r in rows} == {"uniform", "natural", "regmix"}
+    by_name = {r["strategy"]: r for r in rows}
+    assert by_name["regmix"]["compute"]["proxy_runs"] == 3
+    assert by_name["uniform"]["compute"]["proxy_runs"] == 0
+    assert by_name["regmix"]["compute"]["proxy_tokens"] == 3 * 4 * TINY.tokens_per_step
+    # every run continues from the source model, which never saw code: training on code improves it
+    assert by_name["natural"]["bpb"]["code"] < start["start_bpb"]["code"]
+    assert table["versus_baselines"]["uniform"]["vs_uniform"] == pytest.approx(1.0)
+    assert "regmix" in format_table(table)
+    json.dumps(table)  # the whole comparison is JSON
+    with pytest.raises(ConfigError, match="objective"):
+        compare(env, MixProblem(Objective({"maths": 1.0}), Budget(1, 4)), [Uniform()])
