@@ -25,6 +25,7 @@ setup: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(VENV)/bin/curate bench pipeline
 	$(VENV)/bin/curate bench minhash
+	$(VENV)/bin/curate bench rules
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]' 2>&1 | grep -v '^WARNING: Location' || true

@@ -137,6 +137,23 @@ def bench_minhash(
     typer.echo(json.dumps(run_bench(repeats=repeats), indent=2))
 
 
+@bench_app.command("rules")
+def bench_rules(
+    mb: Annotated[float, typer.Option(min=0.1, help="megabytes of real documents")] = 4.0,
+    repeats: Annotated[int, typer.Option(min=1)] = 3,
+    peer_docs: Annotated[int | None, typer.Option(help="cap on documents given to DataTrove (slow)")] = None,
+) -> None:
+    """The heuristic rule chain vs DataTrove's FineWeb chain (Gopher + C4 + FineWeb), one core, CPU time."""
+    from filters.bench_rules import bench_rules as run_bench
+    from filters.bench_rules import build_corpus
+
+    try:
+        texts = build_corpus(max_mb=mb)
+    except FileNotFoundError as error:
+        fail(str(error))
+    typer.echo(json.dumps(run_bench(texts, repeats=repeats, datatrove_max_docs=peer_docs), indent=2))
+
+
 def _register_package_commands() -> None:
     """Commands that live beside their package (mixtures, the service) join the one `curate` app here."""
     from api.cli import jobs_app, schedules_app, serve_command

@@ -153,7 +153,10 @@ class C4Rules(RuleFamily):
     drop_policy_lines: bool = True
     reject_lorem_ipsum: bool = True
     reject_curly_bracket: bool = True
-    reject_bad_words: bool = True
+    reject_bad_words: bool = False
+    """Off by default: better-profanity's list is made for chat and holds ordinary words ("god", "kill",
+    "hell"), so rejecting on it would drop two thirds of Gutenberg passages. `rule_bad_word_count` is
+    always written, for mixing predicates; set true for C4's strict behaviour."""
     bad_words_file: str | None = None
     """One word or phrase per line; default: the English list shipped in the better-profanity package."""
 
@@ -1092,9 +1095,7 @@ class RuleEngine:
         self.rules = rules or RuleSet()
         c4 = self.rules.c4
         self.stop_words = HashSet(hash_strings(self.rules.gopher_quality.stop_words))
-        self.bad_words = (
-            BadWordMatcher.from_file(c4.bad_words_file) if c4.enabled and c4.reject_bad_words else None
-        )
+        self.bad_words = BadWordMatcher.from_file(c4.bad_words_file) if c4.enabled else None
 
     @property
     def codes(self) -> list[str]:
@@ -1207,7 +1208,8 @@ class RuleEngine:
             checks.add(_code(family, "too_few_sentences"), sentences < rules.min_sentences)
         if self.bad_words is not None:
             bad = self.bad_words.count(texts, tokens)
-            checks.add(_code(family, "bad_words"), bad > 0)
+            if rules.reject_bad_words:
+                checks.add(_code(family, "bad_words"), bad > 0)
             signals["rule_bad_word_count"] = bad
 
     def _fineweb(self, texts, tokens: TokenTable, checks: _Checks, signals) -> None:

@@ -166,18 +166,24 @@ def test_lines_that_c4_removes_do_not_count_as_sentences(engine):
     assert "c4:too_few_sentences" not in failed_codes(text, keep_javascript)
 
 
+@pytest.fixture(scope="module")
+def strict_c4() -> RuleEngine:
+    return RuleEngine(RuleSet(c4={"reject_bad_words": True}))
+
+
 @pytest.mark.parametrize("kind", ["word", "phrase", "hyphenated"])
-def test_bad_words_from_the_shipped_list(engine, kind):
+def test_bad_words_from_the_shipped_list(engine, strict_c4, kind):
     word = a_bad_word(kind)
     text = CLEAN + f"\nSomeone wrote {word.upper()} on the wall of the old station last night."
-    assert failed_codes(text, engine) == ["c4:bad_words"]
+    assert failed_codes(text, strict_c4) == ["c4:bad_words"]
+    assert failed_codes(text, engine) == [], "by default bad words are a signal, not a reject"
     assert engine.evaluate([text]).signals["rule_bad_word_count"][0] >= 1
 
 
-def test_bad_word_inside_a_longer_word_is_not_a_bad_word(engine):
+def test_bad_word_inside_a_longer_word_is_not_a_bad_word(strict_c4):
     word = a_bad_word("word")
     text = CLEAN + f"\nThe brand {word}ology sells paint to the old station every year."
-    assert "c4:bad_words" not in failed_codes(text, engine)
+    assert "c4:bad_words" not in failed_codes(text, strict_c4)
 
 
 def test_line_punctuation_ratio_fails_only_fineweb_punctuation(engine):
