@@ -26,8 +26,15 @@ from pathlib import Path
 TOOLS = ("lmplz", "build_binary")
 KENLM_ENV = "CURATE_KENLM"
 APT_PACKAGES = [
-    "build-essential", "cmake", "libboost-program-options-dev", "libboost-system-dev",
-    "libboost-thread-dev", "libboost-test-dev", "zlib1g-dev", "libbz2-dev", "liblzma-dev",
+    "build-essential",
+    "cmake",
+    "libboost-program-options-dev",
+    "libboost-system-dev",
+    "libboost-thread-dev",
+    "libboost-test-dev",
+    "zlib1g-dev",
+    "libbz2-dev",
+    "liblzma-dev",
 ]
 # A header (or program) per package, to see whether apt-get is needed at all without asking dpkg.
 PREREQUISITES = {
@@ -70,8 +77,9 @@ def find_tools(home: Path | None = None) -> dict[str, Path] | None:
     return found if len(found) == len(TOOLS) else None
 
 
-def ensure_tools(home: Path | None = None, install_packages: bool = True, jobs: int | None = None,
-                 log=print) -> dict[str, Path]:
+def ensure_tools(
+    home: Path | None = None, install_packages: bool = True, jobs: int | None = None, log=print
+) -> dict[str, Path]:
     """Return the tools, building them first when absent. Safe to call from many processes at once."""
     home = (home or kenlm_home()).resolve()
     tools = find_tools(home)
@@ -134,9 +142,24 @@ def _fetch_source(src_dir: Path, log) -> Path:
     tarballs = sorted(src_dir.glob("kenlm-*.tar.gz"))
     if not tarballs:
         log("downloading the kenlm source distribution with pip")
-        _run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-              "--no-build-isolation", "--disable-pip-version-check", "-q", "kenlm", "-d", str(src_dir)],
-             what="`pip download --no-binary :all: --no-deps --no-build-isolation kenlm`")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "--no-build-isolation",
+                "--disable-pip-version-check",
+                "-q",
+                "kenlm",
+                "-d",
+                str(src_dir),
+            ],
+            what="`pip download --no-binary :all: --no-deps --no-build-isolation kenlm`",
+        )
         tarballs = sorted(src_dir.glob("kenlm-*.tar.gz"))
     if not tarballs:
         raise KenLMBuildError(f"pip did not leave a kenlm-*.tar.gz in {src_dir}")
@@ -151,8 +174,19 @@ def _fetch_source(src_dir: Path, log) -> Path:
 def _compile(source: Path, build: Path, bin_dir: Path, jobs: int, log) -> None:
     """cmake configure + build of the two targets only, then copy them into `bin_dir`."""
     log(f"compiling kenlm lmplz and build_binary with {jobs} job(s) (a few minutes)")
-    _run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DKENLM_MAX_ORDER=6",
-          "-DCOMPILE_TESTS=OFF"], what="cmake configure of kenlm")
+    _run(
+        [
+            "cmake",
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DKENLM_MAX_ORDER=6",
+            "-DCOMPILE_TESTS=OFF",
+        ],
+        what="cmake configure of kenlm",
+    )
     _run(["cmake", "--build", str(build), "--target", *TOOLS, "-j", str(jobs)], what="cmake build of kenlm")
     bin_dir.mkdir(parents=True, exist_ok=True)
     for tool in TOOLS:

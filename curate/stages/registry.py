@@ -15,6 +15,8 @@ BUILTIN_STAGE_MODULES = [
     "curate.stages.tag",
     "filters.langid",
     "filters.perplexity",
+    "filters.toxicity",
+    "filters.quality",
     "filters.heuristics",
 ]
 

@@ -47,10 +47,10 @@ def test_french_books_are_french_and_english_news_is_english(french: list[str]) 
     news = list(islice(news_texts(), 40))
     rows, reasons = run_langid(french + news, langs=["en"])
     assert [r["lang"] for r in rows[: len(french)]] == ["fr"] * len(french)
-    assert sum(r["lang"] == "en" for r in rows[len(french):]) >= len(news) - 1
+    assert sum(r["lang"] == "en" for r in rows[len(french) :]) >= len(news) - 1
     assert all(0.0 <= r["lang_score"] <= 1.0 for r in rows)
     assert set(reasons[: len(french)]) == {"lang:not_kept"}
-    assert reasons[len(french):].count(None) >= len(news) - 1
+    assert reasons[len(french) :].count(None) >= len(news) - 1
 
 
 def test_multi_line_wikipedia_pages_are_classified_whole() -> None:

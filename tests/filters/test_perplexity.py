@@ -90,7 +90,7 @@ def test_held_out_wikipedia_beats_the_same_words_shuffled(
     pages = held_out_wikipedia[:5]
     result = stage(models).process(batch_of(pages + [shuffled_words(p, i) for i, p in enumerate(pages)]))
     ppl = np.asarray(result.table.column("ppl").to_pylist())
-    real, shuffled = ppl[: len(pages)], ppl[len(pages):]
+    real, shuffled = ppl[: len(pages)], ppl[len(pages) :]
     assert np.all(shuffled > 3 * real), (real, shuffled)
 
 
@@ -131,8 +131,10 @@ def test_empty_text_has_no_perplexity_and_is_kept(models: Path) -> None:
 
 
 def test_missing_model_is_one_config_line_naming_the_command(tmp_path: Path) -> None:
-    raw = {"inputs": [{"path": "x.jsonl"}],
-           "stages": [{"perplexity": {"model": "nope", "models_dir": str(tmp_path)}}]}
+    raw = {
+        "inputs": [{"path": "x.jsonl"}],
+        "stages": [{"perplexity": {"model": "nope", "models_dir": str(tmp_path)}}],
+    }
     with pytest.raises(ConfigError) as error:
         parse_config(raw)
     assert "curate models train-lm --name nope" in str(error.value) and "\n" not in str(error.value)
@@ -153,7 +155,9 @@ def test_calibrate_on_own_sample_rewrites_the_cutoffs(models: Path, tmp_path: Pa
 
 
 def test_harmful_lm_gives_low_perplexity_to_held_out_toxic_threads(
-    shared: Path, tmp_path_factory: pytest.TempPathFactory, kenlm_tools: dict[str, Path],
+    shared: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    kenlm_tools: dict[str, Path],
     held_out_wikipedia: list[str],
 ) -> None:
     home = tmp_path_factory.mktemp("harmful")
@@ -165,8 +169,8 @@ def test_harmful_lm_gives_low_perplexity_to_held_out_toxic_threads(
     built.setup()
     result = built.process(batch_of(held_threads + held_out_wikipedia[:10]))
     ppl = np.asarray(result.table.column("harmful_ppl").to_pylist())
-    assert np.median(ppl[: len(held_threads)]) < np.median(ppl[len(held_threads):])
+    assert np.median(ppl[: len(held_threads)]) < np.median(ppl[len(held_threads) :])
     reasons = result.drop_reason.to_pylist()
-    assert reasons[: len(held_threads)].count("harmful_ppl:below") > reasons[len(held_threads):].count(
+    assert reasons[: len(held_threads)].count("harmful_ppl:below") > reasons[len(held_threads) :].count(
         "harmful_ppl:below"
     )

@@ -1,0 +1,283 @@
+"""quality: a DCLM-style fastText classifier of reference-quality text against raw web text.
+
+Training data (`quality_examples`), all cut into ~100-word chunks of consecutive lines:
+- positives, in equal thirds: Wikipedia (gensim's pages + WikiText-2), Gutenberg books (licence text
+  removed), GSM8K worked answers; plus the few arXiv papers. DCLM used OpenHermes-2.5 + ELI5, which no
+  hub-free source offers; these are the nearest reference-quality prose at hand.
+- negatives: the Common Crawl-derived shards of ../shared/data/web (C4, RedPajama CC/C4, Dolma CC, WARC and
+  WET) repeated 8 times (there are only ~800 chunks of them), plus 8,000 social-web texts (Davidson
+  tweets, Stormfront forum sentences, whatever their toxicity label). The curated non-crawl samples in
+  web/ (Pile NIH abstracts, USPTO patents, the mostly Spanish StackExchange dump) are not "random web
+  text" and are left out.
+10% of source documents are held out for the card's precision/recall/F1/ROC-AUC.
+
+Evaluation (`evaluate_dclm`) uses the 499 human labels of ../shared/data/quality/dclm_majority_data.jsonl,
+never for training, next to two baselines: document length and KenLM reference perplexity.
+
+The stage writes `quality` = P(high quality) from the classifier. With `ppl_model` set, it instead
+writes the ensemble sigmoid(z(logit P) - z(log ppl)): the classifier's log-odds and the reference LM's log
+perplexity, each standardised by its mean and deviation on the reference web sample (stored in the card at
+training time, no labels involved). The two signals disagree usefully: on the DCLM labels the ensemble
+beats both alone (see the card's `dclm` metrics). `min_quality` drops as `quality:below_min`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
+from curate.stages.registry import register
+from curate.textsources import shared_data_dir
+from filters import corpora
+from filters.fasttext_models import (
+    Example,
+    evaluate,
+    load_classifier,
+    score_texts,
+    split,
+    train_classifier,
+)
+from filters.kenlm_lm import load_kenlm, perplexities
+from filters.metrics import roc_auc
+from filters.model_registry import Model, ModelCard, ModelWriter, find_model, require_model, texts_checksum
+from filters.perplexity import KIND as KENLM_KIND
+
+KIND = "fasttext-quality"
+CHUNK_WORDS = 100
+MAX_CHARS = 20_000
+WEB_REPEAT = 8
+SOCIAL_TEXTS = (5000, 3000)  # Davidson tweets, Stormfront sentences
+NOT_CRAWL = ("nih", "uspto", "stackexchange")
+EPSILON = 1e-4
+
+# ---------------------------------------------------------------------------------------- training data
+
+
+def _chunks(docs: list[corpora.Doc], label: int) -> list[Example]:
+    return [
+        (chunk, label, source) for source, text in docs for chunk in corpora.chunk_lines(text, CHUNK_WORDS)
+    ]
+
+
+def crawl_documents(shared: Path | None) -> list[corpora.Doc]:
+    """../shared/data/web documents that come from a web crawl (see NOT_CRAWL)."""
+    return [doc for doc in corpora.web_documents(shared) if not any(k in doc[0] for k in NOT_CRAWL)]
+
+
+def quality_examples(shared: Path, books_mb: float = 10.0, seed: int = 0) -> dict[str, list[Example]]:
+    """Positive and negative chunks by family (see the module docstring)."""
+    domains = shared / "domains"
+    wiki = _chunks(list(corpora.gensim_wikipedia()) + list(corpora.wikitext_articles(domains)), 1)
+    books = _chunks(list(corpora.book_documents(domains / "books", max_chars=int(books_mb * 1e6))), 1)
+    maths = _chunks(list(corpora.gsm8k_documents(domains)), 1)
+    arxiv = _chunks(list(corpora.arxiv_documents(domains)), 1)
+    web = _chunks(crawl_documents(shared), 0)
+    toxicity = shared / "toxicity"
+    social = [(t, 0, f"davidson/{i}") for i, (t, _) in enumerate(corpora.davidson_examples(toxicity))]
+    social = social[: SOCIAL_TEXTS[0]]
+    sentences = [(t, 0, f"stormfront/{i}") for i, (t, _) in enumerate(corpora.stormfront_examples(toxicity))]
+    social += sentences[: SOCIAL_TEXTS[1]]
+    third = (len(web) * WEB_REPEAT + len(social)) // 3
+    rng = random.Random(seed)
+    return {
+        "wikipedia": rng.sample(wiki, min(third, len(wiki))),
+        "books": rng.sample(books, min(third, len(books))),
+        "maths": rng.sample(maths, min(third, len(maths))),
+        "arxiv": arxiv,
+        "web": web,
+        "social": social,
+    }
+
+
+def training_set(families: dict[str, list[Example]]) -> tuple[list[Example], list[Example]]:
+    """Train/test split by source document; web chunks are repeated WEB_REPEAT times in training only."""
+    train: list[Example] = []
+    test: list[Example] = []
+    for family, examples in families.items():
+        fit, held = split(examples)
+        train += fit * (WEB_REPEAT if family == "web" else 1)
+        test += held
+    return train, test
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+
+def dclm_labels(shared: Path) -> tuple[list[str], np.ndarray]:
+    path = shared / "quality" / "dclm_majority_data.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row["text"] for row in rows], np.array([int(row["label"]) for row in rows])
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPSILON, 1 - EPSILON)
+    return np.log(p / (1 - p))
+
+
+def ensemble_score(p: np.ndarray, ppl: np.ndarray, stats: dict[str, float]) -> np.ndarray:
+    """sigmoid(z(logit p) - z(log ppl)) with the reference sample's means and deviations."""
+    z_clf = (logit(p) - stats["logit_mean"]) / stats["logit_std"]
+    finite = np.isfinite(ppl)
+    log_ppl = np.where(finite, np.log(np.where(finite, ppl, 1.0)), stats["log_ppl_mean"])  # no text: neutral
+    z_ppl = (log_ppl - stats["log_ppl_mean"]) / stats["log_ppl_std"]
+    return 1.0 / (1.0 + np.exp(-(z_clf - z_ppl)))
+
+
+def ensemble_stats(classifier, lm, texts: list[str]) -> dict[str, float]:
+    """Standardisation constants from unlabelled reference web documents."""
+    log_odds = logit(score_texts(classifier, texts, MAX_CHARS))
+    log_ppl = np.log(perplexities(lm, texts))
+    log_ppl = log_ppl[np.isfinite(log_ppl)]
+    return {
+        "logit_mean": float(log_odds.mean()),
+        "logit_std": float(log_odds.std() or 1.0),
+        "log_ppl_mean": float(log_ppl.mean()),
+        "log_ppl_std": float(log_ppl.std() or 1.0),
+        "documents": len(texts),
+    }
+
+
+def evaluate_dclm(classifier, shared: Path, lm=None, stats: dict[str, float] | None = None) -> dict[str, Any]:
+    """ROC-AUC on the 499 DCLM human labels: classifier, length baseline, and (given an LM) the KenLM
+    perplexity baseline and the ensemble."""
+    texts, labels = dclm_labels(shared)
+    p = score_texts(classifier, texts, MAX_CHARS)
+    report: dict[str, Any] = {
+        "documents": len(texts),
+        "positives": int(labels.sum()),
+        "classifier_roc_auc": round(roc_auc(p, labels), 4),
+        "classifier_accuracy": round(float(np.mean((p >= 0.5) == labels)), 4),
+        "length_baseline_roc_auc": round(roc_auc(np.array([len(t) for t in texts], float), labels), 4),
+    }
+    if lm is not None:
+        ppl = perplexities(lm, texts)
+        report["kenlm_baseline_roc_auc"] = round(roc_auc(-np.nan_to_num(ppl, nan=np.inf), labels), 4)
+        if stats is not None:
+            report["ensemble_roc_auc"] = round(roc_auc(ensemble_score(p, ppl, stats), labels), 4)
+    return report
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def train_quality(
+    name: str = "quality",
+    lm: str | None = "wiki-5gram",
+    books_mb: float = 10.0,
+    hyperparams: dict[str, Any] | None = None,
+    home: Path | None = None,
+    log=print,
+) -> Model:
+    """Train the quality classifier, evaluate it (held-out split and DCLM labels), register it.
+
+    With `lm` naming a trained KenLM model, the card also gets the ensemble's standardisation constants
+    and the KenLM baseline; without one those are skipped.
+    """
+    shared = shared_data_dir()
+    if shared is None or not (shared / "web").is_dir() or not (shared / "domains").is_dir():
+        raise FileNotFoundError(
+            "training the quality model needs ../shared/data/web and ../shared/data/domains "
+            "(or CURATE_SHARED_DATA pointing at the data)"
+        )
+    families = quality_examples(shared, books_mb)
+    train, test = training_set(families)
+    language_model = load_kenlm(str(require_model(lm, KENLM_KIND, home).path("model"))) if lm else None
+    log(f"training {name!r} on {len(train):,} chunks ({sum(e[1] for e in train):,} positive)")
+    with ModelWriter(name, home) as writer:
+        facts = train_classifier(train, writer.directory / "model.bin", MAX_CHARS, hyperparams)
+        classifier = load_classifier(str(writer.directory / "model.bin"))
+        extra: dict[str, Any] = {}
+        if language_model is not None:
+            sample = [text for _, text in crawl_documents(shared)]
+            extra["ensemble"] = {lm: ensemble_stats(classifier, language_model, sample)}
+        metrics = {
+            "held_out": evaluate(classifier, test, MAX_CHARS),
+            "dclm": evaluate_dclm(classifier, shared, language_model, extra.get("ensemble", {}).get(lm)),
+            **{k: v for k, v in facts.items() if k != "hyperparams"},
+        }
+        card = ModelCard(
+            name=name,
+            kind=KIND,
+            files={"model": "model.bin"},
+            params={
+                "max_chars": MAX_CHARS,
+                "chunk_words": CHUNK_WORDS,
+                "web_repeat": WEB_REPEAT,
+                "books_mb": books_mb,
+                "lm": lm,
+                **facts["hyperparams"],
+            },
+            data=[texts_checksum(family, (e[0] for e in examples)) for family, examples in families.items()],
+            metrics=metrics,
+            extra=extra,
+        )
+        load_classifier.cache_clear()
+        registered = writer.commit(card)
+    log(f"{name}: DCLM labels {json.dumps(metrics['dclm'])}")
+    return registered
+
+
+# ---------------------------------------------------------------------------------------------- stage
+
+
+class QualityParams(StageParams):
+    model: str = Field(default="quality", description="model name in the registry")
+    models_dir: Path | None = Field(default=None, description="registry folder (default: CURATE_MODELS)")
+    ppl_model: str | None = Field(
+        default=None, description="KenLM model to ensemble with (must be the one the card was trained with)"
+    )
+    min_quality: float | None = Field(default=None, ge=0.0, le=1.0, description="drop below this")
+
+    @model_validator(mode="after")
+    def _models_exist(self) -> QualityParams:
+        model = require_model(self.model, KIND, self.models_dir)
+        if self.ppl_model is not None:
+            require_model(self.ppl_model, KENLM_KIND, self.models_dir)
+            if self.ppl_model not in model.card.extra.get("ensemble", {}):
+                raise ValueError(
+                    f"quality model {self.model!r} has no ensemble statistics for {self.ppl_model!r}; "
+                    f"re-train it: `curate models train-quality --name {self.model} --lm {self.ppl_model}`"
+                )
+        return self
+
+
+@register
+class Quality(Stage):
+    name = "quality"
+    Params = QualityParams
+    params: QualityParams
+    resources = Resources(cpus=1.0, memory_mb=1024)
+
+    def output_fields(self) -> list[pa.Field]:
+        return [pa.field("quality", pa.float32())]
+
+    def setup(self) -> None:
+        model = require_model(self.params.model, KIND, self.params.models_dir)
+        self._classifier = load_classifier(str(model.path("model")))
+        self._lm = self._stats = None
+        if self.params.ppl_model is not None:
+            lm = find_model(self.params.ppl_model, self.params.models_dir)
+            self._lm = load_kenlm(str(lm.path("model")))
+            self._stats = model.card.extra["ensemble"][self.params.ppl_model]
+
+    def process(self, batch: pa.Table) -> StageResult:
+        text = batch.column("text")
+        score = score_texts(self._classifier, text, MAX_CHARS)
+        if self._lm is not None:
+            score = ensemble_score(score, perplexities(self._lm, text), self._stats)
+        stats: Counter = Counter()
+        reasons = pa.nulls(batch.num_rows, pa.string())
+        if self.params.min_quality is not None:
+            low = score < self.params.min_quality
+            reasons = pa.array(np.where(low, "quality:below_min", None), pa.string())
+            stats["quality:below_min"] = int(low.sum())
+        table = set_columns(batch, {"quality": pa.array(score.astype(np.float32))})
+        return StageResult(table, reasons, stats)
