@@ -43,6 +43,12 @@ class TrainJobConfig(BaseModel):
     weights: dict[str, float] | None = Field(default=None, description="per-domain weights of the score")
     max_eval_tokens_per_domain: int | None = Field(default=65_536, gt=0)
     device: str = Field(default="cpu", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="torch CPU threads for this job (default: torch's, one per core)",
+    )
 
     @model_validator(mode="after")
     def _steps_or_tokens(self) -> TrainJobConfig:
@@ -93,9 +99,13 @@ class TrainKind(JobKind):
         )
 
     def run(self, job: Job, ctx: RunContext) -> dict[str, Any]:
+        import torch
+
         from trainer.proxy import train_proxy
 
         cfg = TrainJobConfig.model_validate(job.config)
+        if cfg.threads is not None:  # on a shared machine, spinning intra-op threads cost more than they give
+            torch.set_num_threads(cfg.threads)
         ctx.progress(cfg.planned_steps(), last_step(Path(job.output) / METRICS))
         tokenizer = Path(cfg.tokenizer) if cfg.tokenizer else None
         result = train_proxy(

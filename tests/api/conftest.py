@@ -73,6 +73,6 @@ def mixture_job(client: ApiClient, finished_job: dict[str, Any]) -> dict[str, An
 def train_job(client: ApiClient, mixture_job: dict[str, Any]) -> dict[str, Any]:
     """The smallest real proxy run on that mixture: two steps, then evaluated and scored."""
     config = {"mixture": mixture_job["output"], "steps": 2, "batch_size": 2, "seq_len": 32, "vocab_size": 320,
-              "precision": "fp32", "max_eval_tokens_per_domain": 512}  # fmt: skip
+              "precision": "fp32", "max_eval_tokens_per_domain": 512, "threads": 1}  # fmt: skip
     job = client.submit_job("train", config)
     return client.wait_job(job["id"], timeout=300)
