@@ -82,6 +82,7 @@ def create_app(settings: ServiceSettings, background: bool = True) -> FastAPI:
     )
     app.state.service = service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.middleware("http")(_same_origin_only)
     if settings.token is None:
         app.middleware("http")(_loopback_hosts_only)
     _add_error_handlers(app)
@@ -109,6 +110,17 @@ async def _loopback_hosts_only(
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if not is_loopback(name):
         return JSONResponse({"detail": f"host {host!r} not allowed without an API token"}, status_code=421)
+    return await call_next(request)
+
+
+async def _same_origin_only(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Browsers send Origin with cross-site requests: refusing any origin but our own stops another web
+    page from posting to the API (CSRF), which matters most for a tokenless loopback server."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+        return JSONResponse({"detail": f"cross-origin request from {origin!r} refused"}, status_code=403)
     return await call_next(request)
 
 

@@ -28,7 +28,8 @@ from curate.config import ConfigError
 
 
 def load_schedules_file(path: Path, store: JobStore, ctx: KindContext) -> list[str]:
-    """Validate every schedule of the file (all or none are loaded) and upsert them; returns the names."""
+    """Validate every schedule of the file (all or none are loaded) and upsert them; schedules the file
+    declared before but no longer does are deleted. Returns the names."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
@@ -46,7 +47,9 @@ def load_schedules_file(path: Path, store: JobStore, ctx: KindContext) -> list[s
             first = error.errors[0]
             raise ConfigError(f"schedules file {path}: {dotted(first['loc'])}: {first['msg']}") from None
     now = time.time()
-    return [store.upsert_schedule(spec["name"], spec, "file", now).name for spec in prepared]
+    names = [store.upsert_schedule(spec["name"], spec, "file", now).name for spec in prepared]
+    store.forget_file_schedules(keep=names)
+    return names
 
 
 class Scheduler:

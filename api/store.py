@@ -312,6 +312,15 @@ class JobStore:
         assert schedule is not None
         return schedule
 
+    def forget_file_schedules(self, keep: list[str]) -> list[str]:
+        """Schedules once declared in the schedules file but no longer in it: the file is declarative."""
+        with self.connect() as con:
+            rows = con.execute("SELECT name FROM schedules WHERE origin = 'file'").fetchall()
+        gone = [r[0] for r in rows if r[0] not in keep]
+        for name in gone:
+            self.delete_schedule(name)
+        return gone
+
     def get_schedule(self, name: str) -> Schedule | None:
         with self.connect() as con:
             row = con.execute("SELECT * FROM schedules WHERE name = ?", (name,)).fetchone()

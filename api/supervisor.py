@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import IO
 
 from api.kinds import get_kind
-from api.settings import TOKEN_ENV, ServiceSettings
+from api.settings import TOKEN_ENV, TOKEN_FILE_ENV, ServiceSettings
 from api.store import Job, JobStore
+
+SECRET_ENV = (TOKEN_ENV, TOKEN_FILE_ENV)
 
 
 @dataclass
@@ -189,7 +191,9 @@ class Supervisor:
             "--state-dir", str(self.settings.state_dir),
             "--job", job.id, "--token", job.worker_token, "--parent", str(os.getpid()),
         ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # workers never need the API secret
+        env = {
+            k: v for k, v in os.environ.items() if k not in SECRET_ENV
+        }  # workers never need the API secret
         process = subprocess.Popen(
             command,
             stdout=log,

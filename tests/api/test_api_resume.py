@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from api_harness import Server, corpus_rows, curate_config, files_under, make_shards, pid_alive, wait_for
 
 from api.client import ApiClient
@@ -78,27 +79,29 @@ def restart(
     """Server A gets two daily schedules and a long job, and is SIGKILLed mid-job; the schedules' last run
     is moved two days back (the outage), and server B starts on the same state folder."""
     state = tmp_path_factory.mktemp("restart-state")
-    first = Server(state, data_root).start()
+    schedules = {}
+    for policy in ("catch_up_once", "skip"):
+        make_shards(data_root / f"arrivals-{policy}", texts["news"][:8], per_shard=8, bad=False)
+        pipeline = curate_config(
+            f"arrivals-{policy}/*.jsonl.gz", f"corpus-{policy}", dedup={"index": f"index-{policy}"}
+        )
+        schedules[policy] = {
+            "name": policy.replace("_", "-"),
+            "cron": "0 0 * * *",
+            "missed": policy,
+            "pipeline": pipeline,
+        }
+    declared = state.parent / "schedules.yaml"  # one schedule from the schedules file, one from the API
+    declared.write_text(yaml.safe_dump({"schedules": [schedules["skip"]]}))
+    first = Server(state, data_root, extra=("--schedules-file", str(declared))).start()
     with first.client() as api:
-        for policy in ("catch_up_once", "skip"):
-            make_shards(data_root / f"arrivals-{policy}", texts["news"][:8], per_shard=8, bad=False)
-            pipeline = curate_config(
-                f"arrivals-{policy}/*.jsonl.gz", f"corpus-{policy}", dedup={"index": f"index-{policy}"}
-            )
-            api.create_schedule(
-                {
-                    "name": policy.replace("_", "-"),
-                    "cron": "0 0 * * *",
-                    "missed": policy,
-                    "pipeline": pipeline,
-                }
-            )
+        api.create_schedule(schedules["catch_up_once"])
         job, before = start_and_wait_for_progress(api, curate_config(resume_input))
     first.kill()
     worker_gone = wait_for(lambda: not pid_alive(job["worker_pid"]), 15, "the worker to die with its server")
     with sqlite3.connect(state / "jobs.sqlite3") as con:
         con.execute("UPDATE schedules SET last_fire = last_fire - ?", (2 * DAY,))
-    second = Server(state, data_root).start()
+    second = Server(state, data_root, extra=("--schedules-file", str(declared))).start()
     with second.client() as api:
         yield {"job": job, "before": before, "worker_gone": worker_gone, "client": api}
     second.stop()
@@ -117,7 +120,8 @@ def test_server_sigkill_mid_job_resumes_after_restart(restart: dict[str, Any], c
 def test_jobs_and_schedules_survive_the_restart(restart: dict[str, Any]) -> None:
     api = restart["client"]
     assert restart["job"]["id"] in [j["id"] for j in api.list_jobs(limit=500)["jobs"]]
-    assert {s["name"] for s in api.list_schedules()} == {"catch-up-once", "skip"}
+    origins = {s["name"]: s["origin"] for s in api.list_schedules()}
+    assert origins == {"catch-up-once": "api", "skip": "file"}
 
 
 def test_missed_runs_follow_the_policy(restart: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -79,6 +80,17 @@ def test_request_bodies_are_limited(server: Server) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert small.status_code == 422  # a small streamed body still reaches validation
+
+
+def test_cross_site_requests_are_refused(server: Server) -> None:
+    """What a hostile web page can send to a local server: a cross-origin fetch or a form post."""
+    body = {"kind": "curate", "config": {"inputs": [{"path": "inside/part-*.jsonl.gz"}]}}
+    foreign = post(server, body, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    form_like = post(server, content=json.dumps(body).encode(), headers={"Content-Type": "text/plain"})
+    assert form_like.status_code == 422  # a simple (no-preflight) content type never reaches a job
+    own = post(server, {"kind": "nope", "config": {}}, headers={"Origin": server.url})
+    assert own.status_code == 422
 
 
 def test_non_loopback_bind_without_token_is_refused(tmp_path: Path) -> None:
