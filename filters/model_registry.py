@@ -81,6 +81,12 @@ class Model:
         return self.directory / self.card.files[role]
 
 
+def pinned_home(home: Path | None) -> Path:
+    """The models home as an absolute path, fixed when a config is validated: worker processes and Ray
+    actors may start in another directory or without the driver's environment variables."""
+    return (home or models_home()).resolve()
+
+
 def train_command(kind: str, name: str) -> str:
     return f"{TRAIN_COMMANDS.get(kind, 'curate models train-...')} --name {name}"
 

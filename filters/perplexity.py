@@ -43,6 +43,7 @@ from filters.model_registry import (
     Model,
     ModelCard,
     ModelWriter,
+    pinned_home,
     require_model,
     texts_checksum,
 )
@@ -250,7 +251,10 @@ def _read_texts(sample: Path, max_docs: int) -> Iterator[str]:
 
 class PerplexityParams(StageParams):
     model: str = Field(default="wiki-5gram", description="model name in the registry")
-    models_dir: Path | None = Field(default=None, description="registry folder (default: CURATE_MODELS)")
+    models_dir: Path | None = Field(
+        default=None,
+        description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
+    )
     column: str = "ppl"
     bucket_column: str | None = "ppl_bucket"
     cutoffs: tuple[float, float] | None = Field(default=None, description="override the card's cut-offs")
@@ -262,6 +266,7 @@ class PerplexityParams(StageParams):
 
     @model_validator(mode="after")
     def _model_exists(self) -> PerplexityParams:
+        self.models_dir = pinned_home(self.models_dir)
         model = require_model(self.model, KIND, self.models_dir)
         if self.drop_below == "card" and "flag_below" not in model.card.extra:
             raise ValueError(f"model {self.model!r} has no flag_below in its card; give drop_below a number")

@@ -14,11 +14,13 @@ Training data (`quality_examples`), all cut into ~100-word chunks of consecutive
 Evaluation (`evaluate_dclm`) uses the 499 human labels of ../shared/data/quality/dclm_majority_data.jsonl,
 never for training, next to two baselines: document length and KenLM reference perplexity.
 
-The stage writes `quality` = P(high quality) from the classifier. With `ppl_model` set, it instead
-writes the ensemble sigmoid(z(logit P) - z(log ppl)): the classifier's log-odds and the reference LM's log
-perplexity, each standardised by its mean and deviation on the reference web sample (stored in the card at
-training time, no labels involved). The two signals disagree usefully: on the DCLM labels the ensemble
-beats both alone (see the card's `dclm` metrics). `min_quality` drops as `quality:below_min`.
+The stage writes `quality` = P(high quality) from the classifier alone when `ppl_model` is null. By
+default (`ppl_model: card`: the LM the model was trained with, if any) it writes the ensemble
+sigmoid(z(logit P) - z(log ppl)): the classifier's log-odds and the reference LM's log perplexity, each
+standardised by its mean and deviation on the reference web sample (stored in the card at training time,
+no labels involved). The two signals disagree usefully: on the DCLM labels the ensemble beats both alone
+and both baselines (see the card's `dclm` metrics), while the classifier alone does not beat length.
+`min_quality` drops as `quality:below_min`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,15 @@ from filters.fasttext_models import (
 )
 from filters.kenlm_lm import load_kenlm, perplexities
 from filters.metrics import roc_auc
-from filters.model_registry import Model, ModelCard, ModelWriter, find_model, require_model, texts_checksum
+from filters.model_registry import (
+    Model,
+    ModelCard,
+    ModelWriter,
+    find_model,
+    pinned_home,
+    require_model,
+    texts_checksum,
+)
 from filters.perplexity import KIND as KENLM_KIND
 
 KIND = "fasttext-quality"
@@ -230,15 +240,24 @@ def train_quality(
 
 class QualityParams(StageParams):
     model: str = Field(default="quality", description="model name in the registry")
-    models_dir: Path | None = Field(default=None, description="registry folder (default: CURATE_MODELS)")
+    models_dir: Path | None = Field(
+        default=None,
+        description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
+    )
     ppl_model: str | None = Field(
-        default=None, description="KenLM model to ensemble with (must be the one the card was trained with)"
+        default="card",
+        description="KenLM model to ensemble with; `card` = the one the model was trained with, if any; "
+        "null = the classifier alone",
     )
     min_quality: float | None = Field(default=None, ge=0.0, le=1.0, description="drop below this")
 
     @model_validator(mode="after")
     def _models_exist(self) -> QualityParams:
+        self.models_dir = pinned_home(self.models_dir)
         model = require_model(self.model, KIND, self.models_dir)
+        if self.ppl_model == "card":
+            trained_with = model.card.params.get("lm")
+            self.ppl_model = trained_with if trained_with in model.card.extra.get("ensemble", {}) else None
         if self.ppl_model is not None:
             require_model(self.ppl_model, KENLM_KIND, self.models_dir)
             if self.ppl_model not in model.card.extra.get("ensemble", {}):

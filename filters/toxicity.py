@@ -49,6 +49,7 @@ from filters.model_registry import (
     ModelCard,
     ModelWriter,
     find_model,
+    pinned_home,
     require_model,
     texts_checksum,
 )
@@ -144,7 +145,10 @@ def train_toxicity(
 
 class ToxicityParams(StageParams):
     model: str = Field(default="toxicity", description="model name in the registry")
-    models_dir: Path | None = Field(default=None, description="registry folder (default: CURATE_MODELS)")
+    models_dir: Path | None = Field(
+        default=None,
+        description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
+    )
     fallback: Literal["auto", "wordlist", "error"] = Field(
         default="auto", description="without a model: auto = word list only when ../shared/data is absent"
     )
@@ -154,15 +158,17 @@ class ToxicityParams(StageParams):
 
     @model_validator(mode="after")
     def _model_or_fallback(self) -> ToxicityParams:
+        """Pin the models folder and resolve `auto` here, on the driver, so workers decide the same way."""
+        self.models_dir = pinned_home(self.models_dir)
+        if self.fallback == "auto":
+            self.fallback = "wordlist" if shared_data_dir() is None else "error"
         if not self.uses_wordlist_only():
             require_model(self.model, KIND, self.models_dir)
         return self
 
     def uses_wordlist_only(self) -> bool:
         """True when the stage will run on the word list alone (no model, and falling back is allowed)."""
-        if find_model(self.model, self.models_dir) is not None or self.fallback == "error":
-            return False
-        return self.fallback == "wordlist" or shared_data_dir() is None
+        return self.fallback == "wordlist" and find_model(self.model, self.models_dir) is None
 
 
 @register
