@@ -36,4 +36,5 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 	@$(PY) -c 'import curate, torch, ray, pyarrow' || { echo "setup failed: see pip output above"; exit 1; }
+	$(PY) -m filters.kenlm_build   # KenLM's lmplz/build_binary from the kenlm sdist (apt-get boost, cmake)
 	@touch $(STAMP)

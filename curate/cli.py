@@ -157,6 +157,7 @@ def bench_rules(
 def _register_package_commands() -> None:
     """Commands that live beside their package (mixtures, the service) join the one `curate` app here."""
     from api.cli import jobs_app, schedules_app, serve_command
+    from filters.cli import models_app
     from mixers import cli as mix_cli
 
     app.command("mix")(mix_cli.mix)
@@ -164,6 +165,7 @@ def _register_package_commands() -> None:
     app.command("serve")(serve_command)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(schedules_app, name="schedules")
+    app.add_typer(models_app, name="models")
 
 
 _register_package_commands()
