@@ -16,7 +16,8 @@ from mixers.strategies.compare import compare, continual_problem, format_table
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.regmix import RegMix
 from mixers.strategies.search import mixsearch
-from mixers.strategies.textdata import cached_text_shards
+from mixers.strategies.textdata import cached_text_shards, domain_texts, write_text_shards
+from trainer.token_shards import TokenShards
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
 PROXY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 32, "batch_size": 8, "eval_tokens": 1024}
@@ -27,13 +28,24 @@ def shards() -> Path:
     return cached_text_shards(max_docs={"wiki": 30, "news": 60, "code": 20}, max_chars=3000)
 
 
-def write_config(tmp_path: Path, shards: Path, **overrides) -> Path:
+@pytest.fixture(scope="module")
+def later_news(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An extra evaluation set: news articles the training shards do not hold, same tokenizer."""
+    texts = domain_texts("news", 90, 3000)[60:]
+    folder = tmp_path_factory.mktemp("later-news") / "tokens"
+    return write_text_shards(
+        folder, [(t, "later_news") for t in texts], tokenizer_path=TokenShards(shards).tokenizer_path
+    )
+
+
+def write_config(tmp_path: Path, shards: Path, later_news: Path, **overrides) -> Path:
     config = {
         "tokens": str(shards),
+        "eval_sets": {"later_news": str(later_news)},
         "proxy": PROXY,
         "strategy": "regmix",
         "params": {"samples": 2000, "top_k": 20},
-        "objective": {"balanced": {"source": ["wiki", "news"], "target": ["code"], "balance": 0.5}},
+        "objective": {"balanced": {"source": ["wiki", "news"], "target": ["later_news"], "balance": 0.5}},
         "budget": {"runs": 4, "steps": 6},
         "mixture": {"corpora": ["corpus/"], "budget": 1_000_000, "tokenizer": {"chars_per_token": 4.0}},
         "output": "mix.yaml",
@@ -44,8 +56,8 @@ def write_config(tmp_path: Path, shards: Path, **overrides) -> Path:
     return path
 
 
-def test_mixsearch_writes_a_mixture_spec(tmp_path: Path, shards: Path):
-    report = mixsearch(write_config(tmp_path, shards))
+def test_mixsearch_writes_a_mixture_spec(tmp_path: Path, shards: Path, later_news: Path):
+    report = mixsearch(write_config(tmp_path, shards, later_news))
     spec = load_spec(tmp_path / "mix.yaml")  # exactly what `curate mix` will read
     weights = {name: domain.weight for name, domain in spec.domains.items()}
     assert weights == pytest.approx(report["result"]["weights"], abs=1e-6)
@@ -53,10 +65,18 @@ def test_mixsearch_writes_a_mixture_spec(tmp_path: Path, shards: Path):
     assert spec.corpora == [str((tmp_path / "corpus").resolve())] and spec.budget == 1_000_000
     saved = json.loads((tmp_path / "mix.search.json").read_text())
     assert saved["result"]["strategy"] == "regmix" and len(saved["result"]["report"]["runs"]) == 4
+    assert all(
+        set(run["bpb"]) == {"code", "news", "wiki", "later_news"} for run in saved["result"]["report"]["runs"]
+    )
 
 
-def test_mixsearch_user_errors_are_one_line(tmp_path: Path, shards: Path):
+def test_mixsearch_user_errors_are_one_line(tmp_path: Path, shards: Path, later_news: Path):
+    other_tokenizer = write_text_shards(
+        tmp_path / "other" / "tokens", [(t, "news") for t in domain_texts("news", 20, 3000)], vocab_size=300
+    )
     cases = [
+        ({"eval_sets": {"later_news": str(other_tokenizer)}}, "another tokenizer"),
+        ({"eval_sets": {"wiki": str(later_news)}}, "training domain's name"),
         ({"budget": {"runs": 4}}, "steps"),
         ({"objective": {"average": ["wiki", "maths"]}}, "unknown evaluation set"),
         ({"proxy": {"d_modle": 8}}, "d_modle"),
@@ -65,7 +85,7 @@ def test_mixsearch_user_errors_are_one_line(tmp_path: Path, shards: Path):
     ]
     for overrides, message in cases:
         with pytest.raises(ConfigError, match=message) as caught:
-            mixsearch(write_config(tmp_path, shards, **overrides))
+            mixsearch(write_config(tmp_path, shards, later_news, **overrides))
         assert "\n" not in str(caught.value)
 
 
