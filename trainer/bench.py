@@ -127,6 +127,7 @@ def bench_train(
     seed: int = 0,
     max_eval_tokens_per_domain: int | None = 65_536,
     model: dict[str, Any] | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Train the same proxy once per recipe (fresh runs under ``out_dir``) and return the JSON figures."""
     token_dir = token_dir or package_token_shards(out_dir / "tokens")
@@ -141,6 +142,7 @@ def bench_train(
             out_dir=run_dir,
             preset=preset,
             model=model or {},
+            compile=compile,
             precision={"name": name},
             steps=steps,
             batch_size=batch_size,
@@ -162,6 +164,7 @@ def bench_train(
         "steps": steps,
         "batch_size": batch_size,
         "seq_len": seq_len,
+        "compile": compile,
         "token_dir": str(token_dir),
         "recipes": results,
         "plain_fp32_tokens_per_s": plain,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from kernels.dispatch import hadamard_16
+from kernels.nvfp4_reference import Mode
 from trainer.quantize import fp8_fake_quantize, fp8_quantize, nvfp4_fake_quantize
 
 PrecisionName = Literal["fp32", "bf16", "fp8", "nvfp4"]
@@ -70,20 +72,32 @@ def _out_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
+@dataclass(frozen=True)
+class NVFP4Settings:
+    """What an NVFP4 linear needs besides its operands: the SR generator (shared by the recipe, so its
+    state is checkpointed once), the wgrad Hadamard seed, and whether to use the compiled quantiser."""
+
+    generator: torch.Generator | None = None
+    hadamard_seed: int = 0
+    compiled: bool = False
+
+    def quantize(self, x: torch.Tensor, mode: Mode, block_2d: bool = False) -> torch.Tensor:
+        generator = self.generator if mode == "sr" else None
+        return nvfp4_fake_quantize(x, mode, block_2d, generator, compiled=self.compiled)
+
+
 class NVFP4LinearFunction(torch.autograd.Function):
     """``y = x @ W^T`` with NVFP4 operands in all three GEMMs (see the module doc for the recipe)."""
 
     @staticmethod
-    def forward(
-        ctx: Any, x: torch.Tensor, weight: torch.Tensor, generator: torch.Generator | None, hadamard_seed: int
-    ) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, settings: NVFP4Settings) -> torch.Tensor:
         out_dtype = _out_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             x2 = x.reshape(-1, x.shape[-1]).float()
-            wq = nvfp4_fake_quantize(weight.float(), "rtn", block_2d=True)
-            y = nvfp4_fake_quantize(x2, "rtn") @ wq.t()  # fprop
+            wq = settings.quantize(weight.float(), "rtn", block_2d=True)
+            y = settings.quantize(x2, "rtn") @ wq.t()  # fprop
         ctx.save_for_backward(x2, wq)
-        ctx.generator, ctx.hadamard_seed = generator, hadamard_seed
+        ctx.settings = settings
         ctx.x_shape, ctx.x_dtype, ctx.w_dtype = x.shape, x.dtype, weight.dtype
         return y.reshape(*x.shape[:-1], weight.shape[0]).to(out_dtype)
 
@@ -92,22 +106,20 @@ class NVFP4LinearFunction(torch.autograd.Function):
         x2, wq = ctx.saved_tensors
         with torch.autocast(grad_out.device.type, enabled=False):
             dy = grad_out.reshape(-1, grad_out.shape[-1]).float()
-            dx = nvfp4_fake_quantize(dy, "sr", generator=ctx.generator) @ wq  # dgrad
-            dw = nvfp4_wgrad(dy, x2, ctx.hadamard_seed, ctx.generator)
-        return dx.reshape(ctx.x_shape).to(ctx.x_dtype), dw.to(ctx.w_dtype), None, None
+            dx = ctx.settings.quantize(dy, "sr") @ wq  # dgrad
+            dw = nvfp4_wgrad(dy, x2, ctx.settings)
+        return dx.reshape(ctx.x_shape).to(ctx.x_dtype), dw.to(ctx.w_dtype), None
 
 
-def nvfp4_wgrad(
-    dy: torch.Tensor, x: torch.Tensor, seed: int, generator: torch.Generator | None
-) -> torch.Tensor:
+def nvfp4_wgrad(dy: torch.Tensor, x: torch.Tensor, settings: NVFP4Settings) -> torch.Tensor:
     """dW = dy^T @ x with both operands Hadamard-rotated along the token (reduction) dim, then NVFP4.
 
     Both are zero-padded to the same multiple of 16 tokens by the transform, and the padding lanes
     multiply each other, so the rotation cancels exactly before quantisation.
     """
-    dy_t = hadamard_16(dy.t().contiguous(), seed)
-    x_t = hadamard_16(x.t().contiguous(), seed)
-    return nvfp4_fake_quantize(dy_t, "sr", generator=generator) @ nvfp4_fake_quantize(x_t, "rtn").t()
+    dy_t = hadamard_16(dy.t().contiguous(), settings.hadamard_seed)
+    x_t = hadamard_16(x.t().contiguous(), settings.hadamard_seed)
+    return settings.quantize(dy_t, "sr") @ settings.quantize(x_t, "rtn").t()
 
 
 def use_scaled_mm(device: torch.device, backend: Fp8Backend) -> bool:
@@ -154,11 +166,10 @@ class FP8LinearFunction(torch.autograd.Function):
 class NVFP4Linear(nn.Linear):
     """An ``nn.Linear`` (no bias) whose GEMMs follow the NVFP4 recipe; same ``weight`` parameter."""
 
-    generator: torch.Generator | None = None
-    hadamard_seed: int = 0
+    settings: NVFP4Settings = NVFP4Settings()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return NVFP4LinearFunction.apply(x, self.weight, self.generator, self.hadamard_seed)
+        return NVFP4LinearFunction.apply(x, self.weight, self.settings)
 
 
 class FP8Linear(nn.Linear):
@@ -184,8 +195,10 @@ def _swap_linear(old: nn.Linear, cls: type[nn.Linear], **attrs: Any) -> nn.Linea
 class Recipe:
     """A precision recipe bound to a device: model preparation, autocast context and SR generator state."""
 
-    def __init__(self, config: PrecisionConfig, device: torch.device, seed: int = 0) -> None:
-        self.config, self.device = config, device
+    def __init__(
+        self, config: PrecisionConfig, device: torch.device, seed: int = 0, compile: bool = False
+    ) -> None:
+        self.config, self.device, self.compile = config, device, compile
         self.generator = torch.Generator(device=device).manual_seed(seed + 0x5EED)  # SR only
         self.quantised_blocks: list[int] = []
 
@@ -213,9 +226,8 @@ class Recipe:
 
     def _quantised(self, linear: nn.Linear) -> nn.Linear:
         if self.name == "nvfp4":
-            return _swap_linear(
-                linear, NVFP4Linear, generator=self.generator, hadamard_seed=self.config.hadamard_seed
-            )
+            settings = NVFP4Settings(self.generator, self.config.hadamard_seed, self.compile)
+            return _swap_linear(linear, NVFP4Linear, settings=settings)
         return _swap_linear(linear, FP8Linear, scaled_mm=use_scaled_mm(self.device, self.config.fp8_backend))
 
     @contextlib.contextmanager

@@ -15,6 +15,9 @@ E4M3 for forward operands and E5M2 for gradients, as in Transformer Engine's def
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -90,13 +93,30 @@ def emulated_fake_quantize(
     return values.to(x.dtype)
 
 
+@functools.cache
+def _compiled_emulation() -> Any:
+    """The emulation fused by torch.compile (dynamic shapes: one compile per mode and block layout).
+
+    Fusing its ~15 elementwise passes into a few loops makes it about five times faster on CPU; it stays
+    bit-exact because every operation is the same fp32 operation, only scheduled differently.
+    """
+    return torch.compile(emulated_fake_quantize, dynamic=True)
+
+
 def nvfp4_fake_quantize(
-    x: torch.Tensor, mode: Mode = "rtn", block_2d: bool = False, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    mode: Mode = "rtn",
+    block_2d: bool = False,
+    generator: torch.Generator | None = None,
+    compiled: bool = False,
 ) -> torch.Tensor:
-    """Triton kernels on CUDA, the fast bit-exact emulation elsewhere."""
+    """Triton kernels on CUDA, else the bit-exact emulation (``compiled``: fused by torch.compile)."""
     if dispatch.use_triton(x):
         return dispatch.nvfp4_fake_quantize(x, mode, block_2d, generator)
-    return emulated_fake_quantize(x, mode, block_2d, generator)
+    if not compiled:
+        return emulated_fake_quantize(x, mode, block_2d, generator)
+    rand = torch.rand(x.shape, generator=generator, device=x.device) if mode == "sr" else None  # same draw
+    return _compiled_emulation()(x, mode, block_2d, rand=rand)
 
 
 def fp8_scale(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -74,7 +74,9 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(default=100, gt=0)
     stop_after: int | None = Field(default=None, gt=0, description="stop (and checkpoint) after this step")
     device: str = "auto"
-    compile: bool = False
+    compile: bool = Field(
+        default=False, description="torch.compile the model and, on CPU, the NVFP4 quantiser"
+    )
     threads: int | None = Field(default=None, gt=0, description="torch CPU threads; default: torch's choice")
     progress: bool = True
 
@@ -181,7 +183,7 @@ class Run:
         self.sampler = WindowSampler(self.shards, self.split.train, cfg.batch_size, cfg.seq_len, cfg.seed)
         self.model_cfg = cfg.model_settings(padded_vocab(self.shards.vocab_size))
         seed_everything(cfg.seed)
-        self.recipe = Recipe(cfg.precision, self.device, cfg.seed)
+        self.recipe = Recipe(cfg.precision, self.device, cfg.seed, compile=cfg.compile)
         self.model = self.recipe.prepare(TransformerLM(self.model_cfg)).to(self.device)
         self.optimizers = build_optimizers(
             self.model, cfg.optimizer, cfg.peak_lr, cfg.weight_decay, cfg.betas, cfg.muon_lr

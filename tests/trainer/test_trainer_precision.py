@@ -16,6 +16,7 @@ from trainer.model import TransformerLM, model_config
 from trainer.precision import (
     FP8Linear,
     NVFP4Linear,
+    NVFP4Settings,
     PrecisionConfig,
     Recipe,
     high_precision_blocks,
@@ -71,8 +72,7 @@ def test_fast_emulation_rounds_grid_midpoints_to_even_like_the_reference():
 def _nvfp4_layer(w: torch.Tensor, seed: int = 5) -> NVFP4Linear:
     layer = NVFP4Linear(w.shape[1], w.shape[0], bias=False)
     layer.weight = nn.Parameter(w.clone())
-    layer.generator = torch.Generator().manual_seed(seed)
-    layer.hadamard_seed = 11
+    layer.settings = NVFP4Settings(torch.Generator().manual_seed(seed), hadamard_seed=11)
     return layer
 
 
@@ -89,7 +89,7 @@ def test_nvfp4_backward_matches_the_explicit_three_gemm_reference():
     x, w, dy = _operands()
     layer = _nvfp4_layer(w)
     xg = x.clone().requires_grad_()
-    state = layer.generator.get_state()
+    state = layer.settings.generator.get_state()
     layer(xg).backward(dy)
 
     g = torch.Generator().manual_seed(0)
