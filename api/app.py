@@ -157,7 +157,10 @@ def _jobs_router(service: Service) -> APIRouter:
         """Validate and queue a job. 422 names the bad field (`detail[].loc`); nothing runs before that."""
         kind = submittable_kind(request.kind)
         job_id = new_job_id()
-        prepared = kind.prepare(job_id, request.config, request.options, service.ctx)
+        try:
+            prepared = kind.prepare(job_id, request.config, request.options, service.ctx)
+        except OSError as error:  # e.g. a permission error while expanding a glob
+            raise FieldError(("body", "config"), f"cannot use these paths: {error}") from None
         job = Job(
             job_id, kind.name, "queued", prepared.config, prepared.options, prepared.output, prepared.locks
         )
@@ -171,7 +174,7 @@ def _jobs_router(service: Service) -> APIRouter:
         state: Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")] = None,
         schedule: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     ) -> JobList:
         """Newest first; filter by state or schedule; page with limit/offset."""
         jobs, total = service.store.list_jobs(state, limit, offset, schedule)
@@ -221,7 +224,9 @@ def _jobs_router(service: Service) -> APIRouter:
     @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
     def job_logs(
         job_id: str,
-        offset: Annotated[int, Query(ge=0, description="byte offset to read from (X-Next-Offset)")] = 0,
+        offset: Annotated[
+            int, Query(ge=0, le=2**62, description="byte offset to start at (X-Next-Offset)")
+        ] = 0,
         tail: Annotated[int | None, Query(ge=1, le=100_000, description="only the last N lines")] = None,
     ) -> PlainTextResponse:
         """The job's log (service notes and the workers' output), at most 1 MiB per call."""
@@ -259,7 +264,10 @@ def _schedules_router(service: Service) -> APIRouter:
     @router.post("/schedules", status_code=201)
     def create_schedule(body: ScheduleSpec) -> ScheduleView:
         """A cron schedule of batch runs (see the README). 409 if the name exists."""
-        spec = prepare_schedule(body.model_dump(mode="json", exclude_unset=True), service.ctx)
+        try:
+            spec = prepare_schedule(body.model_dump(mode="json", exclude_unset=True), service.ctx)
+        except OSError as error:
+            raise FieldError(("body", "pipeline"), f"cannot use these paths: {error}") from None
         if store.get_schedule(spec["name"]) is not None:
             raise Conflict(f"schedule {spec['name']} exists; delete it first or choose another name")
         store.upsert_schedule(spec["name"], spec, "api", time.time())

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import FieldError
 
 LOOPBACK_NAMES = {"localhost"}
+PATH_MAX, NAME_MAX = 4096, 255
 
 
 def is_loopback(host: str) -> bool:
@@ -59,6 +60,8 @@ class PathPolicy:
 
     def absolute(self, value: str, loc: tuple[Any, ...]) -> Path:
         """A config path made absolute against the first data root; `..` is refused outright."""
+        if "\0" in value or len(value) > PATH_MAX or any(len(p) > NAME_MAX for p in value.split("/")):
+            raise FieldError(loc, "not a usable path (NUL byte, or a name too long for the file system)")
         path = Path(value).expanduser()
         if ".." in path.parts:
             raise FieldError(loc, f"{value}: `..` is not allowed in paths; give a path inside a data root")
