@@ -280,7 +280,7 @@ def load_run(run_dir: Path, device: str = "auto") -> tuple[TrainConfig, Transfor
     target = resolve_device(device)
     recipe = Recipe(cfg.precision, target, cfg.seed)
     model = recipe.prepare(TransformerLM(model_cfg)).to(target)
-    state = load_checkpoint(run_dir / CHECKPOINT, target)
+    state = load_checkpoint(run_dir / CHECKPOINT)
     model.load_state_dict(state["model"])
     recipe.load_state_dict(state["recipe"])
     return cfg, model, recipe, int(state["step"])

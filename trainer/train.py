@@ -255,8 +255,9 @@ def save_checkpoint(run: Run, out_dir: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=True)
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Always onto the CPU: RNG states must be CPU tensors; load_state_dict moves weights to the device."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
@@ -300,7 +301,7 @@ def train_run(cfg: TrainConfig) -> tuple[Run, dict[str, Any]]:
         torch.set_num_threads(cfg.threads)  # one thread beats two when the cores are oversubscribed
     run = Run(cfg)
     if prepare_out_dir(cfg, run.model_cfg, run.shards.tokenizer_path):
-        run.load_state_dict(load_checkpoint(cfg.out_dir / CHECKPOINT, run.device))
+        run.load_state_dict(load_checkpoint(cfg.out_dir / CHECKPOINT))
     metrics_path = cfg.out_dir / METRICS
     truncate_metrics(metrics_path, run.step)
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
