@@ -38,6 +38,7 @@ def open_work_db(path: Path, config: DedupConfig) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path))
+    con.execute("SET enable_progress_bar = false")  # no DuckDB bar inside `curate run`'s output
     con.execute(f"SET memory_limit = '{_safe_size(config.memory_limit)}'")
     con.execute("SET temp_directory = ?", [str(path.parent / "spill")])
     con.execute("SET preserve_insertion_order = false")
@@ -266,6 +267,7 @@ class TextLookup:
         self.rejects_dir = corpus_dir.parent / "rejects"
         self.hasher = hasher_for(config)
         self.con = duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")
         self.shingles: dict[tuple[str, str], np.ndarray] = {}
 
     def prefetch(self, keys: list[tuple[str, str]]) -> None:
@@ -299,5 +301,6 @@ class TextLookup:
         sa, sb = self.shingles.get(left), self.shingles.get(right)
         if sa is None or sb is None:
             return 0.0
-        union = len(np.union1d(sa, sb))
-        return len(np.intersect1d(sa, sb, assume_unique=True)) / union if union else 1.0
+        shared = len(np.intersect1d(sa, sb, assume_unique=True))  # both are sets: no union1d sort needed
+        union = len(sa) + len(sb) - shared
+        return shared / union if union else 1.0
