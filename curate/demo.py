@@ -91,13 +91,49 @@ def demo_config(cache: Path, out: Path) -> dict[str, Any]:
             {"path": str(web / "*.wet.gz"), "name": "wet", "format": "wet"},
             {"path": str(shards / "books.jsonl.gz"), "name": "books", "domain": "books"},
         ]
-    rules = [{"domain": "wiki", "site": "wikipedia.org"}, {"domain": "code", "site": ["github.com"]}]
     return {
         "inputs": inputs,
-        "stages": [{"normalize": {}}, {"tag": {"domain": {"default": "web", "rules": rules}}}],
+        "stages": demo_stages(shared is not None),
         "dedup": {"index": str(cache / "dedup-index")},
         "output": str(out),
     }
+
+
+def demo_stages(with_shared: bool) -> list[dict[str, Any]]:
+    """Tag first, decide later: every filter annotates; only clear toxicity is dropped here, and the
+    mixture's predicates do the rest. The harmful-text LM and the quality classifier are trained on
+    ../shared/data, so without it the demo runs without them (toxicity falls back to the word list)."""
+    rules = [{"domain": "wiki", "site": "wikipedia.org"}, {"domain": "code", "site": ["github.com"]}]
+    stages: list[dict[str, Any]] = [
+        {"normalize": {}},
+        {"tag": {"domain": {"default": "web", "rules": rules}}},
+        {"langid": {"min_score": 0.0}},
+        {"heuristics": {"mode": "annotate"}},
+        {"perplexity": {}},
+    ]
+    if with_shared:
+        stages.append({"harmful_ppl": {"drop_below": None}})
+    stages.append({"toxicity": {"max_toxicity": 0.9}})
+    if with_shared:
+        stages.append({"quality": {}})
+    return stages
+
+
+def ensure_demo_models(with_shared: bool) -> None:
+    """Models are built, not downloaded: train the ones the demo uses when they are missing (once)."""
+    from filters import commands
+    from filters.model_registry import find_model
+
+    wanted = [("wiki-5gram", lambda: commands.train_lm("wiki-5gram", "reference", books_mb=5.0))]
+    if with_shared:
+        wanted += [
+            ("harmful-5gram", lambda: commands.train_lm("harmful-5gram", "harmful")),
+            ("toxicity", lambda: commands.train_toxicity("toxicity")),
+            ("quality", lambda: commands.train_quality("quality", "wiki-5gram", books_mb=5.0)),
+        ]
+    for name, train in wanted:
+        if find_model(name) is None:
+            train()
 
 
 def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict[str, Any]:
@@ -106,6 +142,7 @@ def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict
     shared = shared_data_dir()
     if shared is not None and (shared / "domains" / "books").is_dir():
         build_book_shard(shards, shared / "domains" / "books")
+    ensure_demo_models(shared is not None)
     config_path = cache / "pipeline.yaml"
     config_path.write_text(yaml.safe_dump(demo_config(cache.resolve(), out.resolve()), sort_keys=False))
     config = load_config(config_path)

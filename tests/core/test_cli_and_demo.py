@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 COMMANDS = [(), ("run",), ("inspect",), ("demo",), ("bench",), ("bench", "pipeline")]
 
@@ -21,14 +21,24 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
 
 
 def test_demo_without_shared_data_then_inspect(tmp_path: Path) -> None:
-    env = {**os.environ, "CURATE_SHARED_DATA": str(tmp_path / "no-shared-here")}
+    env = {
+        **os.environ,
+        "CURATE_SHARED_DATA": str(tmp_path / "no-shared-here"),
+        "CURATE_KENLM": str(REPO / ".cache" / "kenlm"),  # lmplz is built once by `make`, not per test
+    }
     out = tmp_path / "demo-out"
     result = run_cli("demo", "--out", str(out), "--workers", "2", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "kept" in result.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["domains"]) >= {"wiki", "news", "code"}
-    assert manifest["totals"]["read"] == manifest["totals"]["kept"] + manifest["totals"]["rejected"]
+    stages = [stage["stage"] for stage in manifest["stages"]]
+    assert stages == ["read", "normalize", "tag", "langid", "heuristics", "perplexity", "toxicity", "dedup"]
+    toxicity = next(stage for stage in manifest["stages"] if stage["stage"] == "toxicity")
+    assert toxicity["stats"].get("toxicity:wordlist_fallback", 0) > 0, "the manifest names the fallback"
+    assert (tmp_path / ".cache" / "models" / "wiki-5gram").is_dir(), "the demo trains its own LM"
+    totals = manifest["totals"]
+    assert totals["read"] == totals["kept"] + totals["rejected"] + totals["duplicates"]
 
     again = run_cli("demo", "--out", str(out), "--workers", "2", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
