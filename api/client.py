@@ -114,7 +114,7 @@ class ApiClient:
                 return
             time.sleep(poll)
 
-    def wait_job(self, job_id: str, timeout: float = 3600, poll: float = 0.5) -> dict:
+    def wait_job(self, job_id: str, timeout: float = 3600, poll: float = 0.2) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             job = self.show_job(job_id)

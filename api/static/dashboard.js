@@ -230,6 +230,11 @@ function init() {
   });
   document.getElementById("state-filter").addEventListener("change", (event) => { state.filter = event.target.value; refresh(); });
   document.getElementById("logs-box").addEventListener("toggle", refresh);
+  window.addEventListener("hashchange", () => {  // a #token=/#job= link opened in this tab
+    readFragment();
+    document.getElementById("token-form").hidden = Boolean(state.token);
+    refresh();
+  });
   refresh();
   setInterval(refresh, 2000);
 }

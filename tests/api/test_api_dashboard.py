@@ -21,8 +21,9 @@ FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Chromium for the module (a launch costs seconds of CPU), with a fresh profile."""
     webdriver = pytest.importorskip(
         "selenium.webdriver", reason="selenium is not installed (pip install selenium)"
     )
@@ -34,7 +35,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(60)
@@ -48,6 +49,15 @@ def scored(request: pytest.FixtureRequest) -> dict[str, Any] | None:
     if not (is_available("mix") and is_available("train")):
         return None
     return request.getfixturevalue("train_job")
+
+
+def test_dashboard_asks_for_a_token_without_one(browser: Any, server: Server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server.url}/dashboard")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
+    assert "token" in browser.find_element(By.ID, "status").text
 
 
 def test_dashboard_renders_jobs_funnel_domains_and_scores(
@@ -79,12 +89,3 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
         wait.until(lambda d: d.find_element(By.ID, "score-figure").is_displayed())
         assert "score" in browser.find_element(By.ID, "score").text
         assert browser.save_screenshot(str(tmp_path / "dashboard-score.png"))
-
-
-def test_dashboard_asks_for_a_token_without_one(browser: Any, server: Server) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(f"{server.url}/dashboard")
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
-    assert "token" in browser.find_element(By.ID, "status").text

@@ -18,13 +18,13 @@ from api.client import ApiClient
 from curate.config import parse_config, resolve_paths
 from curate.run import run_pipeline
 
-SHARDS = 36
+SHARDS = 20
 DAY = 86400
 
 
 @pytest.fixture(scope="module")
 def resume_input(data_root: Path, texts: dict[str, list[dict[str, Any]]]) -> str:
-    make_shards(data_root / "resume-in", (texts["wiki"] * 2)[: SHARDS * 4], per_shard=4)
+    make_shards(data_root / "resume-in", texts["wiki"][: SHARDS * 3], per_shard=3)
     return "resume-in/*.jsonl.gz"
 
 

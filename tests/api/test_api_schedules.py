@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +93,7 @@ def test_cron_fires_and_later_ticks_find_nothing_new(
     started = [e for e in events if e["event"] == "started"]
     assert len(started) == 1 and started[0]["detail"].startswith("cron:")
     client.delete_schedule("ticker")
-    time.sleep(2.5)
-    assert client.list_jobs(schedule="ticker")["total"] == 1
+    assert client.list_jobs(schedule="ticker")["total"] == 1  # its run stays in the job list
     with pytest.raises(ApiError) as gone:
         client.show_schedule("ticker")
     assert gone.value.status == 404

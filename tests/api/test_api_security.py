@@ -60,6 +60,10 @@ def test_paths_must_stay_inside_the_data_roots(
     assert not (outside / "out").exists()
     allowed = post(server, {"kind": "curate", "config": curate_config("inside/part-*.jsonl.gz")})
     assert allowed.status_code == 201, allowed.text
+    httpx.post(
+        f"{server.url}/v1/jobs/{allowed.json()['id']}/cancel",
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
 
 
 def test_request_bodies_are_limited(server: Server) -> None:
