@@ -37,6 +37,7 @@ from curate.plan import RunPlan
 from curate.writer import SKETCH_DIR, write_atomic
 
 STATE = "_state/dedup"
+PINNED_INDEX = "index_pin.json"  # the persistent index as this run's dedup phase first saw it
 
 
 @dataclass
@@ -72,12 +73,14 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     if done.exists():
         return DedupResult(**json.loads(done.read_text(encoding="utf-8")))
     index = DedupIndex(Path(config.index)) if config.index else None
+    segments: list[Path] = []
+    result = DedupResult(run=run)
     if index is not None:
         index.check_sketch(sketch_parameters(config))
-    result = DedupResult(run=run, index_version_before=index.read()["version"] if index else None)
+        result.index_version_before, segments = _pinned_index(index, state, run)
     con = open_work_db(state / "work.duckdb", config)
     try:
-        clusters = _find_clusters(con, plan, config, index, run, result, executor)
+        clusters = _find_clusters(con, plan, config, segments, result, executor)
     finally:
         con.close()
     pq.write_table(clusters.members, state / "members.parquet")
@@ -93,17 +96,31 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     return result
 
 
+def _pinned_index(index: DedupIndex, state: Path, run: str) -> tuple[int, list[Path]]:
+    """The index version and segments this phase clusters against, fixed by its first attempt: a phase
+    resumed after a crash must not see segments another run added meanwhile, or the parts it applies
+    now would follow other clusters than the parts applied before the crash."""
+    pin = state / PINNED_INDEX
+    if pin.exists():
+        pinned = json.loads(pin.read_text(encoding="utf-8"))
+    else:
+        current = index.read()
+        runs = [entry["run"] for entry in current["segments"] if entry["run"] != run]
+        pinned = {"version": current["version"], "runs": runs}
+        write_atomic(pin, json.dumps(pinned))
+    segments = [index.path / "segments" / f"{name}.parquet" for name in pinned["runs"]]
+    return pinned["version"], [p for p in segments if p.exists()]
+
+
 def _find_clusters(
     con: duckdb.DuckDBPyConnection,
     plan: RunPlan,
     config: DedupConfig,
-    index: DedupIndex | None,
-    run: str,
+    segments: list[Path],
     result: DedupResult,
     executor: str,
 ) -> Clusters:
     sketches = sorted((plan.out / SKETCH_DIR).glob("*.parquet"))
-    segments = [p for p in index.segments(excluding_run=run) if p.exists()] if index else []
     result.documents = load_docs(con, sketches, segments)
     if result.documents == 0:
         return Clusters(_empty_members())
