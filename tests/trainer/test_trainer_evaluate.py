@@ -192,3 +192,21 @@ def test_a_mixture_folder_is_read_through_its_manifest(corpus, token_dir, tmp_pa
         mixture, tmp_path / "b", vocab_size=300, tokenizer_cache=tmp_path / "c", **options
     )
     assert len(TokenShards(from_parts["token_dir"])) == len(texts)
+
+
+def test_command_functions_parse_cli_pairs(run_dir, token_dir, tmp_path):
+    from trainer.commands import eval_command, train_command
+
+    out, result = run_dir
+    target = tmp_path / "t.jsonl"
+    target.write_text(json.dumps({"text": "A short unseen text about the weather in Paris."}) + "\n")
+    scored = eval_command(
+        out, sets=[f"extra={target}"], weight=["wiki=3", "extra=1"], max_eval_tokens_per_domain=4096
+    )
+    assert scored["weights"] == {"extra": 0.25, "wiki": 0.75}
+    assert scored["score"] == pytest.approx(
+        0.75 * result["domains"]["wiki"]["bpb"] + 0.25 * scored["targets"]["extra"]["bpb"]
+    )
+    with pytest.raises(ConfigError, match="--weight .wiki.: expected NAME=VALUE"):
+        train_command(token_dir, tmp_path / "r", steps=1, weight=["wiki"], threads=1, progress=False)
+    assert not (tmp_path / "r").exists()

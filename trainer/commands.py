@@ -1,0 +1,103 @@
+"""One typed function per ``curate`` command of the trainer, for the CLI to wire (``curate/cli.py``).
+
+Every argument is a plain typed value a typer option can carry (repeatable ``NAME=VALUE`` options
+arrive as ``list[str]``). User errors raise ``curate.config.ConfigError`` with one line naming the
+option and the fix, before any work starts; the CLI prints it and exits 2. Each function returns the
+JSON-able dict it also wrote to disk (``OUT/score.json``), for ``--json`` output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from trainer.proxy import eval_proxy, parse_target_sets, parse_weights, train_proxy
+
+Size = Literal["tiny", "small", "base"]
+Precision = Literal["fp32", "bf16", "fp8", "nvfp4"]
+Schedule = Literal["cosine", "wsd"]
+Optimizer = Literal["adamw", "muon"]
+
+
+def train_command(
+    mixture: Path,
+    out: Path,
+    size: Size = "tiny",
+    precision: Precision = "nvfp4",
+    steps: int | None = None,
+    tokens: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    seq_len: int = 128,
+    lr: float | None = None,
+    schedule: Schedule = "cosine",
+    optimizer: Optimizer = "adamw",
+    vocab_size: int = 8192,
+    tokenizer: Path | None = None,
+    checkpoint_every: int = 100,
+    high_precision_last: float = 2,
+    weight: list[str] | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    compile: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`curate train --mixture MIX --out RUN`: train a proxy LM on a mixture, then score it.
+
+    MIX is a mixture folder (its token shards when written, else its Parquet parts), a token-shard folder,
+    or Parquet with `text` and `domain`. Give --steps or --tokens (exactly one). Rerunning the same
+    command resumes from RUN's last checkpoint. --weight DOMAIN=W (repeatable) weights the score; default
+    equal weights. --high-precision-last N keeps the last N blocks (or a fraction < 1) in bf16 under fp8
+    and nvfp4. Writes RUN/metrics.jsonl, RUN/checkpoint/, RUN/score.json; returns score.json's content
+    plus a "train" summary.
+    """
+    weights = parse_weights(weight or []) or None
+    return train_proxy(
+        mixture, out, size, precision, steps, seed, tokens=tokens, batch_size=batch_size, seq_len=seq_len,
+        vocab_size=vocab_size, tokenizer=tokenizer, weights=weights, lr=lr, schedule=schedule,
+        optimizer=optimizer, checkpoint_every=checkpoint_every, high_precision_last=high_precision_last,
+        device=device, threads=threads, compile=compile, progress=progress,
+    )  # fmt: skip
+
+
+def eval_command(
+    run: Path,
+    token_dir: Path | None = None,
+    sets: list[str] | None = None,
+    weight: list[str] | None = None,
+    max_eval_tokens_per_domain: int | None = 65_536,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """`curate eval RUN [--token-dir DIR] [--set NAME=FILE ...] [--weight NAME=W ...]`: re-score a run.
+
+    Without --token-dir the run's own held-out documents are evaluated (never its training documents);
+    with it, every document of DIR (tokenized with the run's tokenizer). --set adds a target set: a
+    JSONL/Parquet/WARC file of texts, scored as domain NAME. Rewrites RUN/score.json and returns it.
+    """
+    return eval_proxy(
+        run, token_dir, parse_weights(weight or []) or None, parse_target_sets(sets or []) or None,
+        max_eval_tokens_per_domain, device,
+    )  # fmt: skip
+
+
+def score_command(mixture: Path, out: Path, size: Size = "tiny", precision: Precision = "nvfp4",
+                  tokens: int = 2_000_000, seed: int = 0, weight: list[str] | None = None,
+                  threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """`curate score MIX --out RUN`: train + eval in one, with the defaults a mixture search wants.
+
+    The score (weighted mean bits per byte of held-out documents, lower is better) is the "score" key.
+    """
+    return train_command(
+        mixture, out, size, precision, tokens=tokens, seed=seed, weight=weight, threads=threads
+    )
+
+
+def bench_train_command(out: Path = Path(".cache/bench/train"), token_dir: Path | None = None,
+                        size: Size = "tiny", tokens: int = 2_000_000, threads: int | None = None,
+                        compile: bool = False) -> dict[str, Any]:  # fmt: skip
+    """`curate bench train [--json]`: tokens/s, step time vs bf16 and final eval loss of every recipe,
+    and fp32 against a bare PyTorch loop (see trainer.bench). Builds package-text shards when no
+    --token-dir is given."""
+    from trainer.bench import bench_train
+
+    return bench_train(out, token_dir, size, tokens=tokens, threads=threads, compile=compile)
