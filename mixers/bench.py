@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from curate.bench import build_corpus, machine
 from curate.config import parse_config, resolve_paths
 from curate.run import run_pipeline
 from mixers.corpus import open_corpora
+from mixers.db import connect
 from mixers.sampler import build_mixture
 from mixers.spec import parse_spec
 from mixers.tokens import SIDECAR_DIR
@@ -60,7 +59,7 @@ def bench_corpus(megabytes: int, workers: int, folder: Path = BENCH_DIR) -> Path
 
 def corpus_figures(corpus: Path) -> dict[str, Any]:
     parts = [str(p.path) for p in open_corpora([str(corpus)]).parts]
-    with duckdb.connect() as con:
+    with connect() as con:
         rows = con.execute(
             "SELECT domain, count(*), sum(n_chars), sum(strlen(text)) FROM read_parquet(?) GROUP BY domain",
             [parts],
@@ -97,7 +96,7 @@ def timed_mix(name: str, spec: dict[str, Any], corpus_mb: float, corpus_text_mb:
     manifest = build_mixture(parse_spec(spec, where=f"bench {name}"), out, timings=phases)
     seconds = time.perf_counter() - started
     mix_mb = disk_mb(out)
-    with duckdb.connect() as con:
+    with connect() as con:
         text_mb = con.execute(
             "SELECT sum(strlen(text)) / 1e6 FROM read_parquet(?)",
             [[str(out / f["path"]) for f in manifest["files"]]],
@@ -120,7 +119,7 @@ def timed_scan(corpus: Path, corpus_mb: float) -> dict[str, Any]:
     """The peer: one DuckDB pass reading every text of the corpus, the I/O + decode floor of any mixer."""
     parts = [str(p.path) for p in open_corpora([str(corpus)]).parts]
     started = time.perf_counter()
-    with duckdb.connect() as con:
+    with connect() as con:
         con.execute("SELECT sum(strlen(text)) FROM read_parquet(?)", [parts]).fetchall()
     seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "corpus_mb_per_s": round(corpus_mb / seconds, 1)}

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from mixers.corpus import open_corpora
+from mixers.db import connect
 from mixers.errors import MixError
 from mixers.sampler import build_mixture
 from mixers.spec import parse_spec
@@ -38,10 +37,30 @@ def corpus_texts(corpus_out: Path, max_chars: int) -> Iterator[str]:
 
 
 def _domain_sample(files: list[str], quota: int) -> Iterator[str]:
-    with duckdb.connect() as con:
-        relation = con.read_parquet(files, union_by_name=True, hive_partitioning=False)
+    """Documents in md5(id) order until `quota` characters; only the chosen few texts are ever sorted."""
+    with connect() as con:
+        corpus = con.read_parquet(
+            files, union_by_name=True, hive_partitioning=False, filename=True, file_row_number=True
+        )
+        corpus.create_view("corpus")
+        chars = "n_chars" if "n_chars" in corpus.columns else "length(text)"
+        reader = con.sql(
+            f"""
+            WITH ranked AS (
+                SELECT filename, file_row_number, md5(id) AS k,
+                    sum(COALESCE({chars}, 0)) OVER (ORDER BY md5(id), filename, file_row_number
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - COALESCE({chars}, 0) AS before
+                FROM corpus
+            )
+            SELECT c.text FROM corpus c
+            JOIN ranked r ON r.filename = c.filename AND r.file_row_number = c.file_row_number
+            WHERE r.before < ?
+            ORDER BY r.k, r.filename, r.file_row_number
+            """,
+            params=[quota],
+        ).to_arrow_reader(256)
         taken = 0
-        for batch in relation.order("md5(id)").select("text").to_arrow_reader(256):
+        for batch in reader:
             for text in batch.column(0).to_pylist():
                 piece = (text or "")[: quota - taken]
                 taken += len(piece)

@@ -27,6 +27,7 @@ MIX_KIND = "curate-mixture"
 ROW_GROUP_ROWS = 10_000
 ROW_GROUP_BYTES = 64 << 20
 PART_ROWS = 200_000
+NO_DICTIONARY = {"text", "id", "url", "meta"}  # near-unique values: a dictionary attempt is wasted work
 
 
 @dataclass
@@ -73,7 +74,12 @@ class MixWriter:
         if self._writer is None:
             stats = PartStats(f"part-{len(self.parts):05d}.parquet")
             self.parts.append(stats)
-            self._writer = pq.ParquetWriter(self.folder / stats.path, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(
+                self.folder / stats.path,
+                self.schema,
+                compression="zstd",
+                use_dictionary=[n for n in self.schema.names if n not in NO_DICTIONARY],
+            )
         self._writer.write_table(table, row_group_size=table.num_rows)
         current = self.parts[-1]
         current.rows += table.num_rows

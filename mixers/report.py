@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mixers.db import connect
 from mixers.errors import MixError
 from mixers.output import MIX_MANIFEST, is_mixture
 from mixers.predicates import quote_identifier
@@ -46,7 +47,7 @@ def inspect_mixture(mix: Path, plots: Path | None = None) -> dict[str, Any]:
         raise MixError(f"{mix} holds no parts; the mixture selected no documents")
     schema = pq.read_schema(parts[0])
     scores = score_columns(schema)
-    with duckdb.connect() as con:
+    with connect() as con:
         con.read_parquet(parts, hive_partitioning=False).create_view("mix")
         rows = _domain_rows(con, manifest, scores)
         histograms = {column: _histogram(con, column) for column in [*scores, "n_tokens"]}

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from curate.manifest import code_version
 from mixers.corpus import CorpusSet, PartFile, open_corpora
+from mixers.db import connect
 from mixers.errors import MixError, warn
 from mixers.output import (
     MIX_KIND,
@@ -160,6 +161,12 @@ def build_mixture(
         write_json(staging / MIX_MANIFEST, manifest)
         _remove_tree(staging / "_duckdb")
         commit(staging, plan.out)
+    except duckdb.OutOfMemoryException:
+        _remove_tree(staging)
+        raise MixError(
+            f"the mixture's shuffle needs more than DuckDB's memory limit ({DUCKDB_MEMORY}); "
+            "set CURATE_MIX_MEMORY to a larger limit, e.g. 4GB"
+        ) from None
     except BaseException:
         _remove_tree(staging)
         raise
@@ -200,7 +207,7 @@ def _connect(staging: Path) -> duckdb.DuckDBPyConnection:
         "memory_limit": DUCKDB_MEMORY,
         "temp_directory": str(staging / "_duckdb"),
     }
-    return duckdb.connect(config=config)
+    return connect(**config)
 
 
 def _remove_tree(path: Path) -> None:
