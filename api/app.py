@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,7 +21,7 @@ from api.kinds import KindUnavailable, UnknownKind, get_kind, kinds_status, subm
 from api.kinds.base import KindContext
 from api.scheduler import Scheduler, load_schedules_file
 from api.schedules import ScheduleSpec, fire, prepare_schedule
-from api.security import BodySizeLimit, is_loopback, token_matches
+from api.security import BodySizeLimit, RequestOrigin, token_matches
 from api.settings import ServiceSettings, write_worker_settings
 from api.store import STATES, TERMINAL_STATES, Job, JobStore, new_job_id
 from api.supervisor import Supervisor, job_log_path
@@ -82,9 +82,7 @@ def create_app(settings: ServiceSettings, background: bool = True) -> FastAPI:
     )
     app.state.service = service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.middleware("http")(_same_origin_only)
-    if settings.token is None:
-        app.middleware("http")(_loopback_hosts_only)
+    app.add_middleware(RequestOrigin, loopback_hosts_only=settings.token is None)
     _add_error_handlers(app)
     auth = [Depends(_require_token(settings.token))]
     app.include_router(_jobs_router(service), prefix="/v1", dependencies=auth)
@@ -99,29 +97,6 @@ def _require_token(token: str | None) -> Callable[[Request], None]:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     return require
-
-
-async def _loopback_hosts_only(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Without a token the server is loopback-only; refusing other Host headers also stops DNS rebinding
-    (a web page whose name resolves to 127.0.0.1 driving the API from a browser)."""
-    host = request.headers.get("host", "")
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if not is_loopback(name):
-        return JSONResponse({"detail": f"host {host!r} not allowed without an API token"}, status_code=421)
-    return await call_next(request)
-
-
-async def _same_origin_only(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Browsers send Origin with cross-site requests: refusing any origin but our own stops another web
-    page from posting to the API (CSRF), which matters most for a tokenless loopback server."""
-    origin = request.headers.get("origin")
-    if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
-        return JSONResponse({"detail": f"cross-origin request from {origin!r} refused"}, status_code=403)
-    return await call_next(request)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import hmac
 import ipaddress
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,33 @@ def _glob_prefix(path: Path) -> Path:
     return Path(*fixed)
 
 
+class RequestOrigin:
+    """Pure ASGI middleware for where a request comes from.
+
+    * Browsers send Origin with cross-site requests: any origin but our own is refused (403), which stops
+      another web page from posting to the API (CSRF); it matters most for a tokenless loopback server.
+    * Without a token the server is loopback-only, and Host headers other than loopback names are refused
+      (421): that stops DNS rebinding (a web page whose name resolves to 127.0.0.1 driving the API)."""
+
+    def __init__(self, app: ASGIApp, loopback_hosts_only: bool) -> None:
+        self.app = app
+        self.loopback_hosts_only = loopback_hosts_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin")
+            if origin is not None and origin.decode("latin-1") != f"{scope.get('scheme', 'http')}://{host}":
+                await _refuse(send, 403, f"cross-origin request from {origin.decode('latin-1')!r} refused")
+                return
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if self.loopback_hosts_only and not is_loopback(name):
+                await _refuse(send, 421, f"host {host!r} not allowed without an API token")
+                return
+        await self.app(scope, receive, send)
+
+
 class BodySizeLimit:
     """Pure ASGI middleware: 413 when Content-Length or the streamed body exceeds `max_bytes`.
 
@@ -161,11 +189,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = f'{{"detail":"request body larger than {limit} bytes"}}'.encode()
+    await _refuse(send, 413, f"request body larger than {limit} bytes")
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
