@@ -137,6 +137,27 @@ def bench_minhash(
     typer.echo(json.dumps(run_bench(repeats=repeats), indent=2))
 
 
+@bench_app.command("dedup-quality")
+def bench_dedup_quality(
+    originals: Annotated[int, typer.Option(min=50, help="real documents before edited copies")] = 6000,
+    shards: Annotated[int, typer.Option(min=1)] = 8,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+    bands: Annotated[int | None, typer.Option(help="override dedup.bands")] = None,
+) -> None:
+    """Dedup pair precision/recall vs exact 5-gram Jaccard at 0.7 and 0.8, verify=signature and exact."""
+    from curate.dedup.bench_quality import bench_dedup_quality as run_bench
+
+    try:
+        figures = run_bench(
+            originals=originals, shards=shards, seed=seed, workers=workers,
+            dedup={"bands": bands} if bands else None,
+        )  # fmt: skip
+    except ConfigError as error:
+        fail(str(error))
+    typer.echo(json.dumps(figures, indent=2))
+
+
 @bench_app.command("rules")
 def bench_rules(
     mb: Annotated[float, typer.Option(min=0.1, help="megabytes of real documents")] = 4.0,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curate.config import ConfigError, PipelineConfig
+from curate.dedup.index import DedupIndex, sketch_parameters
 from curate.dedup.phase import extend_index, run_dedup, run_id
 from curate.executors.local import run_local
 from curate.manifest import build_manifest, write_manifest
@@ -35,6 +36,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     plan = build_plan(config)
+    check_dedup_index(plan)
     claim_output(plan)
     remove_temp_files(plan.out)
     with executor_session(executor, workers, ray_address):
@@ -69,6 +71,13 @@ def run_shards(plan: RunPlan, executor: Executor, workers: int, progress: bool) 
             run_ray(plan, todo, workers, on_done)
         else:
             run_local(plan, todo, workers, on_done)
+
+
+def check_dedup_index(plan: RunPlan) -> None:
+    """An index built with other sketch settings cannot be matched against: refuse before any work."""
+    dedup = plan.config.dedup
+    if dedup is not None and dedup.index is not None:
+        DedupIndex(Path(dedup.index)).check_sketch(sketch_parameters(dedup))
 
 
 def claim_output(plan: RunPlan) -> None:
