@@ -70,7 +70,14 @@ class BenchSettings:
 
 
 def strategies(agent: Agent | None, source: dict[str, float] | None) -> list[Strategy]:
-    chosen: list[Strategy] = [Uniform(), Natural(), Temperature(2.0), RegMix(), DoReMi()]
+    chosen: list[Strategy] = [
+        Uniform(),
+        Natural(),
+        Temperature(2.0),
+        RegMix(),
+        RegMix(trust_region=False),
+        DoReMi(),
+    ]
     if source is not None:
         chosen.append(Fixed(source, label="source"))
     if agent is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -51,13 +52,14 @@ class Runner:
     def create(
         cls, parallel: bool | str = False, workers: int | None = None, address: str | None = None
     ) -> Runner:
-        """``parallel`` True/"ray" asks for Ray; it must then be importable (a clear error otherwise)."""
-        wanted = "ray" if parallel in (True, "ray") else "sequential"
+        """``parallel`` True/"ray" asks for Ray; without Ray installed the runs go sequentially (same
+        results, only slower) and a warning says so."""
         if parallel not in (True, False, "ray", "sequential"):
             raise ConfigError(f"parallel must be 'ray' or 'sequential', got {parallel!r}")
-        if wanted == "ray" and not ray_available():
-            raise ConfigError("parallel proxy runs need Ray; pip install 'ray[data]' or run sequentially")
-        return cls(wanted, workers, address)
+        if parallel in (True, "ray") and not ray_available():
+            warnings.warn("Ray is not installed; running proxy trainings sequentially", stacklevel=2)
+            return cls("sequential", workers, address)
+        return cls("ray" if parallel in (True, "ray") else "sequential", workers, address)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

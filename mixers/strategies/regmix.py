@@ -9,9 +9,11 @@
    sum to one and an intercept is redundant) and LightGBM when installed. Each is scored by Spearman
    rank correlation on held-out proxy runs (k-fold, so every run is held out once), since only the
    ranking matters for the search; the best is refitted on all runs.
-4. Predict the objective of many simulated mixtures from the same prior (staying where the regression
-   has data) and return the mean of the top-k: averaging is robust to a single over-optimistic
-   prediction.
+4. Predict the objective of many simulated mixtures from the same prior and return the mean of the
+   top-k: averaging is robust to a single over-optimistic prediction. By default only simulated
+   mixtures near some proxy run compete (``trust_region``, see :func:`search_top_k`): with the tens of
+   runs a CPU affords, rather than the paper's hundreds, the unconstrained search lands on whatever
+   vertex the fit extrapolates to.
 """
 
 from __future__ import annotations
@@ -201,6 +203,21 @@ def fit_regressions(
     return make_regressor(chosen, seed).fit(x, y), report
 
 
+def total_variation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise total-variation distance (half the L1 norm) between rows of ``a`` (N, D) and ``b`` (M, D)."""
+    return 0.5 * np.abs(a[:, None, :] - b[None, :, :]).sum(axis=-1)
+
+
+def support_radius(runs: np.ndarray) -> float:
+    """The median distance from a proxy run to its nearest other run: how densely the data covers the
+    simplex. A simulated mixture farther than this from every run is an extrapolation."""
+    if len(runs) < 2:
+        return 1.0
+    distances = total_variation(runs, runs)
+    np.fill_diagonal(distances, np.inf)
+    return float(np.median(distances.min(axis=1)))
+
+
 def search_top_k(
     regressor: Regressor,
     center: np.ndarray,
@@ -208,13 +225,37 @@ def search_top_k(
     samples: int = 100_000,
     top_k: int = 100,
     scales: tuple[float, float] = (0.3, 5.0),
-) -> tuple[np.ndarray, float]:
-    """Mean of the ``top_k`` simulated mixtures with the lowest predicted objective, and its prediction."""
+    support: np.ndarray | None = None,
+) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """Mean of the ``top_k`` simulated mixtures with the lowest predicted objective, its prediction, and
+    how the search was constrained.
+
+    With ``support`` (the mixtures the proxies were trained on), only simulated mixtures within
+    :func:`support_radius` of some run compete (or, if fewer than ``top_k`` are, the ``top_k`` closest):
+    with tens of runs a regression is confident exactly where it has no data, e.g. a linear fit on a
+    domain whose weight never left [0, 0.15] drives the top-k to that domain's vertex. With hundreds of
+    runs the radius covers the prior and this is plain RegMix.
+    """
     simulated = dirichlet_mixtures(center, samples, rng, scales)
     predicted = regressor.predict(simulated)
+    info: dict[str, Any] = {"samples": samples, "top_k": top_k, "radius": None, "within": samples}
+    if support is not None:
+        radius = support_radius(support)
+        nearest = np.concatenate(
+            [
+                total_variation(chunk, support).min(axis=1)
+                for chunk in np.array_split(simulated, max(1, samples // 4096))
+            ]
+        )
+        inside = nearest <= radius
+        if inside.sum() < top_k:
+            inside = np.zeros(samples, bool)
+            inside[np.argsort(nearest, kind="stable")[:top_k]] = True
+        predicted = np.where(inside, predicted, np.inf)
+        info |= {"radius": radius, "within": int((nearest <= radius).sum())}
     best = np.argsort(predicted, kind="stable")[: min(top_k, samples)]
     answer = simulated[best].mean(axis=0)
-    return answer / answer.sum(), float(regressor.predict(answer[None, :])[0])
+    return answer / answer.sum(), float(regressor.predict(answer[None, :])[0]), info
 
 
 class RegMix(Strategy):
@@ -229,8 +270,11 @@ class RegMix(Strategy):
         samples: int = 100_000,
         top_k: int = 100,
         scales: tuple[float, float] = (0.3, 5.0),
+        trust_region: bool = True,
     ) -> None:
         candidate_models(model)
+        self.trust_region = trust_region
+        self.name = "regmix" if trust_region else "regmix-free"
         self.model, self.folds, self.scales = model, folds, scales
         self.samples, self.top_k = samples, top_k
 
@@ -245,12 +289,21 @@ class RegMix(Strategy):
         results = (runner or Runner()).map(run_request, env.spec, self._requests(env, problem, mixtures))
         objective = np.array([problem.objective.value(r.bpb) for r in results])
         regressor, fit_report = fit_regressions(mixtures, objective, self.model, self.folds, problem.seed)
-        answer, predicted = search_top_k(regressor, center, rng, self.samples, self.top_k, self.scales)
+        answer, predicted, search = search_top_k(
+            regressor,
+            center,
+            rng,
+            self.samples,
+            self.top_k,
+            self.scales,
+            mixtures if self.trust_region else None,
+        )
         weights = as_weights(answer, env.domains)
         report = {
             "params": self.params(),
             "regression": fit_report,
             "predicted_objective": predicted,
+            "search": search,
             "best_proxy_objective": float(objective.min()),
             "runs": [
                 {"weights": as_weights(w, env.domains), "objective": float(o), "bpb": r.bpb}

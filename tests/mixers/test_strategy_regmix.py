@@ -42,9 +42,22 @@ def test_linear_regression_recovers_known_coefficients():
     model, report = fit_regressions(mixtures, objective, "linear")
     assert model.coef == pytest.approx(truth, abs=0.1)
     assert report["models"]["linear"]["spearman"] > 0.95
-    answer, predicted = search_top_k(model, CENTER, np.random.default_rng(2), samples=20_000)
+    answer, predicted, _ = search_top_k(model, CENTER, np.random.default_rng(2), samples=20_000)
     assert int(np.argmax(answer)) == 1  # all the weight goes to the domain with the lowest coefficient
     assert predicted == pytest.approx(1.0, abs=0.1)
+
+
+def test_trust_region_keeps_the_search_near_the_proxy_runs():
+    rng = np.random.default_rng(5)
+    runs = dirichlet_mixtures(CENTER, 24, rng, scales=(20.0, 20.0))  # every run close to the center
+    objective = runs @ np.array([3.0, 1.0, 2.0])
+    model, _ = fit_regressions(runs, objective, "linear")
+    free, _, _ = search_top_k(model, CENTER, np.random.default_rng(6), samples=20_000)
+    kept, _, info = search_top_k(model, CENTER, np.random.default_rng(6), samples=20_000, support=runs)
+    assert free[1] > 0.9  # unconstrained: the vertex no run came near
+    assert info["radius"] > 0 and 100 <= info["within"] < 20_000
+    assert 0.5 * np.abs(kept - CENTER).sum() < 0.5 * np.abs(free - CENTER).sum()
+    assert kept[1] > CENTER[1]  # still moved toward the better domain, as far as the data reaches
 
 
 def test_quadratic_and_lightgbm_find_an_interior_optimum():
@@ -56,12 +69,12 @@ def test_quadratic_and_lightgbm_find_an_interior_optimum():
     assert report["chosen"] == "quadratic"  # the bowl is exactly a Scheffé quadratic
     assert report["models"]["quadratic"]["spearman"] > 0.95
     assert report["models"]["linear"]["spearman"] < report["models"]["quadratic"]["spearman"]
-    answer, _ = search_top_k(model, CENTER, np.random.default_rng(4), samples=20_000)
+    answer, _, _ = search_top_k(model, CENTER, np.random.default_rng(4), samples=20_000)
     assert answer == pytest.approx(optimum, abs=0.05)
     if lightgbm_available():
         assert report["models"]["lightgbm"]["spearman"] > 0.8
         trees, _ = fit_regressions(mixtures, objective, "lightgbm")
-        answer, _ = search_top_k(trees, CENTER, np.random.default_rng(4), samples=20_000)
+        answer, _, _ = search_top_k(trees, CENTER, np.random.default_rng(4), samples=20_000)
         assert answer == pytest.approx(optimum, abs=0.1)
 
 
@@ -75,6 +88,7 @@ def test_regmix_end_to_end_on_tiny_proxies(env: ProxyEnvironment):
     assert regression["runs"] == 6 and regression["chosen"] in regression["models"]
     rhos = [m["spearman"] for m in regression["models"].values() if m["spearman"] is not None]
     assert all(-1.0 <= rho <= 1.0 for rho in rhos)
+    assert result.report["search"]["radius"] > 0  # the trust region is on by default
     runs = result.report["runs"]
     assert len(runs) == 6 and len({tuple(r["weights"].values()) for r in runs}) == 6
     assert all(np.isfinite(r["objective"]) and 1.0 < r["objective"] < 12.0 for r in runs)
