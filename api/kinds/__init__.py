@@ -54,9 +54,9 @@ REGISTRY: dict[str, KindEntry] = {
         ),
         KindEntry(
             "mixsearch",
-            "search mixture weights with proxy runs",
-            None,  # no adapter until the mixing search lands with an entry point
-            ("mixers.search:run_search",),
+            "search mixture weights with proxy runs; writes a spec for a mix job (`curate mixsearch`)",
+            "api.kinds.mixsearch_kind",
+            ("mixers.strategies.search:mixsearch", "mixers.strategies.search:SearchConfig"),
         ),
         KindEntry(
             "batch",

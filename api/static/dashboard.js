@@ -181,10 +181,12 @@ async function loadDetail() {
   for (const id of ["funnel-figure", "domains-figure", "score-figure"]) document.getElementById(id).hidden = true;
   if (job.kind === "train") {
     if (job.state === "succeeded") drawScore(await api(`/v1/jobs/${encodeURIComponent(job.id)}/score`));
-  } else if (job.state === "succeeded" && job.kind !== "mix") {
+  } else if (job.state === "succeeded" && (job.kind === "curate" || job.kind === "batch")) {
     const manifest = await api(`/v1/jobs/${encodeURIComponent(job.id)}/manifest`);
     drawFunnel(manifest.stages);
     drawDomains(manifest.domains);
+  } else if (job.kind === "mixsearch" && job.result) {
+    drawDomains(job.result.weights || {});
   } else if (job.kind === "mix" && job.result) {
     drawDomains(Object.fromEntries(Object.entries(job.result.domains || {}).map(([d, v]) => [d, v.achieved_tokens])));
   }

@@ -72,16 +72,28 @@ def proxy_chain(server: Server, finished_job: dict[str, Any]) -> Iterator[Future
         yield pool.submit(_mix_then_train, server, finished_job["output"])
 
 
-def _mix_then_train(server: Server, corpus: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    if not is_available("mix"):
-        return None, None
+TRAIN = {"steps": 2, "batch_size": 2, "seq_len": 32, "vocab_size": 320, "precision": "fp32",
+         "max_eval_tokens_per_domain": 512, "threads": 1}  # fmt: skip
+
+
+def _mix_then_train(server: Server, corpus: str) -> dict[str, dict[str, Any] | None]:
+    """mix -> train -> mixsearch (each when this build has it); a failed step ends the chain."""
+    done: dict[str, dict[str, Any] | None] = {"mix": None, "train": None, "mixsearch": None}
+    search = {"strategy": "natural", "budget": {"runs": 0, "steps": 1}, "mixture": mix_spec(corpus)}
+    del search["mixture"]["domains"]  # the search fills them in
+    steps = [
+        ("mix", lambda: mix_spec(corpus)),
+        ("train", lambda: {"mixture": done["mix"]["output"], **TRAIN}),
+        ("mixsearch", lambda: {"tokens": str(Path(done["train"]["output"]) / "tokens"), **search}),
+    ]
     with server.client() as api:
-        mix = api.wait_job(api.submit_job("mix", mix_spec(corpus))["id"], timeout=180)
-        if not is_available("train") or mix["state"] != "succeeded":
-            return mix, None
-        config = {"mixture": mix["output"], "steps": 2, "batch_size": 2, "seq_len": 32, "vocab_size": 320,
-                  "precision": "fp32", "max_eval_tokens_per_domain": 512, "threads": 1}  # fmt: skip
-        return mix, api.wait_job(api.submit_job("train", config)["id"], timeout=300)
+        for kind, config in steps:
+            if not is_available(kind):
+                break
+            done[kind] = api.wait_job(api.submit_job(kind, config())["id"], timeout=300)
+            if done[kind]["state"] != "succeeded":
+                break
+    return done
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -94,19 +106,28 @@ def start_proxy_chain_early(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("proxy_chain")
 
 
+def _chain_result(proxy_chain: Future, kind: str) -> dict[str, Any]:
+    job = proxy_chain.result(timeout=900)[kind]
+    if job is None:
+        pytest.skip(
+            f"job kind {kind} is not available in this build (or an earlier step of the chain failed)"
+        )
+    return job
+
+
 @pytest.fixture(scope="session")
 def mixture_job(proxy_chain: Future) -> dict[str, Any]:
     """A mixture (estimated token counts) of the finished job's corpus."""
-    mix, _ = proxy_chain.result(timeout=600)
-    if mix is None:
-        pytest.skip("job kind mix is not available in this build")
-    return mix
+    return _chain_result(proxy_chain, "mix")
 
 
 @pytest.fixture(scope="session")
 def train_job(proxy_chain: Future) -> dict[str, Any]:
     """The smallest real proxy run on that mixture: two steps, then evaluated and scored."""
-    _, train = proxy_chain.result(timeout=600)
-    if train is None:
-        pytest.skip("job kind train is not available in this build (or the mixture failed)")
-    return train
+    return _chain_result(proxy_chain, "train")
+
+
+@pytest.fixture(scope="session")
+def mixsearch_job(proxy_chain: Future) -> dict[str, Any]:
+    """A search over the proxy run's token shards (the `natural` strategy: no proxy runs of its own)."""
+    return _chain_result(proxy_chain, "mixsearch")

@@ -10,9 +10,12 @@ import pytest
 from api_harness import mix_spec
 
 from api.client import ApiClient, ApiError
-from api.kinds import is_available
+from api.kinds import REGISTRY, KindEntry, KindUnavailable, get_kind, has_entry_point, is_available
 
 needs_mix = pytest.mark.skipif(not is_available("mix"), reason="job kind mix is not available in this build")
+needs_mixsearch = pytest.mark.skipif(
+    not is_available("mixsearch"), reason="job kind mixsearch is not available in this build"
+)
 needs_train = pytest.mark.skipif(
     not is_available("train"), reason="job kind train is not available in this build"
 )
@@ -60,3 +63,27 @@ def test_train_config_errors_are_422(client: ApiClient, finished_job: dict[str, 
     with pytest.raises(ApiError) as preset:
         client.submit_job("train", {"mixture": finished_job["output"], "steps": 2, "preset": "huge"})
     assert str(preset.value).startswith("body.config.preset:")
+
+
+@needs_mixsearch
+def test_mixsearch_job_writes_a_spec_for_a_mix_job(client: ApiClient, mixsearch_job: dict[str, Any]) -> None:
+    assert mixsearch_job["state"] == "succeeded", mixsearch_job["error"]
+    assert mixsearch_job["result"]["strategy"] == "natural" and mixsearch_job["result"]["weights"] == {
+        "wiki": 1.0
+    }
+    spec = Path(mixsearch_job["result"]["spec"])
+    assert spec.parent == Path(mixsearch_job["output"]) and spec.is_file()
+    report = client.job_manifest(mixsearch_job["id"])
+    assert report["mixture"]["domains"] == {"wiki": 1.0}
+
+
+def test_a_kind_whose_package_is_missing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every kind answered before its package landed: 422, never a stand-in."""
+    entry = KindEntry(
+        "future", "a kind of a package not in this build", "api.kinds.future_kind", ("nopkg.x:run",)
+    )
+    monkeypatch.setitem(REGISTRY, "future", entry)
+    assert not is_available("future")
+    with pytest.raises(KindUnavailable, match="^job kind future is not available in this build$"):
+        get_kind("future")
+    assert has_entry_point("curate.run:run_pipeline") and not has_entry_point("curate.run:no_such_entry")
