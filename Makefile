@@ -26,6 +26,7 @@ bench: $(BENCH_STAMP)
 	$(VENV)/bin/curate bench pipeline
 	$(VENV)/bin/curate bench minhash
 	$(VENV)/bin/curate bench rules
+	$(VENV)/bin/curate bench filters
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]' 2>&1 | grep -v '^WARNING: Location' || true

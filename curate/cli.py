@@ -158,6 +158,39 @@ def bench_dedup_quality(
     typer.echo(json.dumps(figures, indent=2))
 
 
+@bench_app.command("filters")
+def bench_filters(
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            exists=True,
+            help="a JSONL shard (.jsonl/.json/.ndjson, plain, gzip or zstd) or a folder of them "
+            "(default: the real-text corpus of `curate bench pipeline`, built from ../shared/data)",
+        ),
+    ] = None,
+    mb: Annotated[
+        float, typer.Option(min=0.1, help="megabytes of text measured: the corpus built, or a prefix of --input")
+    ] = 100.0,
+    json_output: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    peer_docs: Annotated[
+        int, typer.Option(min=0, help="evenly spaced documents given to DataTrove (~50 docs/s); 0 = all")
+    ] = 2000,
+) -> None:
+    """Docs/s and MB/s per core (CPU time, one thread) of each filter stage and of the whole annotate
+    chain, beside DataTrove's FineWeb chain on the same documents when datatrove is installed."""
+    from filters.bench_filters import bench_filters as run_bench
+    from filters.bench_filters import format_table
+
+    try:
+        figures = run_bench(
+            input_path, mb=mb, peer_docs=peer_docs or None, log=lambda m: typer.echo(m, err=True)
+        )
+    except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+        fail(str(error))
+    typer.echo(json.dumps(figures, indent=2) if json_output else format_table(figures))
+
+
 @bench_app.command("rules")
 def bench_rules(
     mb: Annotated[float, typer.Option(min=0.1, help="megabytes of real documents")] = 4.0,
