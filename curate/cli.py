@@ -170,7 +170,7 @@ def bench_filters(
         ),
     ] = None,
     mb: Annotated[
-        float, typer.Option(min=0.1, help="megabytes of text measured: the corpus built, or a prefix of --input")
+        float, typer.Option(min=0.1, help="MB of text measured: the corpus built, or a prefix of --input")
     ] = 100.0,
     json_output: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
     peer_docs: Annotated[
