@@ -64,50 +64,61 @@ def finished_job(
     return client.wait_job(job["id"], timeout=120)
 
 
-@pytest.fixture(scope="session")
-def proxy_chain(server: Server, finished_job: dict[str, Any]) -> Iterator[Future]:
-    """mix -> train on the finished corpus, started in the background as soon as the corpus exists, so
-    the slowest chain of the suite overlaps the tests that do not need it (the server has two slots)."""
-    with ThreadPoolExecutor(1, thread_name_prefix="proxy-chain") as pool:
-        yield pool.submit(_mix_then_train, server, finished_job["output"])
-
-
+CHAIN = ("mix", "train", "mixsearch")
+CHAIN_FIXTURES = {"mixture_job", "train_job", "mixsearch_job", "scored"}  # scored: the dashboard's
 TRAIN = {"steps": 2, "batch_size": 2, "seq_len": 32, "vocab_size": 320, "precision": "fp32",
          "max_eval_tokens_per_domain": 512, "threads": 1}  # fmt: skip
 
 
-def _mix_then_train(server: Server, corpus: str) -> dict[str, dict[str, Any] | None]:
-    """mix -> train -> mixsearch (each when this build has it); a failed step ends the chain."""
-    done: dict[str, dict[str, Any] | None] = {"mix": None, "train": None, "mixsearch": None}
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the background chain run last, so the chain overlaps every other test."""
+    items.sort(key=lambda item: bool(CHAIN_FIXTURES & set(getattr(item, "fixturenames", ()))))
+
+
+@pytest.fixture(scope="session")
+def proxy_chain(server: Server, finished_job: dict[str, Any]) -> Iterator[dict[str, Future]]:
+    """mix -> train -> mixsearch on the finished corpus, started in the background as soon as the corpus
+    exists (the server has two job slots); one future per step, so a test waits only for its own."""
+    steps: dict[str, Future] = {kind: Future() for kind in CHAIN}
+    with ThreadPoolExecutor(1, thread_name_prefix="proxy-chain") as pool:
+        pool.submit(_run_chain, server, finished_job["output"], steps)
+        yield steps
+
+
+def _run_chain(server: Server, corpus: str, steps: dict[str, Future]) -> None:
+    """Each step when this build has its kind; after a missing or failed step the rest resolve to None."""
+    done: dict[str, Any] = {}
     search = {"strategy": "natural", "budget": {"runs": 0, "steps": 1}, "mixture": mix_spec(corpus)}
     del search["mixture"]["domains"]  # the search fills them in
-    steps = [
-        ("mix", lambda: mix_spec(corpus)),
-        ("train", lambda: {"mixture": done["mix"]["output"], **TRAIN}),
-        ("mixsearch", lambda: {"tokens": str(Path(done["train"]["output"]) / "tokens"), **search}),
-    ]
-    with server.client() as api:
-        for kind, config in steps:
-            if not is_available(kind):
-                break
-            done[kind] = api.wait_job(api.submit_job(kind, config())["id"], timeout=300)
-            if done[kind]["state"] != "succeeded":
-                break
-    return done
+    configs = {
+        "mix": lambda: mix_spec(corpus),
+        "train": lambda: {"mixture": done["mix"]["output"], **TRAIN},
+        "mixsearch": lambda: {"tokens": str(Path(done["train"]["output"]) / "tokens"), **search},
+    }
+    try:
+        with server.client() as api:
+            for kind in CHAIN:
+                if not is_available(kind):
+                    break
+                done[kind] = api.wait_job(api.submit_job(kind, configs[kind]())["id"], timeout=300)
+                steps[kind].set_result(done[kind])
+                if done[kind]["state"] != "succeeded":
+                    break
+    finally:
+        for future in steps.values():
+            if not future.done():
+                future.set_result(None)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def start_proxy_chain_early(request: pytest.FixtureRequest) -> None:
     """Start the chain at the first test when any selected test will need it."""
-    if any(
-        {"mixture_job", "train_job"} & set(getattr(item, "fixturenames", ()))
-        for item in request.session.items
-    ):
+    if any(CHAIN_FIXTURES & set(getattr(item, "fixturenames", ())) for item in request.session.items):
         request.getfixturevalue("proxy_chain")
 
 
-def _chain_result(proxy_chain: Future, kind: str) -> dict[str, Any]:
-    job = proxy_chain.result(timeout=900)[kind]
+def _chain_result(proxy_chain: dict[str, Future], kind: str) -> dict[str, Any]:
+    job = proxy_chain[kind].result(timeout=900)
     if job is None:
         pytest.skip(
             f"job kind {kind} is not available in this build (or an earlier step of the chain failed)"
@@ -116,18 +127,18 @@ def _chain_result(proxy_chain: Future, kind: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def mixture_job(proxy_chain: Future) -> dict[str, Any]:
+def mixture_job(proxy_chain: dict[str, Future]) -> dict[str, Any]:
     """A mixture (estimated token counts) of the finished job's corpus."""
     return _chain_result(proxy_chain, "mix")
 
 
 @pytest.fixture(scope="session")
-def train_job(proxy_chain: Future) -> dict[str, Any]:
+def train_job(proxy_chain: dict[str, Future]) -> dict[str, Any]:
     """The smallest real proxy run on that mixture: two steps, then evaluated and scored."""
     return _chain_result(proxy_chain, "train")
 
 
 @pytest.fixture(scope="session")
-def mixsearch_job(proxy_chain: Future) -> dict[str, Any]:
+def mixsearch_job(proxy_chain: dict[str, Future]) -> dict[str, Any]:
     """A search over the proxy run's token shards (the `natural` strategy: no proxy runs of its own)."""
     return _chain_result(proxy_chain, "mixsearch")

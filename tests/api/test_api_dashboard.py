@@ -21,9 +21,9 @@ FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One Chromium for the module (a launch costs seconds of CPU), with a fresh profile."""
+    """Chromium with a fresh profile."""
     webdriver = pytest.importorskip(
         "selenium.webdriver", reason="selenium is not installed (pip install selenium)"
     )
@@ -51,24 +51,18 @@ def scored(request: pytest.FixtureRequest) -> dict[str, Any] | None:
     return request.getfixturevalue("train_job")
 
 
-def test_dashboard_asks_for_a_token_without_one(browser: Any, server: Server) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.get(f"{server.url}/dashboard")
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
-    assert "token" in browser.find_element(By.ID, "status").text
-
-
 def test_dashboard_renders_jobs_funnel_domains_and_scores(
     browser: Any, server: Server, finished_job: dict[str, Any], scored: dict[str, Any] | None, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{server.url}/dashboard")  # without a token: the page asks for one
+    wait.until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
+    assert "token" in browser.find_element(By.ID, "status").text
     job_id = finished_job["id"]
     browser.get(f"{server.url}/dashboard#token={server.token}&job={job_id}")
-    wait = WebDriverWait(browser, 30)
     row = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"]'))
     assert row.get_attribute("data-state") == "succeeded"
     assert row.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow") == "100"
