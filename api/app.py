@@ -234,7 +234,9 @@ def _schedules_router(service: Service) -> APIRouter:
         schedule = store.get_schedule(name)
         if schedule is None:
             raise HTTPException(404, f"no schedule {name}")
-        return ScheduleView.of(schedule, store.active_run(name), store.versions(name), store.events(name, 20))
+        events = store.events(name, 20)
+        last_run = store.last_event_at(name, "started")
+        return ScheduleView.of(schedule, store.active_run(name), store.versions(name), events, last_run)
 
     @router.post("/schedules", status_code=201)
     def create_schedule(body: ScheduleSpec) -> ScheduleView:

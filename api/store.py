@@ -401,6 +401,13 @@ class JobStore:
         with self.connect() as own:
             own.execute(sql, args)
 
+    def last_event_at(self, name: str, event: str) -> float | None:
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT max(at) FROM schedule_events WHERE schedule = ? AND event = ?", (name, event)
+            ).fetchone()
+        return row[0] if row else None
+
     def events(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         with self.connect() as con:
             rows = con.execute(

@@ -106,7 +106,8 @@ class ScheduleView(BaseModel):
     missed: str
     origin: str = Field(description="api (POST /v1/schedules) or file (the schedules file)")
     created_at: str | None
-    last_fire: str | None
+    last_fire: str | None = Field(description="the latest cron time considered (fired, skipped or missed)")
+    last_run: str | None = Field(description="when the latest run started (cron, catch-up or manual)")
     next_fire: str | None
     active_job: str | None
     versions: list[dict[str, Any]]
@@ -120,6 +121,7 @@ class ScheduleView(BaseModel):
         active: str | None,
         versions: list[dict[str, Any]],
         events: list[dict[str, Any]],
+        last_run: float | None = None,
     ) -> ScheduleView:
         spec = schedule.spec
         return cls(
@@ -129,6 +131,7 @@ class ScheduleView(BaseModel):
             origin=schedule.origin,
             created_at=iso(schedule.created_at),
             last_fire=iso(schedule.last_fire),
+            last_run=iso(last_run),
             next_fire=iso(next_fire(spec["cron"], max(schedule.last_fire, time.time()))),
             active_job=active,
             versions=versions,

@@ -57,7 +57,11 @@ def die_with_parent(parent: int) -> None:
 
 
 def run_attempt(store: JobStore, job: Job, token: str, ctx: RunContext) -> None:
-    kind = get_kind(job.kind)
+    try:
+        kind = get_kind(job.kind)
+    except LookupError as error:  # queued under a build that had the kind: fail it, do not crash-loop
+        store.finish(job.id, token, "failed", error=str(error))
+        return
     try:
         kind.recheck(job, ctx)
         result = kind.run(job, ctx)

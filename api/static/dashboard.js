@@ -199,7 +199,7 @@ async function loadSchedules() {
   const schedules = await api("/v1/schedules");
   const rows = schedules.map((s) => {
     const row = el("tr", { "data-schedule": s.name });
-    for (const value of [s.name, s.cron, s.missed, when(s.last_fire), when(s.next_fire), String(s.versions.length), s.active_job || "–"]) {
+    for (const value of [s.name, s.cron, s.missed, when(s.last_run), when(s.next_fire), String(s.versions.length), s.active_job || "–"]) {
       row.appendChild(el("td", {}, value));
     }
     if (s.active_job) row.addEventListener("click", () => { state.selected = s.active_job; refresh(); });
