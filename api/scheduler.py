@@ -27,9 +27,8 @@ from api.store import JobStore, Schedule
 from curate.config import ConfigError
 
 
-def load_schedules_file(path: Path, store: JobStore, ctx: KindContext) -> list[str]:
-    """Validate every schedule of the file (all or none are loaded) and upsert them; schedules the file
-    declared before but no longer does are deleted. Returns the names."""
+def read_schedules_file(path: Path, ctx: KindContext) -> list[dict[str, Any]]:
+    """Every schedule of the file validated (paths confined), or one ConfigError line naming the field."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
@@ -46,6 +45,13 @@ def load_schedules_file(path: Path, store: JobStore, ctx: KindContext) -> list[s
         except RequestErrors as error:
             first = error.errors[0]
             raise ConfigError(f"schedules file {path}: {dotted(first['loc'])}: {first['msg']}") from None
+    return prepared
+
+
+def load_schedules_file(path: Path, store: JobStore, ctx: KindContext) -> list[str]:
+    """Upsert the file's schedules (all or none: the file is validated first); schedules the file declared
+    before but no longer does are deleted. Returns the names."""
+    prepared = read_schedules_file(path, ctx)
     now = time.time()
     names = [store.upsert_schedule(spec["name"], spec, "file", now).name for spec in prepared]
     store.forget_file_schedules(keep=names)

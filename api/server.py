@@ -53,6 +53,8 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.kinds.base import KindContext
+    from api.scheduler import read_schedules_file
 
     settings = build_settings(
         state_dir,
@@ -65,6 +67,8 @@ def serve(
         schedules_file=schedules_file.resolve() if schedules_file else None,
     )
     check_bind(host, settings.token)
+    if settings.schedules_file is not None:  # a bad file is one line now, not a traceback at startup
+        read_schedules_file(settings.schedules_file, KindContext.of(settings))
     lock = lock_state_dir(settings.state_dir)
     try:
         _announce(settings, host, port)
