@@ -186,24 +186,30 @@ class Supervisor:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         note(self.settings, job.id, f"attempt {job.attempts} starting")
         log = open(job_log_path(self.settings, job.id), "a", encoding="utf-8")  # noqa: SIM115 (kept open)
-        command = [
-            sys.executable, "-m", "api.worker",
-            "--state-dir", str(self.settings.state_dir),
-            "--job", job.id, "--token", job.worker_token, "--parent", str(os.getpid()),
-        ]  # fmt: skip
-        env = {
-            k: v for k, v in os.environ.items() if k not in SECRET_ENV
-        }  # workers never need the API secret
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+        try:
+            process = subprocess.Popen(
+                self._worker_command(job, job.worker_token),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={k: v for k, v in os.environ.items() if k not in SECRET_ENV},  # workers never need it
+                start_new_session=True,  # its own process group: cancel stops it and all it started
+            )
+        except OSError as error:  # e.g. out of processes: the job waits in the queue for a later tick
+            log.close()
+            self.store.requeue(job.id, crashed=True)
+            note(self.settings, job.id, f"could not start a worker ({error}); queued again")
+            return
         self.children[job.id] = Child(job.id, job.worker_token, process, log)
         self.store.set_pid(job.id, job.worker_token, process.pid)
+
+    def _worker_command(self, job: Job, token: str) -> list[str]:
+        """Fixed by the service: a request chooses a registered kind and data, never a program."""
+        return [
+            sys.executable, "-m", "api.worker",
+            "--state-dir", str(self.settings.state_dir),
+            "--job", job.id, "--token", token, "--parent", str(os.getpid()),
+        ]  # fmt: skip
 
     def _shutdown(self) -> None:
         for child in self.children.values():
