@@ -34,6 +34,9 @@ $(BENCH_STAMP): $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES); }
+	@# Debian's Chromium and its driver, for the dashboard's browser test (never a downloaded browser)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } || echo "chromium not installed: the dashboard test will skip"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 	@$(PY) -c 'import curate, torch, ray, pyarrow' || { echo "setup failed: see pip output above"; exit 1; }
