@@ -191,6 +191,17 @@ def bench_filters(
     typer.echo(json.dumps(figures, indent=2) if json_output else format_table(figures))
 
 
+@bench_app.command("api")
+def bench_api(
+    clients: Annotated[int, typer.Option(min=1)] = 50,
+    seconds: Annotated[float, typer.Option(min=1)] = 30.0,
+) -> None:
+    """Status polling under load while a job runs: requests/s, p50/p99 latency, errors (JSON)."""
+    from api.bench import bench_api as run_bench
+
+    typer.echo(json.dumps(run_bench(clients, seconds), indent=2))
+
+
 @bench_app.command("rules")
 def bench_rules(
     mb: Annotated[float, typer.Option(min=0.1, help="megabytes of real documents")] = 4.0,
