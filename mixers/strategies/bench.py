@@ -212,15 +212,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
     for axis, (name, result) in zip(axes[0], results.items(), strict=True):
         rows = result["rows"]
-        axis.barh(
-            [r["strategy"] for r in rows],
-            [r["objective"] for r in rows],
-            xerr=[r["objective_std"] for r in rows],
-            color="tab:blue",
+        names = [r["strategy"] for r in rows]
+        axis.errorbar(  # points, not bars: the axis does not start at zero
+            [r["objective"] for r in rows], names, xerr=[r["objective_std"] for r in rows], fmt="o", capsize=3
         )
-        low = min(r["objective"] for r in rows)
-        high = max(r["objective"] for r in rows)
-        axis.set_xlim(low - 0.1 * (high - low + 1e-3), high + 0.1 * (high - low + 1e-3))
+        axis.grid(axis="x", alpha=0.3)
         axis.invert_yaxis()
         axis.set_title(name)
         axis.set_xlabel("objective (bits per byte, lower is better)")
