@@ -180,7 +180,7 @@ def _jobs_router(service: Service) -> APIRouter:
 
     @router.get("/jobs/{job_id}/manifest")
     def job_manifest(job_id: str) -> JSONResponse:
-        """The run's manifest.json (curate, batch, mix) or score.json (train), once written."""
+        """The run's manifest.json (curate, batch, mix) or result.json (train), once written."""
         job = service.job(job_id)
         path = get_kind(job.kind).manifest_path(job)
         if path is None:
@@ -189,11 +189,11 @@ def _jobs_router(service: Service) -> APIRouter:
 
     @router.get("/jobs/{job_id}/score")
     def job_score(job_id: str) -> JSONResponse:
-        """A train job's score.json: per-domain bits per byte and the mixture score."""
+        """A train job's result.json: per-domain bits per byte and the mixture score."""
         job = service.job(job_id)
         path = get_kind(job.kind).score_path(job)
         if path is None:
-            raise HTTPException(404, f"job {job_id} has no score.json")
+            raise HTTPException(404, f"job {job_id} has no result.json")
         return JSONResponse(json.loads(path.read_text(encoding="utf-8")))
 
     @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)

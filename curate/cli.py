@@ -100,7 +100,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="where the demo corpus goes")] = Path(".cache/demo/out"),
     workers: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
-    """The embedded default main job: real text in, a curated corpus out, a summary printed."""
+    """The embedded default main job: real text in, a curated corpus and a training mixture out."""
     from curate.demo import run_demo
 
     try:
@@ -108,6 +108,12 @@ def demo(
     except ConfigError as error:
         fail(str(error))
     print_summary(manifest)
+    mixture = manifest["mixture"]
+    typer.echo(f"mixture: {out.parent / 'mix'}  " + json.dumps(mixture.get("totals", {})))
+    proxy = manifest["proxy"]
+    per_domain = {d: round(v["bpb"], 3) for d, v in proxy.get("domains", {}).items() if "bpb" in v}
+    typer.echo(f"proxy score (mean held-out bits per byte, lower is better): {proxy.get('score'):.4f}")
+    typer.echo(f"  per domain: {per_domain}")
 
 
 @bench_app.command("pipeline")
@@ -224,13 +230,28 @@ def _register_package_commands() -> None:
     from api.cli import jobs_app, schedules_app, serve_command
     from filters.cli import models_app
     from mixers import cli as mix_cli
+    from mixers.strategies import cli as strategy_cli
+    from trainer import cli as train_cli
 
+    app.command("train")(train_cli.train)
+    app.command("eval")(train_cli.evaluate)
+    app.command("score")(train_cli.score)
+    bench_app.command("train")(train_cli.bench_train)
     app.command("mix")(mix_cli.mix)
     bench_app.command("mix")(mix_cli.bench_mix)
     app.command("serve")(serve_command)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(schedules_app, name="schedules")
     app.add_typer(models_app, name="models")
+    app.command("mixsearch")(strategy_cli.mixsearch)
+    agent_app = typer.Typer(
+        help="The learned mixing agent: collect trajectories, train, run.", no_args_is_help=True
+    )
+    agent_app.command("collect")(strategy_cli.agent_collect)
+    agent_app.command("train")(strategy_cli.agent_train)
+    agent_app.command("run")(strategy_cli.agent_run)
+    app.add_typer(agent_app, name="agent")
+    bench_app.command("mixing")(strategy_cli.bench_mixing)
 
 
 _register_package_commands()

@@ -147,7 +147,25 @@ def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict
     config_path.write_text(yaml.safe_dump(demo_config(cache.resolve(), out.resolve()), sort_keys=False))
     config = load_config(config_path)
     discard_stale_demo_output(out, cache / "dedup-index", config.config_hash())
-    return run_pipeline(config, "local", workers)
+    manifest = run_pipeline(config, "local", workers)
+    from mixers.demo import demo_mixture
+
+    manifest["mixture"] = demo_mixture(out, out.parent / "mix")
+    manifest["proxy"] = demo_proxy_score(out.parent / "mix", out.parent / "proxy")
+    return manifest
+
+
+DEMO_PROXY_TOKENS = 100_000
+
+
+def demo_proxy_score(mix: Path, run: Path) -> dict[str, Any]:
+    """The main job ends where training starts: a tiny NVFP4 proxy trained on the mixture, scored by
+    held-out bits per byte per domain. Re-running resumes from (or reuses) the run's checkpoint."""
+    from trainer.commands import score_command
+
+    return score_command(
+        mix, run, size="tiny", precision="nvfp4", tokens=DEMO_PROXY_TOKENS, seed=0, threads=1
+    )
 
 
 def discard_stale_demo_output(out: Path, index: Path, config_hash: str) -> None:

@@ -1,7 +1,7 @@
 """The proxy LM: tokenizer, model, precision recipes (bf16 / fp8 / nvfp4), training, evaluation, scoring.
 
 Entry points (``trainer.proxy``): ``train_proxy`` trains a small LM on a mixture and writes
-``OUT/score.json`` (weighted per-domain bits per byte, lower is better); ``eval_proxy`` re-scores a run,
+``OUT/result.json`` (weighted per-domain bits per byte, lower is better); ``eval_proxy`` re-scores a run,
 optionally on other token shards or on user target sets. ``trainer.bench.bench_train`` produces the
 figures of ``curate bench train``.
 

@@ -3,7 +3,7 @@
 Every argument is a plain typed value a typer option can carry (repeatable ``NAME=VALUE`` options
 arrive as ``list[str]``). User errors raise ``curate.config.ConfigError`` with one line naming the
 option and the fix, before any work starts; the CLI prints it and exits 2. Each function returns the
-JSON-able dict it also wrote to disk (``OUT/score.json``), for ``--json`` output.
+JSON-able dict it also wrote to disk (``OUT/result.json``), for ``--json`` output.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def train_command(
     or Parquet with `text` and `domain`. Give --steps or --tokens (exactly one). Rerunning the same
     command resumes from RUN's last checkpoint. --weight DOMAIN=W (repeatable) weights the score; default
     equal weights. --high-precision-last N keeps the last N blocks (or a fraction < 1) in bf16 under fp8
-    and nvfp4. Writes RUN/metrics.jsonl, RUN/checkpoint/, RUN/score.json; returns score.json's content
+    and nvfp4. Writes RUN/metrics.jsonl, RUN/checkpoint/, RUN/result.json; returns result.json's content
     plus a "train" summary.
     """
     weights = parse_weights(weight or []) or None
@@ -72,7 +72,7 @@ def eval_command(
 
     Without --token-dir the run's own held-out documents are evaluated (never its training documents);
     with it, every document of DIR (tokenized with the run's tokenizer). --set adds a target set: a
-    JSONL/Parquet/WARC file of texts, scored as domain NAME. Rewrites RUN/score.json and returns it.
+    JSONL/Parquet/WARC file of texts, scored as domain NAME. Rewrites RUN/result.json and returns it.
     """
     return eval_proxy(
         run, token_dir, parse_weights(weight or []) or None, parse_target_sets(sets or []) or None,

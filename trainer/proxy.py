@@ -4,7 +4,7 @@
 shards are used as they are when present, else its Parquet parts), or any Parquet file or folder with
 ``text`` and ``domain`` columns. Parquet is tokenized once into ``OUT/tokens`` with the mixture's own
 tokenizer, a given one, or a BPE trained on a sample of it (cached by the sample's hash), so a rerun
-resumes training instead of re-tokenizing. Both functions write ``OUT/score.json`` and return its content.
+resumes training instead of re-tokenizing. Both functions write ``OUT/result.json`` and return its content.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from trainer.train import (
     train_run,
 )
 
-SCORE = "score.json"
+SCORE = "result.json"
 TOKENIZER_SAMPLE_DOCS = 20_000
 
 
@@ -182,7 +182,7 @@ def train_proxy(
     max_eval_tokens_per_domain: int | None = 65_536,
     **train_options: Any,
 ) -> dict[str, Any]:
-    """Train a proxy LM on a mixture (Parquet or token shards) and score it; returns score.json's content.
+    """Train a proxy LM on a mixture (Parquet or token shards) and score it; returns result.json's content.
 
     ``train_options`` are further :class:`trainer.train.TrainConfig` fields (lr, schedule, optimizer,
     checkpoint_every, stop_after, device, compile, model={...}, high_precision_last=..., ...). A rerun
@@ -243,7 +243,7 @@ def write_score(
     targets: dict[str, dict[str, float]],
     weights: dict[str, float] | None,
 ) -> dict[str, Any]:
-    """score.json: the weighted score plus every figure it was computed from."""
+    """result.json: the weighted score plus every figure it was computed from."""
     clash = sorted(set(per_domain) & set(targets))
     if clash:
         raise ConfigError(f"target set name(s) {clash} equal domain names; rename the target sets")
@@ -294,7 +294,7 @@ def eval_proxy(
     max_eval_tokens_per_domain: int | None = 65_536,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Per-domain bits per byte of a trained proxy and the weighted score; writes RUN/score.json.
+    """Per-domain bits per byte of a trained proxy and the weighted score; writes RUN/result.json.
 
     On the run's own token shards only the held-out documents are evaluated (the split is recomputed
     from the run's config, so it is the one training excluded); on any other token shards every document

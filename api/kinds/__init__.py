@@ -48,7 +48,7 @@ REGISTRY: dict[str, KindEntry] = {
         ),
         KindEntry(
             "train",
-            "train a proxy LM on a mixture and score it (score.json)",
+            "train a proxy LM on a mixture and score it (result.json)",
             "api.kinds.train_kind",
             ("trainer.proxy:train_proxy",),
         ),

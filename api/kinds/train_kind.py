@@ -3,7 +3,7 @@
 The config mirrors `train_proxy`'s arguments. It is validated here without importing the trainer (and
 so torch): the server stays light, and the trainer validates its own TrainConfig again in the worker.
 Resumable: a rerun with the same arguments continues from the run's last checkpoint. Progress is the
-last step in metrics.jsonl against the planned steps; the result is OUT/score.json.
+last step in metrics.jsonl against the planned steps; the result is OUT/result.json.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from api.kinds.base import JobKind, KindContext, Prepared, RunContext
 from api.store import Job
 
 CONFIG = ("body", "config")
-SCORE = "score.json"
+SCORE = "result.json"
 METRICS = "metrics.jsonl"
 
 
@@ -30,7 +30,7 @@ class TrainJobConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mixture: str = Field(description="a mixture folder (Parquet parts) or a token-shard folder")
-    output: str | None = Field(default=None, description="the run folder (checkpoints, metrics, score.json)")
+    output: str | None = Field(default=None, description="the run folder (checkpoints, metrics, result.json)")
     preset: Literal["tiny", "small", "base"] = "tiny"
     precision: Literal["fp32", "bf16", "fp8", "nvfp4"] = "nvfp4"
     steps: int | None = Field(default=None, gt=0)
@@ -77,7 +77,7 @@ def last_step(metrics: Path) -> int:
 
 class TrainKind(JobKind):
     name = "train"
-    summary = "train a proxy LM on a mixture and score it (score.json)"
+    summary = "train a proxy LM on a mixture and score it (result.json)"
     Config = TrainJobConfig
 
     def prepare(

@@ -45,7 +45,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def scored(request: pytest.FixtureRequest) -> dict[str, Any] | None:
-    """A finished train job when this build has one (its score.json feeds the proxy-score plots)."""
+    """A finished train job when this build has one (its result.json feeds the proxy-score plots)."""
     if not (is_available("mix") and is_available("train")):
         return None
     return request.getfixturevalue("train_job")

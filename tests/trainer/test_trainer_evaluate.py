@@ -43,7 +43,7 @@ def run_dir(token_dir, tmp_path_factory):
 
 def test_score_json_has_finite_bpb_for_every_domain(run_dir):
     out, result = run_dir
-    saved = json.loads((out / "score.json").read_text())
+    saved = json.loads((out / "result.json").read_text())
     assert saved == {key: value for key, value in result.items() if key != "train"}
     assert set(saved["domains"]) == {"code", "news", "wiki"}
     for figures in saved["domains"].values():
@@ -63,7 +63,7 @@ def test_score_json_has_finite_bpb_for_every_domain(run_dir):
 
 def test_bpb_counts_every_held_out_byte_and_token_exactly(run_dir, token_dir, corpus):
     out, _ = run_dir
-    scores = json.loads((out / "score.json").read_text())["domains"]
+    scores = json.loads((out / "result.json").read_text())["domains"]
     shards = TokenShards(token_dir)
     held_out = shards.split(0.05).eval
     for domain, figures in scores.items():

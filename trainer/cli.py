@@ -1,0 +1,103 @@
+"""`curate train`, `curate eval`, `curate score` and `curate bench train`: typer wrappers over
+trainer.commands, which holds the logic and the docs of every option."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from curate.config import ConfigError
+
+Repeat = Annotated[list[str] | None, typer.Option(help="NAME=VALUE, repeatable")]
+
+
+def _run(function: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
+    try:
+        result = function(**kwargs)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def train(
+    mixture: Annotated[Path, typer.Option(help="mixture folder, token shards, or Parquet with text+domain")],
+    out: Annotated[Path, typer.Option(help="run folder (re-running resumes from its checkpoint)")],
+    size: Annotated[str, typer.Option(help="tiny (~1M), small (~10M), base (~100M)")] = "tiny",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, fp8 or nvfp4")] = "nvfp4",
+    steps: Annotated[int | None, typer.Option(min=1)] = None,
+    tokens: Annotated[int | None, typer.Option(min=1, help="token budget (instead of --steps)")] = None,
+    seed: int = 0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    seq_len: Annotated[int, typer.Option(min=8)] = 128,
+    lr: float | None = None,
+    schedule: Annotated[str, typer.Option(help="cosine or wsd")] = "cosine",
+    optimizer: Annotated[str, typer.Option(help="adamw or muon")] = "adamw",
+    vocab_size: Annotated[int, typer.Option(min=256)] = 8192,
+    tokenizer: Annotated[Path | None, typer.Option(help="an existing tokenizer.json")] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 100,
+    high_precision_last: Annotated[float, typer.Option(help="last N blocks (or fraction) kept in bf16")] = 2,
+    weight: Repeat = None,
+    device: str = "auto",
+    threads: Annotated[int | None, typer.Option(min=1)] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
+) -> None:
+    """Train a proxy LM on a mixture in the chosen precision, then score it (RUN/result.json)."""
+    from trainer.commands import train_command
+
+    _run(train_command, mixture=mixture, out=out, size=size, precision=precision, steps=steps, tokens=tokens,
+         seed=seed, batch_size=batch_size, seq_len=seq_len, lr=lr, schedule=schedule, optimizer=optimizer,
+         vocab_size=vocab_size, tokenizer=tokenizer, checkpoint_every=checkpoint_every,
+         high_precision_last=high_precision_last, weight=weight, device=device, threads=threads,
+         compile=compile)  # fmt: skip
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="a run folder of `curate train`")],
+    token_dir: Annotated[Path | None, typer.Option(help="score these token shards instead")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="NAME=FILE target set, repeatable")] = None,
+    weight: Repeat = None,
+    device: str = "auto",
+) -> None:
+    """Per-domain bits-per-byte on held-out documents (and target sets); rewrites RUN/result.json."""
+    from trainer.commands import eval_command
+
+    _run(eval_command, run=run, token_dir=token_dir, sets=sets, weight=weight, device=device)
+
+
+def score(
+    mixture: Annotated[Path, typer.Argument(help="a mixture folder of `curate mix`")],
+    out: Annotated[Path, typer.Option(help="run folder")] = Path(".cache/score"),
+    size: str = "tiny",
+    precision: str = "nvfp4",
+    tokens: Annotated[int, typer.Option(min=1)] = 2_000_000,
+    seed: int = 0,
+    weight: Repeat = None,
+    threads: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Train + evaluate in one: the mixture's proxy score (weighted mean held-out bits per byte)."""
+    from trainer.commands import score_command
+
+    _run(score_command, mixture=mixture, out=out, size=size, precision=precision, tokens=tokens, seed=seed,
+         weight=weight, threads=threads)  # fmt: skip
+
+
+def bench_train(
+    out: Path = Path(".cache/bench/train"),
+    token_dir: Annotated[
+        Path | None, typer.Option(help="token shards (default: built from package text)")
+    ] = None,
+    size: str = "tiny",
+    tokens: Annotated[int, typer.Option(min=1)] = 2_000_000,
+    threads: Annotated[int | None, typer.Option(min=1)] = None,
+    compile: Annotated[bool, typer.Option("--compile")] = False,
+) -> None:
+    """tokens/s per recipe, nvfp4 step time vs bf16, final eval loss, and fp32 vs a bare PyTorch loop."""
+    from trainer.commands import bench_train_command
+
+    _run(bench_train_command, out=out, token_dir=token_dir, size=size, tokens=tokens, threads=threads,
+         compile=compile)  # fmt: skip
