@@ -10,7 +10,35 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 
-COMMANDS = [(), ("run",), ("inspect",), ("demo",), ("bench",), ("bench", "pipeline")]
+COMMANDS = [
+    (),
+    ("run",),
+    ("inspect",),
+    ("demo",),
+    ("mix",),
+    ("train",),
+    ("eval",),
+    ("score",),
+    ("mixsearch",),
+    ("serve",),
+    ("jobs",),
+    ("jobs", "submit"),
+    ("schedules",),
+    ("models",),
+    ("models", "train-lm"),
+    ("agent",),
+    ("agent", "collect"),
+    ("bench",),
+    ("bench", "pipeline"),
+    ("bench", "minhash"),
+    ("bench", "rules"),
+    ("bench", "filters"),
+    ("bench", "dedup-quality"),
+    ("bench", "mix"),
+    ("bench", "train"),
+    ("bench", "mixing"),
+    ("bench", "api"),
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -43,6 +71,9 @@ def test_demo_without_shared_data_then_inspect(tmp_path: Path) -> None:
     again = run_cli("demo", "--out", str(out), "--workers", "2", cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "manifest.json").read_text())["totals"] == manifest["totals"]
+    assert "proxy score" in result.stdout and (tmp_path / "proxy" / "result.json").is_file()
+    mixture = json.loads((tmp_path / "mix" / "manifest.json").read_text())
+    assert set(mixture["domains"]) <= set(manifest["domains"])
 
     inspected = run_cli("inspect", str(out), "--json", cwd=tmp_path)
     assert inspected.returncode == 0, inspected.stderr
