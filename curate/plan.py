@@ -71,7 +71,8 @@ def output_schema(stages: list[Stage]) -> pa.Schema:
                     f"but it is already {existing[0].type}"
                 )
             if not existing:
-                fields.append(field)
+                # nullable whatever the stage says: rows rejected before this stage never get the column
+                fields.append(field.with_nullable(True))
     return pa.schema(fields)
 
 
