@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from api.errors import Conflict, FieldError, RequestErrors
 from api.kinds import KindUnavailable, UnknownKind, get_kind, kinds_status, submittable_kind
@@ -79,7 +79,10 @@ def create_app(settings: ServiceSettings, background: bool = True) -> FastAPI:
         version="1",
         summary="Curation jobs, scheduled batch runs and a dashboard over the curate pipeline.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _add_offline_docs(app)
     app.state.service = service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestOrigin, loopback_hosts_only=settings.token is None)
@@ -89,6 +92,26 @@ def create_app(settings: ServiceSettings, background: bool = True) -> FastAPI:
     app.include_router(_schedules_router(service), prefix="/v1", dependencies=auth)
     app.include_router(_pages_router(service))
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """/docs from the Swagger UI files the swagger-ui-bundle wheel ships: FastAPI's default page loads
+    them from a CDN, which a service on a closed network cannot reach."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="curate service - API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
 
 
 def _require_token(token: str | None) -> Callable[[Request], None]:

@@ -107,3 +107,14 @@ def test_cancel_stops_a_running_job_within_seconds(
     with pytest.raises(ApiError) as again:
         client.cancel_job(job["id"])
     assert again.value.status == 409
+
+
+def test_openapi_docs_page_is_served_without_a_cdn(server: Server) -> None:
+    import httpx
+
+    page = httpx.get(f"{server.url}/docs", timeout=30)
+    assert page.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    script = httpx.get(f"{server.url}/docs-static/swagger-ui-bundle.js", timeout=30)
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert httpx.get(f"{server.url}/openapi.json", timeout=30).json()["info"]["title"] == "curate service"
