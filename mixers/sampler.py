@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,6 +112,20 @@ def plan_mixture(
         raise MixError("--tokens needs a tokenizer: set `tokenizer: {path: ...}` in the spec")
     check_output(out_path, corpora.roots)
     return MixPlan(spec, out_path, corpora, counter, domains, tokens, notes)
+
+
+def preflight_mixture(
+    spec: MixtureSpec, out: Path | str | None, tokens: bool = False, strict: bool = False
+) -> MixPlan:
+    """plan_mixture plus the budget check, without tokenizing or writing anything (for job submission).
+
+    Exact and cached counts, or the estimate, give the real check; uncounted parts of an exact spec get
+    the byte bound (tokens <= UTF-8 bytes + 1), so a budget that passes here can still fail in the build.
+    """
+    plan = plan_mixture(spec, out, tokens, strict)
+    with tempfile.TemporaryDirectory(prefix="curate-mix-") as tmp, _connect(Path(tmp)) as con:
+        Session(con, plan, lambda message: None, Phases(None)).preflight()
+    return plan
 
 
 def _check_domains(spec: MixtureSpec, corpora: CorpusSet) -> None:
@@ -225,6 +240,29 @@ class Session:
 
     def prepare(self) -> None:
         """Corpus view, token counts and candidates; the budget is checked before any output exists."""
+        self._views()
+        if self.plan.counter.mode == "exact":
+            with self.clock("count"):
+                self._exact_counts()
+        with self.clock("select"):
+            self._candidates()
+            check_budget(self.plan, self._availability(), "")
+            self._selection()
+
+    def preflight(self) -> None:
+        """The budget check alone, never tokenizing: exact counts when cached, else the byte bound."""
+        self._views()
+        if self.plan.counter.mode == "exact" and missing_counts(
+            self.plan.corpora, self.parts, self.plan.counter
+        ):
+            check_budget(self.plan, self._upper_bounds(), " at most (UTF-8 bytes + 1 per document)")
+            return
+        if self.plan.counter.mode == "exact":
+            self._exact_counts()
+        self._candidates()
+        check_budget(self.plan, self._availability(), "")
+
+    def _views(self) -> None:
         files = pa.table(
             {
                 "file_idx": [p.index for p in self.parts],
@@ -242,13 +280,6 @@ class Session:
             file_row_number=True,
             hive_partitioning=False,
         ).create_view("corpus")
-        if self.plan.counter.mode == "exact":
-            with self.clock("count"):
-                self._exact_counts()
-        with self.clock("select"):
-            self._candidates()
-            check_budget(self.plan, self._availability(), "")
-            self._selection()
 
     def _filter_sql(self) -> tuple[str, list[Any]]:
         clauses, params = [], []

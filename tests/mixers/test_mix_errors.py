@@ -165,3 +165,17 @@ def test_a_corpus_listed_twice_or_missing_is_refused(mix_corpus: MixCorpus, tmp_
         missing
         == f"corpora[0]: {tmp_path} has no manifest.json; pass the output folder of a finished `curate run`"
     )
+
+
+def test_preflight_checks_the_budget_without_tokenizing(mix_corpus: MixCorpus, tmp_path: Path) -> None:
+    from mixers.sampler import preflight_mixture
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(mix_corpus.out, copy, ignore=shutil.ignore_patterns(SIDECAR_DIR))
+    exact = {"corpora": [str(copy)], "tokenizer": {"path": str(mix_corpus.tokenizer)}}
+    preflight_mixture(parse_spec(mix_corpus.spec(**exact)), tmp_path / "mix")
+    with pytest.raises(MixError, match="at most"):
+        preflight_mixture(parse_spec(mix_corpus.spec(budget=10**9, **exact)), tmp_path / "mix")
+    with pytest.raises(MixError, match="news needs 2,500,000 but has"):
+        preflight_mixture(parse_spec(mix_corpus.spec(budget=10**7)), tmp_path / "mix")
+    assert not (copy / SIDECAR_DIR).exists() and not (tmp_path / "mix").exists()
