@@ -141,8 +141,12 @@ def _plot_shares(plt: Any, rows: list[dict], path: Path) -> None:
 
 def _plot_histograms(plt: Any, histograms: dict[str, dict[str, Any]], path: Path) -> None:
     columns = list(histograms)
-    figure, axes = plt.subplots(len(columns), 1, figsize=(7, 2.6 * len(columns)), squeeze=False)
-    for axis, column in zip(axes[:, 0], columns, strict=True):
+    across = min(3, len(columns))
+    down = math.ceil(len(columns) / across)
+    figure, axes = plt.subplots(down, across, figsize=(4.5 * across, 2.8 * down), squeeze=False)
+    for axis in axes.flat[len(columns) :]:
+        axis.set_visible(False)
+    for axis, column in zip(axes.flat, columns, strict=False):
         histogram = histograms[column]
         edges = histogram["edges"]
         for domain, counts in histogram["counts"].items():
@@ -159,24 +163,16 @@ def _plot_histograms(plt: Any, histograms: dict[str, dict[str, Any]], path: Path
 
 
 def render_mixture_report(report: dict[str, Any]) -> None:
-    """The rich table: domain, requested share, achieved share, tokens, epochs, mean scores."""
+    """Two rich tables: shares, tokens and epochs per domain; then mean scores (a row per score column,
+    a column per domain, so a corpus with many score columns still fits a terminal)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    scores = report["score_columns"]
     table = Table(
-        "domain",
-        "requested",
-        "achieved",
-        "tokens",
-        "docs",
-        "epochs",
-        *[f"mean {s}" for s in scores],
-        title=f"mixture {report['mixture']}",
+        "domain", "requested", "achieved", "tokens", "docs", "epochs", title=f"mixture {report['mixture']}"
     )
     for row in report["domains"]:
-        means = [_number(row["means"].get(s)) for s in scores]
         table.add_row(
             row["domain"],
             f"{row['requested_share']:.3f}",
@@ -184,9 +180,13 @@ def render_mixture_report(report: dict[str, Any]) -> None:
             f"{row['tokens']:,}",
             f"{row['documents']:,}",
             f"{row['epochs']:.2f}",
-            *means,
         )
     console.print(table)
+    if report["score_columns"]:
+        means = Table("mean score", *[row["domain"] for row in report["domains"]])
+        for column in report["score_columns"]:
+            means.add_row(column, *[_number(row["means"].get(column)) for row in report["domains"]])
+        console.print(means)
     totals = report["totals"]
     console.print(
         f"requested {totals['requested_tokens']:,} tokens, achieved {totals['achieved_tokens']:,} "
