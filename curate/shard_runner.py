@@ -6,7 +6,6 @@ a kept row or a reject row, and the completion record says how many of each and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from curate.checksums import file_sha256
 from curate.dedup.sketch import hasher_for, sketch_batch
 from curate.plan import RunPlan, ShardTask
 from curate.readers.batches import read_batches
@@ -76,11 +76,6 @@ def _counts_dict(counts: StageCounts) -> dict:
 
 def completion_path(out: Path, key: str) -> Path:
     return out / STATE_DIR / f"{key}.json"
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class ShardProcessor:

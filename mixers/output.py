@@ -7,7 +7,6 @@ That, plus a total order on the rows, is what makes a mixture built twice with o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -98,14 +97,6 @@ class MixWriter:
             self._pending = []
         self._close_part()
         return self.parts
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_mixture(path: Path) -> bool:

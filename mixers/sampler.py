@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from curate.checksums import file_sha256
 from curate.manifest import code_version
 from mixers.corpus import CorpusSet, PartFile, open_corpora
 from mixers.db import connect
@@ -39,7 +40,6 @@ from mixers.output import (
     MixWriter,
     check_output,
     commit,
-    file_sha256,
     staging_dir,
     write_json,
 )

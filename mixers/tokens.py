@@ -62,7 +62,8 @@ def make_counter(spec: TokenizerSpec) -> TokenCounter:
     if spec.mode == "estimate":
         assert spec.chars_per_token is not None
         return TokenCounter("estimate", f"cpt-{spec.chars_per_token:g}", chars_per_token=spec.chars_per_token)
-    from trainer.tokenizer import file_sha256, load_tokenizer, resolve_tokenizer_path
+    from curate.checksums import file_sha256
+    from trainer.tokenizer import load_tokenizer, resolve_tokenizer_path
 
     assert spec.path is not None
     try:

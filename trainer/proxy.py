@@ -20,12 +20,13 @@ import numpy as np
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
+from curate.checksums import file_sha256
 from curate.config import ConfigError
 from trainer.evaluate import evaluate_domains, mixture_score
 from trainer.model import ModelConfig, TransformerLM
 from trainer.precision import PrecisionConfig, Recipe
 from trainer.token_shards import TokenShards, is_token_dir, write_token_shards
-from trainer.tokenizer import encode_documents, file_sha256, load_tokenizer, train_tokenizer
+from trainer.tokenizer import encode_documents, load_tokenizer, train_tokenizer
 from trainer.train import (
     CHECKPOINT,
     TrainConfig,

@@ -117,7 +117,8 @@ def write_token_shards(
     folder that looks complete. ``eot_id`` defaults to the tokenizer's ``<|endoftext|>``. Returns the
     metadata written to ``tokens.json``.
     """
-    from trainer.tokenizer import EOT, file_sha256, load_tokenizer
+    from curate.checksums import file_sha256
+    from trainer.tokenizer import EOT, load_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

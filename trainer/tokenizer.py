@@ -112,15 +112,6 @@ def eot_id(tokenizer: Tokenizer) -> int | None:
     return tokenizer.token_to_id(EOT)
 
 
-def file_sha256(path: Path) -> str:
-    """Checksum recorded beside token shards, so a shard is never read with the wrong vocabulary."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def encode_documents(
     tokenizer: Tokenizer,
     texts: Iterable[str],

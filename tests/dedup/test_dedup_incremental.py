@@ -13,12 +13,12 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from curate.checksums import file_sha256
 from curate.config import ConfigError, PipelineConfig, parse_config, resolve_paths
 from curate.dedup.phase import run_id
 from curate.demo import write_jsonl_gz
 from curate.plan import build_plan
 from curate.run import run_pipeline
-from curate.shard_runner import file_sha256
 from curate.textsources import book_passages
 from tests.conftest import run_cli
 from tests.core.helpers import read_parts, write_config
