@@ -106,7 +106,7 @@ def _stage_entry(entry: Any, index: int) -> dict[str, Any]:
     try:
         validated = stage.Params.model_validate(params or {})
     except ValidationError as error:
-        raise ValueError(_describe(error, prefix=f"stages.{index}.{name}")) from None
+        raise ValueError(describe_validation_error(error, prefix=f"stages.{index}.{name}")) from None
     return {"name": name, "params": validated}
 
 
@@ -128,10 +128,11 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"{where}: {_describe(error)}") from None
+        raise ConfigError(f"{where}: {describe_validation_error(error)}") from None
 
 
-def _describe(error: ValidationError, prefix: str = "") -> str:
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """The first problem as `dotted.path: message`: one line, naming the key and what was expected."""
     item = error.errors()[0]
     loc = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
     if item["type"] == "extra_forbidden":
@@ -141,7 +142,8 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
     message = item["msg"].removeprefix("Value error, ")
     if message.startswith(loc + "."):  # a nested model already named the full path
         return message
-    return f"{loc}: {message}" + ("" if item["type"] == "value_error" else f" (got {item.get('input')!r})")
+    got = "" if item["type"] == "value_error" else f" (got {item.get('input')!r})"
+    return f"{loc}: {message}{got}" if loc else message + got
 
 
 def _one_line(error: Exception) -> str:

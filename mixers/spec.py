@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from curate.config import describe_validation_error
 from curate.schema import DomainName
 from mixers.errors import MixError, warn
 
@@ -134,26 +135,13 @@ class MixtureSpec(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-def _describe(error: ValidationError) -> str:
-    """The first problem as `dotted.path: message`, the way `curate run` reports config errors."""
-    item = error.errors()[0]
-    loc = ".".join(str(part) for part in item["loc"])
-    if item["type"] == "extra_forbidden":
-        return f"{loc}: unknown key; remove it or check its spelling"
-    if item["type"] == "missing":
-        return f"{loc}: required key is missing"
-    message = item["msg"].removeprefix("Value error, ")
-    got = "" if item["type"] == "value_error" else f" (got {item.get('input')!r})"
-    return f"{loc}: {message}{got}" if loc else message + got
-
-
 def parse_spec(raw: Any, where: str = "spec") -> MixtureSpec:
     if not isinstance(raw, dict):
         raise MixError(f"{where}: expected a mapping with `corpora:`, `domains:` and `tokenizer:`")
     try:
         return MixtureSpec.model_validate(raw)
     except ValidationError as error:
-        raise MixError(f"{where}: {_describe(error)}") from None
+        raise MixError(f"{where}: {describe_validation_error(error)}") from None
 
 
 def load_spec(path: Path) -> MixtureSpec:
