@@ -143,6 +143,30 @@ def bench_minhash(
     typer.echo(json.dumps(run_bench(repeats=repeats), indent=2))
 
 
+@bench_app.command("dedup")
+def bench_dedup(
+    input_paths: Annotated[
+        list[str] | None, typer.Option("--input", help="JSONL shard, glob or folder (repeatable)")
+    ] = None,
+    docs: Annotated[
+        list[int] | None, typer.Option(help="generated corpus sizes when no --input (repeatable)")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+    peer_docs: Annotated[int, typer.Option(min=0, help="documents given to the peers end to end")] = 5_000,
+    json_output: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Dedup: signature MB/s per core, end-to-end docs/s and peak RSS (per million documents) of a real
+    normalize + dedup run, with datasketch / rensa / DataTrove as ratios when installed."""
+    from curate.dedup.bench_dedup import bench_dedup as run_bench
+    from curate.dedup.bench_dedup import format_report
+
+    try:
+        result = run_bench(input_paths or None, docs or [100_000], workers, peer_docs)
+    except ConfigError as error:
+        fail(str(error))
+    typer.echo(json.dumps(result, indent=2) if json_output else format_report(result))
+
+
 @bench_app.command("dedup-quality")
 def bench_dedup_quality(
     originals: Annotated[int, typer.Option(min=50, help="real documents before edited copies")] = 6000,
