@@ -213,6 +213,8 @@ def read_texts(files: Sequence[Path], max_docs: int | None = None, max_bytes: in
 
     texts: list[str] = []
     size = 0
+    if max_docs is not None and max_docs <= 0:
+        return texts
     for path in files:
         for batch in read_batches(ShardSource(path, path.name, "jsonl", FieldMap()), 1000, 1 << 26):
             for text in batch.docs.column("text").to_pylist():
@@ -638,8 +640,8 @@ def _peers(
     """curate (one worker) and every importable peer on the same subset, each in a fresh process (none of
     it when no peer is asked for or importable)."""
     peers = [peer for peer in peers if _peer_available(peer)]
-    if not peers:
-        return {"docs": 0, "skipped": "no peer asked for or importable"}
+    if not peers or not texts:
+        return {"docs": 0, "skipped": "no peer documents, or no peer asked for or importable"}
     subset = work / "peer-subset.jsonl"
     _write_subset(texts, subset)
     size = subset.stat().st_size
@@ -738,7 +740,7 @@ def bench_dedup(
     inputs: Sequence[str] | None = None,
     docs: Sequence[int] = (100_000,),
     workers: int = 2,
-    peer_docs: int = 5_000,
+    peer_docs: int = 5_000,  # 0: no peers
     peers: Sequence[str] = ("datasketch", "rensa", "datatrove"),
     signature_mb: float = 20.0,
     repeats: int = 3,

@@ -25,7 +25,7 @@ def shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_bench_dedup_on_a_jsonl_shard_reports_the_required_figures(shard: Path, tmp_path: Path) -> None:
     result = bench_dedup(
-        inputs=[str(shard)], workers=1, peers=(), signature_mb=0.2, repeats=1, cache_dir=tmp_path
+        inputs=[str(shard)], workers=1, peer_docs=0, signature_mb=0.2, repeats=1, cache_dir=tmp_path
     )
     for key in ("signature_mb_s_per_core", "end_to_end_docs_s", "peak_rss_mb"):
         assert isinstance(result[key], float) and result[key] > 0, key
@@ -34,7 +34,7 @@ def test_bench_dedup_on_a_jsonl_shard_reports_the_required_figures(shard: Path, 
     assert run["duplicates"] >= 20  # the copies, found by the real dedup phase
     assert run["dedup_phase"]["peak_rss_mb"] > 0 and run["cpu_s"] > 0
     assert result["peak_rss_mb_per_million_docs"] > result["peak_rss_mb"]
-    assert result["peers_end_to_end"]["docs"] == 0  # no peer asked for: no subset runs
+    assert result["peers_end_to_end"]["docs"] == 0  # --peer-docs 0: no peer runs
     assert result["ratios"]["signature_vs_datasketch"] > 1  # datasketch is a dependency: always measured
     assert not (tmp_path / "work" / "run").exists()  # outputs are removed after measuring
 
