@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from curate.dedup.minhash import MinHasher, is_empty
 from curate.dedup.settings import DedupConfig
-from curate.schema import TIMESTAMP
+from curate.schema import TIMESTAMP, UNASSIGNED_DOMAIN
 
 SKETCH_SCHEMA = pa.schema(
     [
@@ -55,7 +56,7 @@ def sketch_batch(table: pa.Table, hasher: MinHasher) -> pa.Table:
     columns = {
         "id": table.column("id"),
         "source": table.column("source"),
-        "domain": table.column("domain"),
+        "domain": pc.fill_null(table.column("domain"), UNASSIGNED_DOMAIN),  # the writer's partition name
         "n_chars": pa.array([len(t) for t in texts.to_pylist()], pa.int64()),
         "crawl_date": table.column("crawl_date"),
         "quality": quality,

@@ -227,3 +227,19 @@ def test_local_and_ray_executors_give_the_same_corpus_with_dedup(
         assert ray["dedup"][key] == local["dedup"][key], key
     assert read_parts(tmp_path / "ray" / "corpus").equals(read_parts(tmp_path / "local" / "corpus"))
     assert read_parts(tmp_path / "ray" / "rejects").equals(read_parts(tmp_path / "local" / "rejects"))
+
+
+def test_dedup_without_a_tag_stage_uses_the_unassigned_partition(tmp_path: Path) -> None:
+    """Documents with no domain are written to domain=unassigned; the dedup phase must find them there."""
+    from curate.config import parse_config, resolve_paths
+    from curate.demo import write_jsonl_gz
+    from curate.run import run_pipeline
+    from curate.textsources import news_texts
+
+    texts = list(news_texts())[:60]
+    write_jsonl_gz(tmp_path / "a.jsonl.gz", ({"text": t} for t in texts))
+    write_jsonl_gz(tmp_path / "b.jsonl.gz", ({"text": t} for t in texts[:20]))
+    raw = {"inputs": [{"path": str(tmp_path / "*.jsonl.gz")}], "stages": [{"normalize": {}}], "dedup": {}}
+    manifest = run_pipeline(resolve_paths(parse_config(raw), tmp_path, str(tmp_path / "out")), progress=False)
+    assert manifest["totals"]["duplicates"] >= 20
+    assert set(manifest["domains"]) == {"unassigned"}
