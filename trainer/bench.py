@@ -29,11 +29,10 @@ from typing import Any
 
 import torch
 
-from trainer.evaluate import evaluate_domains
 from trainer.model import TransformerLM, lm_loss
 from trainer.token_shards import TokenShards, WindowSampler, is_token_dir, write_token_shards
 from trainer.tokenizer import encode_documents, load_tokenizer, train_tokenizer
-from trainer.train import METRICS, TrainConfig, padded_vocab, parse_train_config, train_run
+from trainer.train import METRICS, TrainConfig, evaluate_held_out, padded_vocab, parse_train_config, train_run
 
 BENCH_DIR = Path(".cache/bench/train")
 RECIPES = ("fp32", "bf16", "fp8", "nvfp4")
@@ -92,16 +91,7 @@ def median_rate(metrics: Path) -> float:
 
 def _recipe_figures(cfg: TrainConfig, max_eval_tokens: int | None) -> dict[str, float]:
     run, summary = train_run(cfg)
-    per_domain = evaluate_domains(
-        run.model,
-        run.recipe,
-        run.shards,
-        run.split.eval,
-        cfg.seq_len,
-        cfg.batch_size,
-        run.device,
-        max_eval_tokens,
-    )
+    per_domain = evaluate_held_out(run, cfg, max_eval_tokens)
     tokens = sum(d["tokens"] for d in per_domain.values())
     n_bytes = sum(d["bytes"] for d in per_domain.values())
     nats = sum(d["loss"] * d["tokens"] for d in per_domain.values())

@@ -30,6 +30,7 @@ from trainer.tokenizer import encode_documents, load_tokenizer, train_tokenizer
 from trainer.train import (
     CHECKPOINT,
     TrainConfig,
+    evaluate_held_out,
     load_checkpoint,
     parse_train_config,
     resolve_device,
@@ -222,16 +223,7 @@ def train_proxy(
     run, summary = train_run(cfg)
     result = {"train": summary}
     if summary["finished"]:
-        per_domain = evaluate_domains(
-            run.model,
-            run.recipe,
-            run.shards,
-            run.split.eval,
-            cfg.seq_len,
-            cfg.batch_size,
-            run.device,
-            max_eval_tokens_per_domain,
-        )
+        per_domain = evaluate_held_out(run, cfg, max_eval_tokens_per_domain)
         result |= write_score(out_dir, cfg, run.step, per_domain, {}, weights)
     return result
 

@@ -30,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curate.config import ConfigError
+from trainer.evaluate import evaluate_domains
 from trainer.model import ModelConfig, PresetName, TransformerLM, lm_loss, model_config
 from trainer.optim import OptimizerName, ScheduleName, build_optimizers, lr_factor, set_lr
 from trainer.precision import PrecisionConfig, Recipe
@@ -293,6 +294,14 @@ def prepare_out_dir(cfg: TrainConfig, model_cfg: ModelConfig, tokenizer_path: Pa
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.out_dir``; returns the summary of :func:`train_run`."""
     return train_run(cfg)[1]
+
+
+def evaluate_held_out(run: Run, cfg: TrainConfig, max_eval_tokens: int | None) -> dict[str, dict[str, float]]:
+    """Per-domain bits per byte of a trained run on its own held-out documents (never trained on)."""
+    return evaluate_domains(
+        run.model, run.recipe, run.shards, run.split.eval, cfg.seq_len, cfg.batch_size, run.device,
+        max_eval_tokens,
+    )  # fmt: skip
 
 
 def train_run(cfg: TrainConfig) -> tuple[Run, dict[str, Any]]:
