@@ -261,6 +261,7 @@ def _register_package_commands() -> None:
     app.command("eval")(train_cli.evaluate)
     app.command("score")(train_cli.score)
     bench_app.command("train")(train_cli.bench_train)
+    bench_app.command("filtering")(train_cli.bench_filtering)
     app.command("mix")(mix_cli.mix)
     bench_app.command("mix")(mix_cli.bench_mix)
     app.command("serve")(serve_command)

@@ -101,3 +101,29 @@ def bench_train(
 
     _run(bench_train_command, out=out, token_dir=token_dir, size=size, tokens=tokens, threads=threads,
          compile=compile)  # fmt: skip
+
+
+def bench_filtering(
+    out: Path = Path(".cache/bench/filtering"),
+    tokens: Annotated[int, typer.Option(min=1, help="tokens each arm trains on")] = 1_000_000,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds (mixture sample + model init)")] = "0,1,2",
+    keep: Annotated[float, typer.Option(help="share of pool documents the quality filter keeps")] = 0.4,
+    size: str = "tiny",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, fp8 or nvfp4")] = "fp32",
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per run")] = 1,
+    max_docs: Annotated[int | None, typer.Option(min=10, help="use only this many pool documents")] = None,
+    eval_chars: Annotated[int, typer.Option(min=1000, help="characters per evaluation set")] = 300_000,
+    json_output: Annotated[bool, typer.Option("--json", help="print every figure as JSON")] = False,
+) -> None:
+    """Quality-filtered vs unfiltered web mixture at equal tokens: proxy bits per byte on held-out
+    Wikipedia, books and web text (the pool is real web text from ../shared/data)."""
+    from trainer.bench_filtering import format_table
+    from trainer.commands import bench_filtering_command
+
+    try:
+        figures = bench_filtering_command(out, tokens, seeds, keep, size, precision, threads, max_docs,  # type: ignore[arg-type]
+                                          eval_chars)  # fmt: skip
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(figures, indent=2, default=str) if json_output else format_table(figures))

@@ -101,3 +101,22 @@ def bench_train_command(out: Path = Path(".cache/bench/train"), token_dir: Path 
     from trainer.bench import bench_train
 
     return bench_train(out, token_dir, size, tokens=tokens, threads=threads, compile=compile)
+
+
+def bench_filtering_command(out: Path = Path(".cache/bench/filtering"), tokens: int = 1_000_000,
+                            seeds: str = "0,1,2", keep: float = 0.4, size: Size = "tiny",
+                            precision: Precision = "fp32", threads: int | None = 1,
+                            max_docs: int | None = None,
+                            eval_chars: int = 300_000) -> dict[str, Any]:  # fmt: skip
+    """`curate bench filtering [--json]`: a proxy trained on the top-quality share of a real web pool
+    against one trained on random pool documents, same tokens, tokenizer, model and seed; bits per byte
+    on held-out Wikipedia, books and web text (see trainer.bench_filtering)."""
+    from curate.config import ConfigError
+    from trainer.bench_filtering import bench_filtering
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
+    return bench_filtering(out, tokens, seed_list, keep, size, precision, threads=threads,
+                           max_docs=max_docs, eval_chars=eval_chars)  # fmt: skip

@@ -1,0 +1,530 @@
+"""``curate bench filtering``: does a quality-filtered mixture train a better proxy than an unfiltered one
+at the same token budget? (The DCLM / FineWeb-Edu seed finding, at small scale, on this project's own
+pipeline, mixer and trainer.)
+
+What it does, and why each step is shaped so:
+
+1. **Pool.** Real web documents: the general Common Crawl shards of ``../shared/data/web`` (C4, RedPajama
+   CC/C4, Dolma CC, WARC/WET; the curated NIH/USPTO/StackExchange samples are not random web text and are
+   left out, as :func:`filters.quality.crawl_documents` decides) plus the 499 web documents of
+   ``quality/dclm_majority_data.jsonl`` (their human labels are never used for selection, only reported).
+   A fixed 10% of documents (by md5 of the id) is held out *before* anything is selected, so the web
+   evaluation slice is in neither mixture.
+2. **Annotate, never drop.** The pool goes through :func:`curate.run.run_pipeline` with normalize, langid,
+   heuristics (annotate), KenLM perplexity and the quality ensemble, no threshold anywhere: every document
+   keeps a ``quality`` column (tag first, decide later). Exact + near dedup runs across the pool and the
+   held-out slice, so a held-out document can not also be a training document.
+3. **Two mixtures, one budget.** Both arms are built by :func:`mixers.sampler.build_mixture` with the same
+   tokenizer (trained on the whole training pool, so it favours neither arm) and the same token budget:
+   *unfiltered* takes random pool documents, *filtered* only those with ``quality`` in the top
+   ``keep`` share (DCLM keeps the top ~10%; a pool this small needs a larger share). The budget is
+   capped at the distinct tokens the filtered arm holds, so both mixtures are one epoch of distinct
+   documents; when ``--tokens`` asks for more, both arms repeat their mixture by the same factor.
+4. **Same proxy.** Same preset, precision, steps, batch, learning rate and seed for both arms
+   (:func:`trainer.train.train_run`, every mixture document used for training).
+5. **Held-out, high-quality evaluation** in bits per byte (:func:`trainer.proxy.eval_proxy`): Wikipedia
+   pages the filter models never saw (5 raw HTML pages, resiliparse main content), WikiText-2 test
+   articles (in the filter models' *training* data, never in the proxy's), Gutenberg passages of books
+   past the filter models' book sample, and the held-out web slice. Lower is better; ``delta`` is
+   filtered minus unfiltered (negative: filtering helped).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.config import ConfigError
+
+BENCH_DIR = Path(".cache/bench/filtering")
+HELD_OUT_PERCENT = 10
+POOL_DOMAIN = "web"
+HELD_OUT_DOMAIN = "heldout"
+DCLM_FILE = "quality/dclm_majority_data.jsonl"
+EVAL_CHARS = 300_000
+FILTER_MODELS = ("wiki-5gram", "quality")
+ARMS = ("unfiltered", "filtered")
+
+
+# ----------------------------------------------------------------------------------------------- pool
+
+
+def is_held_out(doc_id: str) -> bool:
+    """A fixed, seed-free split: the same documents are held out on every run and every machine."""
+    return int(hashlib.md5(doc_id.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT_PERCENT
+
+
+def pool_documents(shared: Path, max_docs: int | None = None) -> list[dict[str, Any]]:
+    """General-crawl documents and the DCLM web sample as {id, text, label}; ``max_docs`` keeps every
+    k-th document (for a quick run), so both sources stay represented."""
+    from filters.quality import crawl_documents
+
+    docs: list[dict[str, Any]] = [
+        {"id": key, "text": text, "label": None} for key, text in crawl_documents(shared)
+    ]
+    lines = (shared / DCLM_FILE).read_text(encoding="utf-8").splitlines()
+    for index, line in enumerate(lines):
+        if line.strip():
+            row = json.loads(line)
+            docs.append({"id": f"dclm/{index}", "text": row["text"], "label": int(row["label"])})
+    if max_docs is not None and max_docs < len(docs):
+        stride = len(docs) / max_docs
+        docs = [docs[int(i * stride)] for i in range(max_docs)]
+    return docs
+
+
+def write_pool_shards(docs: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """The pool and its held-out slice as two byte-stable JSONL.gz inputs (rewritten only on change)."""
+    from curate.demo import write_jsonl_gz
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {POOL_DOMAIN: folder / "pool.jsonl.gz", HELD_OUT_DOMAIN: folder / "heldout.jsonl.gz"}
+    for domain, path in paths.items():
+        wanted = [
+            {"id": d["id"], "text": d["text"]}
+            for d in docs
+            if is_held_out(d["id"]) == (domain != POOL_DOMAIN)
+        ]
+        payload = b"".join(orjson.dumps(row) + b"\n" for row in wanted)
+        if not path.exists() or gzip.decompress(path.read_bytes()) != payload:
+            write_jsonl_gz(path, wanted)
+    return paths
+
+
+def pipeline_config(shards: dict[str, Path], out: Path) -> dict[str, Any]:
+    """Annotate-only stages (no stage drops a document) and dedup across pool and held-out slice."""
+    return {
+        "inputs": [
+            {"path": str(path.resolve()), "name": domain, "domain": domain} for domain, path in shards.items()
+        ],
+        "stages": [
+            {"normalize": {}},
+            {"langid": {"min_score": 0.0}},
+            {"heuristics": {"mode": "annotate"}},
+            {"perplexity": {}},
+            {"quality": {}},
+        ],
+        "dedup": {},
+        "output": str(out.resolve()),
+    }
+
+
+def ensure_filter_models() -> None:
+    """Models are built, not downloaded: the KenLM reference LM and the quality ensemble, once."""
+    from filters import commands
+    from filters.model_registry import find_model
+
+    if find_model("wiki-5gram") is None:
+        commands.train_lm("wiki-5gram", "reference", books_mb=5.0)
+    if find_model("quality") is None:
+        commands.train_quality("quality", "wiki-5gram", books_mb=5.0)
+
+
+def curate_pool(shards: dict[str, Path], out: Path, workers: int) -> dict[str, Any]:
+    """Run the pipeline once; a finished corpus of the same config is reused (its manifest returned)."""
+    import yaml
+
+    from curate.config import load_config
+    from curate.run import RUN_RECORD, run_pipeline
+
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(pipeline_config(shards, out / "corpus"), sort_keys=False))
+    config = load_config(config_path)
+    corpus = out / "corpus"
+    record, manifest = corpus / RUN_RECORD, corpus / "manifest.json"
+    if record.exists() and json.loads(record.read_text()).get("config_hash") != config.config_hash():
+        shutil.rmtree(corpus)  # ours to replace: the pool or the stages changed
+    if manifest.exists() and record.exists():
+        return json.loads(manifest.read_text())
+    return run_pipeline(config, "local", workers, progress=False)
+
+
+def corpus_rows(corpus: Path, domain: str, columns: tuple[str, ...] = ("id", "text", "quality")) -> pa.Table:
+    """One domain's kept documents (a few MB here), in a stable order (by id)."""
+    from mixers.corpus import open_corpora
+
+    parts = [str(p.path) for p in open_corpora([str(corpus)]).parts_for([domain])]
+    table = pa.concat_tables(pq.read_table(path, columns=list(columns)) for path in parts)
+    return table.sort_by("id")
+
+
+# ------------------------------------------------------------------------------------------ eval sets
+
+
+def write_texts(path: Path, texts: list[str]) -> Path:
+    """A JSONL target set for :func:`trainer.proxy.tokenize_target_set` (rewritten only on change)."""
+    payload = b"".join(orjson.dumps({"text": t}) + b"\n" for t in texts if t.strip())
+    if not path.exists() or path.read_bytes() != payload:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    return path
+
+
+def capped(texts: list[str], max_chars: int) -> list[str]:
+    """Every k-th text so the sample spans the whole set, then whole texts until ``max_chars``."""
+    total = sum(len(t) for t in texts)
+    stride = max(1, int(total / max_chars)) if max_chars else 1
+    out, size = [], 0
+    for text in texts[::stride]:
+        if size >= max_chars:
+            break
+        out.append(text[: max_chars - size])
+        size += len(out[-1])
+    return out
+
+
+def wikipedia_html_pages(shared: Path) -> list[str]:
+    """Main text of the raw Wikipedia HTML pages: Wikipedia no filter model was trained on."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    pages = sorted((shared / "web" / "html").glob("wikipedia_page*.html"))
+    return [
+        extract_plain_text(HTMLTree.parse(p.read_text(encoding="utf-8", errors="replace")), main_content=True)
+        for p in pages
+    ]
+
+
+def wikitext_test_articles(shared: Path) -> list[str]:
+    """WikiText-2 test articles, tokenisation undone (``filters.corpora.wikitext_articles`` reads valid
+    and test; only test is wanted). The filter models trained on these; the proxy never does."""
+    from filters import corpora
+
+    path = shared / "domains" / "wikitext2_test.txt"
+    if not path.is_file():
+        return []
+    articles: list[str] = []
+    lines: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if re.fullmatch(r" = ([^=].*?) = ", line):
+            if lines:
+                articles.append("\n".join(lines))
+            lines = []
+        elif line.strip() and not line.startswith(" = "):
+            lines.append(corpora.untokenize_wikitext(line))
+    if lines:
+        articles.append("\n".join(lines))
+    return articles
+
+
+def books_seen_chars() -> int:
+    """Characters of the sorted Gutenberg books the filter models trained on (their cards' books_mb)."""
+    from filters.model_registry import find_model
+
+    seen = 0.0
+    for name in FILTER_MODELS:
+        model = find_model(name)
+        if model is not None:
+            seen = max(seen, float(model.card.params.get("books_mb", 0.0)))
+    return int(seen * 1e6)
+
+
+def unseen_book_passages(shared: Path, seen_chars: int) -> list[str]:
+    """Passages of books wholly past the filter models' book sample (books they never read)."""
+    from filters import corpora
+
+    total, passages, seen_books = 0, [], set()
+    for key, passage in corpora.book_documents(shared / "domains" / "books"):
+        book = key.split("/")[1]
+        if total < seen_chars:
+            seen_books.add(book)
+        elif book not in seen_books:
+            passages.append(passage)
+        total += len(passage)
+    return passages
+
+
+def eval_sets(shared: Path, folder: Path, corpus: Path, max_chars: int) -> dict[str, Path]:
+    """The high-quality target sets (JSONL) and the held-out web slice, each capped at ``max_chars``."""
+    held_out = corpus_rows(corpus, HELD_OUT_DOMAIN, ("id", "text")).column("text").to_pylist()
+    return {
+        "wiki": write_texts(folder / "wiki.jsonl", capped(wikipedia_html_pages(shared), max_chars)),
+        "wikitext2": write_texts(
+            folder / "wikitext2.jsonl", capped(wikitext_test_articles(shared), max_chars)
+        ),
+        "books": write_texts(
+            folder / "books.jsonl", capped(unseen_book_passages(shared, books_seen_chars()), max_chars)
+        ),
+        "web_heldout": write_texts(folder / "web_heldout.jsonl", capped(held_out, max_chars)),
+    }
+
+
+# ------------------------------------------------------------------------------------ mixtures + runs
+
+
+def pool_tokenizer(texts: list[str], vocab_size: int, cache_dir: Path) -> Path:
+    """One BPE for both arms, trained on the whole training pool: it favours neither arm, so their bits
+    per byte are comparable (and it never saw an evaluation set)."""
+    from trainer.tokenizer import train_tokenizer
+
+    return train_tokenizer(texts, vocab_size=vocab_size, cache_dir=cache_dir)
+
+
+def token_counts(tokenizer_path: Path, texts: list[str]) -> np.ndarray:
+    """Tokens per document as the mixer counts them (end-of-text included), to size the budget."""
+    from mixers.tokens import count_tokens
+    from trainer.tokenizer import eot_id, load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_path)
+    return count_tokens(tokenizer, texts, 0 if eot_id(tokenizer) is None else 1)
+
+
+def quality_threshold(quality: np.ndarray, keep: float) -> float:
+    """The score above which the top ``keep`` share of pool documents lies."""
+    return float(np.quantile(quality.astype(np.float64), 1.0 - keep))
+
+
+def build_arm(
+    corpus: Path, tokenizer: Path, budget: int, where: str | None, seed: int, out: Path
+) -> dict[str, Any]:
+    """One arm's mixture (Parquet + token shards) by the mixer itself; rebuilt each time (a second)."""
+    from mixers.sampler import build_mixture
+    from mixers.spec import parse_spec
+
+    domain: dict[str, Any] = {"weight": 1.0} | ({"where": where} if where else {})
+    spec = {
+        "corpora": [str(corpus.resolve())],
+        "budget": budget,
+        "seed": seed,
+        "tokenizer": {"path": str(tokenizer.resolve())},
+        "max_epochs": 1,
+        "domains": {POOL_DOMAIN: domain},
+    }
+    shutil.rmtree(out, ignore_errors=True)
+    return build_mixture(parse_spec(spec, where=f"bench filtering {out.name}"), out, tokens=True)
+
+
+def mixture_summary(mix: Path, manifest: dict[str, Any], labels: dict[str, int | None]) -> dict[str, Any]:
+    """Documents, tokens, mean quality and what the DCLM human labels say of the chosen documents."""
+    table = pa.concat_tables(
+        pq.read_table(mix / f["path"], columns=["id", "quality"]) for f in manifest["files"]
+    )
+    ids = table.column("id").to_pylist()
+    dclm = [labels[i] for i in ids if labels.get(i) is not None]
+    domain = manifest["domains"][POOL_DOMAIN]
+    return {
+        "documents": manifest["totals"]["documents"],
+        "unique_documents": domain["unique_documents"],
+        "tokens": manifest["totals"]["achieved_tokens"],
+        "available_documents": domain["available_documents"],
+        "mean_quality": float(np.mean(table.column("quality").to_numpy(zero_copy_only=False))),
+        "dclm_documents": len(dclm),
+        "dclm_human_positive_share": (sum(dclm) / len(dclm)) if dclm else None,
+    }
+
+
+def train_and_eval(
+    mix: Path,
+    run_dir: Path,
+    sets: dict[str, Path],
+    seed: int,
+    train: dict[str, Any],
+) -> dict[str, Any]:
+    """Train the proxy on one arm (every mixture document is training data: eval_fraction 0) and score
+    it on the target sets, each evaluated whole."""
+    from trainer.proxy import eval_proxy, resolve_source
+    from trainer.train import parse_train_config, train_run
+
+    token_dir = resolve_source(mix).token_dir
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed tail of another budget
+    cfg = parse_train_config(
+        token_dir=token_dir,
+        out_dir=run_dir,
+        seed=seed,
+        eval_fraction=0.0,
+        checkpoint_every=train["steps"],
+        progress=False,
+        **{k: v for k, v in train.items() if k != "precision"},
+        precision={"name": train["precision"]},
+    )
+    started = time.perf_counter()
+    _, summary = train_run(cfg)
+    train_seconds = time.perf_counter() - started
+    record = eval_proxy(run_dir, target_sets=sets, max_eval_tokens_per_domain=None, device="cpu")
+    return {
+        "bpb": {name: figures["bpb"] for name, figures in record["targets"].items()},
+        "final_train_loss": summary["final_loss"],
+        "tokens_trained": record["tokens_trained"],
+        "train_seconds": round(train_seconds, 1),
+        "tokenizer_sha256": _sha256(run_dir / "tokenizer.json"),
+    }
+
+
+def _sha256(path: Path) -> str:
+    from curate.checksums import file_sha256
+
+    return file_sha256(path)
+
+
+# ------------------------------------------------------------------------------------------ the bench
+
+
+def bench_filtering(
+    out: Path = BENCH_DIR,
+    tokens: int = 1_000_000,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    keep: float = 0.4,
+    preset: str = "tiny",
+    precision: str = "fp32",
+    vocab_size: int = 4096,
+    batch_size: int = 16,
+    seq_len: int = 128,
+    threads: int | None = 1,
+    workers: int = 1,
+    max_docs: int | None = None,
+    eval_chars: int = EVAL_CHARS,
+) -> dict[str, Any]:
+    """Both arms per seed at the same training tokens; returns the JSON figures (see the module doc)."""
+    from curate.textsources import shared_data_dir
+
+    if not 0.0 < keep < 1.0:
+        raise ConfigError(f"--keep {keep}: the kept share of the pool must be between 0 and 1")
+    if not seeds:
+        raise ConfigError("--seed: give at least one seed")
+    shared = shared_data_dir()
+    if shared is None or not (shared / DCLM_FILE).is_file():
+        raise ConfigError("bench filtering needs ../shared/data (or CURATE_SHARED_DATA pointing at it)")
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_filter_models()
+    docs = pool_documents(shared, max_docs)
+    labels = {d["id"]: d["label"] for d in docs}
+    manifest = curate_pool(write_pool_shards(docs, out / "shards"), out, workers)
+    corpus = out / "corpus"
+    sets = eval_sets(shared, out / "eval", corpus, eval_chars)
+    pool = corpus_rows(corpus, POOL_DOMAIN)
+    texts = pool.column("text").to_pylist()
+    tokenizer = pool_tokenizer(texts, vocab_size, out / "tokenizers")
+    counts = token_counts(tokenizer, texts)
+    quality = pool.column("quality").to_numpy(zero_copy_only=False)
+    threshold = quality_threshold(quality, keep)
+    filtered_tokens = int(counts[quality >= threshold].sum())
+    budget = min(tokens, filtered_tokens)
+    steps = -(-tokens // (batch_size * seq_len))
+    train = {"preset": preset, "precision": precision, "steps": steps, "batch_size": batch_size,
+             "seq_len": seq_len, "threads": threads}  # fmt: skip
+    where = {"unfiltered": None, "filtered": f"quality >= {threshold!r}"}
+    runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    mixtures: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
+    for seed in seeds:
+        for arm in ARMS:
+            mix = out / "mixes" / f"{arm}-s{seed}"
+            mixture = build_arm(corpus, tokenizer, budget, where[arm], seed, mix)
+            mixtures[arm].append(mixture_summary(mix, mixture, labels))
+            runs[arm].append(train_and_eval(mix, out / "runs" / f"{arm}-s{seed}", sets, seed, train))
+    return {
+        "pool": pool_figures(manifest, counts, quality, threshold, docs),
+        "keep": keep,
+        "quality_threshold": threshold,
+        "where": where,
+        "tokenizer": {"path": str(tokenizer), "sha256": _sha256(tokenizer), "vocab_size": vocab_size},
+        "mixture_tokens": budget,
+        "train_tokens": steps * batch_size * seq_len,
+        "epochs": {arm: [steps * batch_size * seq_len / m["tokens"] for m in mixtures[arm]] for arm in ARMS},
+        "train": train,
+        "seeds": list(seeds),
+        "eval_sets": eval_set_figures(sets),
+        "bpb": bpb_table(runs, seeds),
+        "mixtures": mixtures,
+        "runs": runs,
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+    }
+
+
+def pool_figures(
+    manifest: dict[str, Any],
+    counts: np.ndarray,
+    quality: np.ndarray,
+    threshold: float,
+    docs: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What the pipeline kept, how many tokens the pool and its filtered part hold."""
+    kept = quality >= threshold
+    return {
+        "documents_read": len(docs),
+        "pipeline": {
+            k: manifest.get("totals", {}).get(k) for k in ("read", "kept", "rejected", "duplicates")
+        },
+        "documents": len(quality),
+        "tokens": int(counts.sum()),
+        "filtered_documents": int(kept.sum()),
+        "filtered_tokens": int(counts[kept].sum()),
+        "held_out_percent": HELD_OUT_PERCENT,
+    }
+
+
+def eval_set_figures(sets: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Documents and characters of each evaluation set, so a reader can judge its size."""
+    figures = {}
+    for name, path in sets.items():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        figures[name] = {"documents": len(rows), "chars": sum(len(r["text"]) for r in rows)}
+    return figures
+
+
+def bpb_table(runs: dict[str, list[dict[str, Any]]], seeds: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """Per evaluation set: each arm's mean and per-seed bpb, and filtered minus unfiltered (paired)."""
+    table: dict[str, dict[str, Any]] = {}
+    for name in runs[ARMS[0]][0]["bpb"]:
+        per_arm = {arm: [r["bpb"][name] for r in runs[arm]] for arm in ARMS}
+        deltas = [f - u for f, u in zip(per_arm["filtered"], per_arm["unfiltered"], strict=True)]
+        table[name] = {
+            **{arm: {"mean": statistics.fmean(v), "per_seed": v} for arm, v in per_arm.items()},
+            "delta": statistics.fmean(deltas),
+            "delta_per_seed": deltas,
+            "relative_delta": statistics.fmean(deltas) / statistics.fmean(per_arm["unfiltered"]),
+            "filtered_better_in": sum(d < 0 for d in deltas),
+            "seeds": len(seeds),
+        }
+    return table
+
+
+def machine() -> dict[str, Any]:
+    """Enough to read the figures against: CPU, cores, torch threads and the load while running."""
+    import torch
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def format_table(figures: dict[str, Any]) -> str:
+    """The figures a reader wants first, one line per evaluation set (``--json`` prints everything)."""
+    mixtures = figures["mixtures"]
+    lines = [
+        f"pool: {figures['pool']['documents']} documents, {figures['pool']['tokens']:,} tokens; filtered "
+        f"(quality >= {figures['quality_threshold']:.3f}, top {figures['keep']:.0%} of documents): "
+        f"{figures['pool']['filtered_documents']} documents, {figures['pool']['filtered_tokens']:,} tokens",
+        f"each arm: {figures['mixture_tokens']:,}-token mixture, {figures['train_tokens']:,} tokens trained "
+        f"(~{statistics.fmean(figures['epochs']['filtered']):.2f} epochs), seeds {figures['seeds']}",
+        f"documents per mixture: unfiltered {[m['documents'] for m in mixtures['unfiltered']]}, "
+        f"filtered {[m['documents'] for m in mixtures['filtered']]}",
+        f"{'eval set (bpb)':<16}{'unfiltered':>12}{'filtered':>12}{'delta':>10}{'filtered better':>17}",
+    ]
+    for name, row in figures["bpb"].items():
+        lines.append(
+            f"{name:<16}{row['unfiltered']['mean']:>12.4f}{row['filtered']['mean']:>12.4f}"
+            f"{row['delta']:>+10.4f}{row['filtered_better_in']:>11}/{row['seeds']} seeds"
+        )
+    lines.append(f"{figures['seconds']:.0f} s on {figures['machine']['cores']} cores")
+    return "\n".join(lines)
