@@ -40,6 +40,7 @@ import re
 import shutil
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ POOL_DOMAIN = "web"
 HELD_OUT_DOMAIN = "heldout"
 DCLM_FILE = "quality/dclm_majority_data.jsonl"
 EVAL_CHARS = 300_000
-FILTER_MODELS = ("wiki-5gram", "quality")
+LM_MODEL = "wiki-5gram"
+QUALITY_MODEL = "quality"
 ARMS = ("unfiltered", "filtered")
 
 
@@ -105,36 +107,57 @@ def write_pool_shards(docs: list[dict[str, Any]], folder: Path) -> dict[str, Pat
     return paths
 
 
-def pipeline_config(shards: dict[str, Path], out: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FilterModels:
+    """Which registry models annotate the pool: the KenLM reference LM (None: no perplexity stage) and
+    the quality classifier (it ensembles with the LM it was trained with, if any)."""
+
+    lm: str | None = LM_MODEL
+    quality: str = QUALITY_MODEL
+    home: Path | None = None
+
+    def names(self) -> list[str]:
+        return [name for name in (self.lm, self.quality) if name]
+
+
+def pipeline_config(shards: dict[str, Path], out: Path, models: FilterModels) -> dict[str, Any]:
     """Annotate-only stages (no stage drops a document) and dedup across pool and held-out slice."""
+    home = {"models_dir": str(models.home.resolve())} if models.home else {}
+    stages: list[dict[str, Any]] = [
+        {"normalize": {}},
+        {"langid": {"min_score": 0.0}},
+        {"heuristics": {"mode": "annotate"}},
+    ]
+    if models.lm:
+        stages.append({"perplexity": {"model": models.lm, **home}})
+    stages.append({"quality": {"model": models.quality, **home}})
     return {
         "inputs": [
             {"path": str(path.resolve()), "name": domain, "domain": domain} for domain, path in shards.items()
         ],
-        "stages": [
-            {"normalize": {}},
-            {"langid": {"min_score": 0.0}},
-            {"heuristics": {"mode": "annotate"}},
-            {"perplexity": {}},
-            {"quality": {}},
-        ],
+        "stages": stages,
         "dedup": {},
         "output": str(out.resolve()),
     }
 
 
-def ensure_filter_models() -> None:
-    """Models are built, not downloaded: the KenLM reference LM and the quality ensemble, once."""
+def ensure_filter_models(models: FilterModels) -> None:
+    """Models are built, not downloaded: the default LM and quality ensemble are trained once when
+    missing (as the demo does); another name must already exist."""
     from filters import commands
     from filters.model_registry import find_model
 
-    if find_model("wiki-5gram") is None:
-        commands.train_lm("wiki-5gram", "reference", books_mb=5.0)
-    if find_model("quality") is None:
-        commands.train_quality("quality", "wiki-5gram", books_mb=5.0)
+    if models.lm and find_model(models.lm, models.home) is None:
+        if models.lm != LM_MODEL:
+            raise ConfigError(f"KenLM model {models.lm!r} is missing; train it: curate models train-lm")
+        commands.train_lm(LM_MODEL, "reference", books_mb=5.0, home=models.home)
+    if find_model(models.quality, models.home) is None:
+        if models.quality != QUALITY_MODEL:
+            raise ConfigError(f"quality model {models.quality!r} is missing; curate models train-quality")
+        commands.train_quality(QUALITY_MODEL, models.lm, books_mb=5.0, home=models.home)
 
 
-def curate_pool(shards: dict[str, Path], out: Path, workers: int) -> dict[str, Any]:
+def curate_pool(shards: dict[str, Path], out: Path, workers: int, models: FilterModels) -> dict[str, Any]:
     """Run the pipeline once; a finished corpus of the same config is reused (its manifest returned)."""
     import yaml
 
@@ -143,7 +166,7 @@ def curate_pool(shards: dict[str, Path], out: Path, workers: int) -> dict[str, A
 
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(pipeline_config(shards, out / "corpus"), sort_keys=False))
+    config_path.write_text(yaml.safe_dump(pipeline_config(shards, out / "corpus", models), sort_keys=False))
     config = load_config(config_path)
     corpus = out / "corpus"
     record, manifest = corpus / RUN_RECORD, corpus / "manifest.json"
@@ -222,13 +245,13 @@ def wikitext_test_articles(shared: Path) -> list[str]:
     return articles
 
 
-def books_seen_chars() -> int:
+def books_seen_chars(models: FilterModels) -> int:
     """Characters of the sorted Gutenberg books the filter models trained on (their cards' books_mb)."""
     from filters.model_registry import find_model
 
     seen = 0.0
-    for name in FILTER_MODELS:
-        model = find_model(name)
+    for name in models.names():
+        model = find_model(name, models.home)
         if model is not None:
             seen = max(seen, float(model.card.params.get("books_mb", 0.0)))
     return int(seen * 1e6)
@@ -249,7 +272,9 @@ def unseen_book_passages(shared: Path, seen_chars: int) -> list[str]:
     return passages
 
 
-def eval_sets(shared: Path, folder: Path, corpus: Path, max_chars: int) -> dict[str, Path]:
+def eval_sets(
+    shared: Path, folder: Path, corpus: Path, max_chars: int, models: FilterModels
+) -> dict[str, Path]:
     """The high-quality target sets (JSONL) and the held-out web slice, each capped at ``max_chars``."""
     held_out = corpus_rows(corpus, HELD_OUT_DOMAIN, ("id", "text")).column("text").to_pylist()
     return {
@@ -258,7 +283,7 @@ def eval_sets(shared: Path, folder: Path, corpus: Path, max_chars: int) -> dict[
             folder / "wikitext2.jsonl", capped(wikitext_test_articles(shared), max_chars)
         ),
         "books": write_texts(
-            folder / "books.jsonl", capped(unseen_book_passages(shared, books_seen_chars()), max_chars)
+            folder / "books.jsonl", capped(unseen_book_passages(shared, books_seen_chars(models)), max_chars)
         ),
         "web_heldout": write_texts(folder / "web_heldout.jsonl", capped(held_out, max_chars)),
     }
@@ -388,6 +413,7 @@ def bench_filtering(
     workers: int = 1,
     max_docs: int | None = None,
     eval_chars: int = EVAL_CHARS,
+    models: FilterModels | None = None,
 ) -> dict[str, Any]:
     """Both arms per seed at the same training tokens; returns the JSON figures (see the module doc)."""
     from curate.textsources import shared_data_dir
@@ -401,12 +427,13 @@ def bench_filtering(
         raise ConfigError("bench filtering needs ../shared/data (or CURATE_SHARED_DATA pointing at it)")
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    ensure_filter_models()
+    models = models or FilterModels()
+    ensure_filter_models(models)
     docs = pool_documents(shared, max_docs)
     labels = {d["id"]: d["label"] for d in docs}
-    manifest = curate_pool(write_pool_shards(docs, out / "shards"), out, workers)
+    manifest = curate_pool(write_pool_shards(docs, out / "shards"), out, workers, models)
     corpus = out / "corpus"
-    sets = eval_sets(shared, out / "eval", corpus, eval_chars)
+    sets = eval_sets(shared, out / "eval", corpus, eval_chars, models)
     pool = corpus_rows(corpus, POOL_DOMAIN)
     texts = pool.column("text").to_pylist()
     tokenizer = pool_tokenizer(texts, vocab_size, out / "tokenizers")
@@ -429,6 +456,7 @@ def bench_filtering(
             runs[arm].append(train_and_eval(mix, out / "runs" / f"{arm}-s{seed}", sets, seed, train))
     return {
         "pool": pool_figures(manifest, counts, quality, threshold, docs),
+        "filter_models": models.names(),
         "keep": keep,
         "quality_threshold": threshold,
         "where": where,
