@@ -390,6 +390,14 @@ def train_and_eval(
     }
 
 
+def check_train_settings(out: Path, train: dict[str, Any]) -> None:
+    """A bad preset or precision is a one-line error before the pipeline runs, not after it."""
+    from trainer.train import parse_train_config
+
+    settings = {k: v for k, v in train.items() if k != "precision"}
+    parse_train_config(token_dir=out, out_dir=out, precision={"name": train["precision"]}, **settings)
+
+
 def _sha256(path: Path) -> str:
     from curate.checksums import file_sha256
 
@@ -421,7 +429,11 @@ def bench_filtering(
     if not 0.0 < keep < 1.0:
         raise ConfigError(f"--keep {keep}: the kept share of the pool must be between 0 and 1")
     if not seeds:
-        raise ConfigError("--seed: give at least one seed")
+        raise ConfigError("--seeds: give at least one seed")
+    steps = -(-tokens // (batch_size * seq_len))
+    train = {"preset": preset, "precision": precision, "steps": steps, "batch_size": batch_size,
+             "seq_len": seq_len, "threads": threads}  # fmt: skip
+    check_train_settings(out, train)
     shared = shared_data_dir()
     if shared is None or not (shared / DCLM_FILE).is_file():
         raise ConfigError("bench filtering needs ../shared/data (or CURATE_SHARED_DATA pointing at it)")
@@ -442,9 +454,6 @@ def bench_filtering(
     threshold = quality_threshold(quality, keep)
     filtered_tokens = int(counts[quality >= threshold].sum())
     budget = min(tokens, filtered_tokens)
-    steps = -(-tokens // (batch_size * seq_len))
-    train = {"preset": preset, "precision": precision, "steps": steps, "batch_size": batch_size,
-             "seq_len": seq_len, "threads": threads}  # fmt: skip
     where = {"unfiltered": None, "filtered": f"quality >= {threshold!r}"}
     runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     mixtures: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}

@@ -111,7 +111,9 @@ def bench_filtering(
     size: str = "tiny",
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp8 or nvfp4")] = "fp32",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per run")] = 1,
-    max_docs: Annotated[int | None, typer.Option(min=10, help="use only this many pool documents")] = None,
+    max_docs: Annotated[
+        int | None, typer.Option(min=10, help="read only this many web documents (quick runs)")
+    ] = None,
     eval_chars: Annotated[int, typer.Option(min=1000, help="characters per evaluation set")] = 300_000,
     json_output: Annotated[bool, typer.Option("--json", help="print every figure as JSON")] = False,
 ) -> None:
