@@ -1,7 +1,8 @@
 """manifest.json: what a run read, what it kept and rejected and why, and proof that nothing went missing.
 
 The accounting invariant (read = kept + rejected + duplicates) is checked twice: from the shards'
-completion records, and against the row counts actually on disk, so a lost file cannot hide.
+completion records, and against the row counts actually on disk, so a lost file cannot hide. Documents
+that paragraph dedup leaves with too little text count as rejected (reason `boilerplate_only`).
 """
 
 from __future__ import annotations
@@ -88,11 +89,12 @@ def build_manifest(
 ) -> dict[str, Any]:
     files = sorted({f for report in reports for f in report.files} | set(dedup.files if dedup else []))
     duplicates = dedup.duplicates if dedup else 0
+    boilerplate_only = dedup.boilerplate_only if dedup else 0  # rejects of paragraph dedup
     kept_before_dedup = sum(r.kept for r in reports)
     totals = {
         "read": sum(r.read for r in reports),
-        "kept": kept_before_dedup - duplicates,
-        "rejected": sum(r.rejected for r in reports),
+        "kept": kept_before_dedup - duplicates - boilerplate_only,
+        "rejected": sum(r.rejected for r in reports) + boilerplate_only,
         "duplicates": duplicates,
         "text_bytes": sum(r.text_bytes for r in reports),
     }
@@ -130,12 +132,23 @@ def build_manifest(
 
 
 def dedup_funnel(dedup: DedupResult, kept_before: int) -> dict[str, Any]:
-    dropped = {"exact_duplicate": dedup.exact_duplicate, "near_duplicate": dedup.near_duplicate}
+    dropped = {
+        "exact_duplicate": dedup.exact_duplicate,
+        "near_duplicate": dedup.near_duplicate,
+        "boilerplate_only": dedup.boilerplate_only,
+    }
     stats = {k: getattr(dedup, k) for k in ("candidate_pairs", "verified_pairs", "clusters")}
+    paragraph_stats = (
+        "boilerplate_paragraphs",
+        "paragraph_docs",
+        "paragraphs_removed",
+        "paragraph_chars_removed",
+    )
+    stats |= {k: getattr(dedup, k) for k in paragraph_stats if getattr(dedup, k)}
     return {
         "stage": "dedup",
         "in": kept_before,
-        "out": kept_before - dedup.duplicates,
+        "out": kept_before - dedup.duplicates - dedup.boilerplate_only,
         "dropped": {k: v for k, v in dropped.items() if v},
         "stats": stats,
     }

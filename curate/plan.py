@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate.config import ConfigError, PipelineConfig, expand_input, glob_root
+from curate.dedup.paragraphs import COUNT_FIELDS
 from curate.readers.batches import ShardSource
 from curate.schema import BASE_SCHEMA, with_reject_columns
 from curate.stages.base import Stage
@@ -56,6 +57,9 @@ def build_plan(config: PipelineConfig) -> RunPlan:
     corpus_schema = output_schema([spec.build() for spec in config.stages])
     if config.dedup is not None:
         corpus_schema = corpus_schema.append(pa.field("dup_cluster", pa.string()))
+        if config.dedup.paragraphs.enabled:
+            for field in COUNT_FIELDS:
+                corpus_schema = corpus_schema.append(field)
     return RunPlan(config, Path(config.output), tasks, corpus_schema, with_reject_columns(corpus_schema))
 
 

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from curate.checksums import file_sha256
+from curate.dedup.paragraphs import PARAGRAPH_DIR, unit_sketch, with_zero_counts
 from curate.dedup.sketch import hasher_for, sketch_batch
 from curate.plan import RunPlan, ShardTask
 from curate.readers.batches import read_batches
@@ -88,6 +89,7 @@ class ShardProcessor:
             stage.setup()
         dedup = plan.config.dedup
         self.hasher = hasher_for(dedup) if dedup is not None and (dedup.exact or dedup.near) else None
+        self.paragraphs = dedup.paragraphs if dedup is not None and dedup.paragraphs.enabled else None
 
     def process(self, task: ShardTask) -> ShardReport:
         started = time.perf_counter()
@@ -112,6 +114,9 @@ class ShardProcessor:
                 self._count_read(report, docs, batch.rejects)
                 writer.write_rejects(batch.rejects)
                 kept = self._run_stages(docs, report, writer)
+                if self.paragraphs is not None and kept.num_rows:
+                    kept = with_zero_counts(kept)
+                    writer.write_sketches(unit_sketch(kept, self.paragraphs), PARAGRAPH_DIR)
                 writer.write_kept(kept)
                 if self.hasher is not None and kept.num_rows:
                     writer.write_sketches(sketch_batch(kept, self.hasher))

@@ -92,9 +92,10 @@ class ShardWriter:
             part = table.filter(pc.equal(domains, domain))
             self._append(f"corpus/domain={domain}", conform(part, self.corpus_schema), self.corpus_schema)
 
-    def write_sketches(self, table: pa.Table) -> None:
+    def write_sketches(self, table: pa.Table, folder: str = SKETCH_DIR) -> None:
+        """Dedup rows of this shard's kept documents; `folder` must lie under SKETCH_DIR (cleared on redo)."""
         if table.num_rows:
-            self._append(SKETCH_DIR, table, table.schema)
+            self._append(folder, table, table.schema)
 
     def write_rejects(self, table: pa.Table) -> None:
         if table.num_rows:

@@ -1,4 +1,6 @@
-"""Apply clusters to the corpus: duplicates move to rejects/, keepers get their `dup_cluster`.
+"""Apply clusters to the corpus: duplicates move to rejects/, keepers get their `dup_cluster`; with
+paragraph dedup, documents lose their boilerplate units in the same pass (or move to rejects/ as
+`boilerplate_only` when too little text is left).
 
 Each affected part is handled on its own and idempotently: its duplicate rejects are written first (and
 never rewritten once they exist, since they were taken from the original part), then the part is
@@ -8,12 +10,17 @@ point gives the same files as applying once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.dedup.boilerplate import BOILERPLATE_ONLY
+from curate.dedup.paragraphs import REMOVED_CHARS, REMOVED_UNITS, strip_documents
+from curate.dedup.settings import ParagraphConfig
 from curate.plan import shard_key
 from curate.schema import conform
 from curate.writer import temp_path, write_atomic
@@ -22,20 +29,36 @@ DEDUP_STAGE = "dedup"
 APPLIED_DIR = "_state/dedup/applied"
 
 
-def affected_parts(out: Path, members: pa.Table) -> dict[Path, pa.Table]:
-    """Corpus part files holding cluster members, each with the members it holds."""
-    by_part: dict[Path, pa.Table] = {}
-    for source in sorted(set(members.column("source").to_pylist())):
-        rows = members.filter(pc.equal(members.column("source"), source))
-        for domain in sorted(set(rows.column("domain").to_pylist())):
-            folder = out / "corpus" / f"domain={domain}"
-            for part in sorted(folder.glob(f"part-{shard_key(source)}-*.parquet")):
-                by_part[part] = rows.filter(pc.equal(rows.column("domain"), domain))
-    return by_part
+@dataclass(frozen=True)
+class Stripping:
+    """The paragraph decisions for the documents of one (source, domain) (see boilerplate.Decisions)."""
+
+    decisions: pa.Table  # id, source, domain, hashes, units, chars, chars_left, rejected
+    config: ParagraphConfig
+
+
+def affected_keys(members: pa.Table, extra: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """(source, domain) pairs holding a cluster member or a document `extra` names, sorted."""
+    pairs = zip(members.column("source").to_pylist(), members.column("domain").to_pylist(), strict=True)
+    return sorted(set(pairs) | set(extra))
+
+
+def parts_of(out: Path, source: str, domain: str) -> list[Path]:
+    folder = out / "corpus" / f"domain={domain}"
+    return sorted(folder.glob(f"part-{shard_key(source)}-*.parquet"))
+
+
+def members_of(members: pa.Table, source: str, domain: str) -> pa.Table:
+    return members.filter(pc.and_(pc.equal(members["source"], source), pc.equal(members["domain"], domain)))
 
 
 def apply_to_part(
-    out: Path, part: Path, members: pa.Table, corpus_schema: pa.Schema, reject_schema: pa.Schema
+    out: Path,
+    part: Path,
+    members: pa.Table,
+    corpus_schema: pa.Schema,
+    reject_schema: pa.Schema,
+    stripping: Stripping | None = None,
 ) -> list[str]:
     marker = out / APPLIED_DIR / f"{part.parent.name}-{part.name}.done"
     rejects_path = out / "rejects" / f"dedup-{part.parent.name.removeprefix('domain=')}-{part.name}"
@@ -43,6 +66,8 @@ def apply_to_part(
         return [_relative(out, rejects_path)] if rejects_path.exists() else []
     table = pq.read_table(part, schema=corpus_schema)
     joined = _attach_members(table, members)
+    if stripping is not None:
+        joined = _strip(joined, stripping)
     removed = pc.is_valid(joined.column("reason"))
     if pc.any(removed).as_py() and not rejects_path.exists():
         _write(rejects_path, _as_rejects(joined.filter(removed)), reject_schema)
@@ -65,6 +90,78 @@ def _attach_members(table: pa.Table, members: pa.Table) -> pa.Table:
     return joined.sort_by("_row").drop_columns(["_row"])
 
 
+def _strip(joined: pa.Table, stripping: Stripping) -> pa.Table:
+    """Left-join the paragraph decisions: rejected documents get reason `boilerplate_only` (their text
+    kept as it was, for the rejects), the others lose their boilerplate units and get their counts.
+    Row order is kept; documents already removed as duplicates never have a decision."""
+    decisions = stripping.decisions
+    keys = decisions.select(["id", "source"]).append_column(
+        "_decision", pa.array(np.arange(decisions.num_rows), pa.int64())
+    )
+    indexed = joined.append_column("_row", pa.array(np.arange(joined.num_rows), pa.int64()))
+    table = indexed.join(keys, keys=["id", "source"], join_type="left outer").sort_by("_row")
+    which = table.column("_decision")
+    table = table.drop_columns(["_row", "_decision"])
+    for name in ("hashes", "units", "chars", "chars_left", "rejected"):
+        table = table.append_column(name, decisions.column(name).take(which))
+    rejected = pc.fill_null(table.column("rejected"), False)
+    reason = pc.if_else(rejected, pa.scalar(BOILERPLATE_ONLY), table.column("reason"))
+    noun = "lines" if stripping.config.unit == "line" else "paragraphs"
+    detail = pc.binary_join_element_wise(
+        pc.cast(table.column("units"), pa.string()),
+        f" {noun} seen in >= {stripping.config.min_docs} documents removed (",
+        pc.cast(table.column("chars"), pa.string()),
+        " chars), ",
+        pc.cast(table.column("chars_left"), pa.string()),
+        " chars left",
+        "",
+    )
+    strip = pc.and_(pc.is_valid(table.column("units")), pc.invert(rejected))
+    rows = np.flatnonzero(strip.to_numpy(zero_copy_only=False))
+    texts = table.column("text").to_pylist()
+    if rows.size:
+        hashes = table.column("hashes").take(pa.array(rows)).to_pylist()
+        stripped = strip_documents(
+            [texts[i] for i in rows], [np.array(h, dtype=np.uint64) for h in hashes], stripping.config.unit
+        )
+        for i, text in zip(rows.tolist(), stripped, strict=True):
+            texts[i] = text
+    columns = {
+        "text": pa.array(texts, pa.large_string()),
+        "reason": reason,
+        "_detail": pc.if_else(rejected, detail, pa.scalar(None, pa.string())),
+        REMOVED_UNITS: pc.coalesce(table.column("units"), table.column(REMOVED_UNITS)),
+        REMOVED_CHARS: pc.coalesce(table.column("chars"), table.column(REMOVED_CHARS)),
+    }
+    if rows.size:
+        columns |= _sizes(table, rows, columns["text"])
+    for name, values in columns.items():
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, values) if index >= 0 else table.append_column(name, values)
+    return table.drop_columns(["hashes", "units", "chars", "chars_left", "rejected"])
+
+
+def _sizes(table: pa.Table, rows: np.ndarray, texts: pa.Array) -> dict[str, pa.Array]:
+    """The tag stage's size columns, recomputed (its definitions) for the stripped documents."""
+    stripped = texts.take(pa.array(rows)).to_pylist()
+    new = {
+        "n_chars": [len(t) for t in stripped],
+        "n_words": [len(t.split()) for t in stripped],
+        "n_lines": [t.count("\n") + 1 for t in stripped],
+    }
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[rows] = True
+    return {
+        name: pc.replace_with_mask(
+            table.column(name).combine_chunks(),
+            pa.array(mask),
+            pa.array(values, table.schema.field(name).type),
+        )
+        for name, values in new.items()
+        if name in table.column_names
+    }
+
+
 def _as_rejects(removed: pa.Table) -> pa.Table:
     detail = pc.binary_join_element_wise(
         "duplicate of ",
@@ -74,6 +171,8 @@ def _as_rejects(removed: pa.Table) -> pa.Table:
         ")",
         "",
     )
+    if "_detail" in removed.column_names:
+        detail = pc.coalesce(removed.column("_detail"), detail)
     removed = removed.set_column(
         removed.schema.get_field_index("dup_cluster"), "dup_cluster", removed.column("cluster")
     )

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.dedup.apply import affected_parts, apply_to_part
+from curate.dedup.apply import Stripping, affected_keys, apply_to_part, members_of, parts_of
+from curate.dedup.boilerplate import RUN_COUNTS, Decisions, find_boilerplate, index_folder
 from curate.dedup.cluster import (
     Clusters,
     TextLookup,
@@ -31,10 +32,11 @@ from curate.dedup.cluster import (
     verified_pairs,
 )
 from curate.dedup.index import DedupIndex, sketch_parameters
+from curate.dedup.paragraphs import PARAGRAPH_DIR
 from curate.dedup.ray_pairs import ray_candidate_pairs
 from curate.dedup.settings import DedupConfig
 from curate.plan import RunPlan
-from curate.writer import SKETCH_DIR, write_atomic
+from curate.writer import SKETCH_DIR, temp_path, write_atomic
 
 STATE = "_state/dedup"
 PINNED_INDEX = "index_pin.json"  # the persistent index as this run's dedup phase first saw it
@@ -50,6 +52,11 @@ class DedupResult:
     exact_duplicate: int = 0
     near_duplicate: int = 0
     index_version_before: int | None = None
+    boilerplate_paragraphs: int = 0  # distinct units held by >= min_docs documents (paragraph dedup)
+    paragraph_docs: int = 0  # kept documents that lost at least one unit
+    paragraphs_removed: int = 0  # units removed from those documents
+    paragraph_chars_removed: int = 0
+    boilerplate_only: int = 0  # documents rejected: too little text left once stripped
     files: list[str] = field(default_factory=list)
 
     @property
@@ -73,19 +80,50 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     if done.exists():
         return DedupResult(**json.loads(done.read_text(encoding="utf-8")))
     index = DedupIndex(Path(config.index)) if config.index else None
-    segments: list[Path] = []
+    runs: list[str] = []
     result = DedupResult(run=run)
     if index is not None:
         index.check_sketch(sketch_parameters(config))
-        result.index_version_before, segments = _pinned_index(index, state, run)
+        result.index_version_before, runs = _pinned_index(index, state, run)
+    segments = _existing([index.path / "segments" / f"{name}.parquet" for name in runs]) if index else []
     con = open_work_db(state / "work.duckdb", config)
     try:
         clusters = _find_clusters(con, plan, config, segments, result, executor)
+        if config.paragraphs.enabled:
+            members = clusters.members
+            stats = find_boilerplate(
+                con,
+                sorted((plan.out / PARAGRAPH_DIR).glob("*.parquet")),
+                members.filter(pc.is_valid(members.column("reason"))),
+                _existing([index_folder(index.path, config.paragraphs) / f"{name}.parquet" for name in runs])
+                if index
+                else [],
+                config.paragraphs,
+                state,
+                keep_run_counts=index is not None,
+            )
+            for key, value in stats.items():
+                setattr(result, key, value)
     finally:
         con.close()
     pq.write_table(clusters.members, state / "members.parquet")
-    for part, members in affected_parts(plan.out, clusters.members).items():
-        result.files += apply_to_part(plan.out, part, members, plan.corpus_schema, plan.reject_schema)
+    decisions = Decisions(state) if config.paragraphs.enabled else None
+    try:
+        stripped = decisions.parts() if decisions is not None else []
+        for source, domain in affected_keys(clusters.members, stripped):
+            members = members_of(clusters.members, source, domain)
+            stripping = (
+                Stripping(decisions.of(source, domain), config.paragraphs)
+                if decisions is not None and (source, domain) in stripped
+                else None
+            )
+            for part in parts_of(plan.out, source, domain):
+                result.files += apply_to_part(
+                    plan.out, part, members, plan.corpus_schema, plan.reject_schema, stripping
+                )
+    finally:
+        if decisions is not None:
+            decisions.close()
     result.files = sorted(set(result.files))
     reasons = clusters.members.column("reason").to_pylist()
     result.exact_duplicate = reasons.count("exact_duplicate")
@@ -96,8 +134,12 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     return result
 
 
-def _pinned_index(index: DedupIndex, state: Path, run: str) -> tuple[int, list[Path]]:
-    """The index version and segments this phase clusters against, fixed by its first attempt: a phase
+def _existing(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if p.exists()]
+
+
+def _pinned_index(index: DedupIndex, state: Path, run: str) -> tuple[int, list[str]]:
+    """The index version and runs this phase clusters against, fixed by its first attempt: a phase
     resumed after a crash must not see segments another run added meanwhile, or the parts it applies
     now would follow other clusters than the parts applied before the crash."""
     pin = state / PINNED_INDEX
@@ -108,8 +150,7 @@ def _pinned_index(index: DedupIndex, state: Path, run: str) -> tuple[int, list[P
         runs = [entry["run"] for entry in current["segments"] if entry["run"] != run]
         pinned = {"version": current["version"], "runs": runs}
         write_atomic(pin, json.dumps(pinned))
-    segments = [index.path / "segments" / f"{name}.parquet" for name in pinned["runs"]]
-    return pinned["version"], [p for p in segments if p.exists()]
+    return pinned["version"], list(pinned["runs"])
 
 
 def _find_clusters(
@@ -152,18 +193,43 @@ def _empty_members() -> pa.Table:
 
 
 def extend_index(plan: RunPlan, run: str) -> int | None:
-    """Add this run's kept documents to the persistent index (once per run); returns the new version."""
+    """Add this run's kept documents to the persistent index (once per run); returns the new version.
+
+    With paragraph dedup, the run's unit counts (hash -> documents) go in beside the sketches, so later
+    runs count the documents of this one. Both files are in place before index.json names the run."""
     config = plan.config.dedup
     if config is None or config.index is None:
         return None
     index = DedupIndex(Path(config.index))
     if index.contains(run):
         return index.read()["version"]
+    state = plan.out / STATE
+    counts = state / RUN_COUNTS
+    has_counts = config.paragraphs.enabled and counts.exists() and pq.read_metadata(counts).num_rows > 0
+    table = _kept_sketches(plan, state)
+    if table.num_rows == 0 and not has_counts:
+        return index.read()["version"]
+    if has_counts:
+        final = index_folder(index.path, config.paragraphs) / f"{run}.parquet"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(counts, temp_path(final))
+        temp_path(final).replace(final)
+    if table.num_rows:
+        index.write_segment(run, table)
+    return index.add_segment(run, table.num_rows, sketch_parameters(config))
+
+
+def _kept_sketches(plan: RunPlan, state: Path) -> pa.Table:
+    """Sketches of the documents this run emitted: not duplicates, not rejected as boilerplate only."""
     sketches = sorted((plan.out / SKETCH_DIR).glob("*.parquet"))
     if not sketches:
-        return index.read()["version"]
-    members = pq.read_table(plan.out / STATE / "members.parquet")
+        return pa.table({"id": pa.array([], pa.string())})
+    members = pq.read_table(state / "members.parquet")
     removed = members.filter(pc.is_valid(members.column("reason"))).select(["id", "source"])
+    if plan.config.dedup is not None and plan.config.dedup.paragraphs.enabled:
+        decisions = Decisions(state)
+        removed = pa.concat_tables([removed, decisions.rejected().cast(removed.schema)])
+        decisions.close()
     con = duckdb.connect()
     con.register("removed", removed)
     columns = "s.id, s.n_chars, s.crawl_date, s.quality, s.exact_hash, s.bands, s.signature"
@@ -172,7 +238,4 @@ def extend_index(plan: RunPlan, run: str) -> int | None:
         "ANTI JOIN removed r ON s.id = r.id AND s.source = r.source ORDER BY s.id"
     ).to_arrow_table()
     con.close()
-    if table.num_rows == 0:
-        return index.read()["version"]
-    index.write_segment(run, table)
-    return index.add_segment(run, table.num_rows, sketch_parameters(config))
+    return table

@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 KeepRule = Literal["quality", "longest", "oldest"]
 
 
+class ParagraphConfig(BaseModel):
+    """CCNet-style boilerplate removal: a line (or paragraph) found in `min_docs` or more distinct
+    documents is removed from every document that holds it. See :mod:`curate.dedup.paragraphs`.
+
+    Units are compared after normalisation (lower case, accents stripped, digits to 0, punctuation and
+    spacing ignored). Units whose normalised form is shorter than `min_chars` are neither counted nor
+    removed. A document left with fewer than `min_chars_left` characters of text becomes a reject with
+    reason `boilerplate_only`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    unit: Literal["line", "paragraph"] = Field(
+        default="line", description="line: every line (CCNet); paragraph: runs of lines between blank lines"
+    )
+    min_docs: int = Field(default=2, ge=2, description="distinct documents a unit must be in to be removed")
+    min_chars: int = Field(default=10, ge=0, description="shorter normalised units are left alone")
+    min_chars_left: int = Field(
+        default=1, ge=1, description="a stripped document with less text left is rejected (boilerplate_only)"
+    )
+
+
 class DedupConfig(BaseModel):
-    """Exact dedup on normalised text, then MinHash-LSH near-dup clusters across all shards of a run.
+    """Exact dedup on normalised text, then MinHash-LSH near-dup clusters across all shards of a run,
+    then (optionally, `paragraphs:`) boilerplate lines or paragraphs removed from the documents kept.
 
     `keep` orders the tie-breakers for the surviving copy (the id breaks the last tie, so the choice is
     deterministic). `index` names a persistent index: documents emitted by earlier runs are then
@@ -39,6 +71,22 @@ class DedupConfig(BaseModel):
     keep: list[KeepRule] = ["quality", "longest", "oldest"]
     index: str | None = None
     memory_limit: str = Field(default="2GB", description="DuckDB memory cap; beyond it DuckDB spills to disk")
+    paragraphs: ParagraphConfig = Field(default_factory=ParagraphConfig)
+
+    @field_validator("paragraphs", mode="before")
+    @classmethod
+    def _paragraphs_shorthand(cls, value: Any) -> Any:
+        """`paragraphs: true` turns it on with the defaults."""
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_serializer(mode="wrap")
+    def _omit_disabled_paragraphs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A config without paragraph dedup serialises as before the option existed, so its config hash,
+        and the run ids of outputs made before, stay the same."""
+        data = handler(self)
+        if not self.paragraphs.enabled:
+            data.pop("paragraphs", None)
+        return data
 
     @model_validator(mode="after")
     def _bands_divide_permutations(self) -> DedupConfig:
