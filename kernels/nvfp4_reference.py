@@ -131,7 +131,7 @@ def pad_to_blocks(x: torch.Tensor, block_2d: bool) -> torch.Tensor:
     return x
 
 
-def _to_blocks(xp: torch.Tensor, block_2d: bool) -> torch.Tensor:
+def to_blocks(xp: torch.Tensor, block_2d: bool) -> torch.Tensor:
     """View a padded tensor as (..., n_blocks, block_elems) so every block is one row."""
     if not block_2d:
         return xp.reshape(*xp.shape[:-1], xp.shape[-1] // BLOCK, BLOCK)
@@ -140,8 +140,8 @@ def _to_blocks(xp: torch.Tensor, block_2d: bool) -> torch.Tensor:
     return tiles.reshape(*lead, rows // BLOCK, cols // BLOCK, BLOCK * BLOCK)
 
 
-def _from_blocks(blocks: torch.Tensor, padded_shape: torch.Size, block_2d: bool) -> torch.Tensor:
-    """Inverse of :func:`_to_blocks`."""
+def from_blocks(blocks: torch.Tensor, padded_shape: torch.Size, block_2d: bool) -> torch.Tensor:
+    """Inverse of :func:`to_blocks`."""
     if not block_2d:
         return blocks.reshape(padded_shape)
     *lead, rows, cols = padded_shape
@@ -175,7 +175,7 @@ _Tensors4 = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 def _quantize_blocks(x: torch.Tensor, mode: Mode, block_2d: bool, rand: torch.Tensor | None) -> _Tensors4:
     """Shared core: (codes in block layout, e4m3 block scales, fp32 scale per block, tensor scale)."""
     ts = tensor_scale(x)
-    blocks = _to_blocks(pad_to_blocks(x.float(), block_2d), block_2d)
+    blocks = to_blocks(pad_to_blocks(x.float(), block_2d), block_2d)
     amax = blocks.abs().amax(dim=-1, keepdim=True)
     denom = E2M1_MAX * ts
     raw = torch.where(denom > 0, amax / torch.where(denom > 0, denom, 1.0), 0.0)
@@ -184,7 +184,7 @@ def _quantize_blocks(x: torch.Tensor, mode: Mode, block_2d: bool, rand: torch.Te
     scaled = torch.where(scale > 0, blocks / torch.where(scale > 0, scale, 1.0), 0.0)
     rand_blocks = None
     if rand is not None:
-        rand_blocks = _to_blocks(pad_to_blocks(rand.float(), block_2d), block_2d)
+        rand_blocks = to_blocks(pad_to_blocks(rand.float(), block_2d), block_2d)
     codes = e2m1_encode(scaled, mode, rand_blocks)
     return codes, bs.squeeze(-1), scale, ts
 
@@ -197,14 +197,14 @@ def quantize(x: torch.Tensor, mode: Mode = "rtn", block_2d: bool = False,
     rand = draw_rand(x, mode, generator, rand)
     codes, bs, _, ts = _quantize_blocks(x, mode, block_2d, rand)
     padded = pad_to_blocks(x, block_2d).shape
-    return NVFP4Tensor(_from_blocks(codes, padded, block_2d), bs, ts, x.shape, block_2d)
+    return NVFP4Tensor(from_blocks(codes, padded, block_2d), bs, ts, x.shape, block_2d)
 
 
 def dequantize(q: NVFP4Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Decode to ``dtype`` with the original (unpadded) shape."""
-    blocks = _to_blocks(q.codes, q.block_2d)
+    blocks = to_blocks(q.codes, q.block_2d)
     scale = (q.block_scales.float() * q.tensor_scale).unsqueeze(-1)
-    values = _from_blocks(e2m1_decode(blocks) * scale, q.codes.shape, q.block_2d)
+    values = from_blocks(e2m1_decode(blocks) * scale, q.codes.shape, q.block_2d)
     return crop_to_shape(values, q.shape).to(dtype)
 
 
@@ -222,5 +222,5 @@ def fake_quantize(x: torch.Tensor, mode: Mode = "rtn", block_2d: bool = False,
     rand = draw_rand(x, mode, generator, rand)
     codes, _, scale, _ = _quantize_blocks(x, mode, block_2d, rand)
     padded = pad_to_blocks(x, block_2d).shape
-    values = _from_blocks(e2m1_decode(codes) * scale, padded, block_2d)
+    values = from_blocks(e2m1_decode(codes) * scale, padded, block_2d)
     return crop_to_shape(values, x.shape).to(x.dtype)

@@ -15,8 +15,10 @@
   function the forward pass computed. The Hadamard rotation spreads outliers over each 16-value block
   before the wgrad quantisation and cancels in the product (it is orthogonal). Stochastic rounding keeps
   the gradient unbiased. Embeddings, the head, norms, attention (softmax) and the last blocks stay in
-  bf16. No CPU or pre-Blackwell GPU has FP4 GEMMs, so the operands are dequantised and multiplied in
-  fp32, which is what an FP4 tensor core with fp32 accumulation computes, up to summation order.
+  bf16. No CPU or pre-Blackwell GPU has FP4 GEMMs, so each operand is decoded to its E2M1 values times
+  E4M3 block scales (exact in bf16), multiplied by a bf16 GEMM with fp32 accumulation, and the product
+  scaled by both fp32 tensor scales: what an FP4 tensor core computes, up to summation order and the
+  bf16 rounding of the product (see :class:`trainer.quantize.NVFP4Operand`).
 
 Each recipe is applied to a freshly built model *before* the optimiser is created: it swaps
 ``nn.Linear`` modules for subclasses that keep the very same ``weight`` parameter, so checkpoints are
@@ -37,7 +39,7 @@ from torch import nn
 
 from kernels.dispatch import hadamard_16
 from kernels.nvfp4_reference import Mode
-from trainer.quantize import fp8_fake_quantize, fp8_quantize, nvfp4_fake_quantize
+from trainer.quantize import NVFP4Operand, fp8_fake_quantize, fp8_quantize, nvfp4_mm, nvfp4_operand
 
 PrecisionName = Literal["fp32", "bf16", "fp8", "nvfp4"]
 Fp8Backend = Literal["auto", "emulated", "scaled_mm"]
@@ -81,9 +83,9 @@ class NVFP4Settings:
     hadamard_seed: int = 0
     compiled: bool = False
 
-    def quantize(self, x: torch.Tensor, mode: Mode, block_2d: bool = False) -> torch.Tensor:
+    def quantize(self, x: torch.Tensor, mode: Mode, block_2d: bool = False) -> NVFP4Operand:
         generator = self.generator if mode == "sr" else None
-        return nvfp4_fake_quantize(x, mode, block_2d, generator, compiled=self.compiled)
+        return nvfp4_operand(x, mode, block_2d, generator, compiled=self.compiled)
 
 
 class NVFP4LinearFunction(torch.autograd.Function):
@@ -94,19 +96,19 @@ class NVFP4LinearFunction(torch.autograd.Function):
         out_dtype = _out_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             x2 = x.reshape(-1, x.shape[-1]).float()
-            wq = settings.quantize(weight.float(), "rtn", block_2d=True)
-            y = settings.quantize(x2, "rtn") @ wq.t()  # fprop
-        ctx.save_for_backward(x2, wq)
+            wq = settings.quantize(weight.detach().float(), "rtn", block_2d=True)
+            y = nvfp4_mm(settings.quantize(x2, "rtn"), wq.t())  # fprop
+        ctx.save_for_backward(x2, wq.values, wq.scale)
         ctx.settings = settings
         ctx.x_shape, ctx.x_dtype, ctx.w_dtype = x.shape, x.dtype, weight.dtype
         return y.reshape(*x.shape[:-1], weight.shape[0]).to(out_dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x2, wq = ctx.saved_tensors
+        x2, w_values, w_scale = ctx.saved_tensors
         with torch.autocast(grad_out.device.type, enabled=False):
             dy = grad_out.reshape(-1, grad_out.shape[-1]).float()
-            dx = ctx.settings.quantize(dy, "sr") @ wq  # dgrad
+            dx = nvfp4_mm(ctx.settings.quantize(dy, "sr"), NVFP4Operand(w_values, w_scale))  # dgrad
             dw = nvfp4_wgrad(dy, x2, ctx.settings)
         return dx.reshape(ctx.x_shape).to(ctx.x_dtype), dw.to(ctx.w_dtype), None
 
@@ -119,7 +121,7 @@ def nvfp4_wgrad(dy: torch.Tensor, x: torch.Tensor, settings: NVFP4Settings) -> t
     """
     dy_t = hadamard_16(dy.t().contiguous(), settings.hadamard_seed)
     x_t = hadamard_16(x.t().contiguous(), settings.hadamard_seed)
-    return settings.quantize(dy_t, "sr") @ settings.quantize(x_t, "rtn").t()
+    return nvfp4_mm(settings.quantize(dy_t, "sr"), settings.quantize(x_t, "rtn").t())
 
 
 def use_scaled_mm(device: torch.device, backend: Fp8Backend) -> bool:

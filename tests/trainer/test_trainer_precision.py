@@ -6,6 +6,8 @@ the trainer's own fast emulation, so a mistake in either shows up here.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -21,7 +23,7 @@ from trainer.precision import (
     Recipe,
     high_precision_blocks,
 )
-from trainer.quantize import emulated_fake_quantize, fp8_fake_quantize
+from trainer.quantize import emulated_fake_quantize, fp8_fake_quantize, nvfp4_operand
 
 E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
 
@@ -76,12 +78,35 @@ def _nvfp4_layer(w: torch.Tensor, seed: int = 5) -> NVFP4Linear:
     return layer
 
 
-def test_nvfp4_forward_is_the_matmul_of_fake_quantised_operands():
+def _unit_scaled(x: torch.Tensor, mode: str = "rtn", block_2d: bool = False, rand=None) -> torch.Tensor:
+    """The reference's decoded E2M1 codes times their E4M3 block scales, without the tensor scale."""
+    q = ref.quantize(x, mode, block_2d, rand=rand)
+    return ref.dequantize(dataclasses.replace(q, tensor_scale=torch.ones_like(q.tensor_scale)))
+
+
+@pytest.mark.parametrize("block_2d", [False, True])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_gemm_operands_are_the_exact_block_scaled_values_in_bf16(block_2d, compiled):
+    x, _, _ = _operands()
+    x2 = x.reshape(-1, x.shape[-1])
+    op = nvfp4_operand(x2, "rtn", block_2d, compiled=compiled)
+    expected = _unit_scaled(x2, "rtn", block_2d)
+    assert op.values.dtype == torch.bfloat16
+    assert torch.equal(op.values.float(), expected)  # exact: <= 6 significant bits fit bf16's 8
+    assert torch.equal(op.scale, ref.tensor_scale(x2))
+
+
+def _assert_bf16_product(got: torch.Tensor, exact: torch.Tensor) -> None:
+    """``got`` is ``exact`` up to the bf16 rounding of the GEMM output (2^-8 relative, then fp32)."""
+    assert torch.all((got - exact).abs() <= exact.abs() * 2.0**-7 + 1e-6)
+
+
+def test_nvfp4_forward_is_the_matmul_of_quantised_operands():
     x, w, _ = _operands()
     y = _nvfp4_layer(w)(x)
     x2 = x.reshape(-1, x.shape[-1])
-    expected = ref.fake_quantize(x2, "rtn") @ ref.fake_quantize(w, "rtn", block_2d=True).t()
-    assert torch.equal(y.reshape(-1, w.shape[0]), expected)
+    exact = ref.fake_quantize(x2, "rtn").double() @ ref.fake_quantize(w, "rtn", block_2d=True).double().t()
+    _assert_bf16_product(y.reshape(-1, w.shape[0]).double(), exact)
     assert not torch.allclose(y, x @ w.t(), atol=1e-3)  # it really is quantised
 
 
@@ -95,15 +120,14 @@ def test_nvfp4_backward_matches_the_explicit_three_gemm_reference():
     g = torch.Generator().manual_seed(0)
     g.set_state(state)  # the same uniforms, drawn in the same order as the layer draws them
     x2, dy2 = x.reshape(-1, 48), dy.reshape(-1, 32)
-    wq = ref.fake_quantize(w, "rtn", block_2d=True)
-    dgrad = ref.fake_quantize(dy2, "sr", rand=torch.rand(dy2.shape, generator=g)) @ wq
+    wq = ref.fake_quantize(w, "rtn", block_2d=True).double()
+    dgrad = ref.fake_quantize(dy2, "sr", rand=torch.rand(dy2.shape, generator=g)).double() @ wq
     dy_t, x_t = had.hadamard_transform(dy2.t(), 11), had.hadamard_transform(x2.t(), 11)
     assert dy_t.shape == (32, 48)  # 40 tokens padded to 48
-    wgrad = (
-        ref.fake_quantize(dy_t, "sr", rand=torch.rand(dy_t.shape, generator=g)) @ ref.fake_quantize(x_t).t()
-    )
-    assert torch.equal(xg.grad.reshape(-1, 48), dgrad)
-    assert torch.equal(layer.weight.grad, wgrad)
+    dy_q = ref.fake_quantize(dy_t, "sr", rand=torch.rand(dy_t.shape, generator=g)).double()
+    wgrad = dy_q @ ref.fake_quantize(x_t).double().t()
+    _assert_bf16_product(xg.grad.reshape(-1, 48).double(), dgrad)
+    _assert_bf16_product(layer.weight.grad.double(), wgrad)
     # and the estimate is close to the true gradient (quantisation noise, not a wrong formula)
     true_dw = dy2.t() @ x2
     assert (layer.weight.grad - true_dw).norm() / true_dw.norm() < 0.25
@@ -117,8 +141,8 @@ def test_forward_and_backward_see_the_same_quantised_weight():
     x, _, dy = _operands()
     layer = _nvfp4_layer(w)
     out = layer(x.requires_grad_())
-    saved_w = out.grad_fn.saved_tensors[1]
-    assert torch.equal(saved_w, wq)
+    saved_values = out.grad_fn.saved_tensors[1]  # what dgrad multiplies: the fprop operand itself
+    assert torch.equal(saved_values.float(), _unit_scaled(w, "rtn", block_2d=True))
 
 
 def test_hadamard_rotation_cancels_in_the_wgrad_product():
