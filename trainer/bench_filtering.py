@@ -22,11 +22,13 @@ What it does, and why each step is shaped so:
    documents; when ``--tokens`` asks for more, both arms repeat their mixture by the same factor.
 4. **Same proxy.** Same preset, precision, steps, batch, learning rate and seed for both arms
    (:func:`trainer.train.train_run`, every mixture document used for training).
-5. **Held-out, high-quality evaluation** in bits per byte (:func:`trainer.proxy.eval_proxy`): Wikipedia
-   pages the filter models never saw (5 raw HTML pages, resiliparse main content), WikiText-2 test
-   articles (in the filter models' *training* data, never in the proxy's), Gutenberg passages of books
-   past the filter models' book sample, and the held-out web slice. Lower is better; ``delta`` is
-   filtered minus unfiltered (negative: filtering helped).
+5. **Held-out, high-quality evaluation** in bits per byte (:func:`trainer.proxy.eval_proxy`):
+   ``wiki_html``, 5 Wikipedia pages the filter models never saw (raw HTML, resiliparse main content, so
+   reference lists and captions included); ``enwiki`` (the 206-page XML sample, markup stripped) and
+   ``wikitext2`` (test articles), both in the filter models' *training* data, never in the proxy's;
+   ``books``, Gutenberg passages of books past the filter models' book sample; and ``web_heldout``, the
+   held-out web slice. Lower is better; ``delta`` is filtered minus unfiltered (negative: filtering
+   helped).
 """
 
 from __future__ import annotations
@@ -223,6 +225,14 @@ def wikipedia_html_pages(shared: Path) -> list[str]:
     ]
 
 
+def enwiki_articles() -> list[str]:
+    """The 206 pages of ``domains/enwiki_articles_sample.xml.bz2`` (the same file gensim ships), markup
+    stripped: article prose, in the filter models' training data, never in the proxy's."""
+    from filters import corpora
+
+    return [text for _, text in corpora.gensim_wikipedia()]
+
+
 def wikitext_test_articles(shared: Path) -> list[str]:
     """WikiText-2 test articles, tokenisation undone (``filters.corpora.wikitext_articles`` reads valid
     and test; only test is wanted). The filter models trained on these; the proxy never does."""
@@ -278,7 +288,8 @@ def eval_sets(
     """The high-quality target sets (JSONL) and the held-out web slice, each capped at ``max_chars``."""
     held_out = corpus_rows(corpus, HELD_OUT_DOMAIN, ("id", "text")).column("text").to_pylist()
     return {
-        "wiki": write_texts(folder / "wiki.jsonl", capped(wikipedia_html_pages(shared), max_chars)),
+        "wiki_html": write_texts(folder / "wiki_html.jsonl", capped(wikipedia_html_pages(shared), max_chars)),
+        "enwiki": write_texts(folder / "enwiki.jsonl", capped(enwiki_articles(), max_chars)),
         "wikitext2": write_texts(
             folder / "wikitext2.jsonl", capped(wikitext_test_articles(shared), max_chars)
         ),
