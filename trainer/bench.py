@@ -58,7 +58,8 @@ def package_token_shards(folder: Path, vocab_size: int = 8192) -> Path:
 
 def plain_loop_tokens_per_s(cfg: TrainConfig, steps: int = 100) -> float:
     """A bare fp32 loop (model, AdamW, clipping; no schedule, metrics or checkpoints) on the same batches,
-    for ``steps`` steps (a rate needs no full run); median step time, like :func:`median_rate`."""
+    for ``steps`` steps (a rate needs no full run); median step time, like :func:`median_rate`. With
+    ``cfg.compile`` the bare model is compiled too, so the comparison stays like for like."""
     shards = TokenShards(cfg.token_dir)
     split = shards.split(cfg.eval_fraction, seed=cfg.split_seed)
     sampler = WindowSampler(shards, split.train, cfg.batch_size, cfg.seq_len, cfg.seed)
@@ -67,12 +68,13 @@ def plain_loop_tokens_per_s(cfg: TrainConfig, steps: int = 100) -> float:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.peak_lr, betas=cfg.betas, weight_decay=cfg.weight_decay
     )
+    forward = torch.compile(model) if cfg.compile else model
     times: list[float] = []
     steps = min(steps, cfg.steps)
     for step in range(steps):
         started = time.perf_counter()
         batch = torch.from_numpy(next(sampler))
-        loss = lm_loss(model(batch[:, :-1]), batch[:, 1:])
+        loss = lm_loss(forward(batch[:, :-1]), batch[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
