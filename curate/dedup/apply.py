@@ -118,39 +118,37 @@ def _strip(joined: pa.Table, stripping: Stripping) -> pa.Table:
     )
     strip = pc.and_(pc.is_valid(table.column("units")), pc.invert(rejected))
     rows = np.flatnonzero(strip.to_numpy(zero_copy_only=False))
-    texts = table.column("text").to_pylist()
-    if rows.size:
-        hashes = table.column("hashes").take(pa.array(rows)).to_pylist()
-        stripped = strip_documents(
-            [texts[i] for i in rows], [np.array(h, dtype=np.uint64) for h in hashes], stripping.config.unit
-        )
-        for i, text in zip(rows.tolist(), stripped, strict=True):
-            texts[i] = text
     columns = {
-        "text": pa.array(texts, pa.large_string()),
         "reason": reason,
         "_detail": pc.if_else(rejected, detail, pa.scalar(None, pa.string())),
         REMOVED_UNITS: pc.coalesce(table.column("units"), table.column(REMOVED_UNITS)),
         REMOVED_CHARS: pc.coalesce(table.column("chars"), table.column(REMOVED_CHARS)),
     }
     if rows.size:
-        columns |= _sizes(table, rows, columns["text"])
+        take = pa.array(rows)
+        stripped = strip_documents(
+            table.column("text").take(take).to_pylist(),
+            [np.array(h, dtype=np.uint64) for h in table.column("hashes").take(take).to_pylist()],
+            stripping.config.unit,
+        )
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[rows] = True
+        text = table.column("text").combine_chunks()
+        columns["text"] = pc.replace_with_mask(text, pa.array(mask), pa.array(stripped, text.type))
+        columns |= _sizes(table, mask, stripped)
     for name, values in columns.items():
         index = table.schema.get_field_index(name)
         table = table.set_column(index, name, values) if index >= 0 else table.append_column(name, values)
     return table.drop_columns(["hashes", "units", "chars", "chars_left", "rejected"])
 
 
-def _sizes(table: pa.Table, rows: np.ndarray, texts: pa.Array) -> dict[str, pa.Array]:
+def _sizes(table: pa.Table, mask: np.ndarray, stripped: list[str]) -> dict[str, pa.Array]:
     """The tag stage's size columns, recomputed (its definitions) for the stripped documents."""
-    stripped = texts.take(pa.array(rows)).to_pylist()
     new = {
         "n_chars": [len(t) for t in stripped],
         "n_words": [len(t.split()) for t in stripped],
         "n_lines": [t.count("\n") + 1 for t in stripped],
     }
-    mask = np.zeros(table.num_rows, dtype=bool)
-    mask[rows] = True
     return {
         name: pc.replace_with_mask(
             table.column(name).combine_chunks(),

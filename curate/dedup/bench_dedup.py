@@ -7,6 +7,8 @@ What is measured, and how:
   ``signature_mb`` of the input's texts (ours vs rensa vs datasketch, one thread, shingling included).
   ``signature_mb_s_per_core`` is ours by CPU time (the steady figure on a shared machine); the wall-clock
   figure sits beside it. DataTrove's signature step is timed inside its end-to-end run (stage 1 alone).
+- **Paragraph dedup units** (M chars per CPU-second): :mod:`curate.dedup.bench_paragraphs` on the same
+  texts: the per-shard unit sketch of `dedup.paragraphs` against Python per line, one thread.
 - **End to end** (docs/s): a real :func:`curate.run.run_pipeline` on the local executor with ``normalize``
   and ``dedup:`` only (read, normalise, per-shard sketches, write Parquet, global clustering, rejects), in
   a fresh subprocess. Docs/s is by wall clock; CPU seconds (the run's process, DuckDB's threads and the
@@ -58,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.config import ConfigError
+from curate.dedup.bench_paragraphs import bench_paragraph_hashing
 
 BENCH_CACHE = Path(".cache/bench/dedup")
 CORPUS_VERSION = 1
@@ -782,6 +785,7 @@ def bench_dedup(
     first = corpora[0]["files"]
     texts = read_texts(first, max_bytes=int(signature_mb * 1e6))
     signature = _signatures(texts, repeats)
+    paragraphs = bench_paragraph_hashing(texts, repeats)
     peer_texts = read_texts(first, max_docs=peer_docs)
     peer_figures = _peers(peer_texts, work, peers, lsh, peer_timeout, dedup)
     runs = []
@@ -802,6 +806,7 @@ def bench_dedup(
     return {
         "signature_mb_s_per_core": signature["ours"]["mb_per_cpu_s"],
         "signature_mb_s_per_core_wall": signature["ours"]["mb_per_s"],
+        "paragraph_mchars_s_per_core": paragraphs["ours"]["mchars_per_cpu_s"],
         "end_to_end_docs_s": largest["docs_s"],
         "end_to_end_docs_per_cpu_s": largest["docs_per_cpu_s"],
         "end_to_end_docs_s_per_core": round(largest["docs_s"] / workers, 1),
@@ -813,6 +818,7 @@ def bench_dedup(
         "memory_growth": memory_growth(runs, settings.memory_limit),
         "runs": runs,
         "signature": signature,
+        "paragraph_hashing": paragraphs,
         "peers_end_to_end": peer_figures,
         "input": [str(f) for f in first] if inputs else None,
         "machine": machine_at_start,
@@ -827,6 +833,8 @@ def format_report(result: dict[str, Any]) -> str:
         f"load {result['machine']['load_average_1m']} -> {result['load_average_1m_at_end']}",
         f"signatures: {result['signature_mb_s_per_core']} MB per CPU-second "
         f"({result['signature_mb_s_per_core_wall']} MB/s wall), one core",
+        f"paragraph dedup units: {result['paragraph_mchars_s_per_core']} M chars per CPU-second, one core "
+        f"({result['paragraph_hashing']['ratio_vs_python_per_line']}x Python per line)",
         f"end to end ({result['workers']} workers, {result['docs']:,} docs): "
         f"{result['end_to_end_docs_s']:,} docs/s, "
         f"{result['end_to_end_docs_per_cpu_s']:,} docs per CPU-second",

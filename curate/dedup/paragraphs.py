@@ -23,6 +23,8 @@ by one run can be counted by another through the persistent index.
 
 from __future__ import annotations
 
+import functools
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,6 +36,7 @@ from curate.dedup.settings import ParagraphConfig
 from curate.dedup.shingles import (
     _BATCH_BYTES,
     _as_text_array,
+    _decode_leads,
     _fmix64,
     _hash_keys,
     _normalise_bytes,
@@ -94,18 +97,59 @@ class Units:
         )
 
 
+@functools.lru_cache(maxsize=1)
+def _bmp_kinds() -> tuple[np.ndarray, np.ndarray]:
+    """For each BMP code point: may NFKD or mark removal change it (NFKD differs, a combining mark, or
+    unassigned in this Python, which a later Unicode may assign)? Is it a decimal digit? Built once."""
+    decompose = np.zeros(0x10000, dtype=bool)
+    digit = np.zeros(0x10000, dtype=bool)
+    for code in range(0x80, 0x10000):
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        decompose[code] = category in ("Mn", "Cn") or unicodedata.normalize("NFKD", ch) != ch
+        digit[code] = category in ("Nd", "Cn")
+    return decompose, digit
+
+
+def _needs_form(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Documents holding a character NFKD or mark removal may change, and documents holding a non-ASCII
+    digit (astral characters, such as emoji, count as both); only those go through Arrow's kernels."""
+    leads = np.flatnonzero(data >= 0xC0)
+    decompose = np.zeros(offsets.size - 1, dtype=bool)
+    digit = np.zeros(offsets.size - 1, dtype=bool)
+    if leads.size == 0:
+        return decompose, digit
+    padded = np.concatenate([data, np.zeros(3, dtype=np.uint8)])
+    code, _ = _decode_leads(padded, leads)
+    bmp = code < 0x10000
+    table_decompose, table_digit = _bmp_kinds()
+    for flags, table in ((decompose, table_decompose), (digit, table_digit)):
+        hit = np.ones(code.size, dtype=bool)
+        hit[bmp] = table[code[bmp]]
+        flags[np.searchsorted(offsets, leads[hit], side="right") - 1] = True
+    return decompose, digit
+
+
 def dedup_form(texts: pa.Array) -> pa.Array:
-    """NFKD, combining marks dropped, every decimal digit to 0; ASCII-only documents are left as they
-    are (the byte kernel lower-cases and maps ASCII digits). Newlines are never touched, so line `k`
-    of the result is line `k` of the input."""
-    ascii_only = pc.string_is_ascii(texts)
-    if pc.all(ascii_only).as_py() is not False:
-        return texts
-    mask = pc.invert(ascii_only)
-    other = pc.utf8_normalize(texts.filter(mask), form="NFKD")
-    other = pc.replace_substring_regex(other, r"\p{Mn}+", "")
-    other = pc.replace_substring_regex(other, r"\p{Nd}", "0")
-    return pc.replace_with_mask(texts, mask, other.cast(texts.type))
+    """NFKD, combining marks dropped, every decimal digit to 0, for the documents that hold a character
+    this can change (the byte kernel lower-cases and maps ASCII digits of all). Newlines are never
+    touched, so line `k` of the result is line `k` of the input. Returns `texts` itself when no document
+    needs it."""
+    data, offsets = _utf8_buffers(texts)
+    decompose, digit = _needs_form(data, offsets)
+    for flags, transform in ((decompose, _strip_accents), (digit, _zero_digits)):
+        if flags.any():
+            mask = pa.array(flags)
+            texts = pc.replace_with_mask(texts, mask, transform(texts.filter(mask)).cast(texts.type))
+    return texts
+
+
+def _strip_accents(texts: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(pc.utf8_normalize(texts, form="NFKD"), r"\p{Mn}+", "")
+
+
+def _zero_digits(texts: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(texts, r"\p{Nd}", "0")
 
 
 def _line_bounds(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -129,23 +173,32 @@ def _line_bounds(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     return starts, ends, first
 
 
-def _char_count(data: np.ndarray) -> np.ndarray:
-    """`count[i]` = characters in `data[:i]` (UTF-8 lead bytes), so a span's length is a difference."""
-    count = np.zeros(data.size + 1, dtype=np.int64)
-    np.cumsum((data & 0xC0) != 0x80, out=count[1:])
-    return count
+class _CharCount:
+    """Characters before a byte position (position minus the UTF-8 continuation bytes before it), so a
+    span's length is a difference; only continuation bytes are stored (none for ASCII text)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.continuation = np.flatnonzero((data & 0xC0) == 0x80)
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        if self.continuation.size == 0:
+            return positions
+        return positions - np.searchsorted(self.continuation, positions)
 
 
 def _units_of_slice(raw: pa.Array, norm: pa.Array, unit: str) -> Units:
     raw_data, raw_offsets = _utf8_buffers(raw)
-    data, offsets = _utf8_buffers(norm)
-    n_docs = offsets.size - 1
-    line_start, _, line_first = _line_bounds(data, offsets)
-    raw_start, raw_end, _ = _line_bounds(raw_data, raw_offsets)
-    if raw_start.size != line_start.size:  # dedup_form keeps newlines; this would be a bug
-        raise AssertionError("normalisation changed the number of lines")
-    raw_chars = _char_count(raw_data)
+    raw_start, raw_end, line_first = _line_bounds(raw_data, raw_offsets)
+    raw_chars = _CharCount(raw_data)
     line_chars = raw_chars[raw_end] - raw_chars[raw_start]
+    if norm is raw:
+        data, offsets, line_start = raw_data, raw_offsets, raw_start
+    else:
+        data, offsets = _utf8_buffers(norm)
+        line_start = _line_bounds(data, offsets)[0]
+        if raw_start.size != line_start.size:  # dedup_form keeps newlines; this would be a bug
+            raise AssertionError("normalisation changed the number of lines")
+    n_docs = offsets.size - 1
 
     buf, mask = _normalise_bytes(data)
     text = buf[: data.size]
@@ -177,7 +230,7 @@ def _units_of_slice(raw: pa.Array, norm: pa.Array, unit: str) -> Units:
         return Units(empty, empty.astype(np.uint64), empty, empty, empty, empty, doc_chars.astype(np.int64))
 
     word_unit = unit_of_line[word_line]
-    first_word = np.searchsorted(word_unit, np.arange(n_units))
+    first_word = np.flatnonzero(np.diff(word_unit, prepend=-1))  # every unit has a word
     n_words = np.diff(np.append(first_word, word_unit.size))
     position = np.arange(word_unit.size) - first_word[word_unit]
     keys = _hash_keys(_SEED, 1)
@@ -189,9 +242,11 @@ def _units_of_slice(raw: pa.Array, norm: pa.Array, unit: str) -> Units:
     summed ^= np.uint64(keys.shingle_seed)
     unit_hash = _fmix64(summed)
 
-    norm_count = _char_count(text)
-    word_chars = norm_count[ends] - norm_count[starts]
-    norm_chars = np.add.reduceat(word_chars, first_word) + n_words - 1
+    # normalised length: word bytes minus the continuation bytes inside words, plus one space between words
+    word_continuation = np.flatnonzero(mask[1:-1] & ((text & 0xC0) == 0x80))
+    continuation_line = np.searchsorted(line_start, word_continuation, side="right") - 1
+    word_bytes = np.add.reduceat(ends - starts, first_word)
+    norm_chars = word_bytes - np.bincount(unit_of_line[continuation_line], minlength=n_units) + n_words - 1
     line_total = np.zeros(n_lines + 1, dtype=np.int64)
     np.cumsum(line_chars, out=line_total[1:])
     chars = line_total[last_line + 1] - line_total[first_line]

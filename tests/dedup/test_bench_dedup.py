@@ -27,7 +27,7 @@ def test_bench_dedup_on_a_jsonl_shard_reports_the_required_figures(shard: Path, 
     result = bench_dedup(
         inputs=[str(shard)], workers=1, peer_docs=0, signature_mb=0.2, repeats=1, cache_dir=tmp_path
     )
-    for key in ("signature_mb_s_per_core", "end_to_end_docs_s", "peak_rss_mb"):
+    for key in ("signature_mb_s_per_core", "paragraph_mchars_s_per_core", "end_to_end_docs_s", "peak_rss_mb"):
         assert isinstance(result[key], float) and result[key] > 0, key
     (run,) = result["runs"]
     assert run["docs"] == len(list(news_texts())) + 20 == result["docs"]
