@@ -10,6 +10,7 @@ point gives the same files as applying once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class Stripping:
     config: ParagraphConfig
 
 
-def affected_keys(members: pa.Table, extra: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+def affected_keys(members: pa.Table, extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     """(source, domain) pairs holding a cluster member or a document `extra` names, sorted."""
     pairs = zip(members.column("source").to_pylist(), members.column("domain").to_pylist(), strict=True)
     return sorted(set(pairs) | set(extra))

@@ -109,7 +109,7 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     pq.write_table(clusters.members, state / "members.parquet")
     decisions = Decisions(state) if config.paragraphs.enabled else None
     try:
-        stripped = decisions.parts() if decisions is not None else []
+        stripped = set(decisions.parts()) if decisions is not None else set()
         for source, domain in affected_keys(clusters.members, stripped):
             members = members_of(clusters.members, source, domain)
             stripping = (
