@@ -47,8 +47,21 @@ def _headline(kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
     if kind == "fasttext-toxicity":
         return {k: metrics["held_out"][k] for k in ("precision", "recall", "f1", "roc_auc")}
     if kind == "fasttext-quality":
-        return {k: v for k, v in metrics.get("dclm", {}).items() if k.endswith("roc_auc")}
+        return _quality_headline(metrics.get("dclm", {}))
     return {}
+
+
+def _quality_headline(dclm: dict[str, Any]) -> dict[str, Any]:
+    """ROC-AUCs on the DCLM test half and on all labels; cards from before the dev/test split carry one
+    flat set of figures, shown as they are."""
+    if "test" not in dclm:
+        return {k: v for k, v in dclm.items() if k.endswith("roc_auc")}
+    return {
+        f"{subset}_{k}": v
+        for subset in ("test", "all")
+        for k, v in dclm[subset].items()
+        if k.endswith("roc_auc")
+    }
 
 
 def models_show(name: str, home: Path | None = None) -> dict[str, Any]:
@@ -153,7 +166,8 @@ def models_eval(
 ) -> dict[str, Any]:
     """`curate models eval [langid|toxicity|quality|all]`: the figures BENCHMARKS.md records: lid.176
     accuracy on UDHR2, the toxicity card's held-out metrics, and quality ROC-AUC on the DCLM human labels
-    with its baselines (recomputed now with the named models)."""
+    with its baselines (recomputed now with the named models) on the dev half recipes were chosen on, the
+    test half that is reported, and all of them."""
     shared = shared_data_dir()
     if shared is None:
         raise ConfigError("evaluation needs ../shared/data (or CURATE_SHARED_DATA pointing at it)")

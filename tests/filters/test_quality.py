@@ -15,7 +15,7 @@ from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from filters import corpora
 from filters.fasttext_models import held_out
-from filters.quality import QualityParams, dclm_labels, ensemble_score, train_quality
+from filters.quality import QualityParams, dclm_half, dclm_labels, ensemble_score, train_quality
 
 SMALL = {"epoch": 4, "dim": 16, "bucket": 100_000}
 
@@ -45,10 +45,20 @@ def test_card_has_held_out_and_dclm_metrics_with_the_length_baseline(quality_hom
     assert card["kind"] == "fasttext-quality"
     assert card["metrics"]["held_out"]["roc_auc"] > 0.95
     dclm = card["metrics"]["dclm"]
-    assert dclm["documents"] == 499 and dclm["positives"] == 272
-    assert dclm["classifier_roc_auc"] > 0.65 and 0.7 < dclm["length_baseline_roc_auc"] < 0.8
-    assert "kenlm_baseline_roc_auc" not in dclm  # trained without a language model
+    assert dclm["all"]["documents"] == 499 and dclm["all"]["positives"] == 272
+    assert dclm["dev"]["documents"] + dclm["test"]["documents"] == 499
+    assert dclm["all"]["classifier_roc_auc"] > 0.65 and 0.7 < dclm["all"]["length_baseline_roc_auc"] < 0.8
+    assert "kenlm_baseline_roc_auc" not in dclm["test"]  # trained without a language model
     assert {entry["source"] for entry in card["data"]} >= {"wikipedia", "books", "maths", "web", "social"}
+
+
+def test_dclm_halves_are_stable_and_each_holds_both_labels(shared: Path) -> None:
+    texts, labels = dclm_labels(shared)
+    halves = np.array([dclm_half(text) for text in texts])
+    assert [dclm_half(text) for text in texts[:20]] == list(halves[:20])  # no seed, no state
+    for half in ("dev", "test"):
+        chosen = labels[halves == half]
+        assert 200 < len(chosen) < 300 and 0.3 < chosen.mean() < 0.7
 
 
 def test_held_out_wikipedia_outscores_web_pages_judged_low_quality(quality_home: Path, shared: Path) -> None:
