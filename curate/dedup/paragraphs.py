@@ -14,8 +14,9 @@ thousands of documents, and removing those would cut dialogue and headings rathe
 Everything per batch is vectorised over the UTF-8 bytes of the whole Arrow batch (no Python per unit or
 per word): line boundaries from the newline bytes, words and their hashes from the shingler's kernels,
 a unit's hash as a position-keyed sum of its word hashes reduced with `np.add.reduceat`. Only documents
-with non-ASCII text go through Arrow's NFKD + regex kernels first. Stripping a document (the apply step,
-only for documents that lose a unit) works on its lines in Python.
+holding a character that normalisation can change (accented letters, non-ASCII digits, compatibility
+forms: found through a code-point table) go through Arrow's NFKD + regex kernels first. Stripping a
+document (the apply step, only for documents that lose a unit) works on its lines in Python.
 
 The hash depends on the text alone (not on the batch, the machine or PYTHONHASHSEED), so hashes written
 by one run can be counted by another through the persistent index.
