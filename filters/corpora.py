@@ -10,11 +10,15 @@ checksums of exactly what it saw.
 
 from __future__ import annotations
 
+import copyreg
 import csv
 import gzip
 import html
+import io
 import json
+import pickle
 import re
+import zlib
 from collections.abc import Iterator
 from functools import lru_cache
 from itertools import islice
@@ -23,7 +27,7 @@ from pathlib import Path
 from curate.readers.fields import FieldMap
 from curate.readers.formats import infer_format, reader_for
 from curate.readers.records import RawDoc
-from curate.textsources import news_texts, shared_data_dir, wikipedia_pages
+from curate.textsources import gensim_test_file, news_texts, shared_data_dir, wikipedia_pages
 
 Doc = tuple[str, str]
 
@@ -173,6 +177,48 @@ def web_documents(shared: Path | None, min_chars: int = 200) -> Iterator[Doc]:
         for item in reader_for(fmt)(path, FieldMap()):
             if isinstance(item, RawDoc) and len(item.text.strip()) >= min_chars:
                 yield f"web/{path.name}/{item.offset}", item.text
+
+
+def newsgroup_posts() -> Iterator[Doc]:
+    """The 200 Usenet posts (alt.atheism, sci.space) of the 20 Newsgroups sample in gensim's wheel, header
+    block cut off: real forum discussion, quotes and signatures included, as web forums have them."""
+    yield from _newsgroup_posts()
+
+
+@lru_cache(maxsize=1)
+def _newsgroup_posts() -> tuple[Doc, ...]:
+    path = gensim_test_file("mini_newsgroup")
+    if not path.is_file():
+        return ()
+    bunch = _BunchUnpickler(io.BytesIO(zlib.decompress(path.read_bytes())), encoding="latin1").load()
+    posts = (post.split("\n\n", 1)[-1].strip() for post in bunch["data"])
+    return tuple((f"newsgroup/{index}", post) for index, post in enumerate(posts) if post)
+
+
+class _Ignored:
+    """Stands in for the pickle's numpy arrays (the class labels), which are not needed."""
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+class _BunchUnpickler(pickle.Unpickler):
+    """Reads the scikit-learn `Bunch` gensim pickled, without scikit-learn or numpy: the Bunch becomes a
+    dict, numpy objects are ignored, and any other class is refused (unpickling can run code)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if module.startswith("sklearn.") and name == "Bunch":
+            return dict
+        if (module, name) == ("copy_reg", "_reconstructor"):
+            return copyreg._reconstructor  # type: ignore[attr-defined]
+        if (module, name) == ("__builtin__", "dict"):
+            return dict
+        if module.startswith("numpy"):
+            return _Ignored
+        raise pickle.UnpicklingError(f"{module}.{name} is not expected in gensim's newsgroup sample")
 
 
 # ---------------------------------------------------------------------------------------- toxic text

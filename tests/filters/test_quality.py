@@ -14,8 +14,19 @@ from curate.config import ConfigError, parse_config
 from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from filters import corpora
+from filters.commands import models_list
 from filters.fasttext_models import held_out
-from filters.quality import QualityParams, dclm_half, dclm_labels, ensemble_score, train_quality
+from filters.quality import (
+    WEB_REPEAT,
+    QualityParams,
+    dclm_half,
+    dclm_labels,
+    ensemble_score,
+    family_repeats,
+    train_quality,
+    training_set,
+    without_evaluation_text,
+)
 
 SMALL = {"epoch": 4, "dim": 16, "bucket": 100_000}
 
@@ -49,7 +60,51 @@ def test_card_has_held_out_and_dclm_metrics_with_the_length_baseline(quality_hom
     assert dclm["dev"]["documents"] + dclm["test"]["documents"] == 499
     assert dclm["all"]["classifier_roc_auc"] > 0.65 and 0.7 < dclm["all"]["length_baseline_roc_auc"] < 0.8
     assert "kenlm_baseline_roc_auc" not in dclm["test"]  # trained without a language model
-    assert {entry["source"] for entry in card["data"]} >= {"wikipedia", "books", "maths", "web", "social"}
+    assert {entry["source"] for entry in card["data"]} == {
+        "wikipedia",
+        "books",
+        "news",
+        "web",
+        "social",
+        "forums",
+    }
+    assert card["params"]["repeats"]["web"] == WEB_REPEAT and card["params"]["repeats"]["news"] > 1
+
+
+def test_models_list_headlines_the_test_half_and_all_labels(quality_home: Path) -> None:
+    (row,) = [r for r in models_list(quality_home) if r["name"] == "quality-test"]
+    assert {"test_classifier_roc_auc", "test_length_baseline_roc_auc", "all_classifier_roc_auc"} <= set(
+        row["metrics"]
+    )
+
+
+def test_training_chunks_that_quote_an_evaluation_document_are_dropped(shared: Path) -> None:
+    texts, _ = dclm_labels(shared)
+    quoted = "A page quoting another: " + " ".join(texts[7].split()[20:40])
+    unrelated = next(t for s, t in corpora.gensim_wikipedia())[:2000]
+    families = {"web": [(quoted, 0, "a"), (unrelated, 0, "b")]}
+    kept = without_evaluation_text(families, texts)
+    assert [e[2] for e in kept["web"]] == ["b"]
+
+
+def test_news_is_repeated_up_to_its_share_of_the_balanced_positives() -> None:
+    def examples(n: int, label: int) -> list:
+        return [(f"text {i}", label, f"doc{i}") for i in range(n)]
+
+    families = {
+        "wikipedia": examples(900, 1),
+        "books": examples(900, 1),
+        "news": examples(150, 1),
+        "web": examples(100, 0),
+        "social": examples(1000, 0),
+        "forums": examples(900, 0),
+    }
+    repeats = family_repeats(families)
+    assert repeats["web"] == WEB_REPEAT and repeats["wikipedia"] == repeats["books"] == 1
+    assert repeats["news"] == 6  # share (800 + 1000 + 900) / 3 = 900 chunks = 6 x 150
+    train, _ = training_set(families)
+    positives = sum(e[1] for e in train)
+    assert 0.8 < positives / (len(train) - positives) < 1.2
 
 
 def test_dclm_halves_are_stable_and_each_holds_both_labels(shared: Path) -> None:
