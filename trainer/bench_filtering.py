@@ -23,12 +23,12 @@ What it does, and why each step is shaped so:
 4. **Same proxy.** Same preset, precision, steps, batch, learning rate and seed for both arms
    (:func:`trainer.train.train_run`, every mixture document used for training).
 5. **Held-out, high-quality evaluation** in bits per byte (:func:`trainer.proxy.eval_proxy`):
-   ``wiki_html``, 5 Wikipedia pages the filter models never saw (raw HTML, resiliparse main content, so
-   reference lists and captions included); ``enwiki`` (the 206-page XML sample, markup stripped) and
-   ``wikitext2`` (test articles), both in the filter models' *training* data, never in the proxy's;
-   ``books``, Gutenberg passages of books past the filter models' book sample; and ``web_heldout``, the
-   held-out web slice. Lower is better; ``delta`` is filtered minus unfiltered (negative: filtering
-   helped).
+   ``wiki_html``, the prose of 5 Wikipedia pages the filter models never saw (raw HTML, resiliparse
+   main content), and ``wiki_html_refs``, the reference lists and link sections of those pages;
+   ``enwiki`` (the 206-page XML sample, markup stripped) and ``wikitext2`` (test articles), both in the
+   filter models' *training* data, never in the proxy's; ``books``, Gutenberg passages of books past
+   the filter models' book sample; and ``web_heldout``, the held-out web slice. Lower is better;
+   ``delta`` is filtered minus unfiltered (negative: filtering helped).
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ EVAL_CHARS = 300_000
 LM_MODEL = "wiki-5gram"
 QUALITY_MODEL = "quality"
 ARMS = ("unfiltered", "filtered")
+REFERENCES_HEADING = re.compile(
+    r"^(References|Notes|See also|Further reading|External links|Citations|Sources)\s*$", re.MULTILINE
+)
 
 
 # ----------------------------------------------------------------------------------------------- pool
@@ -225,6 +228,14 @@ def wikipedia_html_pages(shared: Path) -> list[str]:
     ]
 
 
+def split_references(page: str) -> tuple[str, str]:
+    """(article prose, the tail from the first References / Notes / See also ... heading): a page's
+    citation lists are bibliographic records, not prose, and are scored apart."""
+    found = REFERENCES_HEADING.search(page)
+    cut = found.start() if found else len(page)
+    return page[:cut], page[cut:]
+
+
 def enwiki_articles() -> list[str]:
     """The 206 pages of ``domains/enwiki_articles_sample.xml.bz2`` (the same file gensim ships), markup
     stripped: article prose, in the filter models' training data, never in the proxy's."""
@@ -287,8 +298,12 @@ def eval_sets(
 ) -> dict[str, Path]:
     """The high-quality target sets (JSONL) and the held-out web slice, each capped at ``max_chars``."""
     held_out = corpus_rows(corpus, HELD_OUT_DOMAIN, ("id", "text")).column("text").to_pylist()
+    pages = [split_references(page) for page in wikipedia_html_pages(shared)]
     return {
-        "wiki_html": write_texts(folder / "wiki_html.jsonl", capped(wikipedia_html_pages(shared), max_chars)),
+        "wiki_html": write_texts(folder / "wiki_html.jsonl", capped([b for b, _ in pages], max_chars)),
+        "wiki_html_refs": write_texts(
+            folder / "wiki_html_refs.jsonl", capped([r for _, r in pages], max_chars)
+        ),
         "enwiki": write_texts(folder / "enwiki.jsonl", capped(enwiki_articles(), max_chars)),
         "wikitext2": write_texts(
             folder / "wikitext2.jsonl", capped(wikitext_test_articles(shared), max_chars)

@@ -32,7 +32,14 @@ def test_both_arms_train_the_same_tokens_with_one_tokenizer(
         tmp_path, tokens=4096, seeds=(0,), keep=0.5, vocab_size=512, batch_size=4, seq_len=64,
         max_docs=80, eval_chars=4000, models=small_quality_model,
     )  # fmt: skip
-    assert set(figures["bpb"]) == {"wiki_html", "enwiki", "wikitext2", "books", "web_heldout"}
+    assert set(figures["bpb"]) == {
+        "wiki_html",
+        "wiki_html_refs",
+        "enwiki",
+        "wikitext2",
+        "books",
+        "web_heldout",
+    }
     runs = figures["runs"]
     assert {r["tokens_trained"] for arm in ARMS for r in runs[arm]} == {figures["train_tokens"]} == {4096}
     assert {r["tokenizer_sha256"] for arm in ARMS for r in runs[arm]} == {figures["tokenizer"]["sha256"]}
