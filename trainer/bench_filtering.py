@@ -204,9 +204,12 @@ def write_texts(path: Path, texts: list[str]) -> Path:
 
 
 def capped(texts: list[str], max_chars: int) -> list[str]:
-    """Every k-th text so the sample spans the whole set, then whole texts until ``max_chars``."""
+    """Every k-th non-empty text so the sample spans the whole set, then texts until ``max_chars`` (the
+    last one cut). k leaves at least 4 texts to choose from, so a set of a few long pages is never
+    reduced to its first page."""
+    texts = [t for t in texts if t.strip()]
     total = sum(len(t) for t in texts)
-    stride = max(1, int(total / max_chars)) if max_chars else 1
+    stride = max(1, min(int(total / max_chars), len(texts) // 4))
     out, size = [], 0
     for text in texts[::stride]:
         if size >= max_chars:
