@@ -150,14 +150,6 @@ def lm_reference_documents(shared: Path | None, books_chars: int | None) -> Iter
             yield from book_documents(shared / "domains" / "books", max_chars=books_chars)
 
 
-def quality_positive_documents(shared: Path | None, books_chars: int | None) -> Iterator[Doc]:
-    """Reference-quality text for the quality classifier: Wikipedia, books, worked maths, arXiv."""
-    yield from lm_reference_documents(shared, books_chars)
-    if shared is not None:
-        yield from gsm8k_documents(shared / "domains")
-        yield from arxiv_documents(shared / "domains")
-
-
 def news_documents() -> Iterator[Doc]:
     for index, text in enumerate(news_texts()):
         yield f"gensim-news/{index}", text
