@@ -6,7 +6,8 @@ What it does, and why each step is shaped so:
 
 1. **Pool.** Real web documents: the general Common Crawl shards of ``../shared/data/web`` (C4, RedPajama
    CC/C4, Dolma CC, WARC/WET; the curated NIH/USPTO/StackExchange samples are not random web text and are
-   left out, as :func:`filters.quality.crawl_documents` decides) plus the 499 web documents of
+   left out, as :func:`filters.quality.crawl_documents` decides; so is the C4 Guardian shard, a positive
+   class of the quality model) plus the 499 web documents of
    ``quality/dclm_majority_data.jsonl`` (their human labels are never used for selection, only reported).
    A fixed 10% of documents (by md5 of the id) is held out *before* anything is selected, so the web
    evaluation slice is in neither mixture.
@@ -78,10 +79,12 @@ def is_held_out(doc_id: str) -> bool:
 def pool_documents(shared: Path, max_docs: int | None = None) -> list[dict[str, Any]]:
     """General-crawl documents and the DCLM web sample as {id, text, label}; ``max_docs`` keeps every
     k-th document (for a quick run), so both sources stay represented."""
-    from filters.quality import crawl_documents
+    from filters.quality import JOURNALISM, crawl_documents
 
     docs: list[dict[str, Any]] = [
-        {"id": key, "text": text, "label": None} for key, text in crawl_documents(shared)
+        {"id": key, "text": text, "label": None}
+        for key, text in crawl_documents(shared)
+        if not any(name in key for name in JOURNALISM)  # the quality model's positives: not a fair pool
     ]
     lines = (shared / DCLM_FILE).read_text(encoding="utf-8").splitlines()
     for index, line in enumerate(lines):
@@ -174,12 +177,34 @@ def curate_pool(shards: dict[str, Path], out: Path, workers: int, models: Filter
     config_path.write_text(yaml.safe_dump(pipeline_config(shards, out / "corpus", models), sort_keys=False))
     config = load_config(config_path)
     corpus = out / "corpus"
-    record, manifest = corpus / RUN_RECORD, corpus / "manifest.json"
-    if record.exists() and json.loads(record.read_text()).get("config_hash") != config.config_hash():
-        shutil.rmtree(corpus)  # ours to replace: the pool or the stages changed
+    record, manifest, cards = corpus / RUN_RECORD, corpus / "manifest.json", out / "corpus-models.json"
+    stamp = json.dumps(model_cards(models), sort_keys=True)
+    same_models = cards.exists() and cards.read_text() == stamp
+    if record.exists() and (
+        json.loads(record.read_text()).get("config_hash") != config.config_hash() or not same_models
+    ):
+        shutil.rmtree(corpus)  # ours to replace: the pool, the stages or a model (re-trained) changed
     if manifest.exists() and record.exists():
         return json.loads(manifest.read_text())
-    return run_pipeline(config, "local", workers, progress=False)
+    result = run_pipeline(config, "local", workers, progress=False)
+    cards.write_text(stamp)
+    return result
+
+
+def model_cards(models: FilterModels) -> dict[str, dict[str, Any]]:
+    """Which trained filter models scored the pool (name, creation time, training data checksums): the
+    config names a model, but re-training it changes the scores, so the corpus is keyed on these too."""
+    from filters.model_registry import find_model
+
+    cards = {}
+    for name in models.names():
+        model = find_model(name, models.home)
+        card = model.card if model is not None else None
+        cards[name] = {
+            "created": card.created if card else None,
+            "data_sha256": [d.get("sha256") for d in card.data] if card else [],
+        }
+    return cards
 
 
 def corpus_rows(corpus: Path, domain: str, columns: tuple[str, ...] = ("id", "text", "quality")) -> pa.Table:
@@ -494,7 +519,7 @@ def bench_filtering(
             runs[arm].append(train_and_eval(mix, out / "runs" / f"{arm}-s{seed}", sets, seed, train))
     return {
         "pool": pool_figures(manifest, counts, quality, threshold, docs),
-        "filter_models": models.names(),
+        "filter_models": model_cards(models),
         "keep": keep,
         "quality_threshold": threshold,
         "where": where,
