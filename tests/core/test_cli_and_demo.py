@@ -38,6 +38,7 @@ COMMANDS = [
     ("bench", "mix"),
     ("bench", "train"),
     ("bench", "mixing"),
+    ("bench", "filtering"),
     ("bench", "api"),
 ]
 
