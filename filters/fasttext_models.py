@@ -136,6 +136,7 @@ def train_classifier(
     if vectors is not None:
         facts["skipgram"] = {
             **outcome["skipgram"],
+            "dim": params["dim"],
             "corpus_texts": len(corpus),
             "corpus_words": sum(line.count(" ") + 1 for line in corpus),
             "vocabulary": outcome["vocabulary"],

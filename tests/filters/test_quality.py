@@ -17,14 +17,17 @@ from filters import corpora
 from filters.commands import models_list
 from filters.fasttext_models import held_out
 from filters.quality import (
+    SKIPGRAM_UNLABELLED,
     WEB_REPEAT,
     QualityParams,
     dclm_half,
     dclm_labels,
     ensemble_score,
     family_repeats,
+    shingles,
     train_quality,
     training_set,
+    unlabelled_families,
     without_evaluation_text,
 )
 
@@ -40,7 +43,15 @@ def batch_of(texts: list[str | None]) -> pa.Table:
 @pytest.fixture(scope="session")
 def quality_home(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("quality-models")
-    train_quality("quality-test", lm=None, books_mb=2.0, hyperparams=SMALL, home=home, log=lambda _: None)
+    train_quality(
+        "quality-test",
+        lm=None,
+        books_mb=2.0,
+        hyperparams=SMALL,
+        home=home,
+        log=lambda _: None,
+        skipgram={"epoch": 1},
+    )  # skip-gram pretraining as by default, one epoch instead of three to save test time
     return home
 
 
@@ -60,7 +71,7 @@ def test_card_has_held_out_and_dclm_metrics_with_the_length_baseline(quality_hom
     assert dclm["dev"]["documents"] + dclm["test"]["documents"] == 499
     assert dclm["all"]["classifier_roc_auc"] > 0.65 and 0.7 < dclm["all"]["length_baseline_roc_auc"] < 0.8
     assert "kenlm_baseline_roc_auc" not in dclm["test"]  # trained without a language model
-    assert {entry["source"] for entry in card["data"]} == {
+    assert {e["source"] for e in card["data"] if not e["source"].startswith("unlabelled/")} == {
         "wikipedia",
         "books",
         "news",
@@ -69,6 +80,31 @@ def test_card_has_held_out_and_dclm_metrics_with_the_length_baseline(quality_hom
         "forums",
     }
     assert card["params"]["repeats"]["web"] == WEB_REPEAT and card["params"]["repeats"]["news"] > 1
+
+
+def test_card_records_the_skipgram_vectors_and_their_unlabelled_text(quality_home: Path) -> None:
+    card = json.loads((quality_home / "quality-test" / "card.json").read_text())
+    skipgram = card["params"]["skipgram"]
+    assert skipgram["epoch"] == 1 and skipgram["lr"] == 0.05 and skipgram["dim"] == SMALL["dim"]
+    assert skipgram["corpus"] == ["training chunks"] + [f"unlabelled/{f}" for f in SKIPGRAM_UNLABELLED]
+    assert (
+        skipgram["vocabulary"] > 10_000 and skipgram["corpus_words"] > 500_000 and skipgram["cpu_seconds"] > 0
+    )
+    assert "pretrainedVectors" not in card["params"]  # a temporary file, not a setting
+    unlabelled = {e["source"]: e["texts"] for e in card["data"] if e["source"].startswith("unlabelled/")}
+    assert (
+        set(unlabelled) == {f"unlabelled/{f}" for f in SKIPGRAM_UNLABELLED} and min(unlabelled.values()) > 0
+    )
+    assert card["metrics"]["train_attempts"] == 1 and card["metrics"]["train_cpu_seconds"] > 0
+
+
+def test_unlabelled_text_leaves_out_held_out_documents_and_evaluation_text(shared: Path) -> None:
+    families = unlabelled_families(shared)
+    assert set(families) == set(SKIPGRAM_UNLABELLED)
+    assert not any(held_out(group) for examples in families.values() for _, _, group in examples)
+    texts, _ = dclm_labels(shared)
+    held = set().union(*(shingles(text) for text in texts))
+    assert all(held.isdisjoint(shingles(e[0])) for examples in families.values() for e in examples[:500])
 
 
 def test_models_list_headlines_the_test_half_and_all_labels(quality_home: Path) -> None:
