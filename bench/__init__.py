@@ -1,0 +1,1 @@
+"""Benchmarks run by `curate bench ...`: they print JSON figures and nothing in the product imports them."""
