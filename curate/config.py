@@ -68,6 +68,13 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     batch_docs: int = Field(default=2000, ge=1, description="documents per batch handed to stages")
     batch_mb: int = Field(default=64, ge=1, description="text megabytes per batch handed to stages")
+    max_doc_chars: int = Field(
+        default=5_000_000,
+        ge=1,
+        description="a longer document is a `too_long` reject at read time, before any stage holds it; "
+        "input lines and WARC records are read only up to 6 bytes a character plus 1 MiB, so one huge "
+        "record never costs more memory than that",
+    )
     row_group_rows: int = Field(default=100_000, ge=1)
     row_group_mb: int = Field(default=128, ge=1)
     dedup: DedupConfig | None = None

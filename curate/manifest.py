@@ -118,6 +118,7 @@ def build_manifest(
                 "read": r.read,
                 "kept": r.kept,
                 "rejected": r.rejected,
+                **r.input,
             }
             for r in reports
         ],

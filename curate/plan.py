@@ -42,7 +42,8 @@ def shard_key(source: str) -> str:
     return hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
 
 
-def build_plan(config: PipelineConfig) -> RunPlan:
+def build_plan(config: PipelineConfig, data_roots: tuple[str, ...] = ()) -> RunPlan:
+    """`data_roots` (the service's): every input is opened only if it resolves inside one of them."""
     assert config.output is not None, "resolve_paths sets the output"
     _check_unique_input_names(config)
     tasks = []
@@ -51,7 +52,7 @@ def build_plan(config: PipelineConfig) -> RunPlan:
         name = spec.input_name(index)
         for path, fmt in expand_input(spec, index):
             source = f"{name}/{path.relative_to(root).as_posix()}"
-            shard = ShardSource(path=path, source=source, format=fmt, fields=spec.fields, domain=spec.domain)
+            shard = ShardSource(path, source, fmt, spec.fields, spec.domain, tuple(data_roots))
             tasks.append(ShardTask(key=shard_key(source), source=shard, size=path.stat().st_size))
     _check_unique_sources(tasks)
     corpus_schema = output_schema([spec.build() for spec in config.stages])

@@ -33,9 +33,10 @@ def run_pipeline(
     workers: int = 1,
     ray_address: str | None = None,
     progress: bool = True,
+    data_roots: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    plan = build_plan(config)
+    plan = build_plan(config, data_roots)
     check_dedup_index(plan)
     claim_output(plan)
     remove_temp_files(plan.out)

@@ -33,6 +33,9 @@ REJECT_FIELDS: list[pa.Field] = [
 ]
 
 UNREADABLE = "unreadable"
+TRUNCATED = "truncated"  # the input ends early (cut compressed stream, cut WARC record, short Parquet)
+TOO_LONG = "too_long"  # a document or raw record above `max_doc_chars`, refused before any stage
+BAD_VALUE = "bad_value"  # a Parquet row with a value no Python type holds (e.g. a timestamp in year 14000)
 UNASSIGNED_DOMAIN = "unassigned"  # partition for kept documents that no rule or input gave a domain
 READ_STAGE = "read"
 

@@ -11,16 +11,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from curate.checksums import file_sha256
 from curate.dedup.paragraphs import PARAGRAPH_DIR, unit_sketch, with_zero_counts
 from curate.dedup.sketch import hasher_for, sketch_batch
 from curate.plan import RunPlan, ShardTask
 from curate.readers.batches import read_batches
+from curate.readers.records import ReadLimits, ReadTally
 from curate.schema import READ_STAGE
 from curate.stages.base import Stage
 from curate.writer import RowGroupLimits, ShardWriter, remove_shard_outputs, write_atomic
@@ -50,6 +51,7 @@ class ShardReport:
     seconds: float = 0.0
     stages: dict[str, StageCounts] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    input: dict[str, Any] = field(default_factory=dict)  # what the reader saw: ReadTally.figures()
 
     def to_json(self) -> str:
         data = {**vars(self), "stages": {name: _counts_dict(c) for name, c in self.stages.items()}}
@@ -95,9 +97,7 @@ class ShardProcessor:
         started = time.perf_counter()
         out = self.plan.out
         remove_shard_outputs(out, task.key)
-        report = ShardReport(
-            task.key, task.source.source, str(task.source.path), task.size, file_sha256(task.source.path)
-        )
+        report = ShardReport(task.key, task.source.source, str(task.source.path), task.size, sha256="")
         report.stages = {name: StageCounts() for name in [READ_STAGE] + [s.name for s in self.stages]}
         config = self.plan.config
         writer = ShardWriter(
@@ -108,8 +108,10 @@ class ShardProcessor:
             RowGroupLimits(config.row_group_rows, config.row_group_mb << 20),
         )
         ids = UniqueIds()
+        tally = ReadTally()
+        limits = ReadLimits(config.max_doc_chars)
         try:
-            for batch in read_batches(task.source, config.batch_docs, config.batch_mb << 20):
+            for batch in read_batches(task.source, config.batch_docs, config.batch_mb << 20, tally, limits):
                 docs = ids.make_unique(batch.docs)
                 self._count_read(report, docs, batch.rejects)
                 writer.write_rejects(batch.rejects)
@@ -126,7 +128,9 @@ class ShardProcessor:
             writer.abort()
             raise
         report.seconds = round(time.perf_counter() - started, 4)
+        report.sha256, report.input = tally.sha256, tally.figures()
         check_shard_balance(report)
+        check_file_accounted(report, tally)
         write_atomic(completion_path(out, task.key), report.to_json())
         return report
 
@@ -210,6 +214,14 @@ def check_shard_balance(report: ShardReport) -> None:
             f"accounting error in {report.source}: read {report.read} != kept {report.kept} + "
             f"rejected {report.rejected}"
         )
+
+
+def check_file_accounted(report: ShardReport, tally: ReadTally) -> None:
+    """Balance is not enough: a reader that stops early balances what it read. Every byte of the file
+    (or every row its footer declares) must be read or covered by a `truncated`/`unreadable` reject."""
+    problem = tally.problem()
+    if problem is not None:
+        raise RuntimeError(f"input {report.path} ({report.source}) is not fully accounted for: {problem}")
 
 
 def load_completion(out: Path, key: str) -> ShardReport | None:

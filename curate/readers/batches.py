@@ -6,6 +6,7 @@ the documents table or, with its reason and location, in the rejects table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,10 +16,20 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from curate.checksums import handle_sha256
 from curate.readers.fields import FieldMap
 from curate.readers.formats import Format, reader_for
-from curate.readers.records import BadRecord, RawDoc
-from curate.schema import BASE_SCHEMA, READ_STAGE, TIMESTAMP, stable_id, with_reject_columns
+from curate.readers.opening import open_input
+from curate.readers.records import RAW_KEEP_CHARS, BadRecord, RawDoc, ReadLimits, ReadTally
+from curate.schema import (
+    BASE_SCHEMA,
+    READ_STAGE,
+    TIMESTAMP,
+    TOO_LONG,
+    UNREADABLE,
+    stable_id,
+    with_reject_columns,
+)
 
 REJECT_SCHEMA = with_reject_columns(BASE_SCHEMA)
 EMPTY = "empty"
@@ -33,6 +44,7 @@ class ShardSource:
     format: Format
     fields: FieldMap
     domain: str | None = None
+    data_roots: tuple[str, ...] = ()  # empty: unconfined; else the file must resolve inside one of them
 
 
 @dataclass
@@ -41,15 +53,26 @@ class ReadBatch:
     rejects: pa.Table
 
 
-def read_batches(shard: ShardSource, max_docs: int, max_bytes: int) -> Iterator[ReadBatch]:
+def read_batches(
+    shard: ShardSource,
+    max_docs: int,
+    max_bytes: int,
+    tally: ReadTally | None = None,
+    limits: ReadLimits = ReadLimits(),  # noqa: B008 - frozen, never mutated
+) -> Iterator[ReadBatch]:
+    """Batches of documents and read-stage rejects; `tally` is filled in with what the reader saw."""
+    tally = tally if tally is not None else ReadTally()
     docs: list[RawDoc] = []
     bad: list[BadRecord] = []
     size = 0
-    for item in reader_for(shard.format)(shard.path, shard.fields):
+    for item in read_items(shard, tally, limits):
+        tally.records += 1
+        if isinstance(item, RawDoc):
+            item = check_document(item, limits)
         if isinstance(item, BadRecord):
+            if item.covers_rest:
+                tally.lost_tail = item.reason
             bad.append(item)
-        elif not item.text.strip():
-            bad.append(BadRecord(item.offset, EMPTY, "text is empty or whitespace only", meta=item.meta))
         else:
             docs.append(item)
             size += len(item.text)
@@ -58,6 +81,36 @@ def read_batches(shard: ShardSource, max_docs: int, max_bytes: int) -> Iterator[
             docs, bad, size = [], [], 0
     if docs or bad:
         yield ReadBatch(docs_table(docs, shard), rejects_table(bad, shard))
+
+
+def read_items(shard: ShardSource, tally: ReadTally, limits: ReadLimits) -> Iterator[RawDoc | BadRecord]:
+    """Open the file (confined to the data roots), hash it through the same descriptor, then read it.
+
+    A file that cannot be opened (permissions, gone, outside the roots) is one `unreadable` reject.
+    """
+    try:
+        handle = open_input(shard.path, shard.data_roots)
+    except OSError as error:
+        yield BadRecord(0, UNREADABLE, f"cannot open the file ({error})", covers_rest=True)
+        return
+    with handle:
+        try:
+            tally.size = os.fstat(handle.fileno()).st_size
+            tally.sha256 = handle_sha256(handle)
+        except OSError as error:
+            yield BadRecord(0, UNREADABLE, f"cannot read the file ({error})", covers_rest=True)
+            return
+        yield from reader_for(shard.format)(handle, shard.fields, tally, limits)
+
+
+def check_document(doc: RawDoc, limits: ReadLimits) -> RawDoc | BadRecord:
+    """Empty and over-long documents stop here, before any stage sees them; a prefix of a long one stays."""
+    if len(doc.text) > limits.max_doc_chars:
+        detail = f"{doc.where}: {len(doc.text)} characters, longer than max_doc_chars {limits.max_doc_chars}"
+        return BadRecord(doc.offset, TOO_LONG, detail, raw=doc.text[:RAW_KEEP_CHARS], meta=doc.meta)
+    if not doc.text.strip():
+        return BadRecord(doc.offset, EMPTY, f"{doc.where}: text is empty or whitespace only", meta=doc.meta)
+    return doc
 
 
 def docs_table(docs: list[RawDoc], shard: ShardSource) -> pa.Table:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from curate.readers.compression import strip_compression_suffix
 from curate.readers.fields import FieldMap
 from curate.readers.jsonl import read_jsonl
 from curate.readers.parquet import read_parquet
-from curate.readers.records import BadRecord, RawDoc
+from curate.readers.records import BadRecord, RawDoc, ReadLimits, ReadTally
 from curate.readers.warc import read_warc
 
 Format = Literal["jsonl", "parquet", "warc", "wet"]
@@ -37,7 +37,8 @@ def infer_format(path: Path) -> Format | None:
     return None
 
 
-Reader = Callable[[Path, FieldMap], Iterator[RawDoc | BadRecord]]
+# A reader takes the opened file, fills in the tally as it goes and yields one item per record.
+Reader = Callable[[BinaryIO, FieldMap, ReadTally, ReadLimits], Iterator[RawDoc | BadRecord]]
 
 
 def reader_for(fmt: Format) -> Reader:
@@ -45,4 +46,4 @@ def reader_for(fmt: Format) -> Reader:
         return read_jsonl
     if fmt == "parquet":
         return read_parquet
-    return lambda path, _fields: read_warc(path)
+    return read_warc

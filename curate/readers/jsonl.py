@@ -1,40 +1,68 @@
 """JSON Lines shards (plain, .gz, .zst): one JSON object per line, read as a stream of bytes.
 
 Lines are decoded strictly: a line with invalid UTF-8 or broken JSON is a bad record at its line number,
-and a truncated compressed stream ends the file with one bad record saying where; earlier lines stand.
+and a truncated or corrupt compressed stream ends the file with one reject saying where; earlier lines
+stand. A line longer than the reader's limit is never held whole: a prefix is kept for the reject and the
+rest skipped in chunks, so one 200 MB line costs no more memory than the limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
-from curate.readers.compression import STREAM_ERRORS, open_binary
 from curate.readers.fields import FieldMap, first_present, remove_path
-from curate.readers.records import BadRecord, RawDoc
-from curate.schema import UNREADABLE
+from curate.readers.records import RAW_KEEP_CHARS, BadRecord, RawDoc, ReadLimits, ReadTally
+from curate.readers.stream import Cursor, read_stream
+from curate.schema import TOO_LONG, UNREADABLE
 
-RAW_KEEP_LIMIT = 1 << 20  # bytes of a bad line kept in the reject, enough to diagnose it by eye
+UTF8_BOM = b"\xef\xbb\xbf"
+SKIP_CHUNK = 1 << 20
 
 
-def read_jsonl(path: Path, fields: FieldMap) -> Iterator[RawDoc | BadRecord]:
+def read_jsonl(
+    handle: BinaryIO, fields: FieldMap, tally: ReadTally, limits: ReadLimits
+) -> Iterator[RawDoc | BadRecord]:
+    return read_stream(handle, tally, lambda stream, cursor: _lines(stream, cursor, fields, limits))
+
+
+def _lines(stream: BinaryIO, cursor: Cursor, fields: FieldMap, limits: ReadLimits) -> Iterator:
     line_no = 0
     offset = 0
-    with open_binary(path) as stream:
-        try:
-            for line in stream:
-                line_no += 1
-                yield parse_line(line, line_no, offset, fields)
-                offset += len(line)
-        except STREAM_ERRORS as error:
-            yield BadRecord(
-                offset=offset,
-                reason=UNREADABLE,
-                detail=f"line {line_no + 1}: compressed stream ends early or is corrupt ({error}); "
-                "records after this point could not be read",
-            )
+    while True:
+        cursor.where, cursor.offset = f"line {line_no + 1}", offset
+        line = stream.readline(limits.record_bytes + 1)
+        if not line:
+            return
+        line_no += 1
+        length = len(line)
+        if len(line) > limits.record_bytes and not line.endswith(b"\n"):
+            length += _skip_line(stream)
+            yield _too_long_line(line, length, line_no, offset, limits)
+        else:
+            yield parse_line(line.removeprefix(UTF8_BOM) if line_no == 1 else line, line_no, offset, fields)
+        offset += length
+
+
+def _skip_line(stream: BinaryIO) -> int:
+    """Read past the rest of an over-long line in bounded chunks; how many bytes were skipped."""
+    skipped = 0
+    while True:
+        chunk = stream.readline(SKIP_CHUNK)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
+
+
+def _too_long_line(line: bytes, length: int, line_no: int, offset: int, limits: ReadLimits) -> BadRecord:
+    detail = (
+        f"line {line_no}: {length} bytes, longer than the reader's limit of {limits.record_bytes} bytes "
+        f"(from max_doc_chars {limits.max_doc_chars}); raise max_doc_chars to read it"
+    )
+    raw = line[:RAW_KEEP_CHARS].decode("utf-8", errors="replace")
+    return BadRecord(offset, TOO_LONG, detail, raw=raw)
 
 
 def parse_line(line: bytes, line_no: int, offset: int, fields: FieldMap) -> RawDoc | BadRecord:
@@ -56,7 +84,8 @@ def record_to_doc(record: dict, offset: int, fields: FieldMap, where: str) -> Ra
     if not isinstance(text, str):
         found = "no text field" if text_path is None else f"field {text_path!r} is not a string"
         detail = f"{where}: {found} (looked for {', '.join(fields.text)}; set `fields.text` for this input)"
-        return BadRecord(offset, UNREADABLE, detail, raw=orjson.dumps(record).decode()[:RAW_KEEP_LIMIT])
+        raw = orjson.dumps(record, default=str).decode()[:RAW_KEEP_CHARS]
+        return BadRecord(offset, UNREADABLE, detail, raw=raw)
     id_path, doc_id = first_present(record, fields.id)
     url_path, url = first_present(record, fields.url)
     date_path, date = first_present(record, fields.crawl_date)
@@ -70,9 +99,10 @@ def record_to_doc(record: dict, offset: int, fields: FieldMap, where: str) -> Ra
         url=url if isinstance(url, str) else None,
         date=date,
         meta=record,
+        where=where,
     )
 
 
 def _bad_line(line: bytes, line_no: int, offset: int, why: str) -> BadRecord:
-    raw = line[:RAW_KEEP_LIMIT].decode("utf-8", errors="replace")
+    raw = line[:RAW_KEEP_CHARS].decode("utf-8", errors="replace")
     return BadRecord(offset, UNREADABLE, f"line {line_no}: {why}", raw=raw)

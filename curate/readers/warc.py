@@ -1,59 +1,110 @@
 """WARC (HTTP responses, HTML to main text) and WET (extracted text) files, via FastWARC and Resiliparse.
 
-HTML is decoded with the charset the server declared, else one Resiliparse detects, so Latin-1 or
-Shift-JIS pages become text rather than rejects. Records that carry no document (requests, warcinfo,
-metadata) are not documents and are not counted; responses that are not pages are rejects with a reason.
+HTML is decoded with the charset the server declared if Python knows it, else one Resiliparse detects, so
+Latin-1 or Shift-JIS pages become text rather than rejects. Records that carry no document (requests,
+warcinfo, metadata) are not documents and are not counted; responses that are not pages are rejects with a
+reason. Every record's block is read whole and compared with its Content-Length, so a file cut inside a
+record is a `truncated` reject rather than a shorter page; a block above the read limit is skipped unread.
 """
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
-from pathlib import Path
+from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 from resiliparse.parse.html import HTMLTree
 
-from curate.readers.compression import open_binary
-from curate.readers.records import BadRecord, RawDoc
-from curate.schema import UNREADABLE
+from curate.readers.fields import FieldMap
+from curate.readers.records import RAW_KEEP_CHARS, BadRecord, RawDoc, ReadLimits, ReadTally
+from curate.readers.stream import Cursor, read_stream
+from curate.schema import TOO_LONG, TRUNCATED, UNREADABLE
 
-DOCUMENT_RECORDS = WarcRecordType.response | WarcRecordType.conversion
+DOCUMENT_RECORDS = (WarcRecordType.response, WarcRecordType.conversion)
 TEXT_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
-RAW_KEEP_LIMIT = 1 << 20
+SKIP_CHUNK = 1 << 20
 
 
-def read_warc(path: Path) -> Iterator[RawDoc | BadRecord]:
-    """Yields one item per document record; a stream that ends early adds one bad record saying where.
+def read_warc(
+    handle: BinaryIO, _fields: FieldMap, tally: ReadTally, limits: ReadLimits
+) -> Iterator[RawDoc | BadRecord]:
+    """Yields one item per document record, plus one reject if the archive is cut or corrupt.
 
-    Decompression is ours (not FastWARC's) because Python's gzip raises on a truncated member, where a
-    native reader would end quietly and lose the tail of the file without a trace.
+    Decompression is ours (not FastWARC's) because a native reader would end quietly at a cut gzip
+    member and lose the tail of the file without a trace.
     """
-    last_offset = 0
-    with open_binary(path) as stream:
-        try:
-            for record in ArchiveIterator(stream, record_types=DOCUMENT_RECORDS, parse_http=True):
-                last_offset = record.stream_pos
-                yield record_to_item(record)
-        except Exception as error:  # noqa: BLE001 - a corrupt archive ends with a reject, never a crash
-            yield BadRecord(
-                last_offset,
-                UNREADABLE,
-                f"after byte {last_offset} of the decompressed stream: archive truncated or corrupt "
-                f"({error}); records after this point could not be read",
-            )
+    return read_stream(handle, tally, lambda stream, cursor: _records(stream, cursor, limits))
 
 
-def record_to_item(record: WarcRecord) -> RawDoc | BadRecord:
+def _records(stream: BinaryIO, cursor: Cursor, limits: ReadLimits) -> Iterator[RawDoc | BadRecord]:
+    for record in ArchiveIterator(stream, parse_http=False):
+        offset = record.stream_pos
+        cursor.where, cursor.offset = f"after byte {offset} of the decompressed stream", offset
+        is_document = record.record_type in DOCUMENT_RECORDS
+        if record.content_length > limits.record_bytes or not is_document:
+            length = _skip_block(record)
+            if length < record.content_length:
+                yield _cut_record(record, length, b"")
+                return
+            if is_document:
+                yield _too_long_record(record, limits)
+            continue
+        block = record.reader.read()
+        if len(block) < record.content_length:
+            yield _cut_record(record, len(block), block)
+            return
+        record.set_bytes_content(block)
+        yield record_to_item(record, block)
+
+
+def _skip_block(record: WarcRecord) -> int:
+    """Read past a record's block in bounded chunks; its length as found in the file."""
+    length = 0
+    while chunk := record.reader.read(SKIP_CHUNK):
+        length += len(chunk)
+    return length
+
+
+def _cut_record(record: WarcRecord, length: int, block: bytes) -> BadRecord:
+    detail = (
+        f"byte {record.stream_pos} of the decompressed stream: the file ends inside a "
+        f"{record.record_type.name} record ({length} of {record.content_length} bytes); archive truncated"
+    )
+    raw = block[:RAW_KEEP_CHARS].decode("utf-8", errors="replace")
+    return BadRecord(record.stream_pos, TRUNCATED, detail, raw=raw, covers_rest=True)
+
+
+def _too_long_record(record: WarcRecord, limits: ReadLimits) -> BadRecord:
+    url = _target(record)
+    detail = (
+        f"byte {record.stream_pos} ({url}): record of {record.content_length} bytes, longer than the "
+        f"reader's limit of {limits.record_bytes} bytes (from max_doc_chars {limits.max_doc_chars})"
+    )
+    return BadRecord(record.stream_pos, TOO_LONG, detail, meta={"warc_record_id": _record_id(record)})
+
+
+def _target(record: WarcRecord) -> str | None:
+    return (record.headers.get("WARC-Target-URI") or "").strip("<>") or None
+
+
+def _record_id(record: WarcRecord) -> str:
+    return (record.headers.get("WARC-Record-ID") or "").strip("<>")
+
+
+def record_to_item(record: WarcRecord, block: bytes) -> RawDoc | BadRecord:
     offset = record.stream_pos
-    url = (record.headers.get("WARC-Target-URI") or "").strip("<>") or None
-    meta = {"warc_record_id": (record.headers.get("WARC-Record-ID") or "").strip("<>")}
+    url = _target(record)
+    meta = {"warc_record_id": _record_id(record)}
     date = record.headers.get("WARC-Date")
-    body = record.reader.read()
+    where = f"byte {offset} ({url})"
     if record.record_type == WarcRecordType.conversion:
-        text = body.decode("utf-8", errors="replace")
-        return RawDoc(offset, text, id=meta["warc_record_id"] or None, url=url, date=date, meta=meta)
+        text = block.decode("utf-8", errors="replace")
+        return RawDoc(offset, text, meta["warc_record_id"] or None, url, date, meta, where)
+    record.parse_http()
+    body = record.reader.read()
     return _response_to_item(record, body, offset, url, date, meta)
 
 
@@ -72,11 +123,22 @@ def _response_to_item(
     if content_type and not content_type.startswith(TEXT_TYPES):
         return BadRecord(offset, "unsupported_content", f"{where}: content type {content_type}", meta=meta)
     try:
-        encoding = (record.http_charset if record.is_http else None) or detect_encoding(body)
+        encoding = _known_charset(record.http_charset if record.is_http else None) or detect_encoding(body)
         html = bytes_to_str(body, encoding)
         meta["charset"] = encoding
         text = extract_plain_text(HTMLTree.parse(html), main_content=True, list_bullets=True)
     except Exception as error:  # noqa: BLE001 - undecodable payload is a reject with its bytes kept
-        raw = body[:RAW_KEEP_LIMIT].decode("utf-8", errors="replace")
+        raw = body[:RAW_KEEP_CHARS].decode("utf-8", errors="replace")
         return BadRecord(offset, UNREADABLE, f"{where}: payload not decodable ({error})", raw=raw, meta=meta)
-    return RawDoc(offset, text, id=meta["warc_record_id"] or None, url=url, date=date, meta=meta)
+    return RawDoc(offset, text, meta["warc_record_id"] or None, url, date, meta, where)
+
+
+def _known_charset(declared: str | None) -> str | None:
+    """The declared charset if Python can decode it; an unknown name (`x-foo`) falls back to detection."""
+    if not declared:
+        return None
+    try:
+        codecs.lookup(declared)
+    except LookupError:
+        return None
+    return declared

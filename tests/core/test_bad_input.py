@@ -15,11 +15,12 @@ from tests.core.helpers import read_parts, write_config
 GOOD = {"text": "A perfectly ordinary document with several words in it.", "url": "https://example.org/a"}
 
 
-def run(folder: Path, pattern: str, **input_extra: object) -> dict:
+def run(folder: Path, pattern: str, out: str = "out", settings: dict | None = None, **input_extra: object) -> dict:
     config = {
         "inputs": [{"path": pattern, "name": "in", **input_extra}],
         "stages": [{"normalize": {}}, {"tag": {}}],
-        "output": str(folder / "out"),
+        "output": str(folder / out),
+        **(settings or {}),
     }
     return run_pipeline(load_config(write_config(folder, config)), "local", 1, progress=False)
 
@@ -67,8 +68,16 @@ def test_empty_files_and_a_huge_document(tmp_path: Path) -> None:
     huge = {"id": "huge", "text": (paragraph + "\n") * (50_000_000 // len(paragraph))}
     (tmp_path / "huge.jsonl").write_text(json.dumps(huge) + "\n")
     manifest = run(tmp_path, str(tmp_path / "*.json*"))
+    assert manifest["totals"] == {**manifest["totals"], "read": 1, "kept": 0, "rejected": 1}
+    (reject,) = read_parts(tmp_path / "out" / "rejects").to_pylist()
+    assert reject["reject_reason"] == "too_long" and reject["reject_stage"] == "read"
+    assert reject["reject_detail"].startswith("in/huge.jsonl: line 1: ")
+    assert "max_doc_chars 5000000" in reject["reject_detail"]
+    assert 0 < len(reject["text"]) <= 1 << 20, "a prefix of the document is kept, not all 50 MB"
+
+    manifest = run(tmp_path, str(tmp_path / "*.json*"), out="raised", settings={"max_doc_chars": 60_000_000})
     assert manifest["totals"] == {**manifest["totals"], "read": 1, "kept": 1, "rejected": 0}
-    kept = pq.read_table(next((tmp_path / "out" / "corpus").rglob("*.parquet")), columns=["id", "n_chars"])
+    kept = pq.read_table(next((tmp_path / "raised" / "corpus").rglob("*.parquet")), columns=["id", "n_chars"])
     assert kept.column("n_chars")[0].as_py() > 49_000_000
 
 

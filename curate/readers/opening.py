@@ -1,0 +1,50 @@
+"""The one way an input file is opened, by the reader and for its checksum alike.
+
+Confinement holds at open time, not only when a job starts: the file is opened first and then the path
+of the descriptor actually obtained is checked against the data roots, so a shard swapped for a symlink
+to a file outside the roots between planning and reading is refused without a byte of it being read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+OUTSIDE_ROOTS = "outside the data roots"
+
+
+class RefusedInput(OSError):
+    """An input the confinement rules refuse to read (its message is the reject's detail)."""
+
+
+def open_input(path: Path, data_roots: tuple[str, ...] = ()) -> BinaryIO:
+    """Open `path` for binary reading; with `data_roots`, only if what was opened lies inside one of them.
+
+    O_NONBLOCK keeps a FIFO planted in place of a shard from hanging the open; only regular files are read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RefusedInput(f"{path} is not a regular file")
+        if data_roots and not _inside(_descriptor_path(fd), data_roots):
+            raise RefusedInput(f"{path} resolves {OUTSIDE_ROOTS}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _descriptor_path(fd: int) -> str:
+    """Where the open descriptor really points (symlinks resolved by the kernel, not by us)."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _inside(real: str, roots: tuple[str, ...]) -> bool:
+    for root in roots:
+        resolved = os.path.realpath(root)
+        if os.path.commonpath([real, resolved]) == resolved:
+            return True
+    return False
