@@ -1,7 +1,8 @@
 """The bounded worker pool: one thread in the server launching, watching and stopping worker processes.
 
-Each tick it (1) reaps workers that exited: a worker that died without recording an outcome crashed, and
-its job goes back to the queue to resume (or fails after `max_crashes`), unless it was being cancelled;
+Each tick it (1) reaps workers that exited and kills what is left of their process group (pool processes
+that outlived a SIGKILLed worker); a worker that died without recording an outcome crashed, and its job
+goes back to the queue to resume (or fails after `max_crashes`), unless it was being cancelled;
 (2) stops cancelled jobs: SIGTERM to the worker's process group, SIGKILL after a grace period; (3) starts
 queued jobs while fewer than `job_slots` run. On start it recovers jobs left `running` by a previous
 server: their workers are gone (or are killed now), and the jobs resume.
@@ -23,6 +24,7 @@ from typing import IO
 from api.kinds import get_kind
 from api.settings import TOKEN_ENV, TOKEN_FILE_ENV, ServiceSettings
 from api.store import Job, JobStore
+from curate.process import group_members
 
 SECRET_ENV = (TOKEN_ENV, TOKEN_FILE_ENV)
 
@@ -132,6 +134,7 @@ class Supervisor:
                 continue
             del self.children[job_id]
             child.log.close()
+            end_group(child.process.pid, self.settings.cancel_grace)
             job = self.store.get_job(job_id)
             if job is None or job.state != "running" or job.worker_token != child.token:
                 continue  # the worker recorded its outcome
@@ -230,6 +233,15 @@ class Supervisor:
                 self.store.requeue(job_id, crashed=False)
                 note(self.settings, job_id, "server stopped; job queued to resume at the next start")
         self.children.clear()
+
+
+def end_group(pgid: int, timeout: float) -> None:
+    """SIGKILL what is left of an exited worker's process group (pool processes that outlived it) and
+    wait until none runs, so a job queued again never shares its output with the old attempt's writers."""
+    _kill_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _kill_group(pid: int, sig: signal.Signals) -> None:

@@ -7,9 +7,11 @@ two configs' shards would make a corpus no single config describes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +27,7 @@ from curate.writer import TMP_SUFFIX, write_atomic
 
 Executor = Literal["local", "ray"]
 RUN_RECORD = "_state/run.json"
+LOCK_FILE = "_state/run.lock"  # beside the run record, which claim_output has written by then
 
 
 def run_pipeline(
@@ -39,18 +42,19 @@ def run_pipeline(
     plan = build_plan(config, data_roots)
     check_dedup_index(plan)
     claim_output(plan)
-    remove_temp_files(plan.out)
-    with executor_session(executor, workers, ray_address):
-        run_shards(plan, executor, workers, progress)
-        reports = collect_reports(plan)
-        dedup = None
-        if plan.config.dedup is not None:
-            dedup = run_dedup(plan, run_id(plan, [report.sha256 for report in reports]), executor)
-    manifest = build_manifest(plan, reports, time.perf_counter() - started, executor, dedup)
-    write_manifest(plan.out, manifest)
-    if dedup is not None:
-        manifest["dedup"]["index_version_after"] = extend_index(plan, dedup.run)
+    with output_lock(plan.out):
+        remove_temp_files(plan.out)
+        with executor_session(executor, workers, ray_address):
+            run_shards(plan, executor, workers, progress)
+            reports = collect_reports(plan)
+            dedup = None
+            if plan.config.dedup is not None:
+                dedup = run_dedup(plan, run_id(plan, [report.sha256 for report in reports]), executor)
+        manifest = build_manifest(plan, reports, time.perf_counter() - started, executor, dedup)
         write_manifest(plan.out, manifest)
+        if dedup is not None:
+            manifest["dedup"]["index_version_after"] = extend_index(plan, dedup.run)
+            write_manifest(plan.out, manifest)
     return manifest
 
 
@@ -95,6 +99,21 @@ def claim_output(plan: RunPlan) -> None:
     if plan.out.exists() and any(plan.out.iterdir()):
         raise ConfigError(f"{plan.out} exists and is not a curate output; choose an empty or new --out")
     write_atomic(record, json.dumps({"config_hash": config_hash}))
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Held for the whole run, so a second run into the same output refuses instead of writing beside
+    the first (and deleting its temporary parts). The kernel drops a flock when its holder dies, so a
+    crashed run never leaves a stale lock; spawned pool processes do not inherit it."""
+    path = out / LOCK_FILE
+    with open(path, "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            message = f"{out} is being written by another curate run; wait for it to end or use another --out"
+            raise ConfigError(message) from None
+        yield
 
 
 def remove_temp_files(out: Path) -> None:

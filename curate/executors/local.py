@@ -7,17 +7,22 @@ With one worker the shards run in this process, which keeps tracebacks and profi
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from curate.plan import RunPlan, ShardTask
+from curate.process import die_with_parent
 from curate.shard_runner import ShardProcessor, ShardReport
 
 _worker: ShardProcessor | None = None
 
 
-def _init_worker(plan: RunPlan) -> None:
+def _init_worker(plan: RunPlan, parent: int) -> None:
+    """Die with the parent first: a pool process left behind by a SIGKILLed run would keep writing
+    completion records into the output beside the next attempt's, and never exit."""
     global _worker
+    die_with_parent(parent)
     _worker = ShardProcessor(plan)
 
 
@@ -40,7 +45,10 @@ def _reports(plan: RunPlan, tasks: list[ShardTask], workers: int) -> Iterator[Sh
             yield processor.process(task)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch or Ray threads exist
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(plan,)) as pool:
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(plan, os.getpid())
+    )
+    with pool:
         yield from _bounded_submit(pool, tasks, window=workers * 2)
 
 
