@@ -249,6 +249,21 @@ def bench_rules(
     typer.echo(json.dumps(run_bench(texts, repeats=repeats, datatrove_max_docs=peer_docs), indent=2))
 
 
+@bench_app.command("fuzz")
+def bench_fuzz(
+    cases: Annotated[int, typer.Option(min=1, help="mutated shards to put through `curate run`")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed of the mutations")] = 0,
+) -> None:
+    """Mutated real shards of every format through `curate run`: tracebacks, hangs, unaccounted files."""
+    from bench.fuzz_inputs import fuzz
+
+    try:
+        figures = fuzz(cases, seed)
+    except FileNotFoundError as error:
+        fail(str(error))
+    typer.echo(json.dumps(figures, indent=2))
+
+
 def _register_package_commands() -> None:
     """Commands that live beside their package (mixtures, the service) join the one `curate` app here."""
     from api.cli import jobs_app, schedules_app, serve_command

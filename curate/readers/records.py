@@ -55,6 +55,18 @@ class ReadTally:
     lost_tail: str | None = None  # reason of the reject covering what was not read, if any
     sha256: str = ""
 
+    @classmethod
+    def from_figures(cls, figures: dict[str, Any]) -> ReadTally:
+        """Back from the figures a completion record or manifest carries, to check them again."""
+        return cls(
+            size=figures["input_bytes"],
+            consumed=figures["input_bytes_read"],
+            records=figures["records_parsed"],
+            expected=figures["records_expected"],
+            clean_end=figures["clean_end"],
+            lost_tail=figures["lost_tail"],
+        )
+
     def figures(self) -> dict[str, Any]:
         return {
             "input_bytes": self.size,

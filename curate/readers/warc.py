@@ -71,7 +71,7 @@ def _skip_block(record: WarcRecord) -> int:
 def _cut_record(record: WarcRecord, length: int, block: bytes) -> BadRecord:
     detail = (
         f"byte {record.stream_pos} of the decompressed stream: the file ends inside a "
-        f"{record.record_type.name} record ({length} of {record.content_length} bytes); archive truncated"
+        f"{_type_name(record)} record ({length} of {record.content_length} bytes); archive truncated"
     )
     raw = block[:RAW_KEEP_CHARS].decode("utf-8", errors="replace")
     return BadRecord(record.stream_pos, TRUNCATED, detail, raw=raw, covers_rest=True)
@@ -84,6 +84,10 @@ def _too_long_record(record: WarcRecord, limits: ReadLimits) -> BadRecord:
         f"reader's limit of {limits.record_bytes} bytes (from max_doc_chars {limits.max_doc_chars})"
     )
     return BadRecord(record.stream_pos, TOO_LONG, detail, meta={"warc_record_id": _record_id(record)})
+
+
+def _type_name(record: WarcRecord) -> str:
+    return str(record.record_type).rsplit(".", 1)[-1]
 
 
 def _target(record: WarcRecord) -> str | None:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from curate.config import load_config
+from curate.readers.records import ReadTally
 from curate.run import run_pipeline
+from curate.shard_runner import ShardReport, check_file_accounted
+from tests.conftest import REPO
 from tests.core.helpers import read_parts, write_config
 
 GOOD = {"text": "A perfectly ordinary document with several words in it.", "url": "https://example.org/a"}
 
 
-def run(folder: Path, pattern: str, out: str = "out", settings: dict | None = None, **input_extra: object) -> dict:
+def run(
+    folder: Path, pattern: str, out: str = "out", settings: dict | None = None, **input_extra: object
+) -> dict:
     config = {
         "inputs": [{"path": pattern, "name": "in", **input_extra}],
         "stages": [{"normalize": {}}, {"tag": {}}],
@@ -43,8 +53,9 @@ def test_malformed_lines_are_rejects_with_line_numbers(tmp_path: Path) -> None:
     rejects = read_parts(tmp_path / "out" / "rejects").to_pylist()
     details = sorted(r["reject_detail"] for r in rejects)
     assert all(d.startswith("in/mixed.jsonl: ") for d in details)
-    for line_no in (2, 3, 4, 5, 6):
+    for line_no in (2, 3, 4, 5, 6, 7):
         assert any(f"line {line_no}:" in d for d in details), line_no
+    assert "in/mixed.jsonl: line 7: text is empty or whitespace only" in details
     by_reason = {r["reject_reason"] for r in rejects}
     assert by_reason == {"unreadable", "empty"}
     assert any("broken json" in r["text"] for r in rejects), "the raw bytes of a bad line are kept"
@@ -81,10 +92,12 @@ def test_empty_files_and_a_huge_document(tmp_path: Path) -> None:
     assert kept.column("n_chars")[0].as_py() > 49_000_000
 
 
-def warc_record(url: str, html: bytes, charset: str | None) -> bytes:
-    content_type = "text/html" + (f"; charset={charset}" if charset else "")
+def warc_record(
+    url: str, html: bytes, charset: str | None, status: str = "200 OK", content_type: str = "text/html"
+) -> bytes:
+    content_type += f"; charset={charset}" if charset else ""
     http = (
-        f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(html)}\r\n\r\n"
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(html)}\r\n\r\n"
     ).encode()
     block = http + html
     head = (
@@ -111,3 +124,126 @@ def test_non_utf8_warc_payloads_become_text(tmp_path: Path, web: Path) -> None:
     assert "Café, naïve façade" in kept["https://a.example/latin1"]
     assert "Zürich" in kept["https://a.example/cp1252-undeclared"]
     assert manifest["totals"]["kept"] + manifest["totals"]["rejected"] == 4
+
+
+def test_unknown_declared_charset_falls_back_to_detection(tmp_path: Path) -> None:
+    page = "<html><body><p>Café, naïve façade, déjà vu in Zürich.</p></body></html>".encode("cp1252")
+    (tmp_path / "odd.warc.gz").write_bytes(
+        gzip.compress(warc_record("https://a.example/x", page, "x-no-such"))
+    )
+    manifest = run(tmp_path, str(tmp_path / "odd.warc.gz"))
+    assert (manifest["totals"]["kept"], manifest["totals"]["rejected"]) == (1, 0)
+    (kept,) = read_parts(tmp_path / "out" / "corpus").to_pylist()
+    assert "naïve façade" in kept["text"]
+
+
+def test_corrupt_warc_and_non_page_responses_are_rejects_with_detail(tmp_path: Path, web: Path) -> None:
+    page = (web / "html" / "wikipedia_page1.html").read_bytes()
+    good = warc_record("https://a.example/good", page, "utf-8")
+    missing = warc_record("https://a.example/missing", b"<p>gone</p>", None, "404 Not Found")
+    image = warc_record("https://a.example/logo", b"\x89PNG....", None, "200 OK", "image/png")
+    broken = warc_record("https://a.example/after", page, "utf-8").replace(b"WARC/1.0", b"WXRC/1.0")
+    (tmp_path / "bad.warc").write_bytes(good + missing + image + broken)
+    (tmp_path / "cut.warc").write_bytes(good + good.replace(b"/good", b"/cut")[:-3000])
+    manifest = run(tmp_path, str(tmp_path / "*.warc"))
+    rejects = {
+        r["url"] or r["reject_detail"]: r for r in read_parts(tmp_path / "out" / "rejects").to_pylist()
+    }
+    by_reason = {r["reject_reason"]: r["reject_detail"] for r in rejects.values()}
+    assert (
+        by_reason["http_status"].startswith("in/bad.warc: byte ")
+        and "HTTP status 404" in by_reason["http_status"]
+    )
+    assert "https://a.example/logo" in by_reason["unsupported_content"]
+    assert by_reason["unsupported_content"].endswith("content type image/png")
+    assert (
+        "Invalid WARC header" in by_reason["unreadable"]
+        and "records after this point" in by_reason["unreadable"]
+    )
+    assert (
+        "in/cut.warc: byte " in by_reason["truncated"]
+        and "ends inside a response record" in by_reason["truncated"]
+    )
+    assert manifest["totals"]["kept"] == 2
+    inputs = {entry["source"]: entry for entry in manifest["inputs"]}
+    assert (
+        inputs["in/cut.warc"]["lost_tail"] == "truncated"
+        and inputs["in/bad.warc"]["lost_tail"] == "unreadable"
+    )
+
+
+def test_manifest_inputs_carry_what_the_reader_saw(tmp_path: Path, web: Path) -> None:
+    shutil.copy(web / "c4-sample.01.json.gz", tmp_path / "c4.json.gz")
+    manifest = run(tmp_path, str(tmp_path / "c4.json.gz"))
+    (entry,) = manifest["inputs"]
+    size = (tmp_path / "c4.json.gz").stat().st_size
+    assert entry["input_bytes"] == entry["input_bytes_read"] == entry["size"] == size
+    assert (entry["records_parsed"], entry["records_expected"], entry["clean_end"]) == (10, None, True)
+    assert entry["lost_tail"] is None and len(entry["sha256"]) == 64
+
+
+def test_a_file_not_fully_read_fails_the_shard_naming_it() -> None:
+    report = ShardReport("k", "in/a.jsonl", "/data/a.jsonl", 100, "")
+    check_file_accounted(report, ReadTally(size=100, consumed=100, records=3, clean_end=True))
+    with pytest.raises(
+        RuntimeError, match=r"^input /data/a.jsonl \(in/a.jsonl\) is not fully accounted for: "
+    ):
+        check_file_accounted(report, ReadTally(size=100, consumed=40, records=3, clean_end=True))
+    with pytest.raises(RuntimeError, match="stopped at byte 40 of 100"):
+        check_file_accounted(report, ReadTally(size=100, consumed=40, records=3, clean_end=False))
+    with pytest.raises(RuntimeError, match="2 records parsed but the file declares 3"):
+        check_file_accounted(report, ReadTally(size=100, consumed=100, records=2, expected=3, clean_end=True))
+    check_file_accounted(report, ReadTally(size=100, consumed=40, records=3, lost_tail="truncated"))
+
+
+def without_file_permission_bypass() -> list[str]:
+    """A prefix that runs a command unable to read a file it has no permission for: as root, with the
+    capabilities that bypass file permissions dropped; as another user, nothing is needed."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is absent: cannot drop CAP_DAC_OVERRIDE")
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, "--inh-caps=-all", "--ambient-caps=-all", f"--bounding-set={drop}", "--"]
+
+
+def test_a_file_that_cannot_be_opened_is_one_unreadable_reject(tmp_path: Path, web: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(web / "c4-sample.01.json.gz", folder / "a.json.gz")
+    shutil.copy(web / "c4-sample.02.json.gz", folder / "locked.json.gz")
+    (folder / "locked.json.gz").chmod(0)
+    config = write_config(
+        tmp_path, {"inputs": [{"path": str(folder / "*.json.gz"), "name": "in"}], "stages": []}
+    )
+    done = subprocess.run(
+        [
+            *without_file_permission_bypass(),
+            sys.executable,
+            "-m",
+            "curate.cli",
+            "run",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    inputs = {entry["source"]: entry for entry in manifest["inputs"]}
+    assert (inputs["in/a.json.gz"]["kept"], inputs["in/locked.json.gz"]["rejected"]) == (10, 1)
+    assert (
+        inputs["in/locked.json.gz"]["lost_tail"] == "unreadable"
+        and inputs["in/locked.json.gz"]["sha256"] == ""
+    )
+    (reject,) = read_parts(tmp_path / "out" / "rejects").to_pylist()
+    assert reject["reject_reason"] == "unreadable"
+    assert reject["reject_detail"].startswith(
+        "in/locked.json.gz: cannot open the file ([Errno 13] Permission denied"
+    )
