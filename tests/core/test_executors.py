@@ -11,9 +11,14 @@ from curate.run import run_pipeline
 from tests.core.helpers import read_parts, write_config
 
 
+BAD_LINES = b'{"text": "cut off\n{"url": "https://example.org/no-text"}\n{"text": "  "}\n[1, 2]\n'
+
+
 def web_config(folder: Path, web: Path, out: str) -> Path:
+    (folder / "bad.jsonl").write_bytes(BAD_LINES)  # rejects of the read and normalize stages, compared too
     config = {
         "inputs": [
+            {"path": str(folder / "bad.jsonl"), "name": "bad"},
             {"path": str(web / "*.json*"), "name": "web"},
             {"path": str(web / "*.warc.gz"), "name": "warc"},
             {"path": str(web / "*.wet.gz"), "name": "wet", "format": "wet"},
@@ -65,4 +70,6 @@ def test_ray_executor_gives_the_same_rows(local_run: tuple[Path, dict], web: Pat
     ray_manifest = run_pipeline(load_config(web_config(tmp_path, web, "ray")), "ray", 2, progress=False)
     assert ray_manifest["totals"] == local_manifest["totals"]
     assert ray_manifest["executor"] == "ray"
-    assert read_parts(tmp_path / "ray" / "corpus").equals(read_parts(out / "corpus"))
+    for folder in ("corpus", "rejects"):
+        assert read_parts(tmp_path / "ray" / folder).equals(read_parts(out / folder)), folder
+    assert read_parts(out / "rejects").num_rows == local_manifest["totals"]["rejected"] >= 4

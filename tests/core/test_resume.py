@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,13 +25,13 @@ def make_shards(folder: Path) -> None:
     pages = list(wikipedia_pages())
     for index in range(SHARDS):
         chunk = pages[index::SHARDS] * 40
-        write_jsonl_gz(
-            folder / f"shard-{index:03d}.jsonl.gz",
-            (
-                {"text": text, "url": f"https://en.wikipedia.org/wiki/{n}"}
-                for n, (_, text) in enumerate(chunk)
-            ),
-        )
+        documents = [
+            {"text": text, "url": f"https://en.wikipedia.org/wiki/{n}"} for n, (_, text) in enumerate(chunk)
+        ]
+        # a record without text and a blank one per shard, so every shard writes rejects as well
+        middle = len(documents) // 2
+        documents[middle:middle] = [{"url": "https://example.org/none"}, {"text": " "}]
+        write_jsonl_gz(folder / f"shard-{index:03d}.jsonl.gz", documents)
 
 
 def curate_run(config: Path, out: Path) -> subprocess.Popen:
@@ -69,14 +70,32 @@ def test_sigkill_midway_then_rerun_equals_a_clean_run(tmp_path: Path) -> None:
     if finished >= SHARDS:
         pytest.fail("the run finished before it could be killed; make the shards bigger")
     assert not (killed / "manifest.json").exists()
+    before = finished_outputs(killed)
 
     rerun = curate_run(config, killed)
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read().decode() if rerun.stderr else ""
     assert not list(killed.rglob("*.tmp")), "no temporary file survives a finished run"
+    after = finished_outputs(killed)
+    assert {path: after.get(path) for path in before} == before, "shards finished before the kill were redone"
     for folder in ("corpus", "rejects"):
         ours = sorted(p.relative_to(clean).as_posix() for p in (clean / folder).rglob("*.parquet"))
         theirs = sorted(p.relative_to(killed).as_posix() for p in (killed / folder).rglob("*.parquet"))
         assert ours == theirs
+        for name in ours:
+            assert (clean / name).read_bytes() == (killed / name).read_bytes(), name
     kept = read_parts(killed / "corpus")
     assert kept.equals(read_parts(clean / "corpus"))
     assert len(set(kept.column("id").to_pylist())) == kept.num_rows
+    rejects = read_parts(killed / "rejects")
+    assert rejects.num_rows == 2 * SHARDS
+    assert sorted(rejects.column("reject_reason").to_pylist()) == ["empty"] * SHARDS + ["unreadable"] * SHARDS
+
+
+def finished_outputs(out: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of every completion record and of the parts it names: a redone shard changes them."""
+    outputs = {}
+    for record in (out / "_state" / "shards").glob("*.json"):
+        for path in [record] + [out / name for name in json.loads(record.read_text())["files"]]:
+            stat = path.stat()
+            outputs[path.relative_to(out).as_posix()] = (stat.st_ino, stat.st_mtime_ns)
+    return outputs
