@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from api.errors import Conflict, FieldError, RequestErrors
@@ -21,7 +21,7 @@ from api.kinds import KindUnavailable, UnknownKind, get_kind, kinds_status, subm
 from api.kinds.base import KindContext
 from api.scheduler import Scheduler, load_schedules_file
 from api.schedules import ScheduleSpec, fire, prepare_schedule
-from api.security import BodySizeLimit, RequestOrigin, token_matches
+from api.security import BearerAuth, BodySizeLimit, RequestOrigin
 from api.settings import ServiceSettings, write_worker_settings
 from api.store import STATES, TERMINAL_STATES, Job, JobStore, new_job_id
 from api.supervisor import Supervisor, job_log_path
@@ -84,12 +84,13 @@ def create_app(settings: ServiceSettings, background: bool = True) -> FastAPI:
     )
     _add_offline_docs(app)
     app.state.service = service
+    # the last added runs first: origin and host, then the token, then the body size
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BearerAuth, token=settings.token, prefix="/v1")
     app.add_middleware(RequestOrigin, loopback_hosts_only=settings.token is None)
     _add_error_handlers(app)
-    auth = [Depends(_require_token(settings.token))]
-    app.include_router(_jobs_router(service), prefix="/v1", dependencies=auth)
-    app.include_router(_schedules_router(service), prefix="/v1", dependencies=auth)
+    app.include_router(_jobs_router(service), prefix="/v1")
+    app.include_router(_schedules_router(service), prefix="/v1")
     app.include_router(_pages_router(service))
     return app
 
@@ -112,14 +113,6 @@ def _add_offline_docs(app: FastAPI) -> None:
             swagger_css_url="/docs-static/swagger-ui.css",
             swagger_favicon_url="/docs-static/favicon-32x32.png",
         )
-
-
-def _require_token(token: str | None) -> Callable[[Request], None]:
-    def require(request: Request) -> None:
-        if token is not None and not token_matches(request.headers.get("authorization"), token):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-    return require
 
 
 def _add_error_handlers(app: FastAPI) -> None:

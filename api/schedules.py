@@ -29,6 +29,7 @@ from api.kinds.base import KindContext
 from api.kinds.curate_kind import CurateOptions, confine_pipeline
 from api.store import Job, JobStore, Schedule, new_job_id
 from curate.config import ConfigError, PipelineConfig, expand_input
+from curate.paths import PathParam
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 BODY = ("body",)
@@ -40,7 +41,7 @@ class MixtureRebuild(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spec: dict[str, Any] = Field(description="a mixture spec without `corpora` and `output`")
-    output: str = Field(description="the mixture folder, replaced by each rebuild")
+    output: PathParam = Field(description="the mixture folder, replaced by each rebuild")
     tokens: bool = False
 
 
@@ -61,6 +62,11 @@ class ScheduleSpec(BaseModel):
 
 def prepare_schedule(raw: Any, ctx: KindContext, loc: tuple[Any, ...] = BODY) -> dict[str, Any]:
     """Validate a schedule and confine its paths; returns the spec as stored. Raises 422-shaped errors."""
+    with ctx.policy.marked_fields():
+        return _validated_schedule(raw, ctx, loc)
+
+
+def _validated_schedule(raw: Any, ctx: KindContext, loc: tuple[Any, ...]) -> dict[str, Any]:
     try:
         spec = ScheduleSpec.model_validate(raw)
     except ValidationError as error:
@@ -127,7 +133,8 @@ class FireOutcome:
 
 def new_shards(spec: dict[str, Any], processed: set[str], ctx: KindContext) -> list[dict[str, Any]]:
     """Files the input globs match now that no committed run of this schedule consumed."""
-    pipeline = PipelineConfig.model_validate(spec["pipeline"])
+    with ctx.policy.marked_fields():
+        pipeline = PipelineConfig.model_validate(spec["pipeline"])
     shards = []
     for index, input_spec in enumerate(pipeline.inputs):
         try:

@@ -2,8 +2,10 @@
 
 * Paths: every path a job reads or writes must resolve (symlinks followed) inside a data root, must not
   contain `..`, and must stay out of the service's own state folder (a job must not overwrite the job DB).
+  One rule covers every path field of every config: fields are marked by type (curate.paths) and
+  confined while the config is validated, so a refused path is never opened nor its existence told.
   Workers check again just before running, so a symlink planted after submission cannot escape either.
-* Auth: one bearer token, compared in constant time.
+* Auth: one bearer token, compared in constant time, checked before a request's body is read.
 * Binding: a non-loopback address without a token is refused before the socket is opened.
 * Body size: requests larger than the limit are cut off with 413 before they are buffered.
 """
@@ -15,12 +17,14 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import FieldError
+from curate.paths import PathField, confined_paths
 
 LOOPBACK_NAMES = {"localhost"}
 PATH_MAX, NAME_MAX = 4096, 255
@@ -84,6 +88,15 @@ class PathPolicy:
         self.check(path, loc)
         return str(path)
 
+    def confine_marked(self, value: str, marker: PathField) -> str:
+        """The one rule for every path field of every config (see curate.paths), applied while the field
+        is validated: before any validator of the model looks at the file system."""
+        return self.confine_glob(value, ()) if marker.glob else self.confine(value, ())
+
+    def marked_fields(self) -> AbstractContextManager[None]:
+        """Validate configs inside this block and every marked path in them is confined."""
+        return confined_paths(self.confine_marked)
+
     def confine_glob(self, pattern: str, loc: tuple[Any, ...]) -> str:
         """Check a glob: its fixed prefix and every file it matches now must lie inside a root.
 
@@ -129,6 +142,29 @@ class RequestOrigin:
                 await _refuse(send, 421, f"host {host!r} not allowed without an API token")
                 return
         await self.app(scope, receive, send)
+
+
+class BearerAuth:
+    """Pure ASGI middleware: 401 for a request under `prefix` without the token, before anything reads
+    its body. (A route dependency runs only after FastAPI has parsed the body, so malformed JSON from a
+    caller without the token would get a 422 that tells it about the route.)"""
+
+    def __init__(self, app: ASGIApp, token: str | None, prefix: str = "/v1") -> None:
+        self.app = app
+        self.token = token
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.token is not None and scope["type"] == "http" and self._guarded(scope["path"]):
+            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            if not token_matches(header, self.token):
+                challenge = ((b"www-authenticate", b"Bearer"),)
+                await _refuse(send, 401, "missing or wrong bearer token", challenge)
+                return
+        await self.app(scope, receive, send)
+
+    def _guarded(self, path: str) -> bool:
+        return path == self.prefix or path.startswith(self.prefix + "/")
 
 
 class BodySizeLimit:
@@ -192,13 +228,10 @@ async def _too_large(send: Send, limit: int) -> None:
     await _refuse(send, 413, f"request body larger than {limit} bytes")
 
 
-async def _refuse(send: Send, status: int, detail: str) -> None:
+async def _refuse(
+    send: Send, status: int, detail: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra_headers]})
     await send({"type": "http.response.body", "body": body})

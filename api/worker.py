@@ -12,7 +12,6 @@ supervisor's signal that the attempt crashed: the job is queued again and resume
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import signal
 import sys
@@ -26,8 +25,8 @@ from api.kinds.base import KindContext, RunContext
 from api.settings import read_worker_settings
 from api.store import Job, JobStore
 from curate.config import ConfigError
+from curate.process import request_parent_death_signal
 
-PR_SET_PDEATHSIG = 1
 STALE_ATTEMPT = 3
 
 
@@ -43,17 +42,12 @@ def kill_own_group(signum: int = 0, frame: object = None) -> None:
     os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
-def die_with_parent(parent: int) -> None:
+def end_with_server(parent: int) -> None:
     """Ask Linux to send SIGTERM when the server dies, so a killed server leaves no orphan writing output
     (the job is then resumed by the next server). Elsewhere this is a no-op and recovery kills orphans."""
     signal.signal(signal.SIGTERM, kill_own_group)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the server died before prctl took effect
-        kill_own_group()
+    if request_parent_death_signal(signal.SIGTERM) and os.getppid() != parent:
+        kill_own_group()  # the server died before the request took effect
 
 
 def run_attempt(store: JobStore, job: Job, token: str, ctx: RunContext) -> None:
@@ -63,8 +57,9 @@ def run_attempt(store: JobStore, job: Job, token: str, ctx: RunContext) -> None:
         store.finish(job.id, token, "failed", error=str(error))
         return
     try:
-        kind.recheck(job, ctx)
-        result = kind.run(job, ctx)
+        with ctx.policy.marked_fields():  # stored configs are validated again here, under the same roots
+            kind.recheck(job, ctx)
+            result = kind.run(job, ctx)
     except (FieldError, ConfigError) as error:
         log(f"failed: {error}")
         store.finish(job.id, token, "failed", error=" ".join(str(error).split()), done=kind.progress(job)[0])
@@ -88,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", required=True)
     parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
-    die_with_parent(args.parent)
+    end_with_server(args.parent)
     settings = read_worker_settings(args.state_dir)
     store = JobStore(settings.db_path)
     job = store.get_job(args.job)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from curate.dedup.settings import DedupConfig
+from curate.paths import GlobParam, PathParam
 from curate.readers.fields import FieldMap
 from curate.readers.formats import FORMATS, Format, infer_format
 from curate.schema import DomainName
@@ -37,7 +38,7 @@ class ConfigError(ValueError):
 class InputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str
+    path: GlobParam
     format: Format | None = None
     name: str | None = Field(default=None, description="name used in `source` and domain rules")
     domain: DomainName | None = Field(default=None, description="default mixing domain for this input")
@@ -64,7 +65,7 @@ class PipelineConfig(BaseModel):
 
     inputs: list[InputSpec] = Field(min_length=1)
     stages: list[StageSpec] = []
-    output: str | None = None
+    output: PathParam | None = None
     seed: int = 0
     batch_docs: int = Field(default=2000, ge=1, description="documents per batch handed to stages")
     batch_mb: int = Field(default=64, ge=1, description="text megabytes per batch handed to stages")

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
+from curate.paths import PathValue
 from curate.readers.fields import FieldMap
 from curate.readers.formats import infer_format, reader_for
 from curate.readers.records import RawDoc
@@ -251,7 +252,7 @@ def _read_texts(sample: Path, max_docs: int) -> Iterator[str]:
 
 class PerplexityParams(StageParams):
     model: str = Field(default="wiki-5gram", description="model name in the registry")
-    models_dir: Path | None = Field(
+    models_dir: PathValue | None = Field(
         default=None,
         description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
     )

@@ -55,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
+from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from curate.stages.registry import register
 from curate.textsources import shared_data_dir
@@ -382,7 +383,7 @@ def _skipgram_params(facts: dict[str, Any] | None) -> dict[str, Any] | None:
 
 class QualityParams(StageParams):
     model: str = Field(default="quality", description="model name in the registry")
-    models_dir: Path | None = Field(
+    models_dir: PathValue | None = Field(
         default=None,
         description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
     )

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from curate.paths import PathParam
 from curate.stages.base import StageParams
 
 # ----------------------------------------------------------------------------------------------- constants
@@ -157,7 +158,7 @@ class C4Rules(RuleFamily):
     """Off by default: better-profanity's list is made for chat and holds ordinary words ("god", "kill",
     "hell"), so rejecting on it would drop two thirds of Gutenberg passages. `rule_bad_word_count` is
     always written, for mixing predicates; set true for C4's strict behaviour."""
-    bad_words_file: str | None = None
+    bad_words_file: PathParam | None = None
     """One word or phrase per line; default: the English list shipped in the better-profanity package."""
 
 

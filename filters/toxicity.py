@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
+from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from curate.stages.registry import register
 from curate.textsources import shared_data_dir
@@ -145,7 +146,7 @@ def train_toxicity(
 
 class ToxicityParams(StageParams):
     model: str = Field(default="toxicity", description="model name in the registry")
-    models_dir: Path | None = Field(
+    models_dir: PathValue | None = Field(
         default=None,
         description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
     )

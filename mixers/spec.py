@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.config import describe_validation_error
+from curate.paths import PathParam
 from curate.schema import DomainName
 from mixers.errors import MixError, warn
 
@@ -40,7 +41,7 @@ class TokenizerSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str | None = Field(default=None, description="tokenizer.json, or a folder holding one")
+    path: PathParam | None = Field(default=None, description="tokenizer.json, or a folder holding one")
     chars_per_token: float | None = Field(default=None, gt=0, description="estimate: ceil(chars / this)")
     count: Literal["exact", "estimate"] | None = Field(
         default=None, description="exact (needs path) or estimate (needs chars_per_token)"
@@ -86,7 +87,7 @@ class DomainSpec(BaseModel):
 class MixtureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    corpora: list[str] = Field(min_length=1)
+    corpora: list[PathParam] = Field(min_length=1)
     domains: dict[DomainName, DomainSpec] = Field(min_length=1)
     budget: int | None = Field(default=None, gt=0, description="tokens in the whole mixture")
     seed: int = 0
@@ -94,7 +95,7 @@ class MixtureSpec(BaseModel):
     max_epochs: float = Field(default=1.0, ge=1)
     where: str | list[str] | None = None
     strict: bool = Field(default=False, description="refuse weights that do not sum to 1")
-    output: str | None = None
+    output: PathParam | None = None
 
     @field_validator("domains", mode="before")
     @classmethod

@@ -60,10 +60,14 @@ class JobKind(ABC):
     Options: ClassVar[type[BaseModel]] = NoOptions
     submittable: ClassVar[bool] = True  # False: created by the service itself (scheduled batch runs)
 
-    def validate(self, config: dict[str, Any], options: dict[str, Any]) -> tuple[BaseModel, BaseModel]:
-        """Pydantic models of both parts, errors located under `config.` / `options.` in the request."""
+    def validate(
+        self, config: dict[str, Any], options: dict[str, Any], policy: PathPolicy
+    ) -> tuple[BaseModel, BaseModel]:
+        """Pydantic models of both parts, errors located under `config.` / `options.` in the request;
+        every marked path field of the config is confined to the data roots as it is validated."""
         try:
-            model = self.Config.model_validate(config)
+            with policy.marked_fields():
+                model = self.Config.model_validate(config)
         except ValidationError as error:
             raise from_validation(error, "body", "config") from None
         try:

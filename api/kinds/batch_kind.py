@@ -26,6 +26,7 @@ from api.kinds.curate_kind import (
 )
 from api.store import Job
 from curate.config import PipelineConfig, glob_root
+from curate.paths import PathParam
 
 
 class BatchConfig(BaseModel):
@@ -35,7 +36,7 @@ class BatchConfig(BaseModel):
     version: int
     pipeline: dict[str, Any]
     shards: list[dict[str, Any]]
-    staging: str
+    staging: PathParam
     mixture: dict[str, Any] | None = None
 
 

@@ -118,7 +118,7 @@ class CurateKind(JobKind):
     def prepare(
         self, job_id: str, config: dict[str, Any], options: dict[str, Any], ctx: KindContext
     ) -> Prepared:
-        model, opts = self.validate(config, options)
+        model, opts = self.validate(config, options, ctx.policy)
         assert isinstance(model, PipelineConfig) and isinstance(opts, CurateOptions)
         limit = ctx.settings.max_job_workers
         if opts.workers > limit:
@@ -135,7 +135,7 @@ class CurateKind(JobKind):
         return Prepared(confined, opts.model_dump(), confined["output"], locks, planned)
 
     def recheck(self, job: Job, ctx: KindContext) -> None:
-        model, _ = self.validate(job.config, job.options)
+        model, _ = self.validate(job.config, job.options, ctx.policy)
         confine_pipeline(job.config, model, ctx.policy, None)
 
     def run(self, job: Job, ctx: RunContext) -> dict[str, Any]:

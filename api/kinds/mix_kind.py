@@ -78,14 +78,14 @@ class MixKind(JobKind):
     def prepare(
         self, job_id: str, config: dict[str, Any], options: dict[str, Any], ctx: KindContext
     ) -> Prepared:
-        spec, opts = self.validate(config, options)
+        spec, opts = self.validate(config, options, ctx.policy)
         assert isinstance(spec, MixtureSpec) and isinstance(opts, MixOptions)
         confined = confine_spec(config, spec, ctx.policy, ctx.settings.jobs_output_root / job_id)
         check_mixture(confined, opts)
         return Prepared(confined, opts.model_dump(), confined["output"], [confined["output"]], None)
 
     def recheck(self, job: Job, ctx: KindContext) -> None:
-        spec, _ = self.validate(job.config, job.options)
+        spec, _ = self.validate(job.config, job.options, ctx.policy)
         assert isinstance(spec, MixtureSpec)
         confine_spec(job.config, spec, ctx.policy, None)
 

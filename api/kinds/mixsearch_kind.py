@@ -81,7 +81,7 @@ class MixsearchKind(JobKind):
     def prepare(
         self, job_id: str, config: dict[str, Any], options: dict[str, Any], ctx: KindContext
     ) -> Prepared:
-        _, opts = self.validate(config, options)
+        _, opts = self.validate(config, options, ctx.policy)
         out = ctx.settings.jobs_output_root / job_id
         confined = confine_search(config, ctx.policy, out)
         output = str(Path(confined["output"]).parent)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.errors import FieldError
 from api.kinds.base import JobKind, KindContext, Prepared, RunContext
 from api.store import Job
+from curate.paths import PathParam
 
 CONFIG = ("body", "config")
 SCORE = "result.json"
@@ -29,8 +30,10 @@ class TrainJobConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mixture: str = Field(description="a mixture folder (Parquet parts) or a token-shard folder")
-    output: str | None = Field(default=None, description="the run folder (checkpoints, metrics, result.json)")
+    mixture: PathParam = Field(description="a mixture folder (Parquet parts) or a token-shard folder")
+    output: PathParam | None = Field(
+        default=None, description="the run folder (checkpoints, metrics, result.json)"
+    )
     preset: Literal["tiny", "small", "base"] = "tiny"
     precision: Literal["fp32", "bf16", "fp8", "nvfp4"] = "nvfp4"
     steps: int | None = Field(default=None, gt=0)
@@ -39,7 +42,7 @@ class TrainJobConfig(BaseModel):
     batch_size: int = Field(default=16, gt=0, le=4096)
     seq_len: int = Field(default=128, gt=1, le=65536)
     vocab_size: int = Field(default=8192, ge=257, le=262144, description="256 bytes + <|endoftext|> at least")
-    tokenizer: str | None = None
+    tokenizer: PathParam | None = None
     weights: dict[str, float] | None = Field(default=None, description="per-domain weights of the score")
     max_eval_tokens_per_domain: int | None = Field(default=65_536, gt=0)
     device: str = Field(default="cpu", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -83,7 +86,7 @@ class TrainKind(JobKind):
     def prepare(
         self, job_id: str, config: dict[str, Any], options: dict[str, Any], ctx: KindContext
     ) -> Prepared:
-        model, opts = self.validate(config, options)
+        model, opts = self.validate(config, options, ctx.policy)
         assert isinstance(model, TrainJobConfig)
         confined = model.model_dump()
         mixture = ctx.policy.confine(model.mixture, (*CONFIG, "mixture"))

@@ -14,6 +14,8 @@ from pydantic import (
     model_validator,
 )
 
+from curate.paths import PathParam
+
 KeepRule = Literal["quality", "longest", "oldest"]
 
 
@@ -69,7 +71,7 @@ class DedupConfig(BaseModel):
     )
     verify: Literal["none", "signature", "exact"] = "signature"
     keep: list[KeepRule] = ["quality", "longest", "oldest"]
-    index: str | None = None
+    index: PathParam | None = None
     memory_limit: str = Field(default="2GB", description="DuckDB memory cap; beyond it DuckDB spills to disk")
     paragraphs: ParagraphConfig = Field(default_factory=ParagraphConfig)
 

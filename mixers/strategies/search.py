@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curate.config import ConfigError
+from curate.paths import PathParam
 from mixers.strategies import make_strategy
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
@@ -66,8 +67,8 @@ class ContinualSection(BaseModel):
 class SearchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tokens: str
-    eval_sets: dict[str, str] = Field(default_factory=dict)
+    tokens: PathParam
+    eval_sets: dict[str, PathParam] = Field(default_factory=dict)
     domains: list[str] | None = None
     proxy: dict[str, Any] = Field(default_factory=dict)
     strategy: str
@@ -79,7 +80,7 @@ class SearchConfig(BaseModel):
     continual: ContinualSection | None = None
     parallel: str = "sequential"
     mixture: dict[str, Any]
-    output: str = "mix.yaml"
+    output: PathParam = "mix.yaml"
 
 
 def parse_objective(section: dict[str, Any], env: ProxyEnvironment) -> Objective:

@@ -16,6 +16,8 @@ from api_harness import Server, curate_config, free_port, make_shards
 from api.settings import load_token
 from curate.config import ConfigError
 
+JSON = {"Content-Type": "application/json"}
+
 
 def post(server: Server, body: Any = None, token: str | None = None, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token or server.token}", **kwargs.pop("headers", {})}
@@ -29,6 +31,12 @@ def test_bearer_token_is_required(server: Server) -> None:
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert httpx.post(server.url + "/v1/jobs", json={"kind": "curate", "config": {}}).status_code == 401
     assert httpx.post(server.url + "/v1/schedules/x/run").status_code == 401
+    for route in ("/v1/jobs", "/v1/schedules"):  # auth comes before the body is even parsed
+        malformed = httpx.post(server.url + route, content=b"{not json", headers=JSON)
+        assert malformed.status_code == 401, (route, malformed.text)
+        assert malformed.json() == {"detail": "missing or wrong bearer token"}
+    authorised = post(server, content=b"{not json", headers=JSON)
+    assert authorised.status_code == 422
     ok = httpx.get(server.url + "/v1/jobs", headers={"Authorization": f"Bearer {server.token}"})
     assert ok.status_code == 200
 
@@ -64,6 +72,49 @@ def test_paths_must_stay_inside_the_data_roots(
         f"{server.url}/v1/jobs/{allowed.json()['id']}/cancel",
         headers={"Authorization": f"Bearer {server.token}"},
     )
+
+
+def test_unusable_paths_are_refused(server: Server, data_root: Path) -> None:
+    """A NUL byte, a name longer than the file system allows, a path longer than PATH_MAX."""
+    cases = {
+        "nul": ("inside/a\0b/*.jsonl.gz", "NUL byte"),
+        "long name": ("inside/" + "n" * 256 + "/*.jsonl.gz", "too long"),
+        "long path": ("inside/" + "/".join(["d" * 200] * 25) + "/*.jsonl.gz", "too long"),
+    }
+    for name, (pattern, reason) in cases.items():
+        response = post(server, {"kind": "curate", "config": curate_config(pattern)})
+        assert response.status_code == 422, (name, response.text)
+        detail = response.json()["detail"][0]
+        assert detail["loc"] == ["body", "config", "inputs", 0, "path"] and reason in detail["msg"], name
+
+
+def test_stage_paths_are_confined_without_telling_what_exists(
+    server: Server, data_root: Path, tmp_path: Path, texts: dict
+) -> None:
+    """A stage's models_dir outside the roots is refused before the stage looks for its model, with the
+    same answer whether something is there or not; inside a root, the model lookup then runs."""
+    make_shards(data_root / "stage-paths", texts["news"][:4], per_shard=4, bad=False)
+
+    def submit(*stages: dict[str, Any]) -> httpx.Response:
+        config = curate_config("stage-paths/*.jsonl.gz", stages=[{"normalize": {}}, *stages])
+        return post(server, {"kind": "curate", "config": config})
+
+    present = tmp_path / "present"
+    (present / "toxicity").mkdir(parents=True)
+    (present / "toxicity" / "card.json").write_text('{"name": "toxicity", "kind": "fasttext-toxicity"}')
+    answers = {}
+    for name, models_dir in {"present": present, "absent": tmp_path / "absent"}.items():
+        response = submit({"toxicity": {"models_dir": str(models_dir), "fallback": "error"}})
+        assert response.status_code == 422, (name, response.text)
+        (detail,) = response.json()["detail"]
+        assert detail["loc"] == ["body", "config", "stages", 1, "toxicity", "models_dir"], name
+        answers[name] = detail["msg"].replace(str(models_dir), "DIR")
+    assert answers["present"] == answers["absent"] and "outside the data roots" in answers["present"]
+    inside = submit({"toxicity": {"models_dir": "models-here", "fallback": "error"}})
+    assert inside.status_code == 422 and f"not in {data_root.resolve()}/models-here" in inside.text
+    words = submit({"heuristics": {"c4": {"bad_words_file": "/etc/passwd"}}})
+    assert words.status_code == 422, words.text
+    assert words.json()["detail"][0]["loc"][-3:] == ["heuristics", "c4", "bad_words_file"]
 
 
 def test_request_bodies_are_limited(server: Server) -> None:
@@ -129,11 +180,20 @@ def test_loopback_without_token_refuses_foreign_host_headers(tmp_path: Path) -> 
         server.stop()
 
 
-def test_token_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    file = tmp_path / "token"
-    file.write_text("from-a-file-0123456789\n")
+def test_token_sources_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit token, else --token-file, else $CURATE_API_TOKEN_FILE, else $CURATE_API_TOKEN."""
+    option, env_file = tmp_path / "option", tmp_path / "env-file"
+    option.write_text("from-the-option-file-0123\n")
+    env_file.write_text("from-the-env-file-0123456\n")
     monkeypatch.setenv("CURATE_API_TOKEN", "from-the-env-0123456789")
-    assert load_token(None, file) == "from-a-file-0123456789"
+    monkeypatch.setenv("CURATE_API_TOKEN_FILE", str(env_file))
+    assert load_token("explicit-token-0123456789", option) == "explicit-token-0123456789"
+    assert load_token(None, option) == "from-the-option-file-0123"
+    assert load_token(None, None) == "from-the-env-file-0123456"
+    monkeypatch.delenv("CURATE_API_TOKEN_FILE")
     assert load_token(None, None) == "from-the-env-0123456789"
+    monkeypatch.setenv("CURATE_API_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="token file .*missing does not exist"):
+        load_token(None, None)
     with pytest.raises(ConfigError, match="at least 16"):
         load_token("short", None)
