@@ -124,7 +124,7 @@ def bench_pipeline(
     shard_mb: Annotated[int, typer.Option(min=1, help="size of each input shard")] = 8,
 ) -> None:
     """read + normalize + tag + write throughput (docs/s, MB/s per core, peak RSS) on real text."""
-    from curate.bench import bench_pipeline as run_bench
+    from bench.pipeline import bench_pipeline as run_bench
 
     try:
         figures = run_bench(mb, workers, executors.split(","), shard_mb)
@@ -138,7 +138,7 @@ def bench_minhash(
     repeats: Annotated[int, typer.Option(min=1, help="timed repeats of ours and rensa")] = 3,
 ) -> None:
     """MinHash signatures (shingling included), one core: ours vs rensa vs datasketch on >= 20 MB."""
-    from curate.dedup.bench_minhash import bench_minhash as run_bench
+    from bench.minhash import bench_minhash as run_bench
 
     typer.echo(json.dumps(run_bench(repeats=repeats), indent=2))
 
@@ -157,8 +157,8 @@ def bench_dedup(
 ) -> None:
     """Dedup: signature MB/s per core, end-to-end docs/s and peak RSS (per million documents) of a real
     normalize + dedup run, with datasketch / rensa / DataTrove as ratios when installed."""
-    from curate.dedup.bench_dedup import bench_dedup as run_bench
-    from curate.dedup.bench_dedup import format_report
+    from bench.dedup_scale import bench_dedup as run_bench
+    from bench.dedup_scale import format_report
 
     try:
         result = run_bench(input_paths or None, docs or [100_000], workers, peer_docs)
@@ -176,7 +176,7 @@ def bench_dedup_quality(
     bands: Annotated[int | None, typer.Option(help="override dedup.bands")] = None,
 ) -> None:
     """Dedup pair precision/recall vs exact 5-gram Jaccard at 0.7 and 0.8, verify=signature and exact."""
-    from curate.dedup.bench_quality import bench_dedup_quality as run_bench
+    from bench.dedup_quality import bench_dedup_quality as run_bench
 
     try:
         figures = run_bench(
@@ -209,8 +209,8 @@ def bench_filters(
 ) -> None:
     """Docs/s and MB/s per core (CPU time, one thread) of each filter stage and of the whole annotate
     chain, beside DataTrove's FineWeb chain on the same documents when datatrove is installed."""
-    from filters.bench_filters import bench_filters as run_bench
-    from filters.bench_filters import format_table
+    from bench.filter_stages import bench_filters as run_bench
+    from bench.filter_stages import format_table
 
     try:
         figures = run_bench(
@@ -227,7 +227,7 @@ def bench_api(
     seconds: Annotated[float, typer.Option(min=1)] = 30.0,
 ) -> None:
     """Status polling under load while a job runs: requests/s, p50/p99 latency, errors (JSON)."""
-    from api.bench import bench_api as run_bench
+    from bench.api_load import bench_api as run_bench
 
     typer.echo(json.dumps(run_bench(clients, seconds), indent=2))
 
@@ -239,8 +239,8 @@ def bench_rules(
     peer_docs: Annotated[int | None, typer.Option(help="cap on documents given to DataTrove (slow)")] = None,
 ) -> None:
     """The heuristic rule chain vs DataTrove's FineWeb chain (Gopher + C4 + FineWeb), one core, CPU time."""
-    from filters.bench_rules import bench_rules as run_bench
-    from filters.bench_rules import build_corpus
+    from bench.rule_chain import bench_rules as run_bench
+    from bench.rule_chain import build_corpus
 
     try:
         texts = build_corpus(max_mb=mb)

@@ -84,7 +84,7 @@ def bench_mix(
     ] = False,
 ) -> None:
     """MB/s to build a mixture from a curated corpus of at least --mb MB on disk (built once, cached)."""
-    from mixers.bench import bench_mix as run_bench
+    from bench.mix_build import bench_mix as run_bench
 
     try:
         figures = run_bench(mb, workers=workers, exact=exact)

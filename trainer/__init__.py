@@ -2,7 +2,7 @@
 
 Entry points (``trainer.proxy``): ``train_proxy`` trains a small LM on a mixture and writes
 ``OUT/result.json`` (weighted per-domain bits per byte, lower is better); ``eval_proxy`` re-scores a run,
-optionally on other token shards or on user target sets. ``trainer.bench.bench_train`` produces the
+optionally on other token shards or on user target sets. ``bench.train_speed.bench_train`` produces the
 figures of ``curate bench train``.
 
 Modules, in data-flow order: ``tokenizer`` (byte-level BPE, cached by sample hash), ``token_shards`` (the

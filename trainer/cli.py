@@ -119,7 +119,7 @@ def bench_filtering(
 ) -> None:
     """Quality-filtered vs unfiltered web mixture at equal tokens: proxy bits per byte on held-out
     Wikipedia, books and web text (the pool is real web text from ../shared/data)."""
-    from trainer.bench_filtering import format_table
+    from bench.filtering import format_table
     from trainer.commands import bench_filtering_command
 
     try:

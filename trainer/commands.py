@@ -96,9 +96,9 @@ def bench_train_command(out: Path = Path(".cache/bench/train"), token_dir: Path 
                         size: Size = "tiny", tokens: int = 2_000_000, threads: int | None = None,
                         compile: bool = False) -> dict[str, Any]:  # fmt: skip
     """`curate bench train [--json]`: tokens/s, step time vs bf16 and final eval loss of every recipe,
-    and fp32 against a bare PyTorch loop (see trainer.bench). Builds package-text shards when no
+    and fp32 against a bare PyTorch loop (see bench.train_speed). Builds package-text shards when no
     --token-dir is given."""
-    from trainer.bench import bench_train
+    from bench.train_speed import bench_train
 
     return bench_train(out, token_dir, size, tokens=tokens, threads=threads, compile=compile)
 
@@ -110,9 +110,9 @@ def bench_filtering_command(out: Path = Path(".cache/bench/filtering"), tokens: 
                             eval_chars: int = 300_000) -> dict[str, Any]:  # fmt: skip
     """`curate bench filtering [--json]`: a proxy trained on the top-quality share of a real web pool
     against one trained on random pool documents, same tokens, tokenizer, model and seed; bits per byte
-    on held-out Wikipedia, books and web text (see trainer.bench_filtering)."""
+    on held-out Wikipedia, books and web text (see bench.filtering)."""
+    from bench.filtering import bench_filtering
     from curate.config import ConfigError
-    from trainer.bench_filtering import bench_filtering
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())

@@ -179,8 +179,8 @@ def bench_mixing(
     parallel: Parallel = False,
 ) -> None:
     """Every strategy at equal proxy compute: mixture search, continual pretraining, unseen target."""
-    from mixers.strategies.bench import BenchSettings
-    from mixers.strategies.bench import bench_mixing as run_bench
+    from bench.mixing import BenchSettings
+    from bench.mixing import bench_mixing as run_bench
 
     try:
         figures = run_bench(out, seed, BenchSettings.quick() if quick else BenchSettings(), parallel)

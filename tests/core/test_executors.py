@@ -10,7 +10,6 @@ from curate.config import load_config
 from curate.run import run_pipeline
 from tests.core.helpers import read_parts, write_config
 
-
 BAD_LINES = b'{"text": "cut off\n{"url": "https://example.org/no-text"}\n{"text": "  "}\n[1, 2]\n'
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.dedup_scale import DedupCorpusSpec, bench_dedup, expand_inputs, generate_documents
 from curate.config import ConfigError
-from curate.dedup.bench_dedup import DedupCorpusSpec, bench_dedup, expand_inputs, generate_documents
 from curate.textsources import news_texts
 
 

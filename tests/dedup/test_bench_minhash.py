@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from curate.dedup.bench_minhash import bench_minhash, python_shingles
+from bench.minhash import bench_minhash, python_shingles
 from curate.textsources import stdlib_sources
 
 

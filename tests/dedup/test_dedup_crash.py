@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.neardup_corpus import CorpusSpec, build_corpus
 from curate.config import PipelineConfig, parse_config, resolve_paths
 from curate.dedup.apply import APPLIED_DIR
-from curate.dedup.neardup_corpus import CorpusSpec, build_corpus
 from curate.dedup.phase import STATE
 from curate.plan import shard_key
 from curate.run import RUN_RECORD, run_pipeline

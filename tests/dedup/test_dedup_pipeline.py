@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.neardup_corpus import CorpusSpec, build_corpus, similar_pairs
 from curate.config import parse_config, resolve_paths
-from curate.dedup.neardup_corpus import CorpusSpec, build_corpus, similar_pairs
 from curate.demo import write_jsonl_gz
 from curate.run import run_pipeline
 from curate.textsources import book_passages, news_texts

@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.minhash import web_documents
 from curate.config import ConfigError, PipelineConfig, parse_config, resolve_paths
 from curate.dedup.apply import APPLIED_DIR
-from curate.dedup.bench_minhash import web_documents
 from curate.dedup.boilerplate import DECISIONS, index_folder
 from curate.dedup.paragraphs import strip_documents, units
 from curate.dedup.phase import STATE

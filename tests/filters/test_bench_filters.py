@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.filter_stages import MODEL_STAGES, bench_filters, format_table, input_files, read_corpus
 from curate.textsources import news_texts, wikipedia_pages
-from filters.bench_filters import MODEL_STAGES, bench_filters, format_table, input_files, read_corpus
 
 
 @pytest.fixture(scope="module")

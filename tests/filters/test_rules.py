@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from bench.rule_chain import book_passages, default_data_dir, read_jsonl_texts, web_documents
 from curate.stages.registry import BUILTIN_STAGE_MODULES, get_stage
-from filters.bench_rules import book_passages, default_data_dir, read_jsonl_texts, web_documents
 from filters.heuristics import HeuristicRules
 from filters.rules import (
     SIGNAL_FIELDS,

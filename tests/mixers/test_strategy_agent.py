@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.mixing_textdata import cached_text_shards
 from curate.config import ConfigError
 from mixers.strategies.agent import (
     FEATURES,
@@ -25,7 +26,6 @@ from mixers.strategies.agent import (
 )
 from mixers.strategies.base import Budget, MixProblem, Objective, is_distribution
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
-from mixers.strategies.textdata import cached_text_shards
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
 FAST = TrainSettings(hidden=32, epochs=40, holdout=0.2)

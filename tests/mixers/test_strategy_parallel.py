@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from bench.mixing_textdata import cached_text_shards
 from mixers.strategies.base import Budget, MixProblem, Objective
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.parallel import Runner, ray_available
 from mixers.strategies.regmix import RegMix
-from mixers.strategies.textdata import cached_text_shards
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
 

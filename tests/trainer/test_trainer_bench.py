@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from trainer.bench import bench_train
+from bench.train_speed import bench_train
 
 
 def test_bench_reports_every_recipe_against_bf16_and_a_plain_loop(token_dir, tmp_path):

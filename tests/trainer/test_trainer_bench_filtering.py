@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from trainer.bench_filtering import ARMS, FilterModels, bench_filtering, format_table, is_held_out
+from bench.filtering import ARMS, FilterModels, bench_filtering, format_table, is_held_out
 
 
 @pytest.fixture(scope="module")

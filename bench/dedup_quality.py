@@ -1,6 +1,6 @@
 """Dedup quality: pair precision and recall of the real pipeline against exact-Jaccard ground truth.
 
-The corpus is :mod:`curate.dedup.neardup_corpus` (real documents plus edited copies spread over shards).
+The corpus is :mod:`bench.neardup_corpus` (real documents plus edited copies spread over shards).
 The pipeline (``normalize``, ``tag``, ``dedup:``) runs on it once per (verify mode, threshold), exactly as
 ``curate run`` would. Then, on the texts as the pipeline kept them:
 
@@ -36,9 +36,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from curate.bench import machine, peak_rss_mb
+from bench.machine import machine, peak_rss_mb
+from bench.neardup_corpus import Corpus, CorpusSpec, build_corpus, similar_pairs
 from curate.config import ConfigError, parse_config, resolve_paths
-from curate.dedup.neardup_corpus import Corpus, CorpusSpec, build_corpus, similar_pairs
 from curate.run import run_pipeline
 from curate.textsources import shared_data_dir
 

@@ -1,7 +1,7 @@
 """`curate bench filters`: docs/s and MB/s per core of every filter stage and of the whole annotate chain.
 
 On one corpus (any JSONL shard or folder of shards given with `--input`, else >= 100 MB of real text that
-`curate.bench.build_corpus` assembles from ../shared/data), this measures:
+`bench.pipeline.build_corpus` assembles from ../shared/data), this measures:
 
 - each stage alone (normalize, tag, heuristics, langid, perplexity, harmful_ppl, toxicity, quality), every
   one on the documents as read, batch by batch as the executors hand them over (2000 docs / 64 MB);
@@ -9,7 +9,7 @@ On one corpus (any JSONL shard or folder of shards given with `--input`, else >=
   ignored and the stages that can are configured not to compute them), the output of one stage feeding
   the next, as in a pipeline run;
 - when `datatrove` (and spaCy) are importable, DataTrove's FineWeb chain (GopherRepetition, GopherQuality,
-  C4Quality, FineWebQuality, see `filters.bench_rules.datatrove_chain`) on an evenly spaced subset of the
+  C4Quality, FineWebQuality, see `bench.rule_chain.datatrove_chain`) on an evenly spaced subset of the
   same documents (`peer_docs`; it runs at ~50 docs/s), next to our heuristics stage and our annotate chain
   timed on exactly that subset, so the ratios compare like with like.
 
@@ -36,12 +36,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bench.machine import machine
+from bench.rule_chain import datatrove_chain
 from curate.readers.batches import ShardSource, read_batches
 from curate.readers.fields import FieldMap
 from curate.readers.formats import infer_format
 from curate.stages.base import Stage
 from curate.stages.registry import get_stage
-from filters.bench_rules import datatrove_chain, machine_info
 
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -234,7 +235,7 @@ def bench_filters(
     `curate bench pipeline` with `mb` megabytes. With an input, `mb` caps the text read (a prefix).
     """
     if input_path is None:
-        from curate.bench import build_corpus
+        from bench.pipeline import build_corpus
 
         log(f"assembling {mb:g} MB of real text from ../shared/data (cached)")
         input_path = build_corpus(int(np.ceil(mb)))
@@ -246,7 +247,7 @@ def bench_filters(
     corpus.update(path=str(Path(input_path).resolve()), files=len(files), unreadable_or_empty=unreadable)
     log(f"corpus: {corpus['docs']} docs, {corpus['mb']} MB from {len(files)} file(s)")
 
-    result: dict[str, Any] = {"machine": machine_info(), "corpus": corpus}
+    result: dict[str, Any] = {"machine": machine(), "corpus": corpus}
     with single_thread():
         threads = {key: os.environ[key] for key in SINGLE_THREAD_ENV}
         result["threads"] = {"arrow_cpu_count": pa.cpu_count(), **threads}

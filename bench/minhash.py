@@ -19,7 +19,6 @@ import contextlib
 import gzip
 import json
 import os
-import platform
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from bench.machine import machine
 from curate.dedup.minhash import MinHasher
 from curate.textsources import book_passages, shared_data_dir
 
@@ -215,7 +215,7 @@ def bench_minhash(
         "num_perm": num_perm,
         "ngram": ngram,
         "threads": 1,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+        "machine": machine(),
         "numpy": np.__version__,
         "pyarrow": pa.__version__,
     }

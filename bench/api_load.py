@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import secrets
 import socket
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.machine import machine
 
 
 def _free_port() -> int:
@@ -105,7 +106,7 @@ def bench_api(clients: int = 50, seconds: float = 30.0) -> dict[str, Any]:
             process.wait(timeout=30)
     return {
         "benchmark": "api status polling under load",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
+        "machine": machine(),
         "clients": clients,
         "seconds": seconds,
         "requests": len(latencies),

@@ -1,6 +1,6 @@
 """`curate bench mix`: how fast a mixture is built from a curated corpus of at least 1 GB on disk.
 
-The corpus is real text (curate.bench.build_corpus: books, Wikipedia and web shards from ../shared/data)
+The corpus is real text (bench.pipeline.build_corpus: books, Wikipedia and web shards from ../shared/data)
 run through the curation pipeline once and cached, so repeated benchmarks time the mixer only. Figures
 are MB/s of corpus Parquet on disk (what a mixer must scan) and of text written into the mixture.
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curate.bench import build_corpus, machine
+from bench.pipeline import build_corpus, machine
 from curate.config import parse_config, resolve_paths
 from curate.run import run_pipeline
 from mixers.corpus import open_corpora

@@ -12,13 +12,13 @@ gives every strategy (and every evaluation run) that same start.
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from bench.machine import machine
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy, Weights, normalise
 from mixers.strategies.environment import ProxyEnvironment, RunRequest
 from mixers.strategies.parallel import Runner, run_request
@@ -149,20 +149,6 @@ def versus_baselines(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, f
     return {
         row["strategy"]: {f"vs_{name}": row["objective"] / value for name, value in baselines.items()}
         for row in rows
-    }
-
-
-def machine() -> dict[str, Any]:
-    import os
-
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpus": os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from curate.dedup.bench_minhash import _one_thread_everywhere
+from bench.minhash import _one_thread_everywhere
 from curate.dedup.paragraphs import unit_sketch
 from curate.dedup.settings import ParagraphConfig
 

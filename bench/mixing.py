@@ -22,6 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine
+from bench.mixing_compare import compare, continual_problem, format_table
+from bench.mixing_textdata import available_domains, cached_text_shards
 from mixers.strategies.agent import (
     Agent,
     TrainSettings,
@@ -32,12 +35,10 @@ from mixers.strategies.agent import (
 )
 from mixers.strategies.base import Budget, MixProblem, Objective, Strategy
 from mixers.strategies.baselines import Fixed, Natural, Temperature, Uniform
-from mixers.strategies.compare import compare, continual_problem, format_table, machine
 from mixers.strategies.doremi import DoReMi
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.parallel import Runner
 from mixers.strategies.regmix import RegMix
-from mixers.strategies.textdata import available_domains, cached_text_shards
 
 
 @dataclass(frozen=True)

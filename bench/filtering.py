@@ -37,8 +37,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import platform
 import re
 import shutil
 import statistics
@@ -52,6 +50,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.machine import machine
 from curate.config import ConfigError
 
 BENCH_DIR = Path(".cache/bench/filtering")
@@ -584,19 +583,6 @@ def bpb_table(runs: dict[str, list[dict[str, Any]]], seeds: tuple[int, ...]) -> 
             "seeds": len(seeds),
         }
     return table
-
-
-def machine() -> dict[str, Any]:
-    """Enough to read the figures against: CPU, cores, torch threads and the load while running."""
-    import torch
-
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "load_avg_1m": os.getloadavg()[0],
-    }
 
 
 def format_table(figures: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import platform
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from bench.machine import machine
 from filters.rules import RuleEngine, RuleSet
 
 GUTENBERG_START = re.compile(r"^\*\*\* ?START OF.*$", re.MULTILINE)
@@ -138,7 +138,7 @@ def bench_rules(
     document's first failure, so the comparison is conservative. `datatrove=None` means 'if installed'.
     """
     texts = list(corpus_texts)
-    result = {"corpus": _corpus_figures(texts), "machine": machine_info()}
+    result = {"corpus": _corpus_figures(texts), "machine": machine()}
     with _single_arrow_thread():
         result["ours"] = _best_of(repeats, lambda: RuleEngine(RuleSet()).evaluate(texts), texts)
         fineweb_like = RuleEngine(RuleSet(**FINEWEB_LIKE_RULES)).evaluate(texts).first_failed()
@@ -207,23 +207,6 @@ def _corpus_figures(texts: Sequence[str]) -> dict:
         "docs": len(texts),
         "mb": round(sum(sizes) / 1e6, 3),
         "mean_doc_kb": round(np.mean(sizes) / 1e3, 2),
-    }
-
-
-def machine_info() -> dict:
-    """What the figures were measured on, for BENCHMARKS.md."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        cpu = models[0] if models else cpu
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pyarrow": pa.__version__,
     }
 
 

@@ -19,8 +19,6 @@ pages and news, the standard library's code), so it runs on any machine.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import statistics
 import time
@@ -29,6 +27,7 @@ from typing import Any
 
 import torch
 
+from bench.machine import machine
 from trainer.model import TransformerLM, lm_loss
 from trainer.token_shards import TokenShards, WindowSampler, is_token_dir, write_token_shards
 from trainer.tokenizer import encode_documents, load_tokenizer, train_tokenizer
@@ -160,12 +159,7 @@ def bench_train(
         "token_dir": str(token_dir),
         "recipes": results,
         "plain_fp32_tokens_per_s": plain,
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cuda": torch.cuda.is_available(),
-            "threads": torch.get_num_threads(),
-            "load_avg_1m": os.getloadavg()[0],
-        },
+        "machine": {**machine(), "cuda": torch.cuda.is_available()},
     }
     if plain and "fp32" in results:
         figures["framework_vs_plain_fp32"] = results["fp32"]["tokens_per_s"] / plain

@@ -3,11 +3,11 @@ with datasketch, rensa and DataTrove measured in the same command and given as r
 
 What is measured, and how:
 
-- **Signatures** (MB/s per core): :func:`curate.dedup.bench_minhash.bench_minhash` on up to
+- **Signatures** (MB/s per core): :func:`bench.minhash.bench_minhash` on up to
   ``signature_mb`` of the input's texts (ours vs rensa vs datasketch, one thread, shingling included).
   ``signature_mb_s_per_core`` is ours by CPU time (the steady figure on a shared machine); the wall-clock
   figure sits beside it. DataTrove's signature step is timed inside its end-to-end run (stage 1 alone).
-- **Paragraph dedup units** (M chars per CPU-second): :mod:`curate.dedup.bench_paragraphs` on the same
+- **Paragraph dedup units** (M chars per CPU-second): :mod:`bench.paragraph_units` on the same
   texts: the per-shard unit sketch of `dedup.paragraphs` against Python per line, one thread.
 - **End to end** (docs/s): a real :func:`curate.run.run_pipeline` on the local executor with ``normalize``
   and ``dedup:`` only (read, normalise, per-shard sketches, write Parquet, global clustering, rejects), in
@@ -59,8 +59,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.paragraph_units import bench_paragraph_hashing
 from curate.config import ConfigError
-from curate.dedup.bench_paragraphs import bench_paragraph_hashing
 
 BENCH_CACHE = Path(".cache/bench/dedup")
 CORPUS_VERSION = 1
@@ -424,7 +424,7 @@ def _child_datasketch(job: dict[str, Any]) -> dict[str, Any]:
     """Streaming dedup as datasketch users write it: query the LSH, verify by estimated Jaccard, insert."""
     from datasketch import MinHash, MinHashLSH
 
-    from curate.dedup.bench_minhash import python_shingles
+    from bench.minhash import python_shingles
 
     num_perm, bands, threshold = job["num_perm"], job["bands"], job["threshold"]
     lsh = MinHashLSH(num_perm=num_perm, params=(bands, num_perm // bands))
@@ -447,7 +447,7 @@ def _child_rensa(job: dict[str, Any]) -> dict[str, Any]:
     """The same streaming loop with rensa's RMinHash and RMinHashLSH."""
     from rensa import RMinHash, RMinHashLSH
 
-    from curate.dedup.bench_minhash import python_shingles
+    from bench.minhash import python_shingles
 
     num_perm, threshold = job["num_perm"], job["threshold"]
     lsh = RMinHashLSH(threshold=threshold, num_perm=num_perm, num_bands=job["bands"])
@@ -552,8 +552,8 @@ _CHILDREN = {
 
 _IMPORTS = {
     "curate": ["curate.run"],
-    "datasketch": ["datasketch", "curate.dedup.bench_minhash"],
-    "rensa": ["rensa", "curate.dedup.bench_minhash"],
+    "datasketch": ["datasketch", "bench.minhash"],
+    "rensa": ["rensa", "bench.minhash"],
     "datatrove": [
         "datatrove.executor",
         "datatrove.pipeline.dedup.minhash",
@@ -597,7 +597,7 @@ def run_child(job: dict[str, Any], timeout: float | None = None) -> dict[str, An
     """Run one measurement in a fresh interpreter; its JSON result is the last line it prints."""
     env = {**os.environ, **(_ONE_THREAD if job["kind"] != "curate" else {})}
     env.setdefault("LOGURU_LEVEL", "WARNING")  # DataTrove logs every task to stderr otherwise
-    command = [sys.executable, "-m", "curate.dedup.bench_dedup", "--child", json.dumps(job)]
+    command = [sys.executable, "-m", "bench.dedup_scale", "--child", json.dumps(job)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -621,13 +621,13 @@ def _ratio(ours: float | None, peer: float | None) -> float | None:
 
 
 def _machine() -> dict[str, Any]:
-    from curate.bench import machine
+    from bench.machine import machine
 
-    return {**machine(), "load_average_1m": round(os.getloadavg()[0], 2)}
+    return machine()
 
 
 def _signatures(texts: Sequence[str], repeats: int) -> dict[str, Any]:
-    from curate.dedup.bench_minhash import bench_minhash
+    from bench.minhash import bench_minhash
 
     return bench_minhash(texts, repeats=repeats)
 

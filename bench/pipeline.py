@@ -7,15 +7,13 @@ Figures are per core: total throughput divided by the workers used.
 
 from __future__ import annotations
 
-import os
-import platform
-import resource
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.machine import machine, peak_rss_mb
 from curate.config import ConfigError, load_config
 from curate.demo import write_jsonl_gz
 from curate.readers.batches import ShardSource, read_batches
@@ -83,13 +81,6 @@ def bench_pipeline(
     return results
 
 
-def peak_rss_mb() -> float:
-    """Largest resident set of this process and of any finished child (pool workers), in MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 1024, 1)
-
-
 def _timed_run(corpus: Path, executor: str, workers: int) -> dict[str, Any]:
     out = corpus.parent / f"out-{executor}"
     shutil.rmtree(out, ignore_errors=True)
@@ -113,13 +104,4 @@ def _timed_run(corpus: Path, executor: str, workers: int) -> dict[str, Any]:
         "docs_per_s_per_core": round(docs / seconds / workers, 1),
         "mb_per_s_per_core": round(text_mb / seconds / workers, 2),
         "peak_rss_mb": peak_rss_mb(),
-    }
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": platform.platform(terse=True),
     }
