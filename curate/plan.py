@@ -6,6 +6,7 @@ Executors only execute a plan; building it is where missing inputs and bad confi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,17 +43,18 @@ def shard_key(source: str) -> str:
     return hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
 
 
-def build_plan(config: PipelineConfig, data_roots: tuple[str, ...] = ()) -> RunPlan:
+def build_plan(config: PipelineConfig, data_roots: Iterable[str | Path] = ()) -> RunPlan:
     """`data_roots` (the service's): every input is opened only if it resolves inside one of them."""
     assert config.output is not None, "resolve_paths sets the output"
     _check_unique_input_names(config)
+    roots = tuple(str(root) for root in data_roots)
     tasks = []
     for index, spec in enumerate(config.inputs):
         root = glob_root(spec.path)
         name = spec.input_name(index)
         for path, fmt in expand_input(spec, index):
             source = f"{name}/{path.relative_to(root).as_posix()}"
-            shard = ShardSource(path, source, fmt, spec.fields, spec.domain, tuple(data_roots))
+            shard = ShardSource(path, source, fmt, spec.fields, spec.domain, roots)
             tasks.append(ShardTask(key=shard_key(source), source=shard, size=path.stat().st_size))
     _check_unique_sources(tasks)
     corpus_schema = output_schema([spec.build() for spec in config.stages])

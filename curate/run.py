@@ -36,7 +36,7 @@ def run_pipeline(
     workers: int = 1,
     ray_address: str | None = None,
     progress: bool = True,
-    data_roots: tuple[str, ...] = (),
+    data_roots: tuple[str | Path, ...] = (),
 ) -> dict[str, Any]:
     started = time.perf_counter()
     plan = build_plan(config, data_roots)

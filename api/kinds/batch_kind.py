@@ -88,7 +88,9 @@ class BatchKind(JobKind):
         staged["output"] = job.output
         pipeline = load_pipeline(staged, ctx.policy)
         address = ctx.settings.ray_address if opts.executor == "ray" else None
-        manifest = run_pipeline(pipeline, opts.executor, opts.workers, address, progress=False)
+        manifest = run_pipeline(
+            pipeline, opts.executor, opts.workers, address, progress=False, data_roots=ctx.policy.roots
+        )
         self._commit_version(job, config, ctx)
         result = {"version": config.version, **run_summary(manifest), "dedup": manifest.get("dedup")}
         ctx.log(f"version {config.version} committed: {manifest['totals']}")

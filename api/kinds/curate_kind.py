@@ -145,7 +145,9 @@ class CurateKind(JobKind):
         opts = CurateOptions.model_validate(job.options)
         ctx.progress(plan_shards(pipeline), completed_shards(Path(job.output)))
         address = ctx.settings.ray_address if opts.executor == "ray" else None
-        manifest = run_pipeline(pipeline, opts.executor, opts.workers, address, progress=False)
+        manifest = run_pipeline(
+            pipeline, opts.executor, opts.workers, address, progress=False, data_roots=ctx.policy.roots
+        )
         ctx.log(f"curated {manifest['totals']} in {manifest['wall_seconds']}s")
         return run_summary(manifest)
 
