@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine
-from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy, Weights, normalise
+from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy
 from mixers.strategies.environment import ProxyEnvironment, RunRequest
 from mixers.strategies.parallel import Runner, run_request
+from mixers.strategies.weights import Weights, normalise
 
 
 def continual_problem(

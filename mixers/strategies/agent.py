@@ -43,19 +43,11 @@ import torch
 from torch import nn
 
 from curate.config import ConfigError
-from mixers.strategies.base import (
-    MixProblem,
-    MixResult,
-    Objective,
-    Strategy,
-    Weights,
-    as_vector,
-    as_weights,
-    average_schedule,
-)
+from mixers.strategies.base import MixProblem, MixResult, Objective, Strategy
 from mixers.strategies.environment import Observation, RunRequest, RunResult, stage_steps, torch_threads
 from mixers.strategies.parallel import Runner, run_request
 from mixers.strategies.regmix import dirichlet_mixtures
+from mixers.strategies.weights import Weights, as_vector, as_weights, average_schedule
 
 if TYPE_CHECKING:
     from mixers.strategies.environment import ProxyEnvironment

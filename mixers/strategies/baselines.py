@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from curate.config import ConfigError
-from mixers.strategies.base import MixProblem, MixResult, Strategy, Weights, normalise, static_result
+from mixers.strategies.base import MixProblem, MixResult, Strategy, static_result
+from mixers.strategies.weights import Weights, normalise
 
 if TYPE_CHECKING:
     from mixers.strategies.environment import ProxyEnvironment

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from curate.config import ConfigError
-from mixers.strategies.base import MixProblem, MixResult, Strategy, as_vector, as_weights, normalise
+from mixers.strategies.base import MixProblem, MixResult, Strategy
 from mixers.strategies.baselines import uniform_weights
 from mixers.strategies.environment import RunRequest
 from mixers.strategies.parallel import Runner
+from mixers.strategies.weights import as_vector, as_weights, normalise
 
 if TYPE_CHECKING:
     from mixers.strategies.environment import ProxyEnvironment

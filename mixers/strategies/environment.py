@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from curate.config import ConfigError
-from mixers.strategies.base import Controller, Schedule, Weights, as_vector, normalise
+from mixers.strategies.weights import Controller, Schedule, Weights, as_vector, normalise
 from trainer.evaluate import bits_per_byte, documents_nats
 from trainer.model import TransformerLM, lm_loss, model_config
 from trainer.optim import build_optimizers, lr_factor, set_lr

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from curate.config import ConfigError
-from mixers.strategies.base import MixProblem, MixResult, Strategy, as_vector, as_weights
+from mixers.strategies.base import MixProblem, MixResult, Strategy
 from mixers.strategies.environment import RunRequest
 from mixers.strategies.parallel import Runner, run_request
+from mixers.strategies.weights import as_vector, as_weights
 
 if TYPE_CHECKING:
     from mixers.strategies.environment import ProxyEnvironment

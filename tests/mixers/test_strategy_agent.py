@@ -24,8 +24,9 @@ from mixers.strategies.agent import (
     save_trajectories,
     train_policy,
 )
-from mixers.strategies.base import Budget, MixProblem, Objective, is_distribution
+from mixers.strategies.base import Budget, MixProblem, Objective
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
+from mixers.strategies.weights import is_distribution
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
 FAST = TrainSettings(hidden=32, epochs=40, holdout=0.2)

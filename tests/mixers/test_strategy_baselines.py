@@ -8,9 +8,10 @@ import pytest
 
 from curate.config import ConfigError
 from mixers.strategies import make_strategy
-from mixers.strategies.base import Budget, Objective, average_schedule, is_distribution, normalise
+from mixers.strategies.base import Budget, Objective
 from mixers.strategies.baselines import natural_weights, temperature_weights, uniform_weights
 from mixers.strategies.environment import stage_steps, systematic_rows
+from mixers.strategies.weights import average_schedule, is_distribution, normalise
 
 TOKENS = {"code": 600.0, "news": 300.0, "wiki": 100.0}
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from bench.mixing_textdata import cached_text_shards
-from mixers.strategies.base import Budget, MixProblem, Objective, is_distribution
+from mixers.strategies.base import Budget, MixProblem, Objective
 from mixers.strategies.doremi import DoReMi, domain_excess, doremi_update, row_weights_for
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
+from mixers.strategies.weights import is_distribution
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
 

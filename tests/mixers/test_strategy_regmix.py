@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.mixing_textdata import cached_text_shards
-from mixers.strategies.base import Budget, MixProblem, Objective, is_distribution
+from mixers.strategies.base import Budget, MixProblem, Objective
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.regmix import (
     RegMix,
@@ -16,6 +16,7 @@ from mixers.strategies.regmix import (
     search_top_k,
     synthetic_surface,
 )
+from mixers.strategies.weights import is_distribution
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
 CENTER = np.array([0.5, 0.3, 0.2])

@@ -12,11 +12,12 @@ from bench.mixing_compare import compare, continual_problem, format_table
 from bench.mixing_textdata import cached_text_shards, domain_texts, write_text_shards
 from curate.config import ConfigError
 from mixers.spec import load_spec
-from mixers.strategies.base import Budget, MixProblem, Objective, is_distribution
+from mixers.strategies.base import Budget, MixProblem, Objective
 from mixers.strategies.baselines import Natural, Uniform
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.regmix import RegMix
 from mixers.strategies.search import mixsearch
+from mixers.strategies.weights import is_distribution
 from trainer.token_shards import TokenShards
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
