@@ -48,9 +48,16 @@ class Server:
     """`python -m api.server` in its own process, as an operator would run it."""
 
     def __init__(
-        self, state_dir: Path, data_root: Path, token: str | None = TOKEN, extra: tuple[str, ...] = ()
+        self,
+        state_dir: Path,
+        data_root: Path,
+        token: str | None = TOKEN,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`token` is what clients send; `env` (default: $CURATE_API_TOKEN = token) is the server's own."""
         self.state_dir, self.data_root, self.token, self.extra = state_dir, data_root, token, extra
+        self.extra_env = env if env is not None else ({"CURATE_API_TOKEN": token} if token else {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -65,9 +72,7 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_API_")}
-        if self.token:
-            env["CURATE_API_TOKEN"] = self.token
-        return env
+        return {**env, **self.extra_env}
 
     def start(self, timeout: float = 60) -> Server:
         with open(self.log, "a") as log:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_harness import Server
+from api_harness import Server, curate_config, make_shards
 
+from api.client import ApiClient
 from api.kinds import is_available
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,8 +52,54 @@ def scored(request: pytest.FixtureRequest) -> dict[str, Any] | None:
     return request.getfixturevalue("train_job")
 
 
+@pytest.fixture
+def two_domains(client: ApiClient, data_root: Path, texts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A finished job whose corpus holds Wikipedia pages and Python modules: shares other than 100%."""
+    make_shards(data_root / "dash-wiki", texts["wiki"][:18], per_shard=9, bad=False)
+    make_shards(data_root / "dash-code", texts["code"][:12], per_shard=6, bad=False)
+    config = curate_config("dash-wiki/*.jsonl.gz")
+    config["inputs"].append({"path": "dash-code/*.jsonl.gz", "name": "code", "domain": "code"})
+    job = client.wait_job(client.submit_job("curate", config)["id"], timeout=300)
+    assert job["state"] == "succeeded", job["error"]
+    return job
+
+
+def expected_shares(domains: dict[str, int]) -> dict[str, tuple[str, str]]:
+    """What the pie should say per domain: its legend line and its slice's tooltip, from the manifest."""
+    total = sum(domains.values())
+    return {
+        name: (f"{name} {100 * n / total:.1f}% ({n:,})", f"{name}: {100 * n / total:.1f}%")
+        for name, n in domains.items()
+    }
+
+
+SHARES_SCRIPT = """
+const chart = document.querySelector('#domains svg');
+if (!chart) return [[], []];
+return [
+  [...chart.querySelectorAll('text')].map(t => t.textContent),
+  [...chart.querySelectorAll('[data-domain]')]
+    .map(slice => [slice.dataset.domain, slice.querySelector('title').textContent]),
+];
+"""
+
+
+def shown_shares(browser: Any) -> dict[str, tuple[str, str]]:
+    """The legend line and the slice tooltip the dashboard draws for each domain, read in one script call
+    (the page redraws every two seconds, so element handles would go stale between reads)."""
+    lines, slices = browser.execute_script(SHARES_SCRIPT)
+    legend = {line.split(" ")[0]: line for line in lines}
+    tooltips = dict(slices)
+    return {name: (legend.get(name, ""), tooltips.get(name, "")) for name in legend.keys() | tooltips.keys()}
+
+
 def test_dashboard_renders_jobs_funnel_domains_and_scores(
-    browser: Any, server: Server, finished_job: dict[str, Any], scored: dict[str, Any] | None, tmp_path: Path
+    browser: Any,
+    server: Server,
+    finished_job: dict[str, Any],
+    two_domains: dict[str, Any],
+    scored: dict[str, Any] | None,
+    tmp_path: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -72,10 +119,17 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     assert len(bars) == 3  # read, normalize, tag
     drops = browser.find_element(By.ID, "drops").text
     assert "read: unreadable 1" in drops and "normalize: empty 1" in drops
-    assert browser.find_element(By.CSS_SELECTOR, '#domains [data-domain="wiki"]') is not None
+    assert shown_shares(browser) == expected_shares(finished_job["result"]["domains"]) == {
+        "wiki": ("wiki 100.0% (24)", "wiki: 100.0%")
+    }
     assert "token" not in browser.current_url  # the secret leaves the address bar at once
     shot = tmp_path / "dashboard-job.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{two_domains["id"]}"]').click()
+    expected = expected_shares(two_domains["result"]["domains"])
+    assert len(expected) >= 2, two_domains["result"]["domains"]
+    wait.until(lambda d: set(shown_shares(d)) == set(expected))
+    assert shown_shares(browser) == expected
     if scored is not None:
         wait.until(lambda d: d.find_element(By.ID, "scores-section").is_displayed())
         assert len(browser.find_elements(By.CSS_SELECTOR, "#scores svg rect")) >= 1

@@ -16,6 +16,7 @@ from api_harness import Server, corpus_rows, curate_config, files_under, make_sh
 
 from api.client import ApiClient
 from curate.config import parse_config, resolve_paths
+from curate.process import group_members
 from curate.run import run_pipeline
 
 SHARDS = 20
@@ -42,9 +43,9 @@ def completion_records(out: Path) -> dict[str, int]:
 
 
 def start_and_wait_for_progress(
-    client: ApiClient, config: dict[str, Any]
+    client: ApiClient, config: dict[str, Any], options: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    job = client.submit_job("curate", config)
+    job = client.submit_job("curate", config, options)
     out = Path(job["output"])
     wait_for(lambda: completion_records(out), 120, "the first completed shard", poll=0.02)
     return client.show_job(job["id"]), completion_records(out)
@@ -62,9 +63,14 @@ def assert_same_output(out: Path, clean: Path, before: dict[str, int]) -> None:
 def test_killed_worker_resumes_to_the_same_output(
     client: ApiClient, resume_input: str, clean_run: Path
 ) -> None:
-    job, before = start_and_wait_for_progress(client, curate_config(resume_input))
-    os.killpg(job["worker_pid"], signal.SIGKILL)
+    """SIGKILL of the worker alone (as the OOM killer would): its pool processes end with it, before the
+    next attempt starts, so no old process writes beside the new one."""
+    job, before = start_and_wait_for_progress(client, curate_config(resume_input), {"workers": 2})
+    pool = [pid for pid in group_members(job["worker_pid"]) if pid != job["worker_pid"]]
+    os.kill(job["worker_pid"], signal.SIGKILL)
     assert len(before) < SHARDS, "the job finished before it could be killed"
+    assert len(pool) >= 2, f"expected the worker's pool processes, found {pool}"
+    wait_for(lambda: not any(pid_alive(pid) for pid in pool), 60, "the pool processes to end with the worker")
     done = client.wait_job(job["id"], timeout=180)
     assert done["state"] == "succeeded", done["error"]
     assert (done["attempts"], done["crashes"]) == (2, 1)
