@@ -1,27 +1,23 @@
-"""Stages by name. A new stage registers itself here; the config and the executors look names up here.
+"""Stages by name: the `curate.stages` entry-point group, plus stages registered in this process.
 
-Built-in stage modules are listed once below and imported on first use, so importing the registry stays
-cheap and a stage with heavy imports (torch, kenlm) costs nothing to pipelines that do not use it.
+Every stage, built-in or from a user's package, is an entry point `name = "module:Class"` in the group
+`curate.stages` of its package's pyproject.toml. Names are listed without importing anything and a stage's
+module is imported on first use, so a pipeline that does not use a heavy stage (torch, kenlm) never pays
+for it, and this core module names no module of a higher layer. Entry points are seen by every worker
+process and Ray actor that has the package installed; `register()` (a class in this process only) suits
+tests and one-process runs.
 """
 
 from __future__ import annotations
 
-import importlib
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 
 from curate.stages.base import Stage
 
-BUILTIN_STAGE_MODULES = [
-    "curate.stages.normalize",
-    "curate.stages.tag",
-    "filters.langid",
-    "filters.perplexity",
-    "filters.toxicity",
-    "filters.quality",
-    "filters.heuristics",
-]
+ENTRY_POINT_GROUP = "curate.stages"
 
 _STAGES: dict[str, type[Stage]] = {}
-_loaded = False
 
 
 def register(cls: type[Stage]) -> type[Stage]:
@@ -31,22 +27,25 @@ def register(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        for module in BUILTIN_STAGE_MODULES:
-            importlib.import_module(module)
-        _loaded = True
+@cache
+def _entry_points() -> dict[str, EntryPoint]:
+    return {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def stage_names() -> list[str]:
-    _load_builtins()
-    return sorted(_STAGES)
+    return sorted(set(_STAGES) | set(_entry_points()))
 
 
 def get_stage(name: str) -> type[Stage]:
-    _load_builtins()
-    try:
+    if name in _STAGES:
         return _STAGES[name]
-    except KeyError:
-        raise KeyError(f"unknown stage {name!r}; known stages: {', '.join(sorted(_STAGES))}") from None
+    point = _entry_points().get(name)
+    if point is None:
+        raise KeyError(f"unknown stage {name!r}; known stages: {', '.join(stage_names())}")
+    cls = point.load()
+    if not (isinstance(cls, type) and issubclass(cls, Stage) and cls.name == name):
+        raise TypeError(
+            f"entry point {name!r} = {point.value!r} in group {ENTRY_POINT_GROUP!r} is not a Stage "
+            f"subclass named {name!r}; fix the package's pyproject.toml"
+        )
+    return register(cls)
