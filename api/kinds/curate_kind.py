@@ -59,9 +59,11 @@ def confine_pipeline(
 
 
 def load_pipeline(confined: dict[str, Any], policy: PathPolicy) -> PipelineConfig:
-    """A stored (already confined) config back as the model `run_pipeline` takes."""
+    """A stored (already confined) config back as the model `run_pipeline` takes; its path fields are
+    read as at submission (relative to the first data root, confined), not against the process's cwd."""
     try:
-        return resolve_paths(parse_config(confined), base=policy.roots[0], out=None)
+        with policy.marked_fields():
+            return resolve_paths(parse_config(confined), base=policy.roots[0], out=None)
     except ConfigError as error:
         raise FieldError(CONFIG, str(error)) from None
 

@@ -19,8 +19,12 @@ from curate.config import ConfigError
 JSON = {"Content-Type": "application/json"}
 
 
+def auth(server: Server, token: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token or server.token}"}
+
+
 def post(server: Server, body: Any = None, token: str | None = None, **kwargs: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token or server.token}", **kwargs.pop("headers", {})}
+    headers = {**auth(server, token), **kwargs.pop("headers", {})}
     return httpx.post(server.url + "/v1/jobs", json=body, headers=headers, timeout=30, **kwargs)
 
 
@@ -112,6 +116,12 @@ def test_stage_paths_are_confined_without_telling_what_exists(
     assert answers["present"] == answers["absent"] and "outside the data roots" in answers["present"]
     inside = submit({"toxicity": {"models_dir": "models-here", "fallback": "error"}})
     assert inside.status_code == 422 and f"not in {data_root.resolve()}/models-here" in inside.text
+    card = {"name": "toxicity", "kind": "fasttext-toxicity", "files": {}}
+    (data_root / "models-inside" / "toxicity").mkdir(parents=True)
+    (data_root / "models-inside" / "toxicity" / "card.json").write_text(json.dumps(card))
+    found = submit({"toxicity": {"models_dir": "models-inside", "fallback": "error"}})  # relative to the root
+    assert found.status_code == 201, found.text
+    httpx.post(f"{server.url}/v1/jobs/{found.json()['id']}/cancel", headers=auth(server), timeout=30)
     words = submit({"heuristics": {"c4": {"bad_words_file": "/etc/passwd"}}})
     assert words.status_code == 422, words.text
     assert words.json()["detail"][0]["loc"][-3:] == ["heuristics", "c4", "bad_words_file"]
