@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from curate.paths import PathParam
 from curate.stages.base import StageParams
+from curate.textwindows import whitespace_windows
 
 # ----------------------------------------------------------------------------------------------- constants
 
@@ -533,14 +534,23 @@ class _Powers:
     def __init__(self) -> None:
         self.tables = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
 
+    KEPT = 1 << 22
+    """Tables up to 4 M entries (64 MB) are kept; a longer run of text without whitespace gets its own,
+    freed after use, so one odd document never pins gigabytes for the rest of the worker's life."""
+
     def get(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         tables = self.tables
-        if size > len(tables[0]):
-            size = max(size, 2 * len(tables[0]))
-            up = np.cumprod(np.r_[np.uint64(1), np.full(size - 1, self.BASE, dtype=np.uint64)])
-            down = np.cumprod(np.r_[np.uint64(1), np.full(size - 1, self.INVERSE, dtype=np.uint64)])
-            self.tables = tables = (up, down)
+        if size <= len(tables[0]):
+            return tables
+        if size > self.KEPT:
+            return self._build(size)
+        self.tables = tables = self._build(min(max(size, 2 * len(tables[0])), self.KEPT))
         return tables
+
+    def _build(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        up = np.cumprod(np.r_[np.uint64(1), np.full(size - 1, self.BASE, dtype=np.uint64)])
+        down = np.cumprod(np.r_[np.uint64(1), np.full(size - 1, self.INVERSE, dtype=np.uint64)])
+        return up, down
 
 
 _POWERS = _Powers()
@@ -574,45 +584,41 @@ def hash_strings(strings: Sequence[str], lower: bool = False) -> np.ndarray:
     return _segment_hashes(code_points, starts)
 
 
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
 @dataclass
 class TokenTable:
-    """Every token of a chunk of documents as flat numpy arrays, with per-document offsets."""
+    """Every token of a chunk of documents as flat numpy arrays, with per-document offsets.
+
+    The per-character work (code points, class bits, masks: ~40 bytes per character) runs on windows of
+    about a million characters cut at whitespace, which no token spans, so a 50 MB document costs the
+    per-character arrays of one window; what is kept is 14 bytes per token.
+    """
 
     offsets: np.ndarray  # int64, n_docs + 1: tokens of doc i are offsets[i]:offsets[i + 1]
     hashes: np.ndarray  # uint64 per token: equal tokens, equal hashes
-    lengths: np.ndarray  # int64 characters per token
+    lengths: np.ndarray  # int32 characters per token
     has_letter: np.ndarray  # bool: the token contains a letter (str.isalpha on some char)
     is_word: np.ndarray  # bool: the token contains a char that is not punctuation/symbol/control
-    code_points: np.ndarray = field(repr=False)  # the chunk's text, docs joined by '\n'
-    flags: np.ndarray = field(repr=False)  # class bits per code point
-    doc_char_starts: np.ndarray = field(repr=False)  # where each doc starts in code_points (+ end)
+    text: str = field(repr=False)  # the chunk's text, docs joined by '\n'
+    doc_char_starts: np.ndarray = field(repr=False)  # where each doc starts in text (+ end)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_texts(cls, texts: Sequence[str]) -> TokenTable:
-        joined = "\n".join(texts)
-        code_points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        text = "\n".join(texts)
         doc_char_starts = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=doc_char_starts[1:])
-        flags = _lookup_flags(code_points)
-        visible = np.flatnonzero((flags & _bit("space")) == 0)
-        visible_flags, visible_points = flags[visible], code_points[visible]
-        first = np.ones(len(visible), dtype=bool)  # first character of a whitespace-separated chunk
-        first[1:] = np.diff(visible) != 1
-        last = np.zeros(len(visible), dtype=bool)
-        last[:-1] = first[1:]
-        last[-1:] = True
-        first_char = np.flatnonzero(_token_starts(visible_flags, first, last, visible_points))
-        offsets = np.searchsorted(visible[first_char], doc_char_starts).astype(np.int64)
-        offsets[-1] = len(first_char)
+        parts = [_window_tokens(text[a:b], a, doc_char_starts) for a, b in whitespace_windows(text)]
         return cls(
-            offsets=offsets,
-            hashes=_segment_hashes(visible_points, first_char),
-            lengths=np.diff(np.r_[first_char, len(visible)]).astype(np.int64),
-            has_letter=_any_per_segment((visible_flags & _bit("letter")) != 0, first_char),
-            is_word=_any_per_segment((visible_flags & _bit("non_symbol")) != 0, first_char),
-            code_points=code_points,
-            flags=flags,
+            offsets=_offsets_of([p[0] for p in parts]),
+            hashes=np.concatenate([p[1] for p in parts]),
+            lengths=np.concatenate([p[2] for p in parts]),
+            has_letter=np.concatenate([p[3] for p in parts]),
+            is_word=np.concatenate([p[4] for p in parts]),
+            text=text,
             doc_char_starts=doc_char_starts,
         )
 
@@ -627,7 +633,7 @@ class TokenTable:
     @property
     def doc_of_token(self) -> np.ndarray:
         if "doc_of_token" not in self._cache:
-            self._cache["doc_of_token"] = np.repeat(np.arange(self.n_docs), self.counts)
+            self._cache["doc_of_token"] = np.repeat(np.arange(self.n_docs, dtype=np.int32), self.counts)
         return self._cache["doc_of_token"]
 
     def per_doc_sum(self, token_values: np.ndarray) -> np.ndarray:
@@ -640,20 +646,63 @@ class TokenTable:
         Bad words are matched on these, as C4's regex requires non-word characters around a bad word.
         """
         if "word_runs" not in self._cache:
-            word = (self.flags & _bit("word")) != 0
-            in_run = np.flatnonzero(word)
-            first_char = np.flatnonzero((word & ~_shifted_right(word))[in_run])
-            hashes = _segment_hashes(_lowercase(self.code_points[in_run]), first_char)
-            offsets = np.searchsorted(in_run[first_char], self.doc_char_starts).astype(np.int64)
-            offsets[-1] = len(first_char)
-            self._cache["word_runs"] = (hashes, offsets)
+            starts = self.doc_char_starts
+            parts = [_window_word_runs(self.text[a:b], a, starts) for a, b in whitespace_windows(self.text)]
+            hashes = np.concatenate([p[1] for p in parts])
+            self._cache["word_runs"] = (hashes, _offsets_of([p[0] for p in parts]))
         return self._cache["word_runs"]
+
+
+def _window_tokens(window: str, base: int, doc_char_starts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(tokens before each document start, then per token: hash, length, has_letter, is_word) of one
+    window starting at character `base` of the chunk."""
+    code_points = _code_points(window)
+    flags = _lookup_flags(code_points)
+    visible = np.flatnonzero((flags & _bit("space")) == 0)
+    visible_flags, visible_points = flags[visible], code_points[visible]
+    del code_points, flags
+    first = np.ones(len(visible), dtype=bool)  # first character of a whitespace-separated chunk
+    first[1:] = np.diff(visible) != 1
+    last = np.zeros(len(visible), dtype=bool)
+    last[:-1] = first[1:]
+    last[-1:] = True
+    first_char = np.flatnonzero(_token_starts(visible_flags, first, last, visible_points))
+    return (
+        _items_before(visible[first_char] + base, doc_char_starts),
+        _segment_hashes(visible_points, first_char),
+        np.diff(np.r_[first_char, len(visible)]).astype(np.int32),
+        _any_per_segment((visible_flags & _bit("letter")) != 0, first_char),
+        _any_per_segment((visible_flags & _bit("non_symbol")) != 0, first_char),
+    )
+
+
+def _window_word_runs(window: str, base: int, doc_char_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(runs before each document start, hash of each lowercased run) of the maximal runs of word chars
+    of one window."""
+    code_points = _code_points(window)
+    word = (_lookup_flags(code_points) & _bit("word")) != 0
+    in_run = np.flatnonzero(word)
+    first_char = np.flatnonzero((word & ~_shifted_right(word))[in_run])
+    before = _items_before(in_run[first_char] + base, doc_char_starts)
+    return before, _segment_hashes(_lowercase(code_points[in_run]), first_char)
+
+
+def _items_before(item_starts: np.ndarray, doc_char_starts: np.ndarray) -> np.ndarray:
+    """How many of a window's items (tokens, word runs) start before each document start, and in all."""
+    before = np.searchsorted(item_starts, doc_char_starts).astype(np.int64)
+    before[-1] = len(item_starts)
+    return before
+
+
+def _offsets_of(window_counts: list[np.ndarray]) -> np.ndarray:
+    """Per-document item offsets of a chunk: the windows' `_items_before` summed."""
+    return np.sum(window_counts, axis=0, dtype=np.int64)
 
 
 def tokenize(text: str) -> list[str]:
     """The tokens of one text as strings: for tests and debugging (the rules never build strings)."""
     table = TokenTable.from_texts([text])
-    visible = np.flatnonzero((table.flags & _bit("space")) == 0)
+    visible = [i for i, char in enumerate(text) if not char.isspace()]
     starts = np.r_[0, np.cumsum(table.lengths)[:-1]].astype(np.int64)
     return ["".join(text[i] for i in visible[a : a + n]) for a, n in zip(starts, table.lengths, strict=True)]
 
@@ -707,9 +756,28 @@ def distinct_stop_words(tokens: TokenTable, stop_words: HashSet) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ n-grams
 
 
+_BLOCK = 1 << 16
+"""Positions per block where a per-position step would otherwise make full-size temporaries."""
+
+
 def _first_seen_groups(keys: np.ndarray) -> np.ndarray:
     """Group ids numbered in order of first appearance (Arrow's hash memo table), like Counter insertion."""
-    return pc.dictionary_encode(pa.array(keys)).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return pc.dictionary_encode(pa.array(keys)).indices.to_numpy(zero_copy_only=False)
+
+
+def _occurs_twice(keys: np.ndarray) -> np.ndarray:
+    """True where the key occurs at least twice. One sort finds the repeated keys, so the hash table of
+    `_first_seen_groups` is built over those alone rather than over every n-gram."""
+    order = np.argsort(keys)
+    ordered = keys[order]
+    same = ordered[1:] == ordered[:-1]
+    del ordered
+    repeated = np.zeros(len(keys), dtype=bool)
+    repeated[1:] = same
+    repeated[:-1] |= same
+    out = np.zeros(len(keys), dtype=bool)
+    out[order[repeated]] = True
+    return out
 
 
 def _is_first_occurrence(groups: np.ndarray) -> np.ndarray:
@@ -723,7 +791,7 @@ def _is_first_occurrence(groups: np.ndarray) -> np.ndarray:
 class NgramRepetition:
     """Gopher's n-gram repetition measures over a TokenTable, on hashed n-grams.
 
-    An n-gram at position p is sum_j value[token p+j] * multiplier[j] (mod 2^64) xor a per-document salt:
+    An n-gram at position p is a per-document salt + sum_j value[token p+j] * multiplier[j] (mod 2^64):
     equal token sequences in one document collide by construction, others with probability ~2^-64.
     """
 
@@ -734,45 +802,53 @@ class NgramRepetition:
         self.n_chars = np.maximum(n_chars, 1).astype(np.float64)
         self.values = tokens.hashes
         self.multipliers = rng.integers(0, top, size=33, dtype=np.uint64, endpoint=True) | np.uint64(1)
-        doc_salts = rng.integers(0, top, size=max(tokens.n_docs, 1), dtype=np.uint64, endpoint=True)
-        doc = tokens.doc_of_token
-        self.salt = doc_salts[doc] if len(doc) else np.zeros(0, dtype=np.uint64)
-        self.remaining = tokens.offsets[1:][doc] - np.arange(len(doc))  # tokens left in the doc from p
+        self.doc_salts = rng.integers(0, top, size=max(tokens.n_docs, 1), dtype=np.uint64, endpoint=True)
         self.cum_chars = np.zeros(len(tokens.lengths) + 1, dtype=np.int64)
         np.cumsum(tokens.lengths, out=self.cum_chars[1:])
+
+    def _remaining(self, positions: np.ndarray) -> np.ndarray:
+        """Tokens left in the document from each position (computed for the positions still walked, not
+        stored per token: a 50 MB document has ~11 M tokens)."""
+        return self.tokens.offsets[1:][self.tokens.doc_of_token[positions]] - positions
 
     def measure(self, top_ns: Sequence[int], dup_ns: Sequence[int]) -> dict[tuple[str, int], np.ndarray]:
         """{('top', n): top n-gram char fraction, ('dup', n): duplicated n-gram char fraction} per doc.
 
-        Walks n upwards keeping only positions whose n-gram repeats within its document.
+        Walks n upwards keeping only positions whose n-gram repeats within its document. An n-gram that
+        occurs once changes no measure (the most common n-gram of a document without repeats is its
+        first, which needs no grouping), so only repeated ones are grouped, numbered in order of first
+        appearance as Counter would.
         """
         wanted = sorted(set(top_ns) | set(dup_ns))
         results: dict[tuple[str, int], np.ndarray] = {}
         if not wanted:
             return results
-        positions = np.flatnonzero(self.remaining >= wanted[0])
-        hashes = self._hashes_at(positions, wanted[0] - 1)
+        positions = np.arange(len(self.values), dtype=np.int32 if len(self.values) < 2**31 - 64 else np.int64)
+        positions = positions[self._remaining(positions) >= wanted[0]]
+        hashes = self.doc_salts[self.tokens.doc_of_token[positions]]
+        for offset in range(wanted[0] - 1):
+            self._add_token(hashes, positions, offset)
         done = wanted[0] - 1
         for n in range(wanted[0], wanted[-1] + 1):
-            keep = self.remaining[positions] >= n
+            keep = self._remaining(positions) >= n
             positions, hashes = positions[keep], hashes[keep]
-            hashes = hashes + self.values[positions + done] * self.multipliers[done]
+            self._add_token(hashes, positions, done)
             done = n
-            groups = _first_seen_groups(hashes ^ self.salt[positions])
+            repeated = _occurs_twice(hashes)
+            positions, hashes = positions[repeated], hashes[repeated]
+            groups = _first_seen_groups(hashes)
             counts = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
             if n in top_ns:
                 results[("top", n)] = self._top_ngram_chars(n, positions, groups, counts) / self.n_chars
-            repeated = counts[groups] >= 2
-            positions, hashes, groups = positions[repeated], hashes[repeated], groups[repeated]
             if n in dup_ns:
                 results[("dup", n)] = self._duplicated_chars(n, positions, groups) / self.n_chars
         return results
 
-    def _hashes_at(self, positions: np.ndarray, n: int) -> np.ndarray:
-        hashes = np.zeros(len(positions), dtype=np.uint64)
-        for offset in range(n):
-            hashes += self.values[positions + offset] * self.multipliers[offset]
-        return hashes
+    def _add_token(self, hashes: np.ndarray, positions: np.ndarray, offset: int) -> None:
+        """hashes += value[position + offset] * multiplier[offset], in blocks (no full-size temporaries)."""
+        for start in range(0, len(positions), _BLOCK):
+            stop = start + _BLOCK
+            hashes[start:stop] += self.values[positions[start:stop] + offset] * self.multipliers[offset]
 
     def _ngram_chars(self, positions: np.ndarray, n: int) -> np.ndarray:
         return self.cum_chars[positions + n] - self.cum_chars[positions]
@@ -820,15 +896,17 @@ class NgramRepetition:
         seen = bytearray(int(groups.max()) + 1)
         duplicates: list[int] = []
         next_free = -1
-        for index, (position, group) in enumerate(zip(positions.tolist(), groups.tolist(), strict=True)):
-            if position < next_free:
-                continue
-            if seen[group]:
-                duplicates.append(index)
-                next_free = position + n
-            else:
-                seen[group] = 1
-        hits = positions[duplicates]
+        for start in range(0, len(positions), _BLOCK):  # Python ints for one block at a time
+            block = positions[start : start + _BLOCK].tolist(), groups[start : start + _BLOCK].tolist()
+            for index, (position, group) in enumerate(zip(*block, strict=True), start):
+                if position < next_free:
+                    continue
+                if seen[group]:
+                    duplicates.append(index)
+                    next_free = position + n
+                else:
+                    seen[group] = 1
+        hits = positions[np.array(duplicates, dtype=np.int64)]
         return np.bincount(
             self.tokens.doc_of_token[hits], weights=self._ngram_chars(hits, n), minlength=self.tokens.n_docs
         ).astype(np.float64)
@@ -892,7 +970,9 @@ class BadWordMatcher:
         ] = 1
         lowered: dict[int, str] = {}
         for doc, phrase in np.argwhere(present @ self.phrase_runs.T >= self.runs_needed).tolist():
-            text = lowered.setdefault(doc, texts[doc].lower())
+            if doc not in lowered:  # not setdefault: that would lower-case the whole text per phrase
+                lowered[doc] = texts[doc].lower()
+            text = lowered[doc]
             if self.phrases[phrase] in text and self.phrase_regexes[phrase].search(text):
                 counts[doc] += 1
         return counts

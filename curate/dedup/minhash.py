@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.dedup.shingles import ShingleBatch, TextBatch, iter_shingle_batches
+from curate.dedup.shingles import ShingleBatch, TextBatch, _as_text_array, iter_shingle_parts
 
 EMPTY_VALUE = np.uint32(0xFFFFFFFF)
 
@@ -219,13 +219,16 @@ class MinHasher:
     def signatures(self, texts: TextBatch) -> np.ndarray:
         """uint32 signatures, shape (n_docs, num_perm), of a list of str or an Arrow string array.
 
-        The text is shingled and hashed in sub-batches of a few MB; a document's signature depends
-        only on its own text and the hasher's parameters, never on the rest of the batch.
+        The text is shingled and hashed in sub-batches of about a MB (a longer document in parts whose
+        signatures are merged by their minimum); a document's signature depends only on its own text
+        and the hasher's parameters, never on the rest of the batch.
         """
-        parts = [self.signatures_from_shingles(p) for p in iter_shingle_batches(texts, self.ngram, self.seed)]
-        if not parts:
-            return np.zeros((0, self.num_perm), dtype=np.uint32)
-        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+        texts = _as_text_array(texts)
+        out = np.full((len(texts), self.num_perm), EMPTY_VALUE, dtype=np.uint32)
+        for first, part in iter_shingle_parts(texts, self.ngram, self.seed):
+            rows = out[first : first + len(part)]
+            np.minimum(rows, self.signatures_from_shingles(part), out=rows)
+        return out
 
     def signatures_from_shingles(self, batch: ShingleBatch) -> np.ndarray:
         """Signatures of already hashed shingles (uint32 hashes in CSR layout), shape (n_docs, num_perm)."""

@@ -34,6 +34,7 @@ shingles are a function of its text, ``ngram`` and ``seed`` only.
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -414,6 +415,68 @@ def iter_shingle_batches(
     for lo, hi in _sub_batches(offsets, batch_bytes):
         part = data[offsets[lo] : offsets[hi]]
         yield _shingle_buffers(part, offsets[lo : hi + 1] - offsets[lo], ngram, keys)
+
+
+def iter_shingle_parts(
+    texts: TextBatch, ngram: int = 5, seed: int = 0, batch_bytes: int = _BATCH_BYTES
+) -> Iterator[tuple[int, ShingleBatch]]:
+    """(index of its first document, shingles) of consecutive parts of about ``batch_bytes`` of text.
+
+    A document longer than ``batch_bytes`` comes as several one-document parts (see
+    :func:`_long_document_parts`): each holds only shingles of the document and together they hold all
+    of them, so a set function (MinHash: a minimum) merges them exactly, in bounded memory.
+    """
+    if ngram < 1:
+        raise ValueError(f"ngram must be >= 1, got {ngram}")
+    keys = _hash_keys(seed, ngram)
+    data, offsets = _utf8_buffers(_as_text_array(texts))
+    for lo, hi in _sub_batches(offsets, batch_bytes):
+        part = data[offsets[lo] : offsets[hi]]
+        if hi - lo == 1 and part.size > batch_bytes:
+            for shingles in _long_document_parts(part, ngram, keys, batch_bytes):
+                yield lo, shingles
+        else:
+            yield lo, _shingle_buffers(part, offsets[lo : hi + 1] - offsets[lo], ngram, keys)
+
+
+_ASCII_SEPARATOR = re.compile(rb"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]")
+"""ASCII bytes that are not letters or digits: they separate words and never sit inside a character."""
+
+
+def _long_document_parts(
+    data: np.ndarray, ngram: int, keys: _HashKeys, window_bytes: int
+) -> Iterator[ShingleBatch]:
+    """One long document's shingles in blocks: its word hashes window by window (windows cut at an ASCII
+    separator byte, which no word spans), then the shingles of blocks of words that overlap by
+    ``ngram - 1`` words, so every shingle is in a block and every block has at least ``ngram`` words
+    (a shorter one would make the short-document shingle the document does not have)."""
+    words = np.concatenate(
+        [_window_word_hashes(window, keys) for window in _byte_windows(data, window_bytes)]
+    )
+    blocks = range(0, max(words.size - ngram + 1, 1), _BLOCK_WORDS)
+    for first in blocks:
+        block = words[first : first + _BLOCK_WORDS + ngram - 1]
+        yield ShingleBatch(*_ngram_hashes(block, np.array([0, block.size]), ngram, keys))
+
+
+_BLOCK_WORDS = 1 << 17
+
+
+def _byte_windows(data: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    start = 0
+    while data.size - start > size:
+        match = _ASCII_SEPARATOR.search(data, start + size)
+        if match is None:
+            break
+        yield data[start : match.start()]
+        start = match.start()
+    yield data[start:]
+
+
+def _window_word_hashes(window: np.ndarray, keys: _HashKeys) -> np.ndarray:
+    buf, mask = _normalise_bytes(window)
+    starts, ends, _ = _word_spans(mask, np.array([0, window.size]))
+    return _word_hashes(buf, starts, ends, keys.word_seed)
 
 
 def shingle_hashes(texts: TextBatch, ngram: int = 5, seed: int = 0) -> ShingleBatch:

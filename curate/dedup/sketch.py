@@ -16,6 +16,7 @@ import xxhash
 from curate.dedup.minhash import MinHasher, is_empty
 from curate.dedup.settings import DedupConfig
 from curate.schema import TIMESTAMP, UNASSIGNED_DOMAIN
+from curate.textwindows import whitespace_windows
 
 SKETCH_SCHEMA = pa.schema(
     [
@@ -37,8 +38,19 @@ def hasher_for(config: DedupConfig) -> MinHasher:
 
 
 def exact_key(text: str) -> bytes:
-    """Case and whitespace do not make a new document: hash the lower-cased, space-joined words."""
-    return xxhash.xxh3_128_digest(" ".join(text.lower().split()).encode())
+    """Case and whitespace do not make a new document: hash the lower-cased, space-joined words.
+
+    A long text is hashed window by window (cut at whitespace, which lower-casing and splitting never
+    look across) into the same streaming digest, so it never becomes a list of every word.
+    """
+    digest = xxhash.xxh3_128()
+    separator = b""
+    for start, stop in whitespace_windows(text):
+        words = text[start:stop].lower().split()
+        if words:
+            digest.update(separator + " ".join(words).encode())
+            separator = b" "
+    return digest.digest()
 
 
 def sketch_batch(table: pa.Table, hasher: MinHasher) -> pa.Table:
@@ -57,10 +69,10 @@ def sketch_batch(table: pa.Table, hasher: MinHasher) -> pa.Table:
         "id": table.column("id"),
         "source": table.column("source"),
         "domain": pc.fill_null(table.column("domain"), UNASSIGNED_DOMAIN),  # the writer's partition name
-        "n_chars": pa.array([len(t) for t in texts.to_pylist()], pa.int64()),
+        "n_chars": pc.utf8_length(texts).cast(pa.int64()),
         "crawl_date": table.column("crawl_date"),
         "quality": quality,
-        "exact_hash": pa.array([exact_key(t) for t in texts.to_pylist()], pa.binary(16)),
+        "exact_hash": pa.array([exact_key(t.as_py()) for t in texts], pa.binary(16)),
         "bands": pa.array(
             [None if e else k for k, e in zip(band_keys, empty, strict=True)], pa.list_(pa.uint64())
         ),

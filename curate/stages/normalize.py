@@ -7,15 +7,19 @@ as Arrow compute kernels over the whole batch; `ftfy` (mojibake repair) is optio
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Iterator
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.stages.base import Stage, StageParams, StageResult, set_columns
 from curate.stages.registry import register
+from curate.textwindows import WINDOW_CHARS
 
 CONTROL_CHARS = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{7F}\x{200B}-\x{200D}\x{2060}\x{FEFF}]"
 UNICODE_SPACES = r"[\x{A0}\x{1680}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}]"
@@ -45,8 +49,23 @@ class Normalize(Stage):
 
 
 def normalize_text(text: pa.Array, params: NormalizeParams) -> pa.Array:
+    """The canonical form of every text of the array; a text longer than a window is normalised window
+    by window (see `_normalize_long`), so its memory is a few times its size, not dozens."""
     if params.ftfy:
         text = _ftfy(text)
+    long_rows = np.flatnonzero(
+        pc.fill_null(pc.binary_length(text), 0).to_numpy(zero_copy_only=False) > WINDOW_CHARS
+    )
+    if not len(long_rows):
+        return _normalize_rows(text, params)
+    mask = np.zeros(len(text), dtype=bool)
+    mask[long_rows] = True
+    short = _normalize_rows(pc.if_else(pa.array(mask), pa.scalar("", text.type), text), params)
+    longs = pa.concat_arrays([_normalize_long(text[int(row)], params).cast(text.type) for row in long_rows])
+    return pc.replace_with_mask(short, pa.array(mask), longs)
+
+
+def _normalize_rows(text: pa.Array, params: NormalizeParams, trim: bool = True) -> pa.Array:
     text = unicode_normalize(text, params.form)
     text = pc.replace_substring(text, "\r\n", "\n")
     text = pc.replace_substring(text, "\r", "\n")
@@ -59,7 +78,42 @@ def normalize_text(text: pa.Array, params: NormalizeParams) -> pa.Array:
     text = pc.replace_substring_regex(text, r"[ \t]+\n", "\n")
     longest_kept = params.max_blank_lines + 1
     text = pc.replace_substring_regex(text, rf"\n{{{longest_kept + 1},}}", "\n" * longest_kept)
-    return pc.utf8_trim_whitespace(text)
+    return pc.utf8_trim_whitespace(text) if trim else text
+
+
+def _normalize_long(value: pa.Scalar, params: NormalizeParams) -> pa.Array:
+    """One long text normalised in windows cut just after a newline that a letter or digit follows.
+
+    Every step gives the same result on such windows as on the whole text: NFC/NFKC never composes or
+    reorders across a newline (a starter that composes with nothing), no replaced pattern holds a newline
+    in its middle, and a run of newlines or trailing spaces always ends before the cut. Only the final
+    trim belongs to the whole text, so it runs once on the joined windows.
+    """
+    data = memoryview(value.as_buffer())
+    parts = [
+        _normalize_rows(pa.array([str(data[start:stop], "utf-8")], pa.large_string()), params, trim=False)
+        for start, stop in line_windows(data, WINDOW_CHARS)
+    ]
+    windows = pa.LargeListArray.from_arrays(pa.array([0, len(parts)], pa.int64()), pa.concat_arrays(parts))
+    return pc.utf8_trim_whitespace(pc.binary_join(windows, pa.scalar("", pa.large_string())))
+
+
+_LINE_START = re.compile(rb"\n(?=[0-9A-Za-z\xc2-\xf4])")
+
+
+def line_windows(data: memoryview, size: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) byte spans of UTF-8 text; each inner cut follows a newline and precedes a letter or
+    digit (str.isalnum). A text with no such place after `size` bytes stays one window."""
+    start = search_from = 0
+    while len(data) - start > size:
+        match = _LINE_START.search(data, max(search_from, start + size))
+        if match is None:
+            break
+        cut = search_from = match.end()
+        if str(data[cut : cut + 4], "utf-8", errors="ignore")[:1].isalnum():
+            yield start, cut
+            start = cut
+    yield start, len(data)
 
 
 def unicode_normalize(text: pa.Array, form: str) -> pa.Array:

@@ -1,0 +1,37 @@
+"""Long texts in windows cut at whitespace, so per-character work stays a few MB whatever the document.
+
+Stages and dedup kernels that never look across whitespace (words, tokens, word counts, lowercasing for
+an exact-dedup key) give the same answer on the windows of a text as on the whole text, while their
+per-character arrays (code points, class bits, masks) only ever cover one window. A window ends just
+before a whitespace character (`str.isspace`, which is what Python's `\\s` matches in a `str` pattern),
+so no word is ever cut; a run of more than `size` characters without whitespace stays one window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+WINDOW_CHARS = 1 << 20
+"""~1 M characters: large enough that Python and NumPy call overheads vanish, small enough to stay cheap."""
+
+_WHITESPACE = re.compile(r"\s")
+
+
+def whitespace_windows(text: str, size: int = WINDOW_CHARS) -> Iterator[tuple[int, int]]:
+    """[start, stop) spans covering `text` in order; every inner cut is at a whitespace character."""
+    start = 0
+    while len(text) - start > size:
+        match = _WHITESPACE.search(text, start + size)
+        if match is None:
+            break
+        yield start, match.start()
+        start = match.start()
+    yield start, len(text)
+
+
+def count_words(text: str) -> int:
+    """len(text.split()) without building the list of every word of a long text."""
+    if len(text) <= WINDOW_CHARS:
+        return len(text.split())
+    return sum(len(text[start:stop].split()) for start, stop in whitespace_windows(text))
