@@ -264,6 +264,25 @@ def bench_fuzz(
     typer.echo(json.dumps(figures, indent=2))
 
 
+@bench_app.command("memory")
+def bench_memory(
+    mb: Annotated[
+        list[float] | None, typer.Option(help="document sizes, millions of characters (repeatable)")
+    ] = None,
+    unit: Annotated[list[str] | None, typer.Option(help="stages / dedup units (default: all)")] = None,
+    run: Annotated[bool, typer.Option(help="also measure a whole `curate run` per size")] = True,
+) -> None:
+    """Peak RSS that one huge real document costs each stage, the dedup units and a whole run."""
+    from bench.doc_memory import DEFAULT_SIZES_MB
+    from bench.doc_memory import bench_memory as run_bench
+
+    try:
+        figures = run_bench(mb or list(DEFAULT_SIZES_MB), unit or None, run)
+    except FileNotFoundError as error:
+        fail(str(error))
+    typer.echo(json.dumps(figures, indent=2))
+
+
 def _register_package_commands() -> None:
     """Commands that live beside their package (mixtures, the service) join the one `curate` app here."""
     from api.cli import jobs_app, schedules_app, serve_command
