@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-from tokenizers import Tokenizer
 
 from curate.checksums import file_sha256
 from curate.config import ConfigError
 from trainer.evaluate import evaluate_domains, mixture_score
 from trainer.model import ModelConfig, TransformerLM
 from trainer.precision import PrecisionConfig, Recipe
-from trainer.token_shards import TokenShards, is_token_dir, write_token_shards
+from trainer.token_shards import TokenShards, is_token_dir, write_parquet_token_shards, write_token_shards
 from trainer.tokenizer import encode_documents, load_tokenizer, train_tokenizer
 from trainer.train import (
     CHECKPOINT,
@@ -131,28 +130,8 @@ def tokenize_mixture(
     tokenizer_path = (
         Path(tokenizer) if tokenizer else train_tokenizer(tokenizer_sample(files), vocab_size, cache_dir)
     )
-    tok = load_tokenizer(tokenizer_path)
-    write_token_shards(folder, _encoded_mixture(tok, files), tok.get_vocab_size(), tokenizer_path)
+    write_parquet_token_shards(folder, files, load_tokenizer(tokenizer_path), tokenizer_path)
     return folder
-
-
-def _encoded_mixture(
-    tok: Tokenizer, files: list[Path], batch_docs: int = 256
-) -> Iterator[tuple[Any, str, int]]:
-    """(ids, domain, n_bytes) per mixture row, encoded a batch at a time in one pass over the files."""
-    batch: list[tuple[str, str]] = []
-    for pair in mixture_documents(files):
-        batch.append(pair)
-        if len(batch) == batch_docs:
-            yield from _encode_pairs(tok, batch)
-            batch = []
-    yield from _encode_pairs(tok, batch)
-
-
-def _encode_pairs(tok: Tokenizer, batch: list[tuple[str, str]]) -> Iterator[tuple[Any, str, int]]:
-    encoded = encode_documents(tok, [text or "" for text, _ in batch], batch_size=len(batch) or 1)
-    for (ids, n_bytes), (_, domain) in zip(encoded, batch, strict=True):
-        yield ids, domain, n_bytes
 
 
 def steps_for(steps: int | None, tokens: int | None, batch_size: int, seq_len: int) -> int:

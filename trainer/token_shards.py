@@ -108,6 +108,35 @@ def _byte_counter(tokenizer_path: Path) -> Any:
     return lambda tokens: len(tokenizer.decode(tokens.tolist()).encode("utf-8"))
 
 
+PARQUET_READ_ROWS = 512
+
+
+def write_parquet_token_shards(
+    folder: Path, files: list[Path], tokenizer: Any, tokenizer_path: Path
+) -> dict[str, Any]:
+    """Token shards of Parquet files with `text` and `domain` columns, rows in file order.
+
+    The one path from Parquet documents to this format, for a mixture's `tokens/` (`curate mix --tokens`)
+    and for the trainer given a Parquet mixture, so both count and encode documents the same way."""
+    from trainer.tokenizer import eot_id
+
+    documents = _parquet_documents(files, tokenizer)
+    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    return write_token_shards(folder, documents, vocab_size, tokenizer_path, eot_id=eot_id(tokenizer))
+
+
+def _parquet_documents(files: list[Path], tokenizer: Any) -> Iterator[tuple[np.ndarray, str, int]]:
+    from trainer.tokenizer import encode_documents
+
+    for path in files:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_READ_ROWS, columns=["text", "domain"])
+        for batch in batches:
+            texts = [text or "" for text in batch.column("text").to_pylist()]
+            domains = batch.column("domain").to_pylist()
+            for (ids, n_bytes), domain in zip(encode_documents(tokenizer, texts), domains, strict=True):
+                yield ids, domain, n_bytes
+
+
 def write_token_shards(
     folder: Path, docs: Iterable[Doc], vocab_size: int, tokenizer_path: Path, eot_id: int | None = None
 ) -> dict[str, Any]:
