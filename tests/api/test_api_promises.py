@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import Server, curate_config, make_shards, wait_for
+from api_harness import Server, curate_config, make_shards, pid_alive, wait_for
 
 from api.client import ApiClient
 from curate.process import group_members
@@ -140,18 +140,39 @@ def test_worker_rechecks_paths_before_running(
     assert not list(Path(done["output"]).glob("corpus/**/*.parquet"))
 
 
+def records(output: str) -> set[str]:
+    return {path.name for path in (Path(output) / "_state" / "shards").glob("*.json")}
+
+
+def kill_attempt(client: ApiClient, job: dict[str, Any], previous: int | None, while_writing: bool) -> int:
+    """SIGKILL the next attempt's worker alone once its pool runs (and, `while_writing`, has written a
+    completion record); return when the worker and every pool process are gone."""
+    pid = running(client, job["id"], not_pid=previous)["worker_pid"]
+    wait_for(lambda: len(group_members(pid)) >= 3, SETTLE, "the attempt's pool processes")
+    if while_writing:
+        seen = records(job["output"])
+        wait_for(lambda: records(job["output"]) - seen, SETTLE, "a completion record of this attempt")
+    pool = [member for member in group_members(pid) if member != pid]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(pid_alive(p) for p in [pid, *pool]), SETTLE, "the worker and its pool to end")
+    return pid
+
+
 def test_three_worker_deaths_fail_the_job(
     client: ApiClient, blocker: dict[str, Any], root: Path, texts: dict
 ) -> None:
+    """Each attempt's worker is SIGKILLed alone (its pool processes must end with it); after the third
+    the job fails, and no completion record appears once the last attempt's processes are gone."""
     if client.show_job(blocker["id"])["state"] in ("queued", "running"):
         client.cancel_job(blocker["id"])
     make_shards(root / "crash-in", (texts["wiki"] * 4)[:240], per_shard=2, bad=False)
-    job = client.submit_job("curate", curate_config("crash-in/*.jsonl.gz"))
+    job = client.submit_job("curate", curate_config("crash-in/*.jsonl.gz"), {"workers": 2})
     pid = None
-    for _ in range(3):
-        pid = running(client, job["id"], not_pid=pid)["worker_pid"]
-        os.kill(pid, signal.SIGKILL)
+    for attempt in (1, 2, 3):
+        pid = kill_attempt(client, job, pid, while_writing=attempt == 3)
+    at_kill = records(job["output"])
     done = client.wait_job(job["id"], timeout=SETTLE)
     assert done["state"] == "failed" and done["attempts"] == 3, done
     assert "worker died 3 times (last: signal SIGKILL); giving up" in done["error"]
     assert "giving up" in client.job_logs(job["id"])[0]
+    assert records(job["output"]) == at_kill and len(at_kill) < 120
