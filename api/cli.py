@@ -235,7 +235,7 @@ def serve_command(
 ) -> None:
     """Run the curate service: REST API (/docs), job workers, cron schedules and the dashboard."""
     from api.server import serve
-    from curate.config import ConfigError
+    from curate.errors import ConfigError
 
     try:
         serve(

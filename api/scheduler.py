@@ -24,7 +24,7 @@ from api.kinds.base import KindContext
 from api.schedules import decide, fire, prepare_schedule
 from api.settings import ServiceSettings
 from api.store import JobStore, Schedule
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 
 def read_schedules_file(path: Path, ctx: KindContext) -> list[dict[str, Any]]:

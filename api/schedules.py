@@ -28,7 +28,8 @@ from api.kinds import is_available
 from api.kinds.base import KindContext
 from api.kinds.curate_kind import CurateOptions, confine_pipeline
 from api.store import Job, JobStore, Schedule, new_job_id
-from curate.config import ConfigError, PipelineConfig, expand_input
+from curate.config import PipelineConfig, expand_input
+from curate.errors import ConfigError
 from curate.paths import PathParam
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"

@@ -41,7 +41,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, token: str | None) -> None:
-    from curate.config import ConfigError
+    from curate.errors import ConfigError
 
     if token is None and not is_loopback(host):
         raise ConfigError(

@@ -16,7 +16,7 @@ from typing import IO
 
 from api.security import check_bind
 from api.settings import ServiceSettings, build_settings
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 DEFAULT_STATE = Path(".cache/serve")
 

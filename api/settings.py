@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 TOKEN_ENV = "CURATE_API_TOKEN"
 TOKEN_FILE_ENV = "CURATE_API_TOKEN_FILE"

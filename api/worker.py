@@ -24,7 +24,7 @@ from api.kinds import get_kind
 from api.kinds.base import KindContext, RunContext
 from api.settings import read_worker_settings
 from api.store import Job, JobStore
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from curate.process import request_parent_death_signal
 
 STALE_ATTEMPT = 3

@@ -38,7 +38,8 @@ import numpy as np
 
 from bench.machine import machine, peak_rss_mb
 from bench.neardup_corpus import Corpus, CorpusSpec, build_corpus, similar_pairs
-from curate.config import ConfigError, parse_config, resolve_paths
+from curate.config import parse_config, resolve_paths
+from curate.errors import ConfigError
 from curate.run import run_pipeline
 from curate.textsources import shared_data_dir
 

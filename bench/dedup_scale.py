@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.paragraph_units import bench_paragraph_hashing
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 BENCH_CACHE = Path(".cache/bench/dedup")
 CORPUS_VERSION = 1

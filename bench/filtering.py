@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.machine import machine
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 BENCH_DIR = Path(".cache/bench/filtering")
 HELD_OUT_PERCENT = 10

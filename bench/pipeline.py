@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine, peak_rss_mb
-from curate.config import ConfigError, load_config
+from curate.config import load_config
 from curate.demo import write_jsonl_gz
+from curate.errors import ConfigError
 from curate.readers.batches import ShardSource, read_batches
 from curate.readers.fields import FieldMap
 from curate.readers.formats import infer_format

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from curate.config import ConfigError, load_config
+from curate.config import load_config
+from curate.errors import ConfigError
 
 app = typer.Typer(
     help="curate: raw web shards in, curated Parquet corpus and scored mixtures out.",

@@ -23,16 +23,13 @@ from pydantic import (
 )
 
 from curate.dedup.settings import DedupConfig
+from curate.errors import ConfigError
 from curate.paths import GlobParam, PathParam
 from curate.readers.fields import FieldMap
 from curate.readers.formats import FORMATS, Format, infer_format
 from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams
 from curate.stages.registry import get_stage, stage_names
-
-
-class ConfigError(ValueError):
-    """A user error in the config or command line: printed as one line, never as a traceback."""
 
 
 class InputSpec(BaseModel):

@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from curate.manifest import MANIFEST
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curate.config import ConfigError, PipelineConfig, expand_input, glob_root
+from curate.config import PipelineConfig, expand_input, glob_root
 from curate.dedup.paragraphs import COUNT_FIELDS
+from curate.errors import ConfigError
 from curate.readers.batches import ShardSource
 from curate.schema import BASE_SCHEMA, with_reject_columns
 from curate.stages.base import Stage

@@ -15,9 +15,10 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
-from curate.config import ConfigError, PipelineConfig
+from curate.config import PipelineConfig
 from curate.dedup.index import DedupIndex, sketch_parameters
 from curate.dedup.phase import extend_index, run_dedup, run_id
+from curate.errors import ConfigError
 from curate.executors.local import run_local
 from curate.manifest import build_manifest, write_manifest
 from curate.plan import RunPlan, build_plan

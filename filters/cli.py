@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 models_app = typer.Typer(
     help="Train, list and evaluate the filter models (KenLM, fastText).", no_args_is_help=True

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from curate.textsources import shared_data_dir
 from filters.kenlm_build import KenLMBuildError
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 MODELS_ENV = "CURATE_MODELS"
 CARD_FILE = "card.json"

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.errors import MixWarning
 from mixers.output import is_mixture
 

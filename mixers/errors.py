@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 
 class MixError(ConfigError):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 Repeat = Annotated[list[str] | None, typer.Option(help="NAME=VALUE, repeatable")]
 

@@ -1,7 +1,7 @@
 """One typed function per ``curate`` command of the trainer, for the CLI to wire (``curate/cli.py``).
 
 Every argument is a plain typed value a typer option can carry (repeatable ``NAME=VALUE`` options
-arrive as ``list[str]``). User errors raise ``curate.config.ConfigError`` with one line naming the
+arrive as ``list[str]``). User errors raise ``curate.errors.ConfigError`` with one line naming the
 option and the fix, before any work starts; the CLI prints it and exits 2. Each function returns the
 JSON-able dict it also wrote to disk (``OUT/result.json``), for ``--json`` output.
 """
@@ -112,7 +112,7 @@ def bench_filtering_command(out: Path = Path(".cache/bench/filtering"), tokens: 
     against one trained on random pool documents, same tokens, tokenizer, model and seed; bits per byte
     on held-out Wikipedia, books and web text (see bench.filtering)."""
     from bench.filtering import bench_filtering
-    from curate.config import ConfigError
+    from curate.errors import ConfigError
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from trainer.model import lm_loss
 from trainer.precision import Recipe
 from trainer.token_shards import TokenShards, eval_batches

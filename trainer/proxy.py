@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from curate.checksums import file_sha256
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from trainer.evaluate import evaluate_domains, mixture_score
 from trainer.model import ModelConfig, TransformerLM
 from trainer.precision import PrecisionConfig, Recipe

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from trainer.evaluate import evaluate_domains
 from trainer.model import ModelConfig, PresetName, TransformerLM, lm_loss, model_config
 from trainer.optim import OptimizerName, ScheduleName, build_optimizers, lr_factor, set_lr

@@ -18,7 +18,8 @@ from api.errors import FieldError
 from api.kinds.base import JobKind, KindContext, Prepared, RunContext
 from api.security import PathPolicy
 from api.store import Job
-from curate.config import ConfigError, PipelineConfig, parse_config, resolve_paths
+from curate.config import PipelineConfig, parse_config, resolve_paths
+from curate.errors import ConfigError
 from curate.shard_runner import STATE_DIR
 
 RUN_RECORD = "_state/run.json"

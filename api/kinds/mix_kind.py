@@ -18,7 +18,7 @@ from api.errors import FieldError
 from api.kinds.base import JobKind, KindContext, Prepared, RunContext
 from api.security import PathPolicy
 from api.store import Job
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.spec import MixtureSpec
 
 CONFIG = ("body", "config")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from curate.writer import temp_path, write_atomic
 
 INDEX_FILE = "index.json"

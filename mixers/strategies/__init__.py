@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy
 
 STRATEGIES = ("uniform", "natural", "temperature", "fixed", "regmix", "doremi", "agent")

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.base import MixProblem, MixResult, Objective, Strategy
 from mixers.strategies.environment import Observation, RunRequest, RunResult, stage_steps, torch_threads
 from mixers.strategies.parallel import Runner, run_request

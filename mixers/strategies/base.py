@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.weights import Controller, Schedule, Weights, normalise
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.base import MixProblem, MixResult, Strategy, static_result
 from mixers.strategies.weights import Weights, normalise
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 Parallel = Annotated[bool, typer.Option("--ray/--sequential", help="proxy runs as parallel Ray tasks")]
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.base import MixProblem, MixResult, Strategy
 from mixers.strategies.baselines import uniform_weights
 from mixers.strategies.environment import RunRequest

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.weights import Controller, Schedule, Weights, as_vector, normalise
 from trainer.evaluate import bits_per_byte, documents_nats
 from trainer.model import TransformerLM, lm_loss, model_config

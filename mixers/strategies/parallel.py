@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.environment import EnvSpec, ProxyEnvironment, torch_threads
 
 Item = TypeVar("Item")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.base import MixProblem, MixResult, Strategy
 from mixers.strategies.environment import RunRequest
 from mixers.strategies.parallel import Runner, run_request

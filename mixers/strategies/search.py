@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from curate.paths import PathParam
 from mixers.strategies import make_strategy
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective

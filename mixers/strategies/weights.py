@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 Weights = dict[str, float]
 Schedule = list[Weights]

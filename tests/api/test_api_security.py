@@ -14,7 +14,7 @@ import pytest
 from api_harness import Server, curate_config, free_port, make_shards
 
 from api.settings import load_token
-from curate.config import ConfigError
+from curate.errors import ConfigError
 
 JSON = {"Content-Type": "application/json"}
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from curate.config import ConfigError, load_config
+from curate.config import load_config
+from curate.errors import ConfigError
 from tests.conftest import run_cli
 from tests.core.helpers import write_config
 

@@ -58,7 +58,7 @@ def test_a_lost_part_is_redone_on_rerun(tmp_path: Path, shards: Path) -> None:
 
 
 def test_another_config_in_the_same_output_is_refused(tmp_path: Path, shards: Path) -> None:
-    from curate.config import ConfigError
+    from curate.errors import ConfigError
 
     run_pipeline(load_config(config_for(tmp_path, shards)), progress=False)
     changed = load_config(config_for(tmp_path, shards, batch_docs=7))

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from bench.dedup_scale import DedupCorpusSpec, bench_dedup, expand_inputs, generate_documents
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from curate.textsources import news_texts
 
 

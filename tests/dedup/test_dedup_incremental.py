@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.checksums import file_sha256
-from curate.config import ConfigError, PipelineConfig, parse_config, resolve_paths
+from curate.config import PipelineConfig, parse_config, resolve_paths
 from curate.dedup.phase import run_id
 from curate.demo import write_jsonl_gz
+from curate.errors import ConfigError
 from curate.plan import build_plan
 from curate.run import run_pipeline
 from curate.textsources import book_passages

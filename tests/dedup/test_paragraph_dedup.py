@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.minhash import web_documents
-from curate.config import ConfigError, PipelineConfig, parse_config, resolve_paths
+from curate.config import PipelineConfig, parse_config, resolve_paths
 from curate.dedup.apply import APPLIED_DIR
 from curate.dedup.boilerplate import DECISIONS, index_folder
 from curate.dedup.paragraphs import strip_documents, units
@@ -32,6 +32,7 @@ from curate.dedup.phase import STATE
 from curate.dedup.settings import ParagraphConfig
 from curate.dedup.shingles import normalize_words
 from curate.demo import write_jsonl_gz
+from curate.errors import ConfigError
 from curate.run import RUN_RECORD, run_pipeline
 from curate.stages.normalize import NormalizeParams, normalize_text
 from curate.writer import write_atomic

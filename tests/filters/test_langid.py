@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from curate.config import ConfigError, parse_config
+from curate.config import parse_config
+from curate.errors import ConfigError
 from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from curate.textsources import book_passages, news_texts, wikipedia_pages

@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate.config import ConfigError, parse_config
+from curate.config import parse_config
+from curate.errors import ConfigError
 from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from curate.textsources import news_texts, shared_data_dir

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.mixing_textdata import cached_text_shards
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies.agent import (
     FEATURES,
     Agent,

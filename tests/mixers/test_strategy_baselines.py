@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.strategies import make_strategy
 from mixers.strategies.base import Budget, Objective
 from mixers.strategies.baselines import natural_weights, temperature_weights, uniform_weights

@@ -10,7 +10,7 @@ import yaml
 
 from bench.mixing_compare import compare, continual_problem, format_table
 from bench.mixing_textdata import cached_text_shards, domain_texts, write_text_shards
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from mixers.spec import load_spec
 from mixers.strategies.base import Budget, MixProblem, Objective
 from mixers.strategies.baselines import Natural, Uniform

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from curate.textsources import news_texts
 from trainer.evaluate import documents_nats, mixture_score
 from trainer.model import lm_loss

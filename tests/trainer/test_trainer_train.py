@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from curate.config import ConfigError
+from curate.errors import ConfigError
 from trainer.optim import lr_factor
 from trainer.train import CHECKPOINT, METRIC_FIELDS, METRICS, load_checkpoint, parse_train_config, train
 
