@@ -172,6 +172,27 @@ def test_corrupt_warc_and_non_page_responses_are_rejects_with_detail(tmp_path: P
     )
 
 
+def test_a_warc_record_above_the_read_limit_is_skipped_unread(tmp_path: Path, web: Path) -> None:
+    page = (web / "html" / "wikipedia_page1.html").read_bytes()
+    big = b"<html><body>" + b"<p>Far too long a page for this limit.</p>" * 40_000 + b"</body></html>"
+    records = [
+        warc_record("https://a.example/big", big, "utf-8"),
+        warc_record("https://a.example/ok", page, "utf-8"),
+    ]
+    (tmp_path / "big.warc.gz").write_bytes(gzip.compress(b"".join(records)))
+    manifest = run(tmp_path, str(tmp_path / "big.warc.gz"), settings={"max_doc_chars": 50_000})
+    assert (manifest["totals"]["kept"], manifest["totals"]["rejected"]) == (1, 1)
+    (reject,) = read_parts(tmp_path / "out" / "rejects").to_pylist()
+    assert (
+        reject["reject_reason"] == "too_long"
+        and "(https://a.example/big): record of " in reject["reject_detail"]
+    )
+    assert (
+        "longer than the reader's limit of 1348576 bytes (from max_doc_chars 50000)"
+        in reject["reject_detail"]
+    )
+
+
 def test_manifest_inputs_carry_what_the_reader_saw(tmp_path: Path, web: Path) -> None:
     shutil.copy(web / "c4-sample.01.json.gz", tmp_path / "c4.json.gz")
     manifest = run(tmp_path, str(tmp_path / "c4.json.gz"))
