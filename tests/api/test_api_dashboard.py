@@ -119,9 +119,11 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     assert len(bars) == 3  # read, normalize, tag
     drops = browser.find_element(By.ID, "drops").text
     assert "read: unreadable 1" in drops and "normalize: empty 1" in drops
-    assert shown_shares(browser) == expected_shares(finished_job["result"]["domains"]) == {
-        "wiki": ("wiki 100.0% (24)", "wiki: 100.0%")
-    }
+    assert (
+        shown_shares(browser)
+        == expected_shares(finished_job["result"]["domains"])
+        == {"wiki": ("wiki 100.0% (24)", "wiki: 100.0%")}
+    )
     assert "token" not in browser.current_url  # the secret leaves the address bar at once
     shot = tmp_path / "dashboard-job.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
