@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,6 +29,7 @@ from curate.readers.formats import FORMATS, Format, infer_format
 from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams
 from curate.stages.registry import get_stage, stage_names
+from curate.yamlfile import read_yaml
 
 
 class InputSpec(BaseModel):
@@ -117,12 +117,7 @@ def _stage_entry(entry: Any, index: int) -> dict[str, Any]:
 
 def load_config(path: Path, out: str | None = None) -> PipelineConfig:
     """Read, validate and resolve a config file; raise ConfigError with one line on any user error."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass the path of a pipeline YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid YAML ({_one_line(error)}); fix the syntax") from None
+    raw = read_yaml(path, "config file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with `inputs:` and `stages:` at the top")
     config = parse_config(raw, where=str(path))
@@ -149,10 +144,6 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
         return message
     got = "" if item["type"] == "value_error" else f" (got {item.get('input')!r})"
     return f"{loc}: {message}{got}" if loc else message + got
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 def resolve_paths(config: PipelineConfig, base: Path, out: str | None) -> PipelineConfig:

@@ -25,12 +25,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.config import describe_validation_error
 from curate.paths import PathParam
 from curate.schema import DomainName
+from curate.yamlfile import read_yaml
 from mixers.errors import MixError, warn
 
 WEIGHT_TOLERANCE = 1e-6
@@ -147,12 +147,7 @@ def parse_spec(raw: Any, where: str = "spec") -> MixtureSpec:
 
 def load_spec(path: Path) -> MixtureSpec:
     """Read and validate a spec file; corpus, tokenizer and output paths become absolute (relative to it)."""
-    if not path.is_file():
-        raise MixError(f"mixture spec {path} does not exist; pass the path of a mixture YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise MixError(f"{path}: not valid YAML ({' '.join(str(error).split())}); fix the syntax") from None
+    raw = read_yaml(path, "mixture spec", MixError)
     return resolve_spec_paths(parse_spec(raw, where=str(path)), path.parent)
 
 

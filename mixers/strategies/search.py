@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from curate.errors import ConfigError
 from curate.paths import PathParam
+from curate.yamlfile import read_yaml
 from mixers.strategies import make_strategy
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
@@ -106,13 +107,9 @@ def parse_objective(section: dict[str, Any], env: ProxyEnvironment) -> Objective
 
 
 def load_config(path: Path) -> SearchConfig:
-    if not path.is_file():
-        raise ConfigError(f"mixsearch config {path} does not exist; pass a YAML file")
+    raw = read_yaml(path, "mixsearch config")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         return SearchConfig.model_validate(raw)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     except ValidationError as error:
         item = error.errors()[0]
         where = ".".join(str(p) for p in item["loc"])
