@@ -6,7 +6,6 @@ the documents table or, with its reason and location, in the rejects table.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,17 +15,14 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from curate.checksums import handle_sha256
 from curate.readers.fields import FieldMap
-from curate.readers.formats import Format, reader_for
-from curate.readers.opening import open_input
+from curate.readers.formats import Format, read_file
 from curate.readers.records import RAW_KEEP_CHARS, BadRecord, RawDoc, ReadLimits, ReadTally
 from curate.schema import (
     BASE_SCHEMA,
     READ_STAGE,
     TIMESTAMP,
     TOO_LONG,
-    UNREADABLE,
     stable_id,
     with_reject_columns,
 )
@@ -65,7 +61,7 @@ def read_batches(
     docs: list[RawDoc] = []
     bad: list[BadRecord] = []
     size = 0
-    for item in read_items(shard, tally, limits):
+    for item in read_file(shard.path, shard.format, shard.fields, tally, limits, shard.data_roots):
         tally.records += 1
         if isinstance(item, RawDoc):
             item = check_document(item, limits)
@@ -81,26 +77,6 @@ def read_batches(
             docs, bad, size = [], [], 0
     if docs or bad:
         yield ReadBatch(docs_table(docs, shard), rejects_table(bad, shard))
-
-
-def read_items(shard: ShardSource, tally: ReadTally, limits: ReadLimits) -> Iterator[RawDoc | BadRecord]:
-    """Open the file (confined to the data roots), hash it through the same descriptor, then read it.
-
-    A file that cannot be opened (permissions, gone, outside the roots) is one `unreadable` reject.
-    """
-    try:
-        handle = open_input(shard.path, shard.data_roots)
-    except OSError as error:
-        yield BadRecord(0, UNREADABLE, f"cannot open the file ({error})", covers_rest=True)
-        return
-    with handle:
-        try:
-            tally.size = os.fstat(handle.fileno()).st_size
-            tally.sha256 = handle_sha256(handle)
-        except OSError as error:
-            yield BadRecord(0, UNREADABLE, f"cannot read the file ({error})", covers_rest=True)
-            return
-        yield from reader_for(shard.format)(handle, shard.fields, tally, limits)
 
 
 def check_document(doc: RawDoc, limits: ReadLimits) -> RawDoc | BadRecord:

@@ -1,17 +1,22 @@
-"""Which reader reads a file: by `format:` in the config, else by the file name's extension."""
+"""Which reader reads a file: by `format:` in the config, else by the file name's extension; and the one
+place a file is opened for reading (confined to the data roots, hashed through the same descriptor)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from curate.checksums import handle_sha256
 from curate.readers.compression import strip_compression_suffix
 from curate.readers.fields import FieldMap
 from curate.readers.jsonl import read_jsonl
+from curate.readers.opening import open_input
 from curate.readers.parquet import read_parquet
 from curate.readers.records import BadRecord, RawDoc, ReadLimits, ReadTally
 from curate.readers.warc import read_warc
+from curate.schema import UNREADABLE
 
 Format = Literal["jsonl", "parquet", "warc", "wet"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "warc", "wet")
@@ -37,13 +42,47 @@ def infer_format(path: Path) -> Format | None:
     return None
 
 
-# A reader takes the opened file, fills in the tally as it goes and yields one item per record.
-Reader = Callable[[BinaryIO, FieldMap, ReadTally, ReadLimits], Iterator[RawDoc | BadRecord]]
+# A format reader takes the opened file, fills in the tally as it goes and yields one item per record.
+FormatReader = Callable[[BinaryIO, FieldMap, ReadTally, ReadLimits], Iterator[RawDoc | BadRecord]]
 
 
-def reader_for(fmt: Format) -> Reader:
+def format_reader(fmt: Format) -> FormatReader:
     if fmt == "jsonl":
         return read_jsonl
     if fmt == "parquet":
         return read_parquet
     return read_warc
+
+
+def read_file(
+    path: Path,
+    fmt: Format,
+    fields: FieldMap,
+    tally: ReadTally,
+    limits: ReadLimits,
+    data_roots: tuple[str, ...] = (),
+    checksum: bool = True,
+) -> Iterator[RawDoc | BadRecord]:
+    """Open the file (confined to `data_roots` when given), hash it through the same descriptor, read it.
+
+    A file that cannot be opened (permissions, gone, outside the roots) is one `unreadable` reject.
+    """
+    try:
+        handle = open_input(path, data_roots)
+    except OSError as error:
+        yield BadRecord(0, UNREADABLE, f"cannot open the file ({error})", covers_rest=True)
+        return
+    with handle:
+        try:
+            tally.size = os.fstat(handle.fileno()).st_size
+            tally.sha256 = handle_sha256(handle) if checksum else ""
+        except OSError as error:
+            yield BadRecord(0, UNREADABLE, f"cannot read the file ({error})", covers_rest=True)
+            return
+        yield from format_reader(fmt)(handle, fields, tally, limits)
+
+
+def reader_for(fmt: Format) -> Callable[[Path, FieldMap], Iterator[RawDoc | BadRecord]]:
+    """Records of a file by path, for tools outside a run (corpora, perplexity, proxy targets); a run
+    reads through `read_batches`, which also checks that the file was accounted for."""
+    return lambda path, fields: read_file(path, fmt, fields, ReadTally(), ReadLimits(), checksum=False)
