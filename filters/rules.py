@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -734,22 +734,25 @@ class HashSet:
     def __len__(self) -> int:
         return len(self.sorted)
 
-    def index(self, values: np.ndarray) -> np.ndarray:
-        """Position of each value in `self.sorted`, -1 when absent."""
-        out = np.full(len(values), -1, dtype=np.int64)
-        maybe = np.flatnonzero(self.buckets[(values >> np.uint64(48)).astype(np.intp)])
-        if len(maybe):
-            which = np.minimum(np.searchsorted(self.sorted, values[maybe]), len(self.sorted) - 1)
-            found = self.sorted[which] == values[maybe]
-            out[maybe[found]] = which[found]
-        return out
+    def hits(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions of the values in the set, their index in `self.sorted`), in blocks of values so
+        no per-value temporary of a long document is ever made."""
+        positions, which = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for start in range(0, len(values), _BLOCK):
+            block = values[start : start + _BLOCK]
+            maybe = np.flatnonzero(self.buckets[(block >> np.uint64(48)).astype(np.intp)])
+            if len(maybe):
+                index = np.minimum(np.searchsorted(self.sorted, block[maybe]), len(self.sorted) - 1)
+                found = self.sorted[index] == block[maybe]
+                positions.append(maybe[found] + start)
+                which.append(index[found])
+        return np.concatenate(positions), np.concatenate(which)
 
 
 def distinct_stop_words(tokens: TokenTable, stop_words: HashSet) -> np.ndarray:
     """How many distinct stop words (exact, case-sensitive tokens) each document contains."""
-    which = stop_words.index(tokens.hashes)
-    hits = np.flatnonzero(which >= 0)
-    keys = np.unique(tokens.doc_of_token[hits] * len(stop_words) + which[hits])
+    hits, which = stop_words.hits(tokens.hashes)
+    keys = np.unique(tokens.doc_of_token[hits].astype(np.int64) * len(stop_words) + which)
     return np.bincount(keys // max(len(stop_words), 1), minlength=tokens.n_docs)
 
 
@@ -766,18 +769,35 @@ def _first_seen_groups(keys: np.ndarray) -> np.ndarray:
 
 
 def _occurs_twice(keys: np.ndarray) -> np.ndarray:
-    """True where the key occurs at least twice. One sort finds the repeated keys, so the hash table of
-    `_first_seen_groups` is built over those alone rather than over every n-gram."""
+    """True where the key occurs at least twice, so the hash table of `_first_seen_groups` is built over
+    repeated keys alone. Keys are split by their top bits into parts of about `_PART_KEYS` (equal keys
+    share a part), and each part is sorted on its own: the temporaries are those of one part."""
+    out = np.zeros(len(keys), dtype=bool)
+    bits = max(0, int(np.ceil(np.log2(max(len(keys), 1) / _PART_KEYS))))
+    if bits == 0:
+        out[_repeated_in(keys)] = True
+        return out
+    part_of = np.empty(len(keys), dtype=np.uint16)
+    for start in range(0, len(keys), _BLOCK):
+        part_of[start : start + _BLOCK] = keys[start : start + _BLOCK] >> np.uint64(64 - bits)
+    for part in range(1 << bits):
+        index = np.flatnonzero(part_of == part)
+        out[index[_repeated_in(keys[index])]] = True
+    return out
+
+
+_PART_KEYS = 1 << 20
+
+
+def _repeated_in(keys: np.ndarray) -> np.ndarray:
+    """Indices of the keys that occur at least twice."""
     order = np.argsort(keys)
     ordered = keys[order]
     same = ordered[1:] == ordered[:-1]
-    del ordered
     repeated = np.zeros(len(keys), dtype=bool)
     repeated[1:] = same
     repeated[:-1] |= same
-    out = np.zeros(len(keys), dtype=bool)
-    out[order[repeated]] = True
-    return out
+    return order[repeated]
 
 
 def _is_first_occurrence(groups: np.ndarray) -> np.ndarray:
@@ -806,10 +826,15 @@ class NgramRepetition:
         self.cum_chars = np.zeros(len(tokens.lengths) + 1, dtype=np.int64)
         np.cumsum(tokens.lengths, out=self.cum_chars[1:])
 
-    def _remaining(self, positions: np.ndarray) -> np.ndarray:
-        """Tokens left in the document from each position (computed for the positions still walked, not
-        stored per token: a 50 MB document has ~11 M tokens)."""
-        return self.tokens.offsets[1:][self.tokens.doc_of_token[positions]] - positions
+    def _has_ngram(self, positions: np.ndarray, n: int) -> np.ndarray:
+        """Whether an n-gram starts at each position (n tokens left in its document), in blocks: nothing
+        per token is stored for it (a 50 MB document has ~11 M tokens)."""
+        out = np.empty(len(positions), dtype=bool)
+        ends = self.tokens.offsets[1:]
+        for start in range(0, len(positions), _BLOCK):
+            block = positions[start : start + _BLOCK]
+            out[start : start + _BLOCK] = ends[self.tokens.doc_of_token[block]] - block >= n
+        return out
 
     def measure(self, top_ns: Sequence[int], dup_ns: Sequence[int]) -> dict[tuple[str, int], np.ndarray]:
         """{('top', n): top n-gram char fraction, ('dup', n): duplicated n-gram char fraction} per doc.
@@ -824,13 +849,13 @@ class NgramRepetition:
         if not wanted:
             return results
         positions = np.arange(len(self.values), dtype=np.int32 if len(self.values) < 2**31 - 64 else np.int64)
-        positions = positions[self._remaining(positions) >= wanted[0]]
+        positions = positions[self._has_ngram(positions, wanted[0])]
         hashes = self.doc_salts[self.tokens.doc_of_token[positions]]
         for offset in range(wanted[0] - 1):
             self._add_token(hashes, positions, offset)
         done = wanted[0] - 1
         for n in range(wanted[0], wanted[-1] + 1):
-            keep = self._remaining(positions) >= n
+            keep = self._has_ngram(positions, n)
             positions, hashes = positions[keep], hashes[keep]
             self._add_token(hashes, positions, done)
             done = n
@@ -932,7 +957,6 @@ class BadWordMatcher:
         words = sorted({w.strip().lower() for w in words if w.strip()})
         self.single_words = HashSet(hash_strings([w for w in words if _WORD_RUN_RE.fullmatch(w)]))
         self.phrases = [w for w in words if not _WORD_RUN_RE.fullmatch(w)]
-        self.phrase_regexes = [re.compile(rf"(?:\W|^){re.escape(p)}(?:\W|$)") for p in self.phrases]
         runs = sorted({run for p in self.phrases for run in _WORD_RUN_RE.findall(p)})
         self.gate_runs = HashSet(hash_strings(runs))
         self.column_of_gate = np.argsort(np.searchsorted(self.gate_runs.sorted, hash_strings(runs)))
@@ -951,7 +975,8 @@ class BadWordMatcher:
     def count(self, texts: Sequence[str], tokens: TokenTable) -> np.ndarray:
         """Bad words and phrases found per document (0 keeps the document)."""
         run_hashes, run_offsets = tokens.word_runs()
-        counts = _sum_per_segment(self.single_words.index(run_hashes) >= 0, run_offsets)
+        hits, _ = self.single_words.hits(run_hashes)
+        counts = np.diff(np.searchsorted(hits, run_offsets)).astype(np.int64)
         if self.phrases:
             counts += self._count_phrases(texts, run_hashes, run_offsets)
         return counts
@@ -959,23 +984,48 @@ class BadWordMatcher:
     def _count_phrases(
         self, texts: Sequence[str], run_hashes: np.ndarray, run_offsets: np.ndarray
     ) -> np.ndarray:
-        """Documents holding every run of a phrase are checked with the phrase's C4 regex."""
+        """Documents holding every run of a phrase are checked for the phrase as C4's regex would."""
         n_docs = len(run_offsets) - 1
         counts = np.zeros(n_docs, dtype=np.int64)
-        which = self.gate_runs.index(run_hashes)
-        hits = np.flatnonzero(which >= 0)
+        hits, which = self.gate_runs.hits(run_hashes)
         present = np.zeros((n_docs, self.phrase_runs.shape[1]), dtype=np.int64)
-        present[
-            np.repeat(np.arange(n_docs), np.diff(run_offsets))[hits], self.column_of_gate[which[hits]]
-        ] = 1
-        lowered: dict[int, str] = {}
+        present[np.searchsorted(run_offsets, hits, side="right") - 1, self.column_of_gate[which]] = 1
         for doc, phrase in np.argwhere(present @ self.phrase_runs.T >= self.runs_needed).tolist():
-            if doc not in lowered:  # not setdefault: that would lower-case the whole text per phrase
-                lowered[doc] = texts[doc].lower()
-            text = lowered[doc]
-            if self.phrases[phrase] in text and self.phrase_regexes[phrase].search(text):
-                counts[doc] += 1
+            counts[doc] += has_phrase(texts[doc], self.phrases[phrase])
         return counts
+
+
+def lowered_windows(text: str, tail: int) -> Iterator[tuple[str, int]]:
+    """text.lower() in pieces: (segment, own) per window of text cut at whitespace, where the segment is
+    the window lower-cased (`own` characters) followed by the next `tail` characters lower-cased.
+
+    Lower-casing never looks across whitespace, so the windows' own parts join into text.lower(); the
+    tail lets a string of up to `tail` characters that starts in a window be found there. Only a final
+    sigma at a tail's end can differ from the whole text's, which no ASCII needle can notice.
+    """
+    for start, stop in whitespace_windows(text):
+        own = text[start:stop].lower()
+        yield own + text[stop : stop + tail].lower(), len(own)
+
+
+def _is_word_char(char: str) -> bool:
+    """Python's \\w on a str: alphanumeric or underscore."""
+    return char.isalnum() or char == "_"
+
+
+def has_phrase(text: str, phrase: str) -> bool:
+    """Whether C4's `(?:\\W|^)phrase(?:\\W|$)` matches text.lower(), without lower-casing a long text at
+    once. A window after the first starts at whitespace, which no phrase starts with, so a phrase found
+    at a segment's start is at the start of the text."""
+    for segment, own in lowered_windows(text, len(phrase) + 1):
+        at = segment.find(phrase)
+        while 0 <= at < own:
+            end = at + len(phrase)
+            before_ok = at == 0 or not _is_word_char(segment[at - 1])
+            if before_ok and (end == len(segment) or not _is_word_char(segment[end])):
+                return True
+            at = segment.find(phrase, at + 1)
+    return False
 
 
 # ------------------------------------------------------------------------------------ per-document helpers
@@ -1080,11 +1130,11 @@ def c4_document_checks(text: str, rules: C4Rules, lines: list[str] | None = None
     Substrings absent from the whole document are never searched per line, and without lorem ipsum or
     '{' only the sentence count can fail, so counting stops as soon as `min_sentences` is reached.
     """
-    lowered = text.lower()
-    may_lorem = rules.reject_lorem_ipsum and "lorem ipsum" in lowered
+    present = _lowered_substrings(text, ("lorem ipsum", "javascript", *C4_POLICY_SUBSTRINGS))
+    may_lorem = rules.reject_lorem_ipsum and "lorem ipsum" in present
     may_curly = rules.reject_curly_bracket and "{" in text
-    may_javascript = rules.drop_javascript_lines and "javascript" in lowered
-    may_policy = rules.drop_policy_lines and any(p in lowered for p in C4_POLICY_SUBSTRINGS)
+    may_javascript = rules.drop_javascript_lines and "javascript" in present
+    may_policy = rules.drop_policy_lines and any(p in present for p in C4_POLICY_SUBSTRINGS)
     need = rules.min_sentences or 0
     stop_early = not (may_lorem or may_curly)
     has_lorem = has_curly = False
@@ -1111,6 +1161,14 @@ def c4_document_checks(text: str, rules: C4Rules, lines: list[str] | None = None
         if stop_early and sentences >= need:
             break
     return has_lorem, has_curly, sentences
+
+
+def _lowered_substrings(text: str, needles: Sequence[str]) -> set[str]:
+    """The needles found in text.lower(), window by window (see lowered_windows)."""
+    found: set[str] = set()
+    for segment, _ in lowered_windows(text, max(map(len, needles))):
+        found.update(needle for needle in needles if needle in segment)
+    return found
 
 
 def _c4_keeps_line_shape(line: str, rules: C4Rules) -> bool:

@@ -25,6 +25,7 @@ by one run can be counted by another through the persistent index.
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -274,7 +275,10 @@ def units(texts: pa.Array | pa.ChunkedArray | list[str], unit: str = "line") -> 
     parts: list[Units] = []
     for lo, hi in _slices(raw):
         part = raw.slice(lo, hi - lo)
-        found = _units_of_slice(part, dedup_form(part), unit)
+        if hi - lo == 1 and part.nbytes > _BATCH_BYTES:
+            found = _long_document_units(part, unit)
+        else:
+            found = _units_of_slice(part, dedup_form(part), unit)
         parts.append(Units(found.doc + lo, *(getattr(found, f) for f in _FIELDS[1:])))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
@@ -283,6 +287,47 @@ def units(texts: pa.Array | pa.ChunkedArray | list[str], unit: str = "line") -> 
 
 
 _FIELDS = ("doc", "hash", "first_line", "last_line", "norm_chars", "chars", "doc_chars")
+
+_CUTS = {"line": re.compile(rb"\n"), "paragraph": re.compile(rb"\n(?=\n)")}
+"""Where a long document may be cut: after any newline for lines; between two newlines (after a line
+without words, which no paragraph spans) for paragraphs."""
+
+
+def _long_document_units(text: pa.Array, unit: str) -> Units:
+    """The units of one long document, window by window (windows of about a MB end with a newline, so
+    no unit spans two), with line numbers and character counts added up across windows. A window ending
+    in a newline has one more, empty, line: it holds no words, so it makes no unit and no characters."""
+    data, _ = _utf8_buffers(text)
+    found: list[Units] = []
+    lines_before = 0
+    for window in _line_windows(data, _CUTS[unit], _BATCH_BYTES):
+        part = pa.array([window.tobytes().decode("utf-8")], pa.large_string())
+        units_of = _units_of_slice(part, dedup_form(part), unit)
+        found.append(
+            Units(
+                units_of.doc,
+                units_of.hash,
+                units_of.first_line + lines_before,
+                units_of.last_line + lines_before,
+                units_of.norm_chars,
+                units_of.chars,
+                units_of.doc_chars,
+            )
+        )
+        lines_before += int(np.count_nonzero(window == 10))
+    merged = [np.concatenate([getattr(u, f) for u in found]) for f in _FIELDS[:-1]]
+    return Units(*merged, np.sum([u.doc_chars for u in found], axis=0).astype(np.int64))
+
+
+def _line_windows(data: np.ndarray, cut: re.Pattern[bytes], size: int) -> Iterator[np.ndarray]:
+    start = 0
+    while data.size - start > size:
+        match = cut.search(data, start + size)
+        if match is None:
+            break
+        yield data[start : match.end()]
+        start = match.end()
+    yield data[start:]
 
 
 def unit_sketch(kept: pa.Table, config: ParagraphConfig) -> pa.Table:
