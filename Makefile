@@ -18,6 +18,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports   # the layer contracts in pyproject.toml
 
 setup: $(STAMP)
 

@@ -1,14 +1,8 @@
 """Typer commands for `curate serve`, `curate jobs ...` and `curate schedules ...` (client side via httpx).
 
-Wiring into curate/cli.py (owned by the CLI's maintainer):
-
-    from api.cli import jobs_app, schedules_app, serve_command
-    app.command("serve")(serve_command)
-    app.add_typer(jobs_app, name="jobs")
-    app.add_typer(schedules_app, name="schedules")
-
-Every client command takes --url (default $CURATE_API_URL or http://127.0.0.1:8000) and --token (default
-$CURATE_API_TOKEN or the file in $CURATE_API_TOKEN_FILE). API errors print one line and exit 2.
+The CLI root (api/main.py) wires them in. Every client command takes --url (default $CURATE_API_URL or
+http://127.0.0.1:8000) and --token (default $CURATE_API_TOKEN or the file in $CURATE_API_TOKEN_FILE).
+API errors print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -235,13 +229,8 @@ def serve_command(
 ) -> None:
     """Run the curate service: REST API (/docs), job workers, cron schedules and the dashboard."""
     from api.server import serve
-    from curate.errors import ConfigError
 
-    try:
-        serve(
-            host, port, state_dir, data_root, token_file, job_slots, max_job_workers, max_body_bytes,
-            ray_address, schedules_file,
-        )  # fmt: skip
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    serve(
+        host, port, state_dir, data_root, token_file, job_slots, max_job_workers, max_body_bytes,
+        ray_address, schedules_file,
+    )  # fmt: skip

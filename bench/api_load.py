@@ -83,7 +83,7 @@ def _start_server(folder: Path, token: str) -> tuple[subprocess.Popen, str]:
 
 def bench_api(clients: int = 50, seconds: float = 30.0) -> dict[str, Any]:
     """Poll GET /v1/jobs/{id} from `clients` concurrent connections for `seconds` while a job runs."""
-    from curate.demo import build_package_shards
+    from api.demo import build_package_shards
 
     token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="curate-bench-api-") as tmp:

@@ -157,7 +157,7 @@ def generate_documents(books: Sequence[str], spec: DedupCorpusSpec) -> Iterator[
 
 def build_dedup_corpus(spec: DedupCorpusSpec, cache_dir: Path = BENCH_CACHE) -> Path:
     """The corpus's folder (``shard-*.jsonl.zst`` and ``corpus.json``), generated on first use."""
-    from curate.demo import write_jsonl_zst
+    from curate.jsonl_files import write_jsonl
     from curate.textsources import shared_data_dir
 
     folder = cache_dir / spec.key()
@@ -179,7 +179,7 @@ def build_dedup_corpus(spec: DedupCorpusSpec, cache_dir: Path = BENCH_CACHE) -> 
             yield doc
 
     for index in range((spec.docs + spec.shard_docs - 1) // spec.shard_docs):
-        write_jsonl_zst(folder / f"shard-{index:04d}.jsonl.zst", take(spec.shard_docs))
+        write_jsonl(folder / f"shard-{index:04d}.jsonl.zst", take(spec.shard_docs))
     (folder / "corpus.json").write_text(json.dumps({"spec": asdict(spec), **stats}, indent=1))
     return folder
 

@@ -49,7 +49,7 @@ DEMO_CHAIN_PARAMS: dict[str, dict[str, Any]] = {
     "toxicity": {},
     "quality": {},
 }
-"""The demo's stage chain (curate.demo.demo_stages) with nothing dropped, so every stage sees the document."""
+"""The demo's stage chain (api.demo.demo_stages) with nothing dropped, so every stage sees the document."""
 CHILD_TIMEOUT_S = 1800
 
 
@@ -197,11 +197,11 @@ def run_config(folder: Path, chars: int) -> tuple[Path, list[str]]:
     import yaml
 
     from curate.config import PipelineConfig
-    from curate.demo import write_jsonl_gz
+    from curate.jsonl_files import write_jsonl
 
     shard = folder / "in" / "big.jsonl.gz"
     shard.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl_gz(
+    write_jsonl(
         shard, iter([{"id": "big-doc", "text": real_document(chars), "url": "https://example.org/x"}])
     )
     stages = [{name: params} for name, params in DEMO_CHAIN_PARAMS.items() if not model_missing(name)]

@@ -98,7 +98,7 @@ def pool_documents(shared: Path, max_docs: int | None = None) -> list[dict[str, 
 
 def write_pool_shards(docs: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
     """The pool and its held-out slice as two byte-stable JSONL.gz inputs (rewritten only on change)."""
-    from curate.demo import write_jsonl_gz
+    from curate.jsonl_files import write_jsonl
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {POOL_DOMAIN: folder / "pool.jsonl.gz", HELD_OUT_DOMAIN: folder / "heldout.jsonl.gz"}
@@ -110,7 +110,7 @@ def write_pool_shards(docs: list[dict[str, Any]], folder: Path) -> dict[str, Pat
         ]
         payload = b"".join(orjson.dumps(row) + b"\n" for row in wanted)
         if not path.exists() or gzip.decompress(path.read_bytes()) != payload:
-            write_jsonl_gz(path, wanted)
+            write_jsonl(path, wanted)
     return paths
 
 

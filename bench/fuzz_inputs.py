@@ -4,7 +4,7 @@ Why: a reader that crashes on a flipped bit ends a whole run, and one that stops
 while the accounting still balances. Small shards of every format (JSONL plain, gzip and multi-frame
 zstd, multi-row-group Parquet, WARC, WET) are derived at run time from ../shared/data/web, then mutated
 with a seeded generator: byte flips, truncations, splices (a span cut out), zeroed spans and duplicated
-spans. Mutants go through `python -m curate.cli run` in a subprocess with a timeout, most of them as a
+spans. Mutants go through `python -m api.main run` in a subprocess with a timeout, most of them as a
 folder per run, some one file per run. A case fails on a traceback, a hang (the timeout), a non-zero
 exit, or a file the manifest does not show fully accounted for (see ReadTally.problem).
 """
@@ -138,7 +138,7 @@ def run_curate(cases: list[Case], folder: Path, timeout: float = RUN_TIMEOUT) ->
         (inputs / case.name).write_bytes(case.data)
     config = {"inputs": [{"path": str(inputs / "*"), "name": "fuzz"}], "stages": [{"normalize": {}}]}
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    command = [sys.executable, "-m", "curate.cli", "run", str(folder / "pipeline.yaml"), "--out"]
+    command = [sys.executable, "-m", "api.main", "run", str(folder / "pipeline.yaml"), "--out"]
     command.append(str(folder / "out"))
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)

@@ -138,7 +138,7 @@ def bench_mix(megabytes: int = 1024, workers: int = 2, exact: bool = False) -> d
         results["runs"]["scan"]["seconds"] / results["runs"]["estimate"]["seconds"], 3
     )
     if exact:
-        from mixers.demo import corpus_tokenizer
+        from api.demo_mixture import corpus_tokenizer
 
         tokenizer = corpus_tokenizer(corpus, vocab_size=BENCH_VOCAB)
         shutil.rmtree(corpus / SIDECAR_DIR, ignore_errors=True)

@@ -414,7 +414,7 @@ def build_corpus(cache_dir: Path, spec: CorpusSpec | None = None) -> Corpus:
             info["derived"],
             spec,
         )
-    from curate.demo import write_jsonl_gz
+    from curate.jsonl_files import write_jsonl
 
     folder.mkdir(parents=True, exist_ok=True)
     docs = generate(spec)
@@ -422,12 +422,12 @@ def build_corpus(cache_dir: Path, spec: CorpusSpec | None = None) -> Corpus:
     names = []
     for n, shard_docs in enumerate(_assign_shards(docs, spec.shards, rng)):
         name = f"shard-{n:03d}.jsonl.gz"
-        write_jsonl_gz(
+        write_jsonl(
             folder / name,
             ({"id": d.id, "text": d.text, "url": d.url, "crawl_date": d.crawl_date} for d in shard_docs),
         )
         names.append(name)
-    write_jsonl_gz(folder / "truth.jsonl.gz", _family_pairs(docs, spec.ngram))
+    write_jsonl(folder / "truth.jsonl.gz", _family_pairs(docs, spec.ngram))
     derived = sum(d.parent is not None for d in docs)
     info = {"spec": asdict(spec), "shards": names, "documents": len(docs), "derived": derived}
     write_atomic(info_path, json.dumps(info, indent=1))

@@ -15,8 +15,8 @@ from typing import Any
 
 from bench.machine import machine, peak_rss_mb
 from curate.config import load_config
-from curate.demo import write_jsonl_gz
 from curate.errors import ConfigError
+from curate.jsonl_files import write_jsonl
 from curate.readers.batches import ShardSource, read_batches
 from curate.readers.fields import FieldMap
 from curate.readers.formats import infer_format
@@ -56,7 +56,7 @@ def build_corpus(megabytes: int, shard_mb: int = SHARD_MB, folder: Path = BENCH_
     target.mkdir(parents=True)
     documents = real_documents(shared)
     for index in range(max(1, megabytes // shard_mb)):
-        write_jsonl_gz(target / f"shard-{index:04d}.jsonl.gz", _take_bytes(documents, shard_mb << 20))
+        write_jsonl(target / f"shard-{index:04d}.jsonl.gz", _take_bytes(documents, shard_mb << 20))
     (target / "DONE").write_text("ok")
     return target
 

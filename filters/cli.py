@@ -22,11 +22,7 @@ def _print(result: Any) -> None:
 
 
 def _run(function: Any, *args: Any, **kwargs: Any) -> None:
-    try:
-        _print(function(*args, **kwargs))
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    _print(function(*args, **kwargs))
 
 
 @models_app.command("list")
@@ -69,8 +65,7 @@ def train_lm(
     from filters.commands import train_lm as run
 
     if corpus not in ("reference", "harmful"):
-        typer.echo(f"error: --corpus {corpus!r}: use reference or harmful", err=True)
-        raise typer.Exit(2)
+        raise ConfigError(f"--corpus {corpus!r}: use reference or harmful")
     _run(run, name, corpus, order, books_mb, memory, home)  # type: ignore[arg-type]
 
 
@@ -113,6 +108,5 @@ def models_eval(
     from filters.commands import models_eval as run
 
     if what not in ("langid", "toxicity", "quality", "all"):
-        typer.echo(f"error: {what!r}: use langid, toxicity, quality or all", err=True)
-        raise typer.Exit(2)
+        raise ConfigError(f"{what!r}: use langid, toxicity, quality or all")
     _run(run, what, home=home)  # type: ignore[arg-type]

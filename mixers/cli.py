@@ -1,11 +1,5 @@
-"""The mixture commands, ready to register on the `curate` typer app (see the wiring note below).
-
-    from mixers import cli as mix_cli
-    app.command("mix")(mix_cli.mix)
-    bench_app.command("mix")(mix_cli.bench_mix)
-    # in `inspect`: if mix_cli.is_mixture(out): return mix_cli.inspect_mixture(out, plots, as_json)
-
-User errors print one line (`error: ...`) and exit 2, never a traceback, like the rest of the CLI;
+"""The mixture commands (`curate mix`, and `curate inspect` of a mixture), wired by the CLI root
+(api/main.py), which prints user errors (MixError is a ConfigError) as one line and exits 2;
 warnings (weights normalised, a domain repeated) print as `warning: ...` lines while the build runs.
 """
 
@@ -18,16 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.errors import ConfigError
 from mixers.errors import MixWarning
 from mixers.output import is_mixture
 
-__all__ = ["bench_mix", "inspect_mixture", "is_mixture", "mix"]
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+__all__ = ["inspect_mixture", "is_mixture", "mix"]
 
 
 def _print_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
@@ -43,13 +31,10 @@ def mix(
     """Sample curated corpora into MIX/part-*.parquet + MIX/manifest.json by domain weights and budget."""
     from mixers.sampler import mix_file
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", MixWarning)
-            warnings.showwarning = _print_warning
-            manifest = mix_file(spec, out, tokens, strict, echo=lambda line: typer.echo(line, err=True))
-    except ConfigError as error:
-        _fail(str(error))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MixWarning)
+        warnings.showwarning = _print_warning
+        manifest = mix_file(spec, out, tokens, strict, echo=lambda line: typer.echo(line, err=True))
     totals = manifest["totals"]
     typer.echo(
         f"{totals['documents']:,} documents, {totals['achieved_tokens']:,} tokens "
@@ -66,28 +51,8 @@ def inspect_mixture(
     from mixers.report import inspect_mixture as run_report
     from mixers.report import render_mixture_report
 
-    try:
-        report = run_report(mix, plots)
-    except ConfigError as error:
-        _fail(str(error))
+    report = run_report(mix, plots)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
     else:
         render_mixture_report(report)
-
-
-def bench_mix(
-    mb: Annotated[int, typer.Option(min=1, help="corpus size on disk (Parquet MB) to mix from")] = 1024,
-    workers: Annotated[int, typer.Option(min=1, help="workers for building the corpus (cached)")] = 2,
-    exact: Annotated[
-        bool, typer.Option("--exact/--no-exact", help="also time exact token counting (slow, cached)")
-    ] = False,
-) -> None:
-    """MB/s to build a mixture from a curated corpus of at least --mb MB on disk (built once, cached)."""
-    from bench.mix_build import bench_mix as run_bench
-
-    try:
-        figures = run_bench(mb, workers=workers, exact=exact)
-    except ConfigError as error:
-        _fail(str(error))
-    typer.echo(json.dumps(figures, indent=2))

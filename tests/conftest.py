@@ -34,7 +34,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """The installed console entry point, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "curate.cli", *args],
+        [sys.executable, "-m", "api.main", *args],
         capture_output=True,
         text=True,
         cwd=cwd or REPO,

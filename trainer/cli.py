@@ -1,4 +1,4 @@
-"""`curate train`, `curate eval`, `curate score` and `curate bench train`: typer wrappers over
+"""`curate train`, `curate eval` and `curate score`: typer wrappers over
 trainer.commands, which holds the logic and the docs of every option."""
 
 from __future__ import annotations
@@ -10,17 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.errors import ConfigError
-
 Repeat = Annotated[list[str] | None, typer.Option(help="NAME=VALUE, repeatable")]
 
 
 def _run(function: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
-    try:
-        result = function(**kwargs)
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    result = function(**kwargs)
     typer.echo(json.dumps(result, indent=2, default=str))
 
 
@@ -84,48 +78,3 @@ def score(
 
     _run(score_command, mixture=mixture, out=out, size=size, precision=precision, tokens=tokens, seed=seed,
          weight=weight, threads=threads)  # fmt: skip
-
-
-def bench_train(
-    out: Path = Path(".cache/bench/train"),
-    token_dir: Annotated[
-        Path | None, typer.Option(help="token shards (default: built from package text)")
-    ] = None,
-    size: str = "tiny",
-    tokens: Annotated[int, typer.Option(min=1)] = 2_000_000,
-    threads: Annotated[int | None, typer.Option(min=1)] = None,
-    compile: Annotated[bool, typer.Option("--compile")] = False,
-) -> None:
-    """tokens/s per recipe, nvfp4 step time vs bf16, final eval loss, and fp32 vs a bare PyTorch loop."""
-    from trainer.commands import bench_train_command
-
-    _run(bench_train_command, out=out, token_dir=token_dir, size=size, tokens=tokens, threads=threads,
-         compile=compile)  # fmt: skip
-
-
-def bench_filtering(
-    out: Path = Path(".cache/bench/filtering"),
-    tokens: Annotated[int, typer.Option(min=1, help="tokens each arm trains on")] = 1_000_000,
-    seeds: Annotated[str, typer.Option(help="comma-separated seeds (mixture sample + model init)")] = "0,1,2",
-    keep: Annotated[float, typer.Option(help="share of pool documents the quality filter keeps")] = 0.4,
-    size: str = "tiny",
-    precision: Annotated[str, typer.Option(help="fp32, bf16, fp8 or nvfp4")] = "fp32",
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per run")] = 1,
-    max_docs: Annotated[
-        int | None, typer.Option(min=10, help="read only this many web documents (quick runs)")
-    ] = None,
-    eval_chars: Annotated[int, typer.Option(min=1000, help="characters per evaluation set")] = 300_000,
-    json_output: Annotated[bool, typer.Option("--json", help="print every figure as JSON")] = False,
-) -> None:
-    """Quality-filtered vs unfiltered web mixture at equal tokens: proxy bits per byte on held-out
-    Wikipedia, books and web text (the pool is real web text from ../shared/data)."""
-    from bench.filtering import format_table
-    from trainer.commands import bench_filtering_command
-
-    try:
-        figures = bench_filtering_command(out, tokens, seeds, keep, size, precision, threads, max_docs,  # type: ignore[arg-type]
-                                          eval_chars)  # fmt: skip
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(json.dumps(figures, indent=2, default=str) if json_output else format_table(figures))

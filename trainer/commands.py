@@ -1,4 +1,4 @@
-"""One typed function per ``curate`` command of the trainer, for the CLI to wire (``curate/cli.py``).
+"""One typed function per ``curate`` command of the trainer, for the CLI root to wire (``api/main.py``).
 
 Every argument is a plain typed value a typer option can carry (repeatable ``NAME=VALUE`` options
 arrive as ``list[str]``). User errors raise ``curate.errors.ConfigError`` with one line naming the
@@ -90,33 +90,3 @@ def score_command(mixture: Path, out: Path, size: Size = "tiny", precision: Prec
     return train_command(
         mixture, out, size, precision, tokens=tokens, seed=seed, weight=weight, threads=threads
     )
-
-
-def bench_train_command(out: Path = Path(".cache/bench/train"), token_dir: Path | None = None,
-                        size: Size = "tiny", tokens: int = 2_000_000, threads: int | None = None,
-                        compile: bool = False) -> dict[str, Any]:  # fmt: skip
-    """`curate bench train [--json]`: tokens/s, step time vs bf16 and final eval loss of every recipe,
-    and fp32 against a bare PyTorch loop (see bench.train_speed). Builds package-text shards when no
-    --token-dir is given."""
-    from bench.train_speed import bench_train
-
-    return bench_train(out, token_dir, size, tokens=tokens, threads=threads, compile=compile)
-
-
-def bench_filtering_command(out: Path = Path(".cache/bench/filtering"), tokens: int = 1_000_000,
-                            seeds: str = "0,1,2", keep: float = 0.4, size: Size = "tiny",
-                            precision: Precision = "fp32", threads: int | None = 1,
-                            max_docs: int | None = None,
-                            eval_chars: int = 300_000) -> dict[str, Any]:  # fmt: skip
-    """`curate bench filtering [--json]`: a proxy trained on the top-quality share of a real web pool
-    against one trained on random pool documents, same tokens, tokenizer, model and seed; bits per byte
-    on held-out Wikipedia, books and web text (see bench.filtering)."""
-    from bench.filtering import bench_filtering
-    from curate.errors import ConfigError
-
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    except ValueError:
-        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
-    return bench_filtering(out, tokens, seed_list, keep, size, precision, threads=threads,
-                           max_docs=max_docs, eval_chars=eval_chars)  # fmt: skip

@@ -1,15 +1,5 @@
-"""The mixing-strategy commands, ready to register on the `curate` typer app:
-
-    from mixers.strategies import cli as strategy_cli
-    app.command("mixsearch")(strategy_cli.mixsearch)
-    agent_app = typer.Typer(help="the learned mixing agent: collect trajectories, train, run")
-    agent_app.command("collect")(strategy_cli.agent_collect)
-    agent_app.command("train")(strategy_cli.agent_train)
-    agent_app.command("run")(strategy_cli.agent_run)
-    app.add_typer(agent_app, name="agent")
-    bench_app.command("mixing")(strategy_cli.bench_mixing)
-
-User errors print one line (`error: ...`) and exit 2, like the rest of the CLI.
+"""The mixing-strategy commands (`curate mixsearch`, `curate agent collect|train|run`), wired by the
+CLI root (api/main.py), which prints user errors as one line and exits 2.
 """
 
 from __future__ import annotations
@@ -23,11 +13,6 @@ import typer
 from curate.errors import ConfigError
 
 Parallel = Annotated[bool, typer.Option("--ray/--sequential", help="proxy runs as parallel Ray tasks")]
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _proxy(fields: str | None) -> Any:
@@ -73,10 +58,7 @@ def mixsearch(
     """Choose domain weights with a strategy on tiny proxies; write a mixture spec for `curate mix`."""
     from mixers.strategies.search import mixsearch as run_search
 
-    try:
-        report = run_search(config, out, None if ray is None else ("ray" if ray else "sequential"))
-    except ConfigError as error:
-        _fail(str(error))
+    report = run_search(config, out, None if ray is None else ("ray" if ray else "sequential"))
     result = report["result"]
     shown = ", ".join(f"{d}={w:.3f}" for d, w in result["weights"].items())
     typer.echo(f"{result['strategy']}: {shown}; wrote {report['spec']} (take it with `curate mix`)")
@@ -110,8 +92,8 @@ def agent_collect(
         runner = Runner.create(parallel)
         found = collect(env, trajectories, stages, steps, seed, runner, state, source)
         path = save_trajectories(found, out / TRAJECTORIES_FILE)
-    except (ConfigError, ValueError) as error:
-        _fail(str(error))
+    except ValueError as error:  # a bad --continual-from value; a ConfigError passes through as is
+        raise error if isinstance(error, ConfigError) else ConfigError(str(error)) from None
     typer.echo(f"{len(found)} trajectories of {stages} stages -> {path}")
 
 
@@ -129,15 +111,12 @@ def agent_train(
     """Train the mixing agent offline (conservative fitted-Q) and save it with its card."""
     from mixers.strategies.agent import TrainSettings, load_trajectories, train_policy
 
-    try:
-        trajectories = load_trajectories(data)
-        domains = sorted({d for t in trajectories for d in t["domains"]})
-        objectives = [parse_objective_text(text, domains) for text in objective or []]
-        settings = TrainSettings(epochs=epochs, cql_alpha=cql_alpha, seed=seed)
-        policy = train_policy(trajectories, objectives or None, settings)
-        folder = policy.save(out)
-    except ConfigError as error:
-        _fail(str(error))
+    trajectories = load_trajectories(data)
+    domains = sorted({d for t in trajectories for d in t["domains"]})
+    objectives = [parse_objective_text(text, domains) for text in objective or []]
+    settings = TrainSettings(epochs=epochs, cql_alpha=cql_alpha, seed=seed)
+    policy = train_policy(trajectories, objectives or None, settings)
+    folder = policy.save(out)
     typer.echo(json.dumps({"agent": str(folder), "metrics": policy.card["metrics"]}, indent=2))
 
 
@@ -159,31 +138,9 @@ def agent_run(
     from mixers.strategies.environment import ProxyEnvironment
     from mixers.strategies.parallel import Runner
 
-    try:
-        env = ProxyEnvironment.open(tokens, _proxy(proxy))
-        problem = MixProblem(parse_objective_text(objective, env.domains), Budget(runs, steps), seed, stages)
-        result = Agent(policy).propose(env, problem, Runner.create(parallel))
-    except ConfigError as error:
-        _fail(str(error))
+    env = ProxyEnvironment.open(tokens, _proxy(proxy))
+    problem = MixProblem(parse_objective_text(objective, env.domains), Budget(runs, steps), seed, stages)
+    result = Agent(policy).propose(env, problem, Runner.create(parallel))
     if json_out:
         json_out.write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     typer.echo(json.dumps({"weights": result.weights, "schedule": result.schedule}, indent=2))
-
-
-def bench_mixing(
-    out: Annotated[Path, typer.Option(help="folder for bench-mixing.json/.md/.png and the agent")] = Path(
-        ".cache/bench/mixing"
-    ),
-    seed: int = 0,
-    quick: Annotated[bool, typer.Option("--quick", help="a one-minute smoke run of the same code")] = False,
-    parallel: Parallel = False,
-) -> None:
-    """Every strategy at equal proxy compute: mixture search, continual pretraining, unseen target."""
-    from bench.mixing import BenchSettings
-    from bench.mixing import bench_mixing as run_bench
-
-    try:
-        figures = run_bench(out, seed, BenchSettings.quick() if quick else BenchSettings(), parallel)
-    except ConfigError as error:
-        _fail(str(error))
-    typer.echo(json.dumps(figures["results"], indent=2))

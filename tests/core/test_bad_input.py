@@ -243,7 +243,7 @@ def test_a_file_that_cannot_be_opened_is_one_unreadable_reject(tmp_path: Path, w
             *without_file_permission_bypass(),
             sys.executable,
             "-m",
-            "curate.cli",
+            "api.main",
             "run",
             str(config),
             "--out",

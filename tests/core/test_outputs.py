@@ -7,8 +7,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from api.demo import build_package_shards
 from curate.config import load_config
-from curate.demo import build_package_shards
 from curate.manifest import AccountingError, check_accounting
 from curate.run import run_pipeline
 from tests.core.helpers import read_parts, write_config

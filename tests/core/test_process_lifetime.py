@@ -23,7 +23,7 @@ SETTLE = 120  # seconds: generous limits for a loaded machine; the checks pass a
 
 def curate_run(config: Path, out: Path, workers: int = 2) -> subprocess.Popen:
     """`curate run` in its own session, so its process group holds it and every process it starts."""
-    command = [sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out)]
+    command = [sys.executable, "-m", "api.main", "run", str(config), "--out", str(out)]
     return subprocess.Popen(
         [*command, "--workers", str(workers)],
         cwd=REPO,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.demo import write_jsonl_gz
+from curate.jsonl_files import write_jsonl
 from curate.textsources import wikipedia_pages
 from tests.conftest import REPO
 from tests.core.helpers import read_parts, write_config
@@ -31,12 +31,12 @@ def make_shards(folder: Path) -> None:
         # a record without text and a blank one per shard, so every shard writes rejects as well
         middle = len(documents) // 2
         documents[middle:middle] = [{"url": "https://example.org/none"}, {"text": " "}]
-        write_jsonl_gz(folder / f"shard-{index:03d}.jsonl.gz", documents)
+        write_jsonl(folder / f"shard-{index:03d}.jsonl.gz", documents)
 
 
 def curate_run(config: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out), "--workers", "2"],
+        [sys.executable, "-m", "api.main", "run", str(config), "--out", str(out), "--workers", "2"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -120,7 +120,7 @@ def test_sigkill_while_applying_then_rerun_equals_a_clean_run(
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(raw_config(shards, index)))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "curate.cli", "run", str(config), "--out", str(out)]
+    command = [sys.executable, "-m", "api.main", "run", str(config), "--out", str(out)]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, start_new_session=True)
     applied = out / APPLIED_DIR
     deadline = time.monotonic() + 120

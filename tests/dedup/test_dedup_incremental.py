@@ -16,8 +16,8 @@ import pytest
 from curate.checksums import file_sha256
 from curate.config import PipelineConfig, parse_config, resolve_paths
 from curate.dedup.phase import run_id
-from curate.demo import write_jsonl_gz
 from curate.errors import ConfigError
+from curate.jsonl_files import write_jsonl
 from curate.plan import build_plan
 from curate.run import run_pipeline
 from curate.textsources import book_passages
@@ -50,15 +50,15 @@ def make_batches(folder: Path, passages: list[str]) -> tuple[str, str]:
     a, b = folder / "a", folder / "b"
     a.mkdir()
     b.mkdir()
-    write_jsonl_gz(a / "a.jsonl.gz", [{"id": f"a{n}", "text": t} for n, t in enumerate(passages[:20])])
+    write_jsonl(a / "a.jsonl.gz", [{"id": f"a{n}", "text": t} for n, t in enumerate(passages[:20])])
     copies = [{"id": f"copy{n}", "text": passages[n]} for n in range(5)]
     edited = []
     for n in range(5, 10):
         words = passages[n].split()
         edited.append({"id": f"edit{n}", "text": " ".join(words[: int(len(words) * 0.9)])})
     new = [{"id": f"new{n}", "text": t} for n, t in enumerate(passages[20:30])]
-    write_jsonl_gz(b / "b1.jsonl.gz", copies + new[:5])
-    write_jsonl_gz(b / "b2.jsonl.gz", edited + new[5:])
+    write_jsonl(b / "b1.jsonl.gz", copies + new[:5])
+    write_jsonl(b / "b2.jsonl.gz", edited + new[5:])
     return str(a / "*.jsonl.gz"), str(b / "*.jsonl.gz")
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from bench.neardup_corpus import CorpusSpec, build_corpus, similar_pairs
 from curate.config import parse_config, resolve_paths
-from curate.demo import write_jsonl_gz
+from curate.jsonl_files import write_jsonl
 from curate.run import run_pipeline
 from curate.textsources import book_passages, news_texts
 from tests.core.helpers import read_parts
@@ -69,8 +69,8 @@ def test_exact_duplicates_across_shards_are_removed_with_reason_and_kept_id(
         for n, t in enumerate(pages[:10])
     ]
     news = [{"id": f"n{n}", "text": t} for n, t in enumerate(list(news_texts())[:20])]
-    write_jsonl_gz(shards / "a.jsonl.gz", originals)
-    write_jsonl_gz(shards / "b.jsonl.gz", copies + news)
+    write_jsonl(shards / "a.jsonl.gz", originals)
+    write_jsonl(shards / "b.jsonl.gz", copies + news)
     out = tmp_path / "out"
     manifest = run(str(shards / "*.jsonl.gz"), out, {})
 
@@ -114,7 +114,7 @@ def test_edited_copies_in_other_shards_are_clustered_and_a_chain_does_not_remove
         rows = [{"id": doc_id, "text": text}] + [
             {"id": f"{name}-{n}", "text": t} for n, t in enumerate(others)
         ]
-        write_jsonl_gz(shards / f"shard{name}.jsonl.gz", rows)
+        write_jsonl(shards / f"shard{name}.jsonl.gz", rows)
     out = tmp_path / "out"
     manifest = run(str(shards / "*.jsonl.gz"), out, {"threshold": 0.7, "verify": "exact"})
 
@@ -179,13 +179,13 @@ def test_near_duplicate_corpus_clusters_edited_copies_across_shards(
 def test_accounting_balances_with_duplicates_and_bad_records(tmp_path: Path, pages: list[str]) -> None:
     shards = tmp_path / "shards"
     shards.mkdir()
-    write_jsonl_gz(shards / "a.jsonl.gz", [{"id": f"a{n}", "text": t} for n, t in enumerate(pages[:12])])
+    write_jsonl(shards / "a.jsonl.gz", [{"id": f"a{n}", "text": t} for n, t in enumerate(pages[:12])])
     lines = [{"id": f"b{n}", "text": t} for n, t in enumerate(pages[:6])]
     lines += [{"id": f"c{n}", "text": words_slice(t, 0.0, 0.9)} for n, t in enumerate(pages[6:12])]
     lines += [{"id": "empty", "text": "   "}] + [
         {"id": f"x{n}", "text": t} for n, t in enumerate(pages[12:14])
     ]
-    write_jsonl_gz(shards / "b.jsonl.gz", lines)
+    write_jsonl(shards / "b.jsonl.gz", lines)
     with open(shards / "c.jsonl", "w", encoding="utf-8") as handle:
         handle.write(
             '{"id": "broken", "text": "unterminated\n' + '{"id": "ok", "text": "' + "word " * 40 + '"}\n'
@@ -232,13 +232,13 @@ def test_local_and_ray_executors_give_the_same_corpus_with_dedup(
 def test_dedup_without_a_tag_stage_uses_the_unassigned_partition(tmp_path: Path) -> None:
     """Documents with no domain are written to domain=unassigned; the dedup phase must find them there."""
     from curate.config import parse_config, resolve_paths
-    from curate.demo import write_jsonl_gz
+    from curate.jsonl_files import write_jsonl
     from curate.run import run_pipeline
     from curate.textsources import news_texts
 
     texts = list(news_texts())[:60]
-    write_jsonl_gz(tmp_path / "a.jsonl.gz", ({"text": t} for t in texts))
-    write_jsonl_gz(tmp_path / "b.jsonl.gz", ({"text": t} for t in texts[:20]))
+    write_jsonl(tmp_path / "a.jsonl.gz", ({"text": t} for t in texts))
+    write_jsonl(tmp_path / "b.jsonl.gz", ({"text": t} for t in texts[:20]))
     raw = {"inputs": [{"path": str(tmp_path / "*.jsonl.gz")}], "stages": [{"normalize": {}}], "dedup": {}}
     manifest = run_pipeline(resolve_paths(parse_config(raw), tmp_path, str(tmp_path / "out")), progress=False)
     assert manifest["totals"]["duplicates"] >= 20

@@ -31,8 +31,8 @@ from curate.dedup.paragraphs import strip_documents, units
 from curate.dedup.phase import STATE
 from curate.dedup.settings import ParagraphConfig
 from curate.dedup.shingles import normalize_words
-from curate.demo import write_jsonl_gz
 from curate.errors import ConfigError
+from curate.jsonl_files import write_jsonl
 from curate.run import RUN_RECORD, run_pipeline
 from curate.stages.normalize import NormalizeParams, normalize_text
 from curate.writer import write_atomic
@@ -108,7 +108,7 @@ def pipeline_text(texts: list[str]) -> list[str]:
 def write_shards(folder: Path, docs: list[dict[str, Any]], shards: int = 3) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(shards):
-        write_jsonl_gz(folder / f"s{n}.jsonl.gz", docs[n::shards])
+        write_jsonl(folder / f"s{n}.jsonl.gz", docs[n::shards])
     return str(folder / "*.jsonl.gz")
 
 

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from api.demo import build_package_shards
 from curate.config import parse_config, resolve_paths
-from curate.demo import build_package_shards, write_jsonl_gz, write_jsonl_zst
+from curate.jsonl_files import write_jsonl
 from curate.run import run_pipeline
 from curate.stages.base import Stage, StageResult, set_columns
 from curate.stages.registry import register, stage_names
@@ -90,9 +91,9 @@ def build_mix_corpus(root: Path) -> MixCorpus:
     shards.mkdir(parents=True, exist_ok=True)
     # Fewer pages and modules than the demo's (same sources), which keeps the tokenizer passes quick.
     code = ({"id": f"stdlib/{name}", "text": source} for name, source in stdlib_sources(CODE_FILES))
-    write_jsonl_zst(shards / "code.jsonl.zst", code)
+    write_jsonl(shards / "code.jsonl.zst", code)
     pages = islice(wikipedia_pages(), WIKI_PAGES)
-    write_jsonl_gz(
+    write_jsonl(
         shards / "wiki.jsonl.gz",
         ({"title": t, "text": x, "url": WIKI_URL + t.replace(" ", "_")} for t, x in pages),
     )
@@ -113,7 +114,7 @@ def build_mix_corpus(root: Path) -> MixCorpus:
 
 
 def _tokenizer(root: Path) -> Path:
-    from mixers.demo import corpus_texts
+    from api.demo_mixture import corpus_texts
     from trainer.tokenizer import train_tokenizer
 
     texts = list(corpus_texts(root / "out", TOKENIZER_CHARS))

@@ -183,7 +183,7 @@ def test_several_corpora_are_one_pool(mix_corpus: MixCorpus, tmp_path: Path) -> 
 
 
 def test_demo_mixture_uses_the_domains_present(mix_corpus: MixCorpus, tmp_path: Path) -> None:
-    from mixers.demo import demo_mixture
+    from api.demo_mixture import demo_mixture
     from mixers.report import inspect_mixture
 
     manifest = demo_mixture(mix_corpus.out, tmp_path / "demo", tokenizer=mix_corpus.tokenizer, budget=200_000)

@@ -7,11 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
 from mixtest_corpus import MixCorpus, build_mix_corpus, manifest_of
 from typer.testing import CliRunner
 
-from mixers import cli
 from mixers.errors import MixError, MixWarning
 from mixers.sampler import build_mixture
 from mixers.spec import load_spec, parse_spec
@@ -134,9 +132,8 @@ def test_tokens_need_a_tokenizer_and_output_must_be_a_mixture(mix_corpus: MixCor
 
 
 def test_cli_prints_one_line_and_exits_2_then_builds(mix_corpus: MixCorpus, tmp_path: Path) -> None:
-    app = typer.Typer()
-    app.command("mix")(cli.mix)
-    app.command("inspect")(cli.inspect_mixture)
+    from api.main import app  # the CLI root: it turns a MixError into one line and exit code 2
+
     runner = CliRunner()
     bad = mix_corpus.write_spec("bad", mix_corpus.spec(domains={"wikii": 1.0}))
     result = runner.invoke(app, ["mix", str(bad), "--out", str(tmp_path / "mix")])

@@ -7,46 +7,26 @@ pages and news, the standard library's source as code), so the demo never depend
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
-import zstandard
 
 from curate.config import load_config
+from curate.jsonl_files import write_jsonl
 from curate.run import RUN_RECORD, run_pipeline
 from curate.textsources import book_passages, news_texts, shared_data_dir, stdlib_sources, wikipedia_pages
 
 DEMO_BOOKS = 12
 
 
-def write_jsonl_gz(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Atomic, and byte-stable (mtime 0), so rebuilding the demo shards changes nothing."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
-        for record in records:
-            handle.write(orjson.dumps(record) + b"\n")
-    tmp.replace(path)
-
-
-def write_jsonl_zst(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw, zstandard.ZstdCompressor(level=3).stream_writer(raw) as handle:
-        for record in records:
-            handle.write(orjson.dumps(record) + b"\n")
-    tmp.replace(path)
-
-
 def build_package_shards(folder: Path) -> None:
     """Shards from package-shipped text: Wikipedia (.jsonl.gz), news (.jsonl.gz), stdlib code (.jsonl.zst)."""
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "wiki.jsonl.gz").exists():
-        write_jsonl_gz(
+        write_jsonl(
             folder / "wiki.jsonl.gz",
             (
                 {"title": t, "text": x, "url": "https://en.wikipedia.org/wiki/" + t.replace(" ", "_")}
@@ -54,9 +34,9 @@ def build_package_shards(folder: Path) -> None:
             ),
         )
     if not (folder / "news.jsonl.gz").exists():
-        write_jsonl_gz(folder / "news.jsonl.gz", ({"content": text} for text in news_texts()))
+        write_jsonl(folder / "news.jsonl.gz", ({"content": text} for text in news_texts()))
     if not (folder / "code.jsonl.zst").exists():
-        write_jsonl_zst(
+        write_jsonl(
             folder / "code.jsonl.zst", ({"id": f"stdlib/{n}", "text": s} for n, s in stdlib_sources(400))
         )
 
@@ -72,7 +52,7 @@ def build_book_shard(folder: Path, books_dir: Path) -> None:
         link = staging / book.name
         if not link.exists():
             link.symlink_to(book)
-    write_jsonl_gz(path, ({"id": key, "text": text} for key, text in book_passages(staging)))
+    write_jsonl(path, ({"id": key, "text": text} for key, text in book_passages(staging)))
 
 
 def demo_config(cache: Path, out: Path) -> dict[str, Any]:
@@ -148,7 +128,7 @@ def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict
     config = load_config(config_path)
     discard_stale_demo_output(out, cache / "dedup-index", config.config_hash())
     manifest = run_pipeline(config, "local", workers)
-    from mixers.demo import demo_mixture
+    from api.demo_mixture import demo_mixture
 
     manifest["mixture"] = demo_mixture(out, out.parent / "mix")
     manifest["proxy"] = demo_proxy_score(out.parent / "mix", out.parent / "proxy")

@@ -1,120 +1,25 @@
-"""The `curate` command line. User errors print one line and exit 2; they never show a traceback."""
+"""`curate bench ...`: every benchmark's command. Each prints JSON figures (see BENCHMARKS.md).
+
+The benchmarks sit above the product (nothing in the product imports them); the `curate` CLI root adds
+this app as its `bench` group. User errors (ConfigError) are printed as one line by the root.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from curate.config import load_config
-from curate.errors import ConfigError
-
-app = typer.Typer(
-    help="curate: raw web shards in, curated Parquet corpus and scored mixtures out.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 bench_app = typer.Typer(help="Benchmarks that print JSON figures (see BENCHMARKS.md).", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
+Parallel = Annotated[bool, typer.Option("--ray/--sequential", help="proxy runs as parallel Ray tasks")]
 
 
 def fail(message: str) -> None:
+    """A missing data folder or input (FileNotFoundError) is a user error too: one line, exit 2."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
-
-
-@app.command()
-def run(
-    config: Annotated[Path, typer.Argument(help="pipeline YAML (inputs, stages, output)")],
-    executor: Annotated[str, typer.Option(help="local (embedded default) or ray")] = "local",
-    workers: Annotated[int, typer.Option(min=1, help="worker processes (local) or actors (ray)")] = 1,
-    ray_address: Annotated[
-        str | None, typer.Option(help="join this Ray cluster instead of starting one")
-    ] = None,
-    out: Annotated[
-        str | None, typer.Option(help="output directory (overrides `output:` in the config)")
-    ] = None,
-) -> None:
-    """Curate the config's input shards into OUT/corpus, OUT/rejects and OUT/manifest.json (resumable)."""
-    from curate.run import run_pipeline
-
-    if executor not in ("local", "ray"):
-        fail(f"--executor {executor!r} is not known; use local or ray")
-    try:
-        manifest = run_pipeline(load_config(config, out), executor, workers, ray_address)  # type: ignore[arg-type]
-    except ConfigError as error:
-        fail(str(error))
-    print_summary(manifest)
-
-
-def print_summary(manifest: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    totals = manifest["totals"]
-    console = Console()
-    console.print(
-        f"read {totals['read']:,}  kept {totals['kept']:,}  rejected {totals['rejected']:,}  "
-        f"duplicates {totals['duplicates']:,}  in {manifest['wall_seconds']:.1f}s"
-    )
-    table = Table("stage", "in", "out", "dropped by reason")
-    for counts in manifest["stages"]:
-        dropped = ", ".join(f"{r}={n}" for r, n in counts["dropped"].items()) or "-"
-        table.add_row(counts["stage"], f"{counts['in']:,}", f"{counts['out']:,}", dropped)
-    console.print(table)
-    console.print("domains: " + ", ".join(f"{d}={n:,}" for d, n in manifest["domains"].items()))
-
-
-@app.command()
-def inspect(
-    out: Annotated[Path, typer.Argument(help="an output directory of `curate run`, or a mixture folder")],
-    samples: Annotated[int, typer.Option(min=0, help="sample rows to show")] = 3,
-    plots: Annotated[
-        Path | None, typer.Option(help="mixtures: folder for PNG plots (default MIX/report)")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
-) -> None:
-    """A corpus: counts by domain and reject reason, the funnel, samples (DuckDB). A mixture: requested vs
-    achieved shares, tokens, epochs, mean scores, and PNG plots."""
-    from curate.inspect import inspect_output, render_inspection
-    from mixers import cli as mix_cli
-
-    if mix_cli.is_mixture(out):
-        mix_cli.inspect_mixture(out, plots, as_json)
-        return
-    try:
-        report = inspect_output(out, samples)
-    except ConfigError as error:
-        fail(str(error))
-    if as_json:
-        typer.echo(json.dumps(report, indent=2, default=str))
-    else:
-        render_inspection(report)
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="where the demo corpus goes")] = Path(".cache/demo/out"),
-    workers: Annotated[int, typer.Option(min=1)] = 2,
-) -> None:
-    """The embedded default main job: real text in, a curated corpus and a training mixture out."""
-    from curate.demo import run_demo
-
-    try:
-        manifest = run_demo(out, workers)
-    except ConfigError as error:
-        fail(str(error))
-    print_summary(manifest)
-    mixture = manifest["mixture"]
-    typer.echo(f"mixture: {out.parent / 'mix'}  " + json.dumps(mixture.get("totals", {})))
-    proxy = manifest["proxy"]
-    per_domain = {d: round(v["bpb"], 3) for d, v in proxy.get("domains", {}).items() if "bpb" in v}
-    typer.echo(f"proxy score (mean held-out bits per byte, lower is better): {proxy.get('score'):.4f}")
-    typer.echo(f"  per domain: {per_domain}")
 
 
 @bench_app.command("pipeline")
@@ -127,10 +32,7 @@ def bench_pipeline(
     """read + normalize + tag + write throughput (docs/s, MB/s per core, peak RSS) on real text."""
     from bench.pipeline import bench_pipeline as run_bench
 
-    try:
-        figures = run_bench(mb, workers, executors.split(","), shard_mb)
-    except ConfigError as error:
-        fail(str(error))
+    figures = run_bench(mb, workers, executors.split(","), shard_mb)
     typer.echo(json.dumps(figures, indent=2))
 
 
@@ -161,10 +63,7 @@ def bench_dedup(
     from bench.dedup_scale import bench_dedup as run_bench
     from bench.dedup_scale import format_report
 
-    try:
-        result = run_bench(input_paths or None, docs or [100_000], workers, peer_docs)
-    except ConfigError as error:
-        fail(str(error))
+    result = run_bench(input_paths or None, docs or [100_000], workers, peer_docs)
     typer.echo(json.dumps(result, indent=2) if json_output else format_report(result))
 
 
@@ -179,13 +78,10 @@ def bench_dedup_quality(
     """Dedup pair precision/recall vs exact 5-gram Jaccard at 0.7 and 0.8, verify=signature and exact."""
     from bench.dedup_quality import bench_dedup_quality as run_bench
 
-    try:
-        figures = run_bench(
-            originals=originals, shards=shards, seed=seed, workers=workers,
-            dedup={"bands": bands} if bands else None,
-        )  # fmt: skip
-    except ConfigError as error:
-        fail(str(error))
+    figures = run_bench(
+        originals=originals, shards=shards, seed=seed, workers=workers,
+        dedup={"bands": bands} if bands else None,
+    )  # fmt: skip
     typer.echo(json.dumps(figures, indent=2))
 
 
@@ -284,42 +180,80 @@ def bench_memory(
     typer.echo(json.dumps(figures, indent=2))
 
 
-def _register_package_commands() -> None:
-    """Commands that live beside their package (mixtures, the service) join the one `curate` app here."""
-    from api.cli import jobs_app, schedules_app, serve_command
-    from filters.cli import models_app
-    from mixers import cli as mix_cli
-    from mixers.strategies import cli as strategy_cli
-    from trainer import cli as train_cli
+@bench_app.command("train")
+def bench_train(
+    out: Path = Path(".cache/bench/train"),
+    token_dir: Annotated[
+        Path | None, typer.Option(help="token shards (default: built from package text)")
+    ] = None,
+    size: str = "tiny",
+    tokens: Annotated[int, typer.Option(min=1)] = 2_000_000,
+    threads: Annotated[int | None, typer.Option(min=1)] = None,
+    compile: Annotated[bool, typer.Option("--compile")] = False,
+) -> None:
+    """tokens/s per recipe, nvfp4 step time vs bf16, final eval loss, and fp32 vs a bare PyTorch loop."""
+    from bench.train_speed import bench_train as run_bench
 
-    app.command("train")(train_cli.train)
-    app.command("eval")(train_cli.evaluate)
-    app.command("score")(train_cli.score)
-    bench_app.command("train")(train_cli.bench_train)
-    bench_app.command("filtering")(train_cli.bench_filtering)
-    app.command("mix")(mix_cli.mix)
-    bench_app.command("mix")(mix_cli.bench_mix)
-    app.command("serve")(serve_command)
-    app.add_typer(jobs_app, name="jobs")
-    app.add_typer(schedules_app, name="schedules")
-    app.add_typer(models_app, name="models")
-    app.command("mixsearch")(strategy_cli.mixsearch)
-    agent_app = typer.Typer(
-        help="The learned mixing agent: collect trajectories, train, run.", no_args_is_help=True
-    )
-    agent_app.command("collect")(strategy_cli.agent_collect)
-    agent_app.command("train")(strategy_cli.agent_train)
-    agent_app.command("run")(strategy_cli.agent_run)
-    app.add_typer(agent_app, name="agent")
-    bench_app.command("mixing")(strategy_cli.bench_mixing)
+    figures = run_bench(out, token_dir, size, tokens=tokens, threads=threads, compile=compile)  # type: ignore[arg-type]
+    typer.echo(json.dumps(figures, indent=2, default=str))
 
 
-_register_package_commands()
+@bench_app.command("filtering")
+def bench_filtering(
+    out: Path = Path(".cache/bench/filtering"),
+    tokens: Annotated[int, typer.Option(min=1, help="tokens each arm trains on")] = 1_000_000,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds (mixture sample + model init)")] = "0,1,2",
+    keep: Annotated[float, typer.Option(help="share of pool documents the quality filter keeps")] = 0.4,
+    size: str = "tiny",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, fp8 or nvfp4")] = "fp32",
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per run")] = 1,
+    max_docs: Annotated[
+        int | None, typer.Option(min=10, help="read only this many web documents (quick runs)")
+    ] = None,
+    eval_chars: Annotated[int, typer.Option(min=1000, help="characters per evaluation set")] = 300_000,
+    json_output: Annotated[bool, typer.Option("--json", help="print every figure as JSON")] = False,
+) -> None:
+    """Quality-filtered vs unfiltered web mixture at equal tokens: proxy bits per byte on held-out
+    Wikipedia, books and web text (the pool is real web text from ../shared/data)."""
+    from bench.filtering import bench_filtering as run_bench
+    from bench.filtering import format_table
+    from curate.errors import ConfigError
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
+    figures = run_bench(out, tokens, seed_list, keep, size, precision, threads=threads,  # type: ignore[arg-type]
+                        max_docs=max_docs, eval_chars=eval_chars)  # fmt: skip
+    typer.echo(json.dumps(figures, indent=2, default=str) if json_output else format_table(figures))
 
 
-def main() -> None:
-    app(prog_name="curate")
+@bench_app.command("mix")
+def bench_mix(
+    mb: Annotated[int, typer.Option(min=1, help="corpus size on disk (Parquet MB) to mix from")] = 1024,
+    workers: Annotated[int, typer.Option(min=1, help="workers for building the corpus (cached)")] = 2,
+    exact: Annotated[
+        bool, typer.Option("--exact/--no-exact", help="also time exact token counting (slow, cached)")
+    ] = False,
+) -> None:
+    """MB/s to build a mixture from a curated corpus of at least --mb MB on disk (built once, cached)."""
+    from bench.mix_build import bench_mix as run_bench
+
+    typer.echo(json.dumps(run_bench(mb, workers=workers, exact=exact), indent=2))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+@bench_app.command("mixing")
+def bench_mixing(
+    out: Annotated[Path, typer.Option(help="folder for bench-mixing.json/.md/.png and the agent")] = Path(
+        ".cache/bench/mixing"
+    ),
+    seed: int = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="a one-minute smoke run of the same code")] = False,
+    parallel: Parallel = False,
+) -> None:
+    """Every strategy at equal proxy compute: mixture search, continual pretraining, unseen target."""
+    from bench.mixing import BenchSettings
+    from bench.mixing import bench_mixing as run_bench
+
+    figures = run_bench(out, seed, BenchSettings.quick() if quick else BenchSettings(), parallel)
+    typer.echo(json.dumps(figures["results"], indent=2))

@@ -1,0 +1,161 @@
+"""The one `curate` command line: every package's commands joined, and user errors handled once, here.
+
+It is an entry point, above every layer: it may import any package, and nothing imports it. A
+`ConfigError` (or a subclass, such as a mixture's `MixError`) raised by any command prints one line,
+`error: ...`, and exits 2; it never shows a traceback. Service client errors keep their own exit codes
+(see `curate jobs --help`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from curate.config import load_config
+from curate.errors import ConfigError
+
+
+class OneLineErrors(TyperGroup):
+    """The root group: a user error raised anywhere below it becomes one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="curate: raw web shards in, curated Parquet corpus and scored mixtures out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="pipeline YAML (inputs, stages, output)")],
+    executor: Annotated[str, typer.Option(help="local (embedded default) or ray")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="worker processes (local) or actors (ray)")] = 1,
+    ray_address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster instead of starting one")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="output directory (overrides `output:` in the config)")
+    ] = None,
+) -> None:
+    """Curate the config's input shards into OUT/corpus, OUT/rejects and OUT/manifest.json (resumable)."""
+    from curate.run import run_pipeline
+
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor {executor!r} is not known; use local or ray")
+    manifest = run_pipeline(load_config(config, out), executor, workers, ray_address)  # type: ignore[arg-type]
+    print_summary(manifest)
+
+
+def print_summary(manifest: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    totals = manifest["totals"]
+    console = Console()
+    console.print(
+        f"read {totals['read']:,}  kept {totals['kept']:,}  rejected {totals['rejected']:,}  "
+        f"duplicates {totals['duplicates']:,}  in {manifest['wall_seconds']:.1f}s"
+    )
+    table = Table("stage", "in", "out", "dropped by reason")
+    for counts in manifest["stages"]:
+        dropped = ", ".join(f"{r}={n}" for r, n in counts["dropped"].items()) or "-"
+        table.add_row(counts["stage"], f"{counts['in']:,}", f"{counts['out']:,}", dropped)
+    console.print(table)
+    console.print("domains: " + ", ".join(f"{d}={n:,}" for d, n in manifest["domains"].items()))
+
+
+@app.command()
+def inspect(
+    out: Annotated[Path, typer.Argument(help="an output directory of `curate run`, or a mixture folder")],
+    samples: Annotated[int, typer.Option(min=0, help="sample rows to show")] = 3,
+    plots: Annotated[
+        Path | None, typer.Option(help="mixtures: folder for PNG plots (default MIX/report)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """A corpus: counts by domain and reject reason, the funnel, samples (DuckDB). A mixture: requested vs
+    achieved shares, tokens, epochs, mean scores, and PNG plots."""
+    from curate.inspect import inspect_output, render_inspection
+    from mixers import cli as mix_cli
+
+    if mix_cli.is_mixture(out):
+        mix_cli.inspect_mixture(out, plots, as_json)
+        return
+    report = inspect_output(out, samples)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        render_inspection(report)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="where the demo corpus goes")] = Path(".cache/demo/out"),
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """The embedded default main job: real text in, a curated corpus and a training mixture out."""
+    from api.demo import run_demo
+
+    manifest = run_demo(out, workers)
+    print_summary(manifest)
+    mixture = manifest["mixture"]
+    typer.echo(f"mixture: {out.parent / 'mix'}  " + json.dumps(mixture.get("totals", {})))
+    proxy = manifest["proxy"]
+    per_domain = {d: round(v["bpb"], 3) for d, v in proxy.get("domains", {}).items() if "bpb" in v}
+    typer.echo(f"proxy score (mean held-out bits per byte, lower is better): {proxy.get('score'):.4f}")
+    typer.echo(f"  per domain: {per_domain}")
+
+
+def _register_package_commands() -> None:
+    """Commands that live beside their package (models, training, mixtures, the service, benchmarks)."""
+    from api.cli import jobs_app, schedules_app, serve_command
+    from bench.cli import bench_app
+    from filters.cli import models_app
+    from mixers import cli as mix_cli
+    from mixers.strategies import cli as strategy_cli
+    from trainer import cli as train_cli
+
+    app.command("train")(train_cli.train)
+    app.command("eval")(train_cli.evaluate)
+    app.command("score")(train_cli.score)
+    app.command("mix")(mix_cli.mix)
+    app.command("serve")(serve_command)
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(schedules_app, name="schedules")
+    app.add_typer(models_app, name="models")
+    app.add_typer(bench_app, name="bench")
+    app.command("mixsearch")(strategy_cli.mixsearch)
+    agent_app = typer.Typer(
+        help="The learned mixing agent: collect trajectories, train, run.", no_args_is_help=True
+    )
+    agent_app.command("collect")(strategy_cli.agent_collect)
+    agent_app.command("train")(strategy_cli.agent_train)
+    agent_app.command("run")(strategy_cli.agent_run)
+    app.add_typer(agent_app, name="agent")
+
+
+_register_package_commands()
+
+
+def main() -> None:
+    app(prog_name="curate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
