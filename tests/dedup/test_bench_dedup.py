@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bench.dedup_scale import DedupCorpusSpec, bench_dedup, expand_inputs, generate_documents
+from bench.dedup_corpus import DedupCorpusSpec, expand_inputs, generate_documents
+from bench.dedup_scale import bench_dedup
 from curate.errors import ConfigError
 from curate.textsources import news_texts
 
