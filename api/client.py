@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from api.errors import dotted
 from api.settings import TOKEN_ENV, TOKEN_FILE_ENV
+from curate.yamlfile import read_yaml
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "CURATE_API_URL"
@@ -144,9 +144,7 @@ class ApiClient:
 
 def read_document(path: Path) -> dict[str, Any]:
     """A YAML or JSON file holding one mapping (a job config or a schedule)."""
-    if not path.is_file():
-        raise ApiError(0, f"{path} does not exist; pass the path of a YAML or JSON file")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = read_yaml(path, "job or schedule file")  # JSON is YAML too
     if not isinstance(data, dict):
         raise ApiError(0, f"{path}: expected a mapping at the top")
     return data

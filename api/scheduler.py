@@ -17,22 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from api.errors import FieldError, RequestErrors, dotted
 from api.kinds.base import KindContext
 from api.schedules import decide, fire, prepare_schedule
 from api.settings import ServiceSettings
 from api.store import JobStore, Schedule
 from curate.errors import ConfigError
+from curate.yamlfile import read_yaml
 
 
 def read_schedules_file(path: Path, ctx: KindContext) -> list[dict[str, Any]]:
     """Every schedule of the file validated (paths confined), or one ConfigError line naming the field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"schedules file {path}: {' '.join(str(error).split())}") from None
+    raw = read_yaml(path, "schedules file")
     entries = raw.get("schedules") if isinstance(raw, dict) else None
     if not isinstance(entries, list):
         raise ConfigError(f"schedules file {path}: expected `schedules:` with a list of schedules")
