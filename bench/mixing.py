@@ -25,14 +25,8 @@ from typing import Any
 from bench.machine import machine
 from bench.mixing_compare import compare, continual_problem, format_table
 from bench.mixing_textdata import available_domains, cached_text_shards
-from mixers.strategies.agent import (
-    Agent,
-    TrainSettings,
-    collect,
-    default_objectives,
-    save_trajectories,
-    train_policy,
-)
+from mixers.strategies.agent import Agent, TrainSettings, default_objectives, train_policy
+from mixers.strategies.agent_trajectories import collect, save_trajectories
 from mixers.strategies.base import Budget, MixProblem, Objective, Strategy
 from mixers.strategies.baselines import Fixed, Natural, Temperature, Uniform
 from mixers.strategies.doremi import DoReMi

@@ -79,7 +79,7 @@ def agent_collect(
     parallel: Parallel = False,
 ) -> None:
     """Collect re-weighting trajectories (evaluated at every stage) for `curate agent train`."""
-    from mixers.strategies.agent import TRAJECTORIES_FILE, collect, save_trajectories
+    from mixers.strategies.agent_trajectories import TRAJECTORIES_FILE, collect, save_trajectories
     from mixers.strategies.environment import ProxyEnvironment
     from mixers.strategies.parallel import Runner
 
@@ -109,7 +109,8 @@ def agent_train(
     seed: int = 0,
 ) -> None:
     """Train the mixing agent offline (conservative fitted-Q) and save it with its card."""
-    from mixers.strategies.agent import TrainSettings, load_trajectories, train_policy
+    from mixers.strategies.agent import TrainSettings, train_policy
+    from mixers.strategies.agent_trajectories import load_trajectories
 
     trajectories = load_trajectories(data)
     domains = sorted({d for t in trajectories for d in t["domains"]})

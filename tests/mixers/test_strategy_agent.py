@@ -18,12 +18,10 @@ from mixers.strategies.agent import (
     AgentPolicy,
     TrainSettings,
     build_transitions,
-    collect,
     default_objectives,
-    load_trajectories,
-    save_trajectories,
     train_policy,
 )
+from mixers.strategies.agent_trajectories import collect, load_trajectories, save_trajectories
 from mixers.strategies.base import Budget, MixProblem, Objective
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.weights import is_distribution
