@@ -8,8 +8,10 @@ on a chunk of documents at once, with numpy over the UTF-32 code points of the j
   split (see the tokenizer notes below); each token is then a 64-bit polynomial hash, its length and two
   class bits, all from cumulative sums. No Python object is made per token.
 - N-grams: sums of token hashes times per-offset multipliers. Only n-grams that repeat can matter, and an
-  n-gram repeats only where its (n-1)-gram prefix repeats, so each larger n is grouped (Arrow's hash
-  table) on the shrinking set of repeated positions.
+  n-gram repeats only where its (n-1)-gram prefix repeats, so each larger n is grouped (sorted in parts
+  of ~1M keys) on the shrinking set of repeated positions.
+- Long documents: the per-character work runs in ~1M-character windows cut at whitespace and everything
+  kept is per token, so memory grows with a document by a small constant (see `curate bench memory`).
 - Lines: plain Python `str` methods, as lines are ~20x fewer than tokens.
 
 Decisions match DataTrove's (same definitions, tokens within a few exceptions of spaCy's) except for
@@ -31,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from curate.paths import PathParam
@@ -763,41 +764,63 @@ _BLOCK = 1 << 16
 """Positions per block where a per-position step would otherwise make full-size temporaries."""
 
 
-def _first_seen_groups(keys: np.ndarray) -> np.ndarray:
-    """Group ids numbered in order of first appearance (Arrow's hash memo table), like Counter insertion."""
-    return pc.dictionary_encode(pa.array(keys)).indices.to_numpy(zero_copy_only=False)
+def _repeated_groups(keys: np.ndarray) -> np.ndarray:
+    """Group id of every key that occurs at least twice, numbered in order of first appearance (as
+    Counter numbers them), and -1 for a key that occurs once (such an n-gram changes no measure).
 
-
-def _occurs_twice(keys: np.ndarray) -> np.ndarray:
-    """True where the key occurs at least twice, so the hash table of `_first_seen_groups` is built over
-    repeated keys alone. Keys are split by their top bits into parts of about `_PART_KEYS` (equal keys
-    share a part), and each part is sorted on its own: the temporaries are those of one part."""
-    out = np.zeros(len(keys), dtype=bool)
-    bits = max(0, int(np.ceil(np.log2(max(len(keys), 1) / _PART_KEYS))))
-    if bits == 0:
-        out[_repeated_in(keys)] = True
-        return out
-    part_of = np.empty(len(keys), dtype=np.uint16)
-    for start in range(0, len(keys), _BLOCK):
-        part_of[start : start + _BLOCK] = keys[start : start + _BLOCK] >> np.uint64(64 - bits)
-    for part in range(1 << bits):
-        index = np.flatnonzero(part_of == part)
-        out[index[_repeated_in(keys[index])]] = True
-    return out
+    Keys are split by their top bits into parts of about `_PART_KEYS` (equal keys share a part) and each
+    part is sorted on its own, so neither a hash table over every n-gram nor a full-size sort is built.
+    """
+    groups = np.full(len(keys), -1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    firsts: list[np.ndarray] = []  # the first position of each group, in group order
+    for index in _key_parts(keys):
+        part = keys[index]
+        order = np.argsort(part, kind="stable")  # equal keys keep their order: a run starts at its first
+        ordered = part[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(part) else np.zeros(0, dtype=bool)
+        del ordered
+        run = np.cumsum(starts) - 1
+        repeated_run = np.bincount(run) >= 2 if len(run) else np.zeros(0, dtype=bool)
+        keep = repeated_run[run]
+        local = np.cumsum(repeated_run) - 1
+        offset = sum(map(len, firsts))
+        groups[index[order[keep]]] = local[run[keep]] + offset
+        firsts.append(index[order[starts & keep]])
+    first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
+    rank = np.empty(len(first), dtype=groups.dtype)
+    rank[np.argsort(first)] = np.arange(len(first), dtype=groups.dtype)
+    found = groups >= 0
+    groups[found] = rank[groups[found]]
+    return groups
 
 
 _PART_KEYS = 1 << 20
 
 
-def _repeated_in(keys: np.ndarray) -> np.ndarray:
-    """Indices of the keys that occur at least twice."""
-    order = np.argsort(keys)
-    ordered = keys[order]
-    same = ordered[1:] == ordered[:-1]
-    repeated = np.zeros(len(keys), dtype=bool)
-    repeated[1:] = same
-    repeated[:-1] |= same
-    return order[repeated]
+def _compact(keep: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """arrays[keep] for each array, written in place block by block (the kept elements of a block never
+    land after it), so a walk over ~11 M positions never holds two copies of its arrays."""
+    kept = 0
+    for start in range(0, len(keep), _BLOCK):
+        chosen = keep[start : start + _BLOCK]
+        count = int(np.count_nonzero(chosen))
+        for array in arrays:
+            array[kept : kept + count] = array[start : start + _BLOCK][chosen]
+        kept += count
+    return tuple(array[:kept] for array in arrays)
+
+
+def _key_parts(keys: np.ndarray) -> Iterator[np.ndarray]:
+    """Index arrays splitting the keys by their top bits into parts of about `_PART_KEYS` keys."""
+    bits = max(0, int(np.ceil(np.log2(max(len(keys), 1) / _PART_KEYS))))
+    if bits == 0:
+        yield np.arange(len(keys))
+        return
+    part_of = np.empty(len(keys), dtype=np.uint16)
+    for start in range(0, len(keys), _BLOCK):
+        part_of[start : start + _BLOCK] = keys[start : start + _BLOCK] >> np.uint64(64 - bits)
+    for part in range(1 << bits):
+        yield np.flatnonzero(part_of == part)
 
 
 def _is_first_occurrence(groups: np.ndarray) -> np.ndarray:
@@ -823,7 +846,8 @@ class NgramRepetition:
         self.values = tokens.hashes
         self.multipliers = rng.integers(0, top, size=33, dtype=np.uint64, endpoint=True) | np.uint64(1)
         self.doc_salts = rng.integers(0, top, size=max(tokens.n_docs, 1), dtype=np.uint64, endpoint=True)
-        self.cum_chars = np.zeros(len(tokens.lengths) + 1, dtype=np.int64)
+        small = int(self.n_chars.sum()) < 2**31
+        self.cum_chars = np.zeros(len(tokens.lengths) + 1, dtype=np.int32 if small else np.int64)
         np.cumsum(tokens.lengths, out=self.cum_chars[1:])
 
     def _has_ngram(self, positions: np.ndarray, n: int) -> np.ndarray:
@@ -855,13 +879,11 @@ class NgramRepetition:
             self._add_token(hashes, positions, offset)
         done = wanted[0] - 1
         for n in range(wanted[0], wanted[-1] + 1):
-            keep = self._has_ngram(positions, n)
-            positions, hashes = positions[keep], hashes[keep]
+            positions, hashes = _compact(self._has_ngram(positions, n), positions, hashes)
             self._add_token(hashes, positions, done)
             done = n
-            repeated = _occurs_twice(hashes)
-            positions, hashes = positions[repeated], hashes[repeated]
-            groups = _first_seen_groups(hashes)
+            groups = _repeated_groups(hashes)
+            positions, hashes, groups = _compact(groups >= 0, positions, hashes, groups)
             counts = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
             if n in top_ns:
                 results[("top", n)] = self._top_ngram_chars(n, positions, groups, counts) / self.n_chars
@@ -990,8 +1012,10 @@ class BadWordMatcher:
         hits, which = self.gate_runs.hits(run_hashes)
         present = np.zeros((n_docs, self.phrase_runs.shape[1]), dtype=np.int64)
         present[np.searchsorted(run_offsets, hits, side="right") - 1, self.column_of_gate[which]] = 1
-        for doc, phrase in np.argwhere(present @ self.phrase_runs.T >= self.runs_needed).tolist():
-            counts[doc] += has_phrase(texts[doc], self.phrases[phrase])
+        candidates = np.argwhere(present @ self.phrase_runs.T >= self.runs_needed)
+        for doc in np.unique(candidates[:, 0]).tolist():
+            phrases = [self.phrases[p] for p in candidates[candidates[:, 0] == doc, 1].tolist()]
+            counts[doc] += len(phrases_in(texts[doc], phrases))
         return counts
 
 
@@ -1013,18 +1037,27 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def has_phrase(text: str, phrase: str) -> bool:
-    """Whether C4's `(?:\\W|^)phrase(?:\\W|$)` matches text.lower(), without lower-casing a long text at
-    once. A window after the first starts at whitespace, which no phrase starts with, so a phrase found
-    at a segment's start is at the start of the text."""
-    for segment, own in lowered_windows(text, len(phrase) + 1):
-        at = segment.find(phrase)
-        while 0 <= at < own:
-            end = at + len(phrase)
-            before_ok = at == 0 or not _is_word_char(segment[at - 1])
-            if before_ok and (end == len(segment) or not _is_word_char(segment[end])):
-                return True
-            at = segment.find(phrase, at + 1)
+def phrases_in(text: str, phrases: Sequence[str]) -> set[str]:
+    """The phrases for which C4's `(?:\\W|^)phrase(?:\\W|$)` matches text.lower(), lower-casing a long
+    text one window at a time. A window after the first starts at whitespace, which no phrase starts
+    with, so a phrase found at a segment's start is at the start of the text."""
+    found: set[str] = set()
+    for segment, own in lowered_windows(text, max(map(len, phrases), default=0) + 1):
+        found.update(
+            phrase for phrase in phrases if phrase not in found and _has_phrase(segment, own, phrase)
+        )
+    return found
+
+
+def _has_phrase(segment: str, own: int, phrase: str) -> bool:
+    """The phrase, flanked by non-word characters or the text's ends, starts in the segment's own part."""
+    at = segment.find(phrase)
+    while 0 <= at < own:
+        end = at + len(phrase)
+        before_ok = at == 0 or not _is_word_char(segment[at - 1])
+        if before_ok and (end == len(segment) or not _is_word_char(segment[end])):
+            return True
+        at = segment.find(phrase, at + 1)
     return False
 
 
@@ -1263,12 +1296,13 @@ class RuleEngine:
             or self.bad_words is not None
         )
         tokens = TokenTable.from_texts(texts) if needs_tokens else None
-        lines = [t.splitlines() for t in texts] if rules.gopher_quality.enabled or rules.c4.enabled else []
         checks = _Checks()
         checks.add(EMPTY, empty)
         signals = {f.name: np.full(len(texts), np.nan) for f in SIGNAL_FIELDS}
         if rules.gopher_repetition.enabled:
             self._gopher_repetition(texts, n_chars, tokens, checks, signals)
+        # split after the n-gram walk, the peak of a long document, so the lines never add to it
+        lines = [t.splitlines() for t in texts] if rules.gopher_quality.enabled or rules.c4.enabled else []
         if rules.gopher_quality.enabled:
             self._gopher_quality(texts, lines, tokens, checks, signals)
         if rules.c4.enabled:
