@@ -6,8 +6,8 @@ What it does, and why each step is shaped so:
 
 1. **Pool.** Real web documents: the general Common Crawl shards of ``../shared/data/web`` (C4, RedPajama
    CC/C4, Dolma CC, WARC/WET; the curated NIH/USPTO/StackExchange samples are not random web text and are
-   left out, as :func:`filters.quality.crawl_documents` decides; so is the C4 Guardian shard, a positive
-   class of the quality model) plus the 499 web documents of
+   left out, as :func:`filters.quality_recipe.crawl_documents` decides; so is the C4 Guardian shard, a
+   positive class of the quality model) plus the 499 web documents of
    ``quality/dclm_majority_data.jsonl`` (their human labels are never used for selection, only reported).
    A fixed 10% of documents (by md5 of the id) is held out *before* anything is selected, so the web
    evaluation slice is in neither mixture.
@@ -78,7 +78,7 @@ def is_held_out(doc_id: str) -> bool:
 def pool_documents(shared: Path, max_docs: int | None = None) -> list[dict[str, Any]]:
     """General-crawl documents and the DCLM web sample as {id, text, label}; ``max_docs`` keeps every
     k-th document (for a quick run), so both sources stay represented."""
-    from filters.quality import JOURNALISM, crawl_documents
+    from filters.quality_recipe import JOURNALISM, crawl_documents
 
     docs: list[dict[str, Any]] = [
         {"id": key, "text": text, "label": None}

@@ -100,7 +100,7 @@ def train_lm(
     train a KenLM model (builds lmplz first if needed). `reference` = Wikipedia (gensim + WikiText-2) and up
     to BOOKS_MB of Gutenberg books, for the `perplexity` stage; `harmful` = 4chan + toxic tweets + hateful
     forum sentences, for the `harmful_ppl` stage (use `--name harmful-5gram`). Returns the card."""
-    from filters.perplexity import train_lm as train
+    from filters.perplexity_recipe import train_lm as train
 
     if order < 2 or order > 6:
         raise ConfigError(f"--order {order}: KenLM here is built for orders 2..6")
@@ -117,7 +117,7 @@ def calibrate_lm(
     """`curate models calibrate-lm NAME SAMPLE [--low 30] [--high 60]`: recompute a KenLM model's
     head/middle/tail cut-offs as percentiles of perplexity on SAMPLE (a shard or folder of shards of
     one's own crawl, any readable format); CCNet computes them on the crawl itself."""
-    from filters.perplexity import calibrate_lm as calibrate
+    from filters.perplexity_recipe import calibrate_lm as calibrate
 
     if not sample.exists():
         raise ConfigError(f"sample {sample} does not exist; pass a shard file or a folder of shards")
@@ -133,7 +133,7 @@ def calibrate_lm(
 def train_toxicity(name: str = "toxicity", home: Path | None = None) -> dict[str, Any]:
     """`curate models train-toxicity [--name toxicity]`: train the fastText toxicity classifier on
     ../shared/data/toxicity and store held-out precision/recall/F1/ROC-AUC in its card."""
-    from filters.toxicity import train_toxicity as train
+    from filters.toxicity_recipe import train_toxicity as train
 
     try:
         model = train(name, home=home, log=_stderr)
@@ -148,7 +148,7 @@ def train_quality(
     """`curate models train-quality [--name quality] [--lm wiki-5gram|--no-lm] [--books-mb 10]`: train the
     DCLM-style quality classifier and evaluate it on the DCLM human labels next to the length and KenLM
     baselines (the KenLM baseline and the ensemble need the LM named by --lm to be trained first)."""
-    from filters.quality import train_quality as train
+    from filters.quality_recipe import train_quality as train
 
     try:
         model = train(name, lm, books_mb, home=home, log=_stderr)
@@ -173,7 +173,7 @@ def models_eval(
         raise ConfigError("evaluation needs ../shared/data (or CURATE_SHARED_DATA pointing at it)")
     out: dict[str, Any] = {}
     if what in ("langid", "all"):
-        from filters.langid import evaluate_udhr
+        from filters.langid_recipe import evaluate_udhr
 
         out["langid_udhr"] = evaluate_udhr(shared / "langid" / "udhr2.zip")
     if what in ("toxicity", "all"):
@@ -187,11 +187,12 @@ def models_eval(
 
 
 def _quality_eval(shared: Path, quality_model: str, lm: str | None, home: Path | None) -> dict[str, Any]:
-    from filters.fasttext_models import load_classifier
+    from filters.fasttext_scoring import load_classifier
     from filters.kenlm_lm import load_kenlm
     from filters.model_registry import require_model
     from filters.perplexity import KIND as KENLM_KIND
-    from filters.quality import KIND, evaluate_dclm
+    from filters.quality import KIND
+    from filters.quality_recipe import evaluate_dclm
 
     model = require_model(quality_model, KIND, home)
     language_model = load_kenlm(str(require_model(lm, KENLM_KIND, home).path("model"))) if lm else None

@@ -1,4 +1,4 @@
-"""KenLM n-gram models: CCNet's text normalisation, training with lmplz + build_binary, document perplexity.
+"""KenLM n-gram models, the scoring side: CCNet's text normalisation and document perplexity.
 
 Normalisation (`normalize_for_lm`) follows CCNet's `text_normalizer.normalize` with its defaults, so the
 reference model and the documents it scores see text the same way:
@@ -16,23 +16,18 @@ whitespace-separated. Paragraphs (lines) are scored as sentences with <s> and </
 perplexity is CCNet's: 10 ** (-sum of log10 probabilities / (tokens + one </s> per line)).
 
 Everything runs on a whole Arrow batch at once (RE2 kernels); only the KenLM query loop is per line.
+Training a model (lmplz + build_binary on a corpus normalised the same way) is `filters.kenlm_training`, so
+a stage that scores never imports the training code or the tool builder.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import Iterable
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from filters.kenlm_build import KenLMBuildError, ensure_tools
 
 PUNCTUATION_TO = {
     '"': "„”“«»１」「《》",
@@ -115,89 +110,3 @@ def perplexities(model, texts: pa.Array | pa.ChunkedArray | list[str]) -> np.nda
     """Raw texts -> normalised -> document perplexities."""
     array = pa.array(texts, pa.large_string()) if isinstance(texts, list) else texts
     return document_perplexities(model, normalize_for_lm(array).to_pylist())
-
-
-def corpus_perplexity(model, texts: list[str]) -> float:
-    """Token-weighted perplexity of a whole held-out corpus (the usual LM metric)."""
-    log10 = 0.0
-    length = 0
-    for text in normalize_for_lm(pa.array(texts, pa.large_string())).to_pylist():
-        for line in text.split("\n"):
-            if line:
-                log10 += model.score(line, bos=True, eos=True)
-                length += line.count(" ") + 2
-    return float(10.0 ** (-log10 / max(length, 1)))
-
-
-# ------------------------------------------------------------------------------------------ training
-
-
-def write_corpus(texts: Iterable[str], path: Path, chunk: int = 512) -> dict[str, int]:
-    """Normalised text, one paragraph per line, as lmplz reads it; returns line and token counts."""
-    lines = tokens = 0
-    buffer: list[str] = []
-    with open(path, "w", encoding="utf-8") as handle:
-        for text in texts:
-            buffer.append(text)
-            if len(buffer) >= chunk:
-                lines, tokens = _flush(buffer, handle, lines, tokens)
-        lines, tokens = _flush(buffer, handle, lines, tokens)
-    return {"lines": lines, "tokens": tokens}
-
-
-def _flush(buffer: list[str], handle, lines: int, tokens: int) -> tuple[int, int]:
-    if buffer:
-        for text in normalize_for_lm(pa.array(buffer, pa.large_string())).to_pylist():
-            if text:
-                handle.write(text + "\n")
-                lines += text.count("\n") + 1
-                tokens += text.count(" ") + text.count("\n") + 1
-        buffer.clear()
-    return lines, tokens
-
-
-def train_kenlm(
-    corpus: Path, out_dir: Path, order: int = 5, prune: list[int] | None = None, memory: str = "1G", log=print
-) -> dict[str, Any]:
-    """lmplz on a normalised corpus, then build_binary; returns the files and the training facts.
-
-    `--discount_fallback` lets small corpora (tests, toxic text) train where Kneser-Ney's discount
-    estimates would otherwise fail; `prune` (e.g. [0, 0, 1]) drops singleton higher-order n-grams to keep
-    the binary small, as CCNet's released models do.
-    """
-    tools = ensure_tools(log=log)
-    arpa = out_dir / "model.arpa"
-    binary = out_dir / "model.bin"
-    scratch = out_dir / "lmplz-tmp"
-    scratch.mkdir(exist_ok=True)
-    args = [
-        str(tools["lmplz"]),
-        "-o",
-        str(order),
-        "-S",
-        memory,
-        "-T",
-        str(scratch),
-        "--discount_fallback",
-        "--text",
-        str(corpus),
-        "--arpa",
-        str(arpa),
-    ]
-    if prune:
-        args += ["--prune", *map(str, prune)]
-    started = time.perf_counter()
-    _run(args, "lmplz")
-    _run([str(tools["build_binary"]), "-s", str(arpa), str(binary)], "build_binary")
-    seconds = time.perf_counter() - started
-    arpa.unlink()
-    shutil.rmtree(scratch, ignore_errors=True)
-    return {"binary": binary.name, "bytes": binary.stat().st_size, "train_seconds": round(seconds, 2)}
-
-
-def _run(args: list[str], what: str) -> None:
-    result = subprocess.run(args, capture_output=True, text=True)
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        last = lines[-1] if lines else "no output"
-        raise KenLMBuildError(f"{what} failed (exit {result.returncode}): {last}")

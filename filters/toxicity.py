@@ -1,15 +1,4 @@
-"""toxicity: a fastText classifier trained on ../shared/data/toxicity, combined with a word-list rate.
-
-Labels (`toxicity_examples`):
-- Davidson et al. tweets: `hate_speech` (class 0) and `offensive_language` (1) -> toxic; `neither` (2) -> 0.
-- Stormfront sentences: `hate` -> toxic; `noHate` -> 0; `relation` and `idk/skip` are left out.
-- 4chan threads, the toxic web domain: cut into ~60-word chunks -> toxic. To keep "long web prose" from
-  becoming the toxic signal, as many clean chunks of the same size are drawn from Wikipedia (gensim's
-  pages), gensim's news, the Gutenberg books and the ../shared/data/web documents -> 0.
-Retweet markers, @handles, URLs and HTML entities are removed first (they mark the source, not toxicity).
-10% of the groups (a tweet, a sentence, a thread, a source document) are held out; the card records
-precision, recall, F1 and ROC-AUC on the held-out labelled tweets + sentences, per data set, and on the
-held-out domain chunks.
+"""toxicity: a fastText classifier of toxic text, combined with a word-list rate.
 
 The stage writes `toxicity` = 1 - (1 - p) * (1 - w * s): a noisy-OR of the classifier's P(toxic) `p` and
 the word-list score `s` = min(1, rate / `word_rate_saturation`), where rate is the share of a document's
@@ -17,14 +6,18 @@ words on better-profanity's list and `w` is `wordlist_weight`. Without a trained
 back to the word list alone (`s`, documented as weaker); it then counts `toxicity:wordlist_fallback` in the
 stats, which the manifest records. `fallback: auto` falls back only when ../shared/data is absent (nothing
 to train on); with the data present a missing model is an error naming `curate models train-toxicity`.
+An empty document scores 0; `max_toxicity` drops above it as `toxicity:above_max`.
+
+How the model is trained on ../shared/data/toxicity and evaluated: `filters.toxicity_recipe` (this module
+only scores, so a worker never imports the training code).
 """
 
 from __future__ import annotations
 
-import random
 from collections import Counter
-from pathlib import Path
-from typing import Any, Literal
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -33,112 +26,34 @@ from pydantic import Field, model_validator
 
 from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
-from curate.stages.registry import register
 from curate.textsources import shared_data_dir
-from filters import corpora
-from filters.fasttext_models import (
-    Example,
-    evaluate,
-    load_classifier,
-    profanity_rate,
-    score_texts,
-    split,
-    train_classifier,
-)
-from filters.model_registry import (
-    Model,
-    ModelCard,
-    ModelWriter,
-    find_model,
-    pinned_home,
-    require_model,
-    texts_checksum,
-)
+from filters.fasttext_scoring import load_classifier, score_texts
+from filters.model_registry import find_model, pinned_home, require_model
 
 KIND = "fasttext-toxicity"
-CHUNK_WORDS = 60
 MAX_CHARS = 20_000
 
-# ---------------------------------------------------------------------------------------- training data
+# --------------------------------------------------------------------------------------- word list
 
 
-def toxicity_examples(toxicity: Path, seed: int = 13) -> dict[str, list[Example]]:
-    """Labelled examples by data set (see the module docstring for the mapping)."""
-    sets: dict[str, list[Example]] = {
-        "davidson": [(t, y, f"davidson/{i}") for i, (t, y) in enumerate(corpora.davidson_examples(toxicity))],
-        "stormfront": [
-            (t, y, f"stormfront/{i}") for i, (t, y) in enumerate(corpora.stormfront_examples(toxicity))
-        ],
-    }
-    toxic_chunks = [
-        (chunk, 1, source)
-        for source, text in corpora.fourchan_threads(toxicity)
-        for chunk in corpora.chunk_lines(text, CHUNK_WORDS)
-    ]
-    clean = [
-        (chunk, 0, source)
-        for source, text in clean_documents(toxicity.parent)
-        for chunk in corpora.chunk_lines(text, CHUNK_WORDS)
-    ]
-    random.Random(seed).shuffle(clean)
-    sets["domain"] = toxic_chunks + clean[: len(toxic_chunks)]
-    return sets
+@lru_cache(maxsize=1)
+def profanity_words() -> frozenset[str]:
+    """better-profanity's English word list (MIT), single-word entries only (26 of 917 are phrases)."""
+    text = (resources.files("better_profanity") / "profanity_wordlist.txt").read_text(encoding="utf-8")
+    return frozenset(w.strip().lower() for w in text.splitlines() if w.strip() and " " not in w.strip())
 
 
-def clean_documents(shared: Path) -> list[corpora.Doc]:
-    """Non-toxic prose of every kind at hand, for the domain negatives."""
-    docs = list(corpora.gensim_wikipedia()) + list(corpora.news_documents())
-    docs += list(corpora.web_documents(shared))
-    docs += list(corpora.book_documents(shared / "domains" / "books", max_chars=3_000_000))
-    return docs
-
-
-# ------------------------------------------------------------------------------------------- training
-
-
-def train_toxicity(
-    name: str = "toxicity", hyperparams: dict[str, Any] | None = None, home: Path | None = None, log=print
-) -> Model:
-    """Train the toxicity classifier on ../shared/data/toxicity, evaluate on the held-out 10%, register."""
-    shared = shared_data_dir()
-    if shared is None or not (shared / "toxicity").is_dir():
-        raise FileNotFoundError(
-            "training the toxicity model needs ../shared/data/toxicity (or CURATE_SHARED_DATA); without it "
-            "the toxicity stage falls back to the better-profanity word list"
-        )
-    sets = toxicity_examples(shared / "toxicity")
-    train = [e for examples in sets.values() for e in split(examples)[0]]
-    tests = {key: split(examples)[1] for key, examples in sets.items()}
-    log(f"training {name!r} on {len(train):,} examples ({sum(e[1] for e in train):,} toxic)")
-    with ModelWriter(name, home) as writer:
-        facts = train_classifier(train, writer.directory / "model.bin", MAX_CHARS, hyperparams)
-        model = load_classifier(str(writer.directory / "model.bin"))
-        labelled = tests["davidson"] + tests["stormfront"]
-        metrics = {
-            "held_out": evaluate(model, labelled, MAX_CHARS),
-            **{f"held_out_{key}": evaluate(model, examples, MAX_CHARS) for key, examples in tests.items()},
-            **{k: v for k, v in facts.items() if k != "hyperparams"},
-        }
-        card = ModelCard(
-            name=name,
-            kind=KIND,
-            files={"model": "model.bin"},
-            params={
-                "max_chars": MAX_CHARS,
-                "chunk_words": CHUNK_WORDS,
-                "test_percent": 10,
-                "labels": "davidson hate+offensive=1 neither=0; stormfront hate=1 noHate=0; "
-                "4chan chunks=1 vs clean chunks=0",
-                **facts["hyperparams"],
-            },
-            data=[texts_checksum(key, (e[0] for e in examples)) for key, examples in sets.items()],
-            metrics=metrics,
-        )
-        load_classifier.cache_clear()
-        registered = writer.commit(card)
-    held = metrics["held_out"]
-    log(f"{name}: held-out F1 {held['f1']}, ROC-AUC {held['roc_auc']}")
-    return registered
+def profanity_rate(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Fraction of each document's whitespace tokens (punctuation trimmed, lowercased) on the word list."""
+    tokens = pc.utf8_split_whitespace(pc.utf8_lower(pc.fill_null(texts, "")))
+    if isinstance(tokens, pa.ChunkedArray):
+        tokens = tokens.combine_chunks()
+    flat = pc.utf8_trim(pc.list_flatten(tokens), "\"'.,;:!?()[]{}<>*_~`#@")
+    hits = pc.is_in(flat, pa.array(sorted(profanity_words()), flat.type)).to_numpy(zero_copy_only=False)
+    parents = pc.list_parent_indices(tokens).to_numpy()
+    counts = np.bincount(parents, minlength=len(tokens)).astype(np.float64)
+    bad = np.bincount(parents, weights=hits.astype(np.float64), minlength=len(tokens))
+    return np.divide(bad, counts, out=np.zeros(len(tokens)), where=counts > 0)
 
 
 # ---------------------------------------------------------------------------------------------- stage
@@ -172,7 +87,6 @@ class ToxicityParams(StageParams):
         return self.fallback == "wordlist" and find_model(self.model, self.models_dir) is None
 
 
-@register
 class Toxicity(Stage):
     name = "toxicity"
     Params = ToxicityParams

@@ -13,14 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from filters.fasttext_models import (
-    Example,
-    evaluate,
-    load_classifier,
-    skipgram_padding,
-    split,
-    train_classifier,
-)
+from filters.fasttext_scoring import load_classifier
+from filters.fasttext_training import Example, evaluate, skipgram_padding, split, train_classifier
 
 TINY = {"dim": 8, "bucket": 10_000, "epoch": 2}
 

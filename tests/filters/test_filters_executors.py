@@ -9,8 +9,8 @@ import pytest
 from curate.config import load_config
 from curate.run import run_pipeline
 from filters.kenlm_build import KenLMBuildError, ensure_tools
-from filters.perplexity import train_lm
-from filters.toxicity import train_toxicity
+from filters.perplexity_recipe import train_lm
+from filters.toxicity_recipe import train_toxicity
 from tests.core.helpers import read_parts, write_config
 
 SMALL_FASTTEXT = {"epoch": 4, "dim": 16, "bucket": 100_000}

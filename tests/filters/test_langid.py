@@ -13,7 +13,8 @@ from curate.errors import ConfigError
 from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from curate.textsources import book_passages, news_texts, wikipedia_pages
-from filters.langid import LangId, LangIdParams, evaluate_udhr, one_line
+from filters.langid import LangId, LangIdParams, one_line
+from filters.langid_recipe import evaluate_udhr
 
 
 def batch_of(texts: list[str | None]) -> pa.Table:

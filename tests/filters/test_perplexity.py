@@ -20,14 +20,8 @@ from filters import corpora
 from filters.kenlm_build import KenLMBuildError, ensure_tools
 from filters.kenlm_lm import load_kenlm, normalize_text, perplexities
 from filters.model_registry import ModelMissingError, find_model, require_model
-from filters.perplexity import (
-    PerplexityParams,
-    bucket_sample,
-    calibrate_lm,
-    cutoffs_for,
-    split_held_out,
-    train_lm,
-)
+from filters.perplexity import PerplexityParams
+from filters.perplexity_recipe import bucket_sample, calibrate_lm, cutoffs_for, split_held_out, train_lm
 
 
 def batch_of(texts: list[str | None]) -> pa.Table:

@@ -16,14 +16,13 @@ from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from filters import corpora
 from filters.commands import models_list
-from filters.fasttext_models import held_out
-from filters.quality import (
+from filters.fasttext_training import held_out
+from filters.quality import QualityParams, ensemble_score
+from filters.quality_recipe import (
     SKIPGRAM_UNLABELLED,
     WEB_REPEAT,
-    QualityParams,
     dclm_half,
     dclm_labels,
-    ensemble_score,
     family_repeats,
     shingles,
     train_quality,

@@ -14,8 +14,9 @@ from curate.errors import ConfigError
 from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from filters import corpora
-from filters.fasttext_models import held_out, profanity_rate
-from filters.toxicity import ToxicityParams, train_toxicity
+from filters.fasttext_training import held_out
+from filters.toxicity import ToxicityParams, profanity_rate
+from filters.toxicity_recipe import train_toxicity
 
 SMALL = {"epoch": 4, "dim": 16, "bucket": 100_000}
 

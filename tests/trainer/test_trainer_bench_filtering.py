@@ -15,7 +15,7 @@ from bench.filtering import ARMS, FilterModels, bench_filtering, format_table, i
 @pytest.fixture(scope="module")
 def small_quality_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> FilterModels:
     """A quick classifier-only quality model (no KenLM: building lmplz would cost minutes)."""
-    from filters.quality import train_quality
+    from filters.quality_recipe import train_quality
 
     home = tmp_path_factory.mktemp("bench-filtering-models")
     hyperparams = {"epoch": 2, "dim": 16, "bucket": 50_000}

@@ -1,13 +1,8 @@
-"""fastText binary classifiers shared by the toxicity and quality filters: text preparation, a
-deterministic split, training, scoring, and the better-profanity word list.
+"""Training and evaluating fastText binary classifiers (toxicity, quality): the recipes' side only.
 
-Why shared: both classifiers are DCLM-style bag-of-n-gram models over the same normalised text, scored a
-whole Arrow batch per fastText call; only their training data differ.
-
-Text preparation (`classifier_lines`) reuses the KenLM normalisation (CCNet: lowercase, accents off,
-digits -> 0, punctuation map, punctuation split into tokens) and joins paragraphs with spaces, because
-fastText reads one example per line. Documents are cut to `max_chars` first: classifiers need the gist,
-not a whole book, and the cap bounds time per document.
+Why shared: both classifiers are DCLM-style bag-of-n-gram models over the same normalised text
+(`filters.fasttext_scoring.classifier_lines`, which the stages score with); only their training data
+differ. Stages never import this module.
 
 Training (`train_classifier`) runs single-threaded in a fresh child interpreter with fresh zeroed memory
 (`_run_child` says why: fastText leaves most of its input matrix uninitialised), so the same data and seed
@@ -17,6 +12,9 @@ the classes), and a NaN or a failed check is retried with half the learning rate
 most `ATTEMPTS` times, then fails with one error naming every attempt. Optionally the classifier starts
 from skip-gram word vectors trained on the same text plus unlabelled text (`skipgram=`), which gives
 words seen rarely or never with a label a starting position near words used like them.
+
+Examples are split by a hash of their source document (`split`, `held_out`), and `evaluate` reports
+held-out precision/recall/F1/ROC-AUC for the model card.
 """
 
 from __future__ import annotations
@@ -30,21 +28,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from filters.kenlm_lm import normalize_for_lm
+from filters.fasttext_scoring import NEGATIVE, POSITIVE, classifier_lines, positive_probability, score_texts
 from filters.metrics import binary_report, roc_auc
 
 MIN_EXAMPLES = 2000
-POSITIVE = "__label__1"
-NEGATIVE = "__label__0"
 
 DEFAULT_HYPERPARAMS: dict[str, Any] = {
     "epoch": 5,
@@ -67,13 +59,6 @@ ATTEMPTS = 3
 SANITY_LINES = 5000
 MIN_TRAIN_AUC = 0.75
 MAX_WEIGHT = 1000.0  # sound weights here stay under ~10; uninitialised memory reads as 1e17 or NaN
-
-
-def classifier_lines(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], max_chars: int) -> list[str]:
-    """Documents as single normalised lines (see the module docstring)."""
-    array = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, pa.large_string())
-    array = pc.utf8_slice_codeunits(pc.fill_null(array, ""), 0, max_chars)
-    return pc.replace_substring(normalize_for_lm(array), "\n", " ").to_pylist()
 
 
 def held_out(group: str, test_percent: int = 10) -> bool:
@@ -219,7 +204,7 @@ def _run_child(job: dict[str, Any]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_PERTURB_", "GLIBC_TUNABLES")}
     env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 16)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
-    code = "import sys; from filters.fasttext_models import _child_main; _child_main(sys.argv[1])"
+    code = "import sys; from filters.fasttext_training import _child_main; _child_main(sys.argv[1])"
     done = subprocess.run(
         [sys.executable, "-c", code, json.dumps(job)], env=env, capture_output=True, text=True, check=False
     )
@@ -329,54 +314,7 @@ def degenerate(model, train_file: str, lines: int = SANITY_LINES) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4)
-def load_classifier(path: str):
-    import fasttext
-
-    return fasttext.load_model(path)
-
-
-def positive_probability(model, lines: list[str]) -> np.ndarray:
-    """P(label 1) per line, from one batched fastText call."""
-    labels, probs = model.predict(lines, k=2)
-    out = np.empty(len(lines), dtype=np.float64)
-    for i, (names, values) in enumerate(zip(labels, probs, strict=True)):
-        scores = dict(zip(names, values, strict=True))
-        if POSITIVE in scores:
-            out[i] = scores[POSITIVE]
-        else:
-            out[i] = 1.0 - scores.get(NEGATIVE, 0.5)
-    return np.clip(out, 0.0, 1.0)
-
-
-def score_texts(model, texts, max_chars: int) -> np.ndarray:
-    return positive_probability(model, classifier_lines(texts, max_chars))
-
-
 def evaluate(model, examples: list[Example], max_chars: int) -> dict[str, float]:
     """Held-out precision/recall/F1 at 0.5 and ROC-AUC."""
     scores = score_texts(model, [text for text, _, _ in examples], max_chars)
     return binary_report(scores, np.array([label for _, label, _ in examples]))
-
-
-# --------------------------------------------------------------------------------------- word list
-
-
-@lru_cache(maxsize=1)
-def profanity_words() -> frozenset[str]:
-    """better-profanity's English word list (MIT), single-word entries only (26 of 917 are phrases)."""
-    text = (resources.files("better_profanity") / "profanity_wordlist.txt").read_text(encoding="utf-8")
-    return frozenset(w.strip().lower() for w in text.splitlines() if w.strip() and " " not in w.strip())
-
-
-def profanity_rate(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Fraction of each document's whitespace tokens (punctuation trimmed, lowercased) on the word list."""
-    tokens = pc.utf8_split_whitespace(pc.utf8_lower(pc.fill_null(texts, "")))
-    if isinstance(tokens, pa.ChunkedArray):
-        tokens = tokens.combine_chunks()
-    flat = pc.utf8_trim(pc.list_flatten(tokens), "\"'.,;:!?()[]{}<>*_~`#@")
-    hits = pc.is_in(flat, pa.array(sorted(profanity_words()), flat.type)).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(tokens).to_numpy()
-    counts = np.bincount(parents, minlength=len(tokens)).astype(np.float64)
-    bad = np.bincount(parents, weights=hits.astype(np.float64), minlength=len(tokens))
-    return np.divide(bad, counts, out=np.zeros(len(tokens)), where=counts > 0)
