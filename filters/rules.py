@@ -9,7 +9,7 @@ on a chunk of documents at once, with numpy over the UTF-32 code points of the j
   class bits, all from cumulative sums. No Python object is made per token.
 - N-grams: sums of token hashes times per-offset multipliers. Only n-grams that repeat can matter, and an
   n-gram repeats only where its (n-1)-gram prefix repeats, so each larger n is grouped (sorted in parts
-  of ~1M keys) on the shrinking set of repeated positions.
+  of ~250K keys) on the shrinking set of repeated positions.
 - Long documents: the per-character work runs in ~1M-character windows cut at whitespace and everything
   kept is per token, so memory grows with a document by a small constant (see `curate bench memory`).
 - Lines: plain Python `str` methods, as lines are ~20x fewer than tokens.
@@ -631,11 +631,9 @@ class TokenTable:
     def counts(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    @property
-    def doc_of_token(self) -> np.ndarray:
-        if "doc_of_token" not in self._cache:
-            self._cache["doc_of_token"] = np.repeat(np.arange(self.n_docs, dtype=np.int32), self.counts)
-        return self._cache["doc_of_token"]
+    def doc_of(self, positions: np.ndarray) -> np.ndarray:
+        """The document of each token position (looked up in the offsets: nothing stored per token)."""
+        return np.searchsorted(self.offsets, positions, side="right") - 1
 
     def per_doc_sum(self, token_values: np.ndarray) -> np.ndarray:
         """Sum a per-token array within each document (cumsum differences: empty documents give 0)."""
@@ -753,7 +751,7 @@ class HashSet:
 def distinct_stop_words(tokens: TokenTable, stop_words: HashSet) -> np.ndarray:
     """How many distinct stop words (exact, case-sensitive tokens) each document contains."""
     hits, which = stop_words.hits(tokens.hashes)
-    keys = np.unique(tokens.doc_of_token[hits].astype(np.int64) * len(stop_words) + which)
+    keys = np.unique(tokens.doc_of(hits) * len(stop_words) + which)
     return np.bincount(keys // max(len(stop_words), 1), minlength=tokens.n_docs)
 
 
@@ -794,7 +792,7 @@ def _repeated_groups(keys: np.ndarray) -> np.ndarray:
     return groups
 
 
-_PART_KEYS = 1 << 20
+_PART_KEYS = 1 << 18
 
 
 def _compact(keep: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -857,7 +855,7 @@ class NgramRepetition:
         ends = self.tokens.offsets[1:]
         for start in range(0, len(positions), _BLOCK):
             block = positions[start : start + _BLOCK]
-            out[start : start + _BLOCK] = ends[self.tokens.doc_of_token[block]] - block >= n
+            out[start : start + _BLOCK] = ends[self.tokens.doc_of(block)] - block >= n
         return out
 
     def measure(self, top_ns: Sequence[int], dup_ns: Sequence[int]) -> dict[tuple[str, int], np.ndarray]:
@@ -874,7 +872,7 @@ class NgramRepetition:
             return results
         positions = np.arange(len(self.values), dtype=np.int32 if len(self.values) < 2**31 - 64 else np.int64)
         positions = positions[self._has_ngram(positions, wanted[0])]
-        hashes = self.doc_salts[self.tokens.doc_of_token[positions]]
+        hashes = self.doc_salts[self.tokens.doc_of(positions)]
         for offset in range(wanted[0] - 1):
             self._add_token(hashes, positions, offset)
         done = wanted[0] - 1
@@ -913,7 +911,7 @@ class NgramRepetition:
         if not len(repeated):
             return out
         first_positions, counts = first_positions[repeated], counts[repeated]
-        group_docs = self.tokens.doc_of_token[first_positions]  # non-decreasing
+        group_docs = self.tokens.doc_of(first_positions)  # non-decreasing
         starts = np.flatnonzero(np.r_[True, group_docs[1:] != group_docs[:-1]])
         segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(group_docs)]))
         best_count = np.maximum.reduceat(counts, starts)
@@ -955,7 +953,7 @@ class NgramRepetition:
                     seen[group] = 1
         hits = positions[np.array(duplicates, dtype=np.int64)]
         return np.bincount(
-            self.tokens.doc_of_token[hits], weights=self._ngram_chars(hits, n), minlength=self.tokens.n_docs
+            self.tokens.doc_of(hits), weights=self._ngram_chars(hits, n), minlength=self.tokens.n_docs
         ).astype(np.float64)
 
 
