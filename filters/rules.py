@@ -23,6 +23,7 @@ virtually (the lines C4 would keep decide the sentence count, lorem ipsum and cu
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from curate.paths import PathParam
 from curate.stages.base import StageParams
-from curate.textwindows import whitespace_windows
+from curate.textwindows import WINDOW_CHARS, release_free_memory, whitespace_windows
 
 # ----------------------------------------------------------------------------------------------- constants
 
@@ -1293,18 +1294,23 @@ class RuleEngine:
             or rules.fineweb.enabled
             or self.bad_words is not None
         )
+        release = functools.partial(_release_after_long, n_chars)
         tokens = TokenTable.from_texts(texts) if needs_tokens else None
+        release()
         checks = _Checks()
         checks.add(EMPTY, empty)
         signals = {f.name: np.full(len(texts), np.nan) for f in SIGNAL_FIELDS}
         if rules.gopher_repetition.enabled:
             self._gopher_repetition(texts, n_chars, tokens, checks, signals)
+            release()
         # split after the n-gram walk, the peak of a long document, so the lines never add to it
         lines = [t.splitlines() for t in texts] if rules.gopher_quality.enabled or rules.c4.enabled else []
         if rules.gopher_quality.enabled:
             self._gopher_quality(texts, lines, tokens, checks, signals)
         if rules.c4.enabled:
             self._c4(texts, lines, tokens, checks, signals)
+        del lines
+        release()
         if rules.fineweb.enabled:
             self._fineweb(texts, tokens, checks, signals)
         failed = np.stack(checks.failed, axis=1) if texts else np.zeros((0, len(checks.codes)), dtype=bool)
@@ -1316,6 +1322,7 @@ class RuleEngine:
     def _gopher_repetition(self, texts, n_chars, tokens, checks: _Checks, signals) -> None:
         rules, family = self.rules.gopher_repetition, "gopher_repetition"
         stats = np.array([paragraph_and_line_duplicates(t) for t in texts], dtype=np.float64).reshape(-1, 4)
+        _release_after_long(n_chars)
         para_frac, para_chars, line_frac, line_chars = stats.T
         _max_rule(checks, _code(family, "dup_para_frac"), para_frac, rules.max_dup_para_frac)
         _max_rule(checks, _code(family, "dup_para_char_frac"), para_chars, rules.max_dup_para_char_frac)
@@ -1409,6 +1416,13 @@ class RuleEngine:
             rules.max_newline_ratio,
         )
         signals["rule_line_punct_frac"] = punct_ratio
+
+
+def _release_after_long(n_chars: np.ndarray) -> None:
+    """A long document's steps free hundreds of MB of temporaries that the C heap would keep resident
+    under the next step's peak: between steps they are given back (a chunk of short texts skips it)."""
+    if int(n_chars.sum()) > WINDOW_CHARS:
+        release_free_memory()
 
 
 def _below(values: np.ndarray, limit: float | None) -> np.ndarray:
