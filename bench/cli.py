@@ -16,12 +16,6 @@ bench_app = typer.Typer(help="Benchmarks that print JSON figures (see BENCHMARKS
 Parallel = Annotated[bool, typer.Option("--ray/--sequential", help="proxy runs as parallel Ray tasks")]
 
 
-def fail(message: str) -> None:
-    """A missing data folder or input (FileNotFoundError) is a user error too: one line, exit 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 @bench_app.command("pipeline")
 def bench_pipeline(
     mb: Annotated[int, typer.Option(min=1, help="megabytes of real text to assemble")] = 100,
@@ -109,12 +103,9 @@ def bench_filters(
     from bench.filter_stages import bench_filters as run_bench
     from bench.filter_stages import format_table
 
-    try:
-        figures = run_bench(
-            input_path, mb=mb, peer_docs=peer_docs or None, log=lambda m: typer.echo(m, err=True)
-        )
-    except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
-        fail(str(error))
+    figures = run_bench(
+        input_path, mb=mb, peer_docs=peer_docs or None, log=lambda m: typer.echo(m, err=True)
+    )
     typer.echo(json.dumps(figures, indent=2) if json_output else format_table(figures))
 
 
@@ -139,10 +130,7 @@ def bench_rules(
     from bench.rule_chain import bench_rules as run_bench
     from bench.rule_chain import build_corpus
 
-    try:
-        texts = build_corpus(max_mb=mb)
-    except FileNotFoundError as error:
-        fail(str(error))
+    texts = build_corpus(max_mb=mb)
     typer.echo(json.dumps(run_bench(texts, repeats=repeats, datatrove_max_docs=peer_docs), indent=2))
 
 
@@ -154,10 +142,7 @@ def bench_fuzz(
     """Mutated real shards of every format through `curate run`: tracebacks, hangs, unaccounted files."""
     from bench.fuzz_inputs import fuzz
 
-    try:
-        figures = fuzz(cases, seed)
-    except FileNotFoundError as error:
-        fail(str(error))
+    figures = fuzz(cases, seed)
     typer.echo(json.dumps(figures, indent=2))
 
 
@@ -173,10 +158,7 @@ def bench_memory(
     from bench.doc_memory import DEFAULT_SIZES_MB
     from bench.doc_memory import bench_memory as run_bench
 
-    try:
-        figures = run_bench(mb or list(DEFAULT_SIZES_MB), unit or None, run)
-    except FileNotFoundError as error:
-        fail(str(error))
+    figures = run_bench(mb or list(DEFAULT_SIZES_MB), unit or None, run)
     typer.echo(json.dumps(figures, indent=2))
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine, peak_rss_mb
+from curate.errors import ConfigError
 from curate.textsources import shared_data_dir
 
 MB = 1 << 20
@@ -60,7 +61,7 @@ def books_dir() -> Path:
     shared = shared_data_dir()
     books = shared / "domains" / "books" if shared is not None else None
     if books is None or not books.is_dir():
-        raise FileNotFoundError(
+        raise ConfigError(
             "the memory benchmark needs ../shared/data/domains/books (or CURATE_SHARED_DATA)"
         )
     return books

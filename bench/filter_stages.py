@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from bench.machine import machine
 from bench.rule_chain import datatrove_chain
+from curate.errors import ConfigError
 from curate.readers.batches import ShardSource, read_batches
 from curate.readers.fields import FieldMap
 from curate.readers.formats import infer_format
@@ -91,8 +92,8 @@ def input_files(path: Path) -> list[Path]:
         files = sorted(p for p in path.iterdir() if p.is_file() and infer_format(p) == "jsonl")
         if files:
             return files
-        raise FileNotFoundError(f"no JSONL shard (.jsonl, .json, .ndjson, optionally .gz/.zst) in {path}")
-    raise FileNotFoundError(f"input {path} does not exist")
+        raise ConfigError(f"no JSONL shard (.jsonl, .json, .ndjson, optionally .gz/.zst) in {path}")
+    raise ConfigError(f"input {path} does not exist")
 
 
 def read_corpus(

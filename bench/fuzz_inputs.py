@@ -30,6 +30,7 @@ import yaml
 import zstandard
 from fastwarc.warc import ArchiveIterator
 
+from curate.errors import ConfigError
 from curate.readers.records import ReadTally
 from curate.textsources import shared_data_dir
 
@@ -171,7 +172,7 @@ def fuzz(cases: int, seed: int, files_per_run: int = 40, single_runs: int = 5) -
     """`cases` mutants: `single_runs` of them one per run, the rest in folders of `files_per_run`."""
     web = shared_data_dir()
     if web is None:
-        raise FileNotFoundError("../shared/data is absent (set CURATE_SHARED_DATA to point at it)")
+        raise ConfigError("../shared/data is absent (set CURATE_SHARED_DATA to point at it)")
     rng = random.Random(seed)
     all_cases = make_cases(build_seeds(web / "web"), cases, rng)
     groups = [[case] for case in all_cases[:single_runs]]

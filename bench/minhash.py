@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from bench.machine import machine
 from curate.dedup.minhash import MinHasher
+from curate.errors import ConfigError
 from curate.textsources import book_passages, shared_data_dir
 
 _WORD_RE = re.compile(r"[^\W_]+")
@@ -86,7 +87,7 @@ def load_benchmark_texts(data_dir: Path | None = None, target_bytes: int = 20_00
     """All web documents plus ~5 KB book passages until ``target_bytes`` of UTF-8 text are reached."""
     data_dir = data_dir or shared_data_dir()
     if data_dir is None or not (data_dir / "domains" / "books").is_dir():
-        raise FileNotFoundError("benchmark data not found: set CURATE_SHARED_DATA to the shared data folder")
+        raise ConfigError("benchmark data not found: set CURATE_SHARED_DATA to the shared data folder")
     web = data_dir / "web"
     texts = list(web_documents(web)) if web.is_dir() else []
     total = sum(len(t.encode("utf-8")) for t in texts)

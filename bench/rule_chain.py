@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.machine import machine
+from curate.errors import ConfigError
 from filters.rules import RuleEngine, RuleSet
 
 GUTENBERG_START = re.compile(r"^\*\*\* ?START OF.*$", re.MULTILINE)
@@ -107,11 +108,11 @@ def wikipedia_articles(data_dir: Path) -> list[str]:
 def build_corpus(data_dir: Path | None = None, max_mb: float = 4.0, passage_chars: int = 5000) -> list[str]:
     """Real documents for the benchmark: web shards, then Wikipedia and book passages, up to max_mb.
 
-    Raises FileNotFoundError naming the folder when the shared data is absent.
+    Raises ConfigError naming the folder when the shared data is absent.
     """
     data_dir = data_dir or default_data_dir()
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"shared data folder {data_dir} not found; set CURATE_SHARED_DATA")
+        raise ConfigError(f"shared data folder {data_dir} not found; set CURATE_SHARED_DATA")
     sources = [web_documents(data_dir), wikipedia_articles(data_dir), book_passages(data_dir, passage_chars)]
     budget, corpus = max_mb * 1e6, []
     for index in range(max(map(len, sources), default=0)):  # interleave so a small budget mixes sources

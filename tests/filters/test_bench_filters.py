@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.filter_stages import MODEL_STAGES, bench_filters, format_table, input_files, read_corpus
+from curate.errors import ConfigError
 from curate.textsources import news_texts, wikipedia_pages
 
 
@@ -53,5 +54,5 @@ def test_a_folder_is_read_shard_by_shard_and_mb_caps_a_prefix(shard: Path) -> No
     assert input_files(shard.parent) == [shard]
     batches, _ = read_corpus([shard], max_mb=0.05)
     assert 0 < sum(b.num_rows for b in batches) < 40
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="does not exist"):
         input_files(shard.parent / "missing.jsonl")
