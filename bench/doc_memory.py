@@ -61,9 +61,7 @@ def books_dir() -> Path:
     shared = shared_data_dir()
     books = shared / "domains" / "books" if shared is not None else None
     if books is None or not books.is_dir():
-        raise ConfigError(
-            "the memory benchmark needs ../shared/data/domains/books (or CURATE_SHARED_DATA)"
-        )
+        raise ConfigError("the memory benchmark needs ../shared/data/domains/books (or CURATE_SHARED_DATA)")
     return books
 
 
