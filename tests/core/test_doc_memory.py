@@ -31,7 +31,7 @@ from curate.dedup.shingles import shingle_hashes
 from curate.dedup.sketch import exact_key
 from curate.stages import normalize
 from curate.textwindows import count_words
-from filters import rules
+from filters.rules import RuleEngine, badwords, ngrams, words
 
 REPO = Path(__file__).resolve().parents[2]
 PEAK_BOUND_MB = 1500
@@ -66,16 +66,19 @@ def whole(text: str, size: int = 0) -> Iterator[tuple[int, int]]:
 def test_heuristics_give_the_same_report_with_and_without_windows(long_text, monkeypatch):
     texts = [long_text, long_text[:1_500_000].upper(), "Short text. " * 40]
     # small windows, parts and blocks, so the 2.5 M characters cross hundreds of their edges
-    monkeypatch.setattr(
-        rules, "whitespace_windows", functools.partial(textwindows.whitespace_windows, size=50_000)
-    )
-    monkeypatch.setattr(rules, "_PART_KEYS", 1 << 14)
-    monkeypatch.setattr(rules, "_BLOCK", 1 << 12)
-    windowed = rules.RuleEngine().evaluate(texts)
-    monkeypatch.setattr(rules, "whitespace_windows", whole)
-    monkeypatch.setattr(rules, "_PART_KEYS", 1 << 62)
-    monkeypatch.setattr(rules, "_BLOCK", 1 << 62)
-    reference = rules.RuleEngine().evaluate(texts)
+    small_windows = functools.partial(textwindows.whitespace_windows, size=50_000)
+    for module in (words, badwords):
+        monkeypatch.setattr(module, "whitespace_windows", small_windows)
+    monkeypatch.setattr(ngrams, "_PART_KEYS", 1 << 14)
+    for module in (words, ngrams):
+        monkeypatch.setattr(module, "_BLOCK", 1 << 12)
+    windowed = RuleEngine().evaluate(texts)
+    for module in (words, badwords):
+        monkeypatch.setattr(module, "whitespace_windows", whole)
+    monkeypatch.setattr(ngrams, "_PART_KEYS", 1 << 62)
+    for module in (words, ngrams):
+        monkeypatch.setattr(module, "_BLOCK", 1 << 62)
+    reference = RuleEngine().evaluate(texts)
     assert windowed.codes == reference.codes
     assert windowed.flags() == reference.flags()
     np.testing.assert_array_equal(windowed.failed, reference.failed)

@@ -17,16 +17,11 @@ from pydantic import ValidationError
 from bench.rule_chain import book_passages, default_data_dir, read_jsonl_texts, web_documents
 from curate.stages.registry import get_stage, stage_names
 from filters.heuristics import HeuristicRules
-from filters.rules import (
-    SIGNAL_FIELDS,
-    NgramRepetition,
-    RuleEngine,
-    RuleSet,
-    TokenTable,
-    count_sentences,
-    default_bad_words,
-    tokenize,
-)
+from filters.rules import SIGNAL_FIELDS, RuleEngine, RuleSet
+from filters.rules.badwords import default_bad_words
+from filters.rules.lines import count_sentences
+from filters.rules.ngrams import NgramRepetition
+from filters.rules.words import TokenTable, tokenize
 
 DATA = default_data_dir()
 

@@ -1,0 +1,14 @@
+"""The heuristic rules of the Gopher, C4 and FineWeb recipes, by concern:
+
+- `settings`: each rule family's thresholds (pydantic) and the recipes' constants;
+- `words`: spaCy-compatible English words over code points, as hashes (`TokenTable`);
+- `ngrams`: Gopher's n-gram repetition signals;
+- `badwords`: C4's bad-words check;
+- `lines`: line and paragraph rules (duplicates, bullets, FineWeb's line statistics, C4's line removal);
+- `engine`: `RuleEngine`, which evaluates every rule on a batch of documents, and its `RuleReport`.
+"""
+
+from filters.rules.engine import SIGNAL_FIELDS, RuleEngine, RuleReport
+from filters.rules.settings import RuleSet
+
+__all__ = ["SIGNAL_FIELDS", "RuleEngine", "RuleReport", "RuleSet"]
