@@ -34,312 +34,36 @@ What it does, and why each step is shaped so:
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
-import re
 import shutil
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.filtering_eval_sets import eval_sets
+from bench.filtering_pool import (
+    DCLM_FILE,
+    HELD_OUT_PERCENT,
+    POOL_DOMAIN,
+    FilterModels,
+    corpus_rows,
+    curate_pool,
+    ensure_filter_models,
+    model_cards,
+    pool_documents,
+    write_pool_shards,
+)
 from bench.machine import machine
 from curate.errors import ConfigError
 
 BENCH_DIR = Path(".cache/bench/filtering")
-HELD_OUT_PERCENT = 10
-POOL_DOMAIN = "web"
-HELD_OUT_DOMAIN = "heldout"
-DCLM_FILE = "quality/dclm_majority_data.jsonl"
 EVAL_CHARS = 300_000
-LM_MODEL = "wiki-5gram"
-QUALITY_MODEL = "quality"
 ARMS = ("unfiltered", "filtered")
-REFERENCES_HEADING = re.compile(
-    r"^(References|Notes|See also|Further reading|External links|Citations|Sources)\s*$", re.MULTILINE
-)
-
-
-# ----------------------------------------------------------------------------------------------- pool
-
-
-def is_held_out(doc_id: str) -> bool:
-    """A fixed, seed-free split: the same documents are held out on every run and every machine."""
-    return int(hashlib.md5(doc_id.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT_PERCENT
-
-
-def pool_documents(shared: Path, max_docs: int | None = None) -> list[dict[str, Any]]:
-    """General-crawl documents and the DCLM web sample as {id, text, label}; ``max_docs`` keeps every
-    k-th document (for a quick run), so both sources stay represented."""
-    from filters.quality_recipe import JOURNALISM, crawl_documents
-
-    docs: list[dict[str, Any]] = [
-        {"id": key, "text": text, "label": None}
-        for key, text in crawl_documents(shared)
-        if not any(name in key for name in JOURNALISM)  # the quality model's positives: not a fair pool
-    ]
-    lines = (shared / DCLM_FILE).read_text(encoding="utf-8").splitlines()
-    for index, line in enumerate(lines):
-        if line.strip():
-            row = json.loads(line)
-            docs.append({"id": f"dclm/{index}", "text": row["text"], "label": int(row["label"])})
-    if max_docs is not None and max_docs < len(docs):
-        stride = len(docs) / max_docs
-        docs = [docs[int(i * stride)] for i in range(max_docs)]
-    return docs
-
-
-def write_pool_shards(docs: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
-    """The pool and its held-out slice as two byte-stable JSONL.gz inputs (rewritten only on change)."""
-    from curate.jsonl_files import write_jsonl
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {POOL_DOMAIN: folder / "pool.jsonl.gz", HELD_OUT_DOMAIN: folder / "heldout.jsonl.gz"}
-    for domain, path in paths.items():
-        wanted = [
-            {"id": d["id"], "text": d["text"]}
-            for d in docs
-            if is_held_out(d["id"]) == (domain != POOL_DOMAIN)
-        ]
-        payload = b"".join(orjson.dumps(row) + b"\n" for row in wanted)
-        if not path.exists() or gzip.decompress(path.read_bytes()) != payload:
-            write_jsonl(path, wanted)
-    return paths
-
-
-@dataclass(frozen=True)
-class FilterModels:
-    """Which registry models annotate the pool: the KenLM reference LM (None: no perplexity stage) and
-    the quality classifier (it ensembles with the LM it was trained with, if any)."""
-
-    lm: str | None = LM_MODEL
-    quality: str = QUALITY_MODEL
-    home: Path | None = None
-
-    def names(self) -> list[str]:
-        return [name for name in (self.lm, self.quality) if name]
-
-
-def pipeline_config(shards: dict[str, Path], out: Path, models: FilterModels) -> dict[str, Any]:
-    """Annotate-only stages (no stage drops a document) and dedup across pool and held-out slice."""
-    home = {"models_dir": str(models.home.resolve())} if models.home else {}
-    stages: list[dict[str, Any]] = [
-        {"normalize": {}},
-        {"langid": {"min_score": 0.0}},
-        {"heuristics": {"mode": "annotate"}},
-    ]
-    if models.lm:
-        stages.append({"perplexity": {"model": models.lm, **home}})
-    stages.append({"quality": {"model": models.quality, **home}})
-    return {
-        "inputs": [
-            {"path": str(path.resolve()), "name": domain, "domain": domain} for domain, path in shards.items()
-        ],
-        "stages": stages,
-        "dedup": {},
-        "output": str(out.resolve()),
-    }
-
-
-def ensure_filter_models(models: FilterModels) -> None:
-    """Models are built, not downloaded: the default LM and quality ensemble are trained once when
-    missing (as the demo does); another name must already exist."""
-    from filters import commands
-    from filters.model_registry import find_model
-
-    if models.lm and find_model(models.lm, models.home) is None:
-        if models.lm != LM_MODEL:
-            raise ConfigError(f"KenLM model {models.lm!r} is missing; train it: curate models train-lm")
-        commands.train_lm(LM_MODEL, "reference", books_mb=5.0, home=models.home)
-    if find_model(models.quality, models.home) is None:
-        if models.quality != QUALITY_MODEL:
-            raise ConfigError(f"quality model {models.quality!r} is missing; curate models train-quality")
-        commands.train_quality(QUALITY_MODEL, models.lm, books_mb=5.0, home=models.home)
-
-
-def curate_pool(shards: dict[str, Path], out: Path, workers: int, models: FilterModels) -> dict[str, Any]:
-    """Run the pipeline once; a finished corpus of the same config is reused (its manifest returned)."""
-    import yaml
-
-    from curate.config import load_config
-    from curate.run import RUN_RECORD, run_pipeline
-
-    out.mkdir(parents=True, exist_ok=True)
-    config_path = out / "pipeline.yaml"
-    config_path.write_text(yaml.safe_dump(pipeline_config(shards, out / "corpus", models), sort_keys=False))
-    config = load_config(config_path)
-    corpus = out / "corpus"
-    record, manifest, cards = corpus / RUN_RECORD, corpus / "manifest.json", out / "corpus-models.json"
-    stamp = json.dumps(model_cards(models), sort_keys=True)
-    same_models = cards.exists() and cards.read_text() == stamp
-    if record.exists() and (
-        json.loads(record.read_text()).get("config_hash") != config.config_hash() or not same_models
-    ):
-        shutil.rmtree(corpus)  # ours to replace: the pool, the stages or a model (re-trained) changed
-    if manifest.exists() and record.exists():
-        return json.loads(manifest.read_text())
-    result = run_pipeline(config, "local", workers, progress=False)
-    cards.write_text(stamp)
-    return result
-
-
-def model_cards(models: FilterModels) -> dict[str, dict[str, Any]]:
-    """Which trained filter models scored the pool (name, creation time, training data checksums): the
-    config names a model, but re-training it changes the scores, so the corpus is keyed on these too."""
-    from filters.model_registry import find_model
-
-    cards = {}
-    for name in models.names():
-        model = find_model(name, models.home)
-        card = model.card if model is not None else None
-        cards[name] = {
-            "created": card.created if card else None,
-            "data_sha256": [d.get("sha256") for d in card.data] if card else [],
-        }
-    return cards
-
-
-def corpus_rows(corpus: Path, domain: str, columns: tuple[str, ...] = ("id", "text", "quality")) -> pa.Table:
-    """One domain's kept documents (a few MB here), in a stable order (by id)."""
-    from mixers.corpus import open_corpora
-
-    parts = [str(p.path) for p in open_corpora([str(corpus)]).parts_for([domain])]
-    table = pa.concat_tables(pq.read_table(path, columns=list(columns)) for path in parts)
-    return table.sort_by("id")
-
-
-# ------------------------------------------------------------------------------------------ eval sets
-
-
-def write_texts(path: Path, texts: list[str]) -> Path:
-    """A JSONL target set for :func:`trainer.proxy.tokenize_target_set` (rewritten only on change)."""
-    payload = b"".join(orjson.dumps({"text": t}) + b"\n" for t in texts if t.strip())
-    if not path.exists() or path.read_bytes() != payload:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(payload)
-    return path
-
-
-def capped(texts: list[str], max_chars: int) -> list[str]:
-    """Every k-th non-empty text so the sample spans the whole set, then texts until ``max_chars`` (the
-    last one cut). k leaves at least 4 texts to choose from, so a set of a few long pages is never
-    reduced to its first page."""
-    texts = [t for t in texts if t.strip()]
-    total = sum(len(t) for t in texts)
-    stride = max(1, min(int(total / max_chars), len(texts) // 4))
-    out, size = [], 0
-    for text in texts[::stride]:
-        if size >= max_chars:
-            break
-        out.append(text[: max_chars - size])
-        size += len(out[-1])
-    return out
-
-
-def wikipedia_html_pages(shared: Path) -> list[str]:
-    """Main text of the raw Wikipedia HTML pages: Wikipedia no filter model was trained on."""
-    from resiliparse.extract.html2text import extract_plain_text
-    from resiliparse.parse.html import HTMLTree
-
-    pages = sorted((shared / "web" / "html").glob("wikipedia_page*.html"))
-    return [
-        extract_plain_text(HTMLTree.parse(p.read_text(encoding="utf-8", errors="replace")), main_content=True)
-        for p in pages
-    ]
-
-
-def split_references(page: str) -> tuple[str, str]:
-    """(article prose, the tail from the first References / Notes / See also ... heading): a page's
-    citation lists are bibliographic records, not prose, and are scored apart."""
-    found = REFERENCES_HEADING.search(page)
-    cut = found.start() if found else len(page)
-    return page[:cut], page[cut:]
-
-
-def enwiki_articles() -> list[str]:
-    """The 206 pages of ``domains/enwiki_articles_sample.xml.bz2`` (the same file gensim ships), markup
-    stripped: article prose, in the filter models' training data, never in the proxy's."""
-    from filters import corpora
-
-    return [text for _, text in corpora.gensim_wikipedia()]
-
-
-def wikitext_test_articles(shared: Path) -> list[str]:
-    """WikiText-2 test articles, tokenisation undone (``filters.corpora.wikitext_articles`` reads valid
-    and test; only test is wanted). The filter models trained on these; the proxy never does."""
-    from filters import corpora
-
-    path = shared / "domains" / "wikitext2_test.txt"
-    if not path.is_file():
-        return []
-    articles: list[str] = []
-    lines: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if re.fullmatch(r" = ([^=].*?) = ", line):
-            if lines:
-                articles.append("\n".join(lines))
-            lines = []
-        elif line.strip() and not line.startswith(" = "):
-            lines.append(corpora.untokenize_wikitext(line))
-    if lines:
-        articles.append("\n".join(lines))
-    return articles
-
-
-def books_seen_chars(models: FilterModels) -> int:
-    """Characters of the sorted Gutenberg books the filter models trained on (their cards' books_mb)."""
-    from filters.model_registry import find_model
-
-    seen = 0.0
-    for name in models.names():
-        model = find_model(name, models.home)
-        if model is not None:
-            seen = max(seen, float(model.card.params.get("books_mb", 0.0)))
-    return int(seen * 1e6)
-
-
-def unseen_book_passages(shared: Path, seen_chars: int) -> list[str]:
-    """Passages of books wholly past the filter models' book sample (books they never read)."""
-    from filters import corpora
-
-    total, passages, seen_books = 0, [], set()
-    for key, passage in corpora.book_documents(shared / "domains" / "books"):
-        book = key.split("/")[1]
-        if total < seen_chars:
-            seen_books.add(book)
-        elif book not in seen_books:
-            passages.append(passage)
-        total += len(passage)
-    return passages
-
-
-def eval_sets(
-    shared: Path, folder: Path, corpus: Path, max_chars: int, models: FilterModels
-) -> dict[str, Path]:
-    """The high-quality target sets (JSONL) and the held-out web slice, each capped at ``max_chars``."""
-    held_out = corpus_rows(corpus, HELD_OUT_DOMAIN, ("id", "text")).column("text").to_pylist()
-    pages = [split_references(page) for page in wikipedia_html_pages(shared)]
-    return {
-        "wiki_html": write_texts(folder / "wiki_html.jsonl", capped([b for b, _ in pages], max_chars)),
-        "wiki_html_refs": write_texts(
-            folder / "wiki_html_refs.jsonl", capped([r for _, r in pages], max_chars)
-        ),
-        "enwiki": write_texts(folder / "enwiki.jsonl", capped(enwiki_articles(), max_chars)),
-        "wikitext2": write_texts(
-            folder / "wikitext2.jsonl", capped(wikitext_test_articles(shared), max_chars)
-        ),
-        "books": write_texts(
-            folder / "books.jsonl", capped(unseen_book_passages(shared, books_seen_chars(models)), max_chars)
-        ),
-        "web_heldout": write_texts(folder / "web_heldout.jsonl", capped(held_out, max_chars)),
-    }
 
 
 # ------------------------------------------------------------------------------------ mixtures + runs

@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from bench.filtering import ARMS, FilterModels, bench_filtering, format_table, is_held_out
+from bench.filtering import ARMS, bench_filtering, format_table
+from bench.filtering_pool import FilterModels, is_held_out
 
 
 @pytest.fixture(scope="module")
