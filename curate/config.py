@@ -40,6 +40,13 @@ class InputSpec(BaseModel):
     name: str | None = Field(default=None, description="name used in `source` and domain rules")
     domain: DomainName | None = Field(default=None, description="default mixing domain for this input")
     fields: FieldMap = FieldMap()
+    allow_unreadable: bool = Field(
+        default=False,
+        description="accept an input whose first batch of records holds no readable document (all "
+        "`unreadable`); by default such an input fails the run, as it is almost always a wrong `fields:` "
+        "or `format:`",
+        exclude_if=lambda allowed: not allowed,  # unset, it leaves the config hash of older configs as is
+    )
 
     def input_name(self, index: int) -> str:
         return self.name or f"input{index}"

@@ -23,7 +23,11 @@ def inspect_output(out: Path, samples: int = 3) -> dict[str, Any]:
     con = duckdb.connect()
     corpus = _parquet_glob(out / "corpus", "*/*.parquet")
     rejects = _parquet_glob(out / "rejects", "*.parquet")
-    report: dict[str, Any] = {"totals": manifest["totals"], "funnel": manifest["stages"]}
+    report: dict[str, Any] = {
+        "totals": manifest["totals"],
+        "warnings": manifest.get("warnings", []),  # manifests written before warnings were kept lack it
+        "funnel": manifest["stages"],
+    }
     report["domains"] = _rows(
         con,
         f"SELECT domain, count(*) AS docs, sum(length(text)) AS chars FROM {corpus} "
@@ -66,8 +70,11 @@ def render_inspection(report: dict[str, Any]) -> None:
     console = Console()
     totals = report["totals"]
     console.print(", ".join(f"{k} {v:,}" for k, v in totals.items()))
+    for warning in report["warnings"]:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
+    funnel = [{"cpu s": _cpu(row.get("cpu_seconds")), **row} for row in report["funnel"]]
     sections = {
-        "funnel": (["stage", "in", "out", "dropped"], report["funnel"]),
+        "funnel": (["stage", "in", "out", "dropped", "cpu s"], funnel),
         "domains": (["domain", "docs", "chars"], report["domains"]),
         "reject reasons": (["stage", "reason", "docs"], report["reject_reasons"]),
         "samples": (["id", "domain", "url", "text"], report["samples"]),
@@ -77,6 +84,11 @@ def render_inspection(report: dict[str, Any]) -> None:
         for row in rows:
             table.add_row(*(_cell(row[c]) for c in columns))
         console.print(table)
+
+
+def _cpu(seconds: float | None) -> str:
+    """CPU seconds summed over workers; absent for dedup and in manifests older than the measurement."""
+    return "-" if seconds is None else f"{seconds:,.2f}"
 
 
 def _cell(value: Any) -> str:

@@ -47,9 +47,11 @@ def code_version() -> str:
 
 
 def stage_totals(reports: list[ShardReport], order: list[str]) -> list[dict[str, Any]]:
-    """The funnel in stage order (read first), each stage's counts summed over shards."""
+    """The funnel in stage order (read first), each stage's counts and CPU seconds summed over shards
+    (so over workers: CPU time, not wall time, which the workers share)."""
     totals: dict[str, dict[str, Any]] = {
-        name: {"stage": name, "in": 0, "out": 0, "dropped": Counter(), "stats": Counter()} for name in order
+        name: {"stage": name, "in": 0, "out": 0, "dropped": Counter(), "stats": Counter(), "cpu_seconds": 0.0}
+        for name in order
     }
     for report in reports:
         for name, counts in report.stages.items():
@@ -58,7 +60,9 @@ def stage_totals(reports: list[ShardReport], order: list[str]) -> list[dict[str,
             entry["out"] += counts.docs_out
             entry["dropped"].update(counts.dropped)
             entry["stats"].update(counts.stats)
+            entry["cpu_seconds"] += counts.cpu_seconds
     for entry in totals.values():
+        entry["cpu_seconds"] = round(entry["cpu_seconds"], 3)
         entry["dropped"] = dict(sorted(entry["dropped"].items()))
         entry["stats"] = dict(sorted(entry["stats"].items()))
     return list(totals.values())
@@ -86,7 +90,9 @@ def build_manifest(
     wall_seconds: float,
     executor: str,
     dedup: DedupResult | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
+    """`warnings`: the fallbacks the run took (said on stderr at its start), kept in its summary."""
     files = sorted({f for report in reports for f in report.files} | set(dedup.files if dedup else []))
     duplicates = dedup.duplicates if dedup else 0
     boilerplate_only = dedup.boilerplate_only if dedup else 0  # rejects of paragraph dedup
@@ -109,6 +115,7 @@ def build_manifest(
         "executor": executor,
         "config": json.loads(plan.config.canonical_json()),
         "config_hash": plan.config.config_hash(),
+        "warnings": list(warnings or []),
         "inputs": [
             {
                 "source": r.source,

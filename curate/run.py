@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import fcntl
 import json
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from curate.config import PipelineConfig
 from curate.dedup.index import DedupIndex, sketch_parameters
@@ -42,7 +44,11 @@ def run_pipeline(
     started = time.perf_counter()
     plan = build_plan(config, data_roots)
     check_dedup_index(plan)
+    prepare_output(plan.out)
     claim_output(plan)
+    warnings = config_warnings(config)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     with output_lock(plan.out):
         remove_temp_files(plan.out)
         with executor_session(executor, workers, ray_address):
@@ -51,7 +57,7 @@ def run_pipeline(
             dedup = None
             if plan.config.dedup is not None:
                 dedup = run_dedup(plan, run_id(plan, [report.sha256 for report in reports]), executor)
-        manifest = build_manifest(plan, reports, time.perf_counter() - started, executor, dedup)
+        manifest = build_manifest(plan, reports, time.perf_counter() - started, executor, dedup, warnings)
         write_manifest(plan.out, manifest)
         if dedup is not None:
             manifest["dedup"]["index_version_after"] = extend_index(plan, dedup.run)
@@ -67,10 +73,49 @@ def executor_session(executor: Executor, workers: int, ray_address: str | None) 
     return ray_session(workers, ray_address)
 
 
+@runtime_checkable
+class WarnsAtStart(Protocol):
+    """Stage params that can tell, on the driver, that the run will fall back to something weaker."""
+
+    def run_warnings(self) -> list[str]: ...
+
+
+def config_warnings(config: PipelineConfig) -> list[str]:
+    """Every fallback the run will take, said on stderr when it starts and kept in the manifest."""
+    return [
+        warning
+        for spec in config.stages
+        if isinstance(spec.params, WarnsAtStart)
+        for warning in spec.params.run_warnings()
+    ]
+
+
+def prepare_output(out: Path) -> None:
+    """Create the output folder and prove it takes files, before any work: a path under a regular file
+    or a read-only folder is one line naming it, not a traceback after the first shard."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is a file; choose a new or empty folder (--out DIR)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"output folder {out} cannot be created or written ({reason}); "
+            "choose one you can write to (--out DIR)"
+        ) from None
+
+
 def run_shards(plan: RunPlan, executor: Executor, workers: int, progress: bool) -> None:
     todo = pending_tasks(plan)
-    with RunProgress(len(todo)) as bar:
-        on_done = (lambda report: bar.advance(report.read)) if progress else (lambda report: None)
+    with RunProgress(len(todo), enabled=progress) as bar:
+
+        def on_done(report: ShardReport) -> None:
+            if report.refused:
+                raise ConfigError(report.refused)
+            bar.advance(report.read)
+
         if executor == "ray":
             from curate.executors.ray_executor import run_ray
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from curate.config import PipelineConfig
 from curate.dedup.paragraphs import PARAGRAPH_DIR, unit_sketch, with_zero_counts
 from curate.dedup.sketch import hasher_for, sketch_batch
 from curate.plan import RunPlan, ShardTask
-from curate.readers.batches import read_batches
+from curate.readers.batches import ReadBatch, read_batches
 from curate.readers.records import ReadLimits, ReadTally
+from curate.readers.unreadable import describe_unreadable, nothing_readable
 from curate.schema import READ_STAGE
 from curate.stages.base import Stage
 from curate.writer import RowGroupLimits, ShardWriter, remove_shard_outputs, write_atomic
@@ -35,6 +38,7 @@ class StageCounts:
     docs_out: int = 0
     dropped: Counter = field(default_factory=Counter)
     stats: Counter = field(default_factory=Counter)
+    cpu_seconds: float = 0.0  # CPU time of this process in the stage (the read stage: reading and parsing)
 
 
 @dataclass
@@ -52,16 +56,25 @@ class ShardReport:
     stages: dict[str, StageCounts] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     input: dict[str, Any] = field(default_factory=dict)  # what the reader saw: ReadTally.figures()
+    refused: str = ""  # why the shard was not processed (a user error the driver reports); never on disk
 
     def to_json(self) -> str:
         data = {**vars(self), "stages": {name: _counts_dict(c) for name, c in self.stages.items()}}
+        if not self.refused:
+            del data["refused"]
         return json.dumps(data, sort_keys=True, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> ShardReport:
         data = json.loads(text)
         data["stages"] = {
-            name: StageCounts(c["docs_in"], c["docs_out"], Counter(c["dropped"]), Counter(c["stats"]))
+            name: StageCounts(
+                c["docs_in"],
+                c["docs_out"],
+                Counter(c["dropped"]),
+                Counter(c["stats"]),
+                c.get("cpu_seconds", 0.0),  # completion records written before it was measured lack it
+            )
             for name, c in data["stages"].items()
         }
         return cls(**data)
@@ -74,6 +87,7 @@ def _counts_dict(counts: StageCounts) -> dict:
         "docs_out": counts.docs_out,
         "dropped": dict(counts.dropped),
         "stats": dict(counts.stats),
+        "cpu_seconds": round(counts.cpu_seconds, 4),
     }
 
 
@@ -110,8 +124,12 @@ class ShardProcessor:
         ids = UniqueIds()
         tally = ReadTally()
         limits = ReadLimits(config.max_doc_chars)
+        batches = read_batches(task.source, config.batch_docs, config.batch_mb << 20, tally, limits)
         try:
-            for batch in read_batches(task.source, config.batch_docs, config.batch_mb << 20, tally, limits):
+            for number, batch in enumerate(cpu_timed(batches, report.stages[READ_STAGE])):
+                if number == 0 and self._refuse_unreadable(task, batch, tally, report):
+                    writer.abort()
+                    return report
                 docs = ids.make_unique(batch.docs)
                 self._count_read(report, docs, batch.rejects)
                 writer.write_rejects(batch.rejects)
@@ -134,6 +152,19 @@ class ShardProcessor:
         write_atomic(completion_path(out, task.key), report.to_json())
         return report
 
+    def _refuse_unreadable(
+        self, task: ShardTask, first: ReadBatch, tally: ReadTally, report: ShardReport
+    ) -> bool:
+        """An input whose first batch reads as nothing is refused (the driver fails the run with the
+        reason), unless its config says `allow_unreadable: true`."""
+        index = input_index(self.plan.config, task.source.source)
+        if self.plan.config.inputs[index].allow_unreadable:
+            return False
+        if not nothing_readable(first.docs, first.rejects, tally):
+            return False
+        report.refused = describe_unreadable(task.source, f"inputs[{index}]", first.rejects)
+        return True
+
     def _count_read(self, report: ShardReport, docs: pa.Table, rejects: pa.Table) -> None:
         counts = report.stages[READ_STAGE]
         counts.docs_in += docs.num_rows + rejects.num_rows
@@ -149,7 +180,9 @@ class ShardProcessor:
                 break
             counts = report.stages[stage.name]
             counts.docs_in += table.num_rows
+            started = time.process_time()
             result = stage.process(table)
+            counts.cpu_seconds += time.process_time() - started
             if result.table.num_rows != table.num_rows:
                 raise RuntimeError(
                     f"stage {stage.name!r} returned {result.table.num_rows} rows for "
@@ -182,6 +215,26 @@ class ShardProcessor:
         writer.write_rejects(rejects)
         report.rejected += rejects.num_rows
         return table.filter(pc.invert(dropped))
+
+
+def cpu_timed(batches: Iterable[ReadBatch], counts: StageCounts) -> Iterator[ReadBatch]:
+    """The batches, adding the CPU time spent producing each (reading, decoding, parsing) to `counts`."""
+    iterator = iter(batches)
+    while True:
+        started = time.process_time()
+        batch = next(iterator, None)
+        counts.cpu_seconds += time.process_time() - started
+        if batch is None:
+            return
+        yield batch
+
+
+def input_index(config: PipelineConfig, source: str) -> int:
+    """The input a shard came from: its `source` is the input's name, a slash, then the file's path below
+    the glob's root (names are unique, so the longest name that prefixes it is the one)."""
+    names = [spec.input_name(i) for i, spec in enumerate(config.inputs)]
+    matching = [i for i, name in enumerate(names) if source.startswith(name + "/")]
+    return max(matching, key=lambda i: len(names[i]))
 
 
 class UniqueIds:

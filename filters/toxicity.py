@@ -86,6 +86,16 @@ class ToxicityParams(StageParams):
         """True when the stage will run on the word list alone (no model, and falling back is allowed)."""
         return self.fallback == "wordlist" and find_model(self.model, self.models_dir) is None
 
+    def run_warnings(self) -> list[str]:
+        """Said when a run starts and kept in its manifest: a fallback must never pass in silence."""
+        if not self.uses_wordlist_only():
+            return []
+        return [
+            f"toxicity: no model {self.model!r} in {self.models_dir}, so scores come from the word list "
+            "alone (weaker); train one with `curate models train-toxicity`, "
+            "or set `fallback: error` to refuse"
+        ]
+
 
 class Toxicity(Stage):
     name = "toxicity"
