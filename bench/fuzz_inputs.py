@@ -137,7 +137,9 @@ def run_curate(cases: list[Case], folder: Path, timeout: float = RUN_TIMEOUT) ->
     inputs.mkdir(parents=True)
     for case in cases:
         (inputs / case.name).write_bytes(case.data)
-    config = {"inputs": [{"path": str(inputs / "*"), "name": "fuzz"}], "stages": [{"normalize": {}}]}
+    # mutants are garbage on purpose: one that reads as nothing must be rejects, not a refused input
+    fuzz_input = {"path": str(inputs / "*"), "name": "fuzz", "allow_unreadable": True}
+    config = {"inputs": [fuzz_input], "stages": [{"normalize": {}}]}
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     command = [sys.executable, "-m", "api.main", "run", str(folder / "pipeline.yaml"), "--out"]
     command.append(str(folder / "out"))
