@@ -26,7 +26,7 @@ def inspect_output(out: Path, samples: int = 3) -> dict[str, Any]:
     report: dict[str, Any] = {
         "totals": manifest["totals"],
         "warnings": manifest.get("warnings", []),  # manifests written before warnings were kept lack it
-        "funnel": manifest["stages"],
+        "funnel": with_cpu_seconds(manifest["stages"], manifest.get("stage_cpu_seconds", {})),
     }
     report["domains"] = _rows(
         con,
@@ -43,6 +43,12 @@ def inspect_output(out: Path, samples: int = 3) -> dict[str, Any]:
         f"SELECT id, domain, url, left(text, 160) AS text FROM {corpus} ORDER BY hash(id) LIMIT {samples}",
     )
     return report
+
+
+def with_cpu_seconds(funnel: list[dict[str, Any]], seconds: dict[str, float]) -> list[dict[str, Any]]:
+    """Each funnel row with its stage's CPU seconds (None for dedup, which runs on the driver, and for
+    manifests written before they were measured)."""
+    return [{**row, "cpu_seconds": seconds.get(row["stage"])} for row in funnel]
 
 
 EMPTY_COLUMNS = ("domain", "text", "id", "url", "reject_stage", "reject_reason")
@@ -72,7 +78,7 @@ def render_inspection(report: dict[str, Any]) -> None:
     console.print(", ".join(f"{k} {v:,}" for k, v in totals.items()))
     for warning in report["warnings"]:
         console.print(f"warning: {warning}", markup=False, highlight=False)
-    funnel = [{"cpu s": _cpu(row.get("cpu_seconds")), **row} for row in report["funnel"]]
+    funnel = [{**row, "cpu s": _cpu(row["cpu_seconds"])} for row in report["funnel"]]
     sections = {
         "funnel": (["stage", "in", "out", "dropped", "cpu s"], funnel),
         "domains": (["domain", "docs", "chars"], report["domains"]),
@@ -87,7 +93,6 @@ def render_inspection(report: dict[str, Any]) -> None:
 
 
 def _cpu(seconds: float | None) -> str:
-    """CPU seconds summed over workers; absent for dedup and in manifests older than the measurement."""
     return "-" if seconds is None else f"{seconds:,.2f}"
 
 

@@ -47,11 +47,9 @@ def code_version() -> str:
 
 
 def stage_totals(reports: list[ShardReport], order: list[str]) -> list[dict[str, Any]]:
-    """The funnel in stage order (read first), each stage's counts and CPU seconds summed over shards
-    (so over workers: CPU time, not wall time, which the workers share)."""
+    """The funnel in stage order (read first), each stage's counts summed over shards."""
     totals: dict[str, dict[str, Any]] = {
-        name: {"stage": name, "in": 0, "out": 0, "dropped": Counter(), "stats": Counter(), "cpu_seconds": 0.0}
-        for name in order
+        name: {"stage": name, "in": 0, "out": 0, "dropped": Counter(), "stats": Counter()} for name in order
     }
     for report in reports:
         for name, counts in report.stages.items():
@@ -60,12 +58,20 @@ def stage_totals(reports: list[ShardReport], order: list[str]) -> list[dict[str,
             entry["out"] += counts.docs_out
             entry["dropped"].update(counts.dropped)
             entry["stats"].update(counts.stats)
-            entry["cpu_seconds"] += counts.cpu_seconds
     for entry in totals.values():
-        entry["cpu_seconds"] = round(entry["cpu_seconds"], 3)
         entry["dropped"] = dict(sorted(entry["dropped"].items()))
         entry["stats"] = dict(sorted(entry["stats"].items()))
     return list(totals.values())
+
+
+def stage_cpu_seconds(reports: list[ShardReport], order: list[str]) -> dict[str, float]:
+    """CPU seconds per stage (read first) summed over shards, so over workers: CPU time, not the wall time
+    they share. Kept beside the funnel, not in it, so the funnel stays the same on every run and executor."""
+    seconds = dict.fromkeys(order, 0.0)
+    for report in reports:
+        for name, counts in report.stages.items():
+            seconds[name] += counts.cpu_seconds
+    return {name: round(value, 3) for name, value in seconds.items()}
 
 
 def rows_on_disk(out: Path, files: list[str]) -> tuple[int, int, dict[str, int]]:
@@ -104,7 +110,8 @@ def build_manifest(
         "duplicates": duplicates,
         "text_bytes": sum(r.text_bytes for r in reports),
     }
-    stages = stage_totals(reports, [READ_STAGE] + [spec.name for spec in plan.config.stages])
+    order = [READ_STAGE] + [spec.name for spec in plan.config.stages]
+    stages = stage_totals(reports, order)
     if dedup is not None:
         stages.append(dedup_funnel(dedup, kept_before_dedup))
     kept_on_disk, rejected_on_disk, by_domain = rows_on_disk(plan.out, files)
@@ -135,6 +142,7 @@ def build_manifest(
         "totals": totals,
         "wall_seconds": round(wall_seconds, 3),
         "shard_seconds": round(sum(r.seconds for r in reports), 3),
+        "stage_cpu_seconds": stage_cpu_seconds(reports, order),
         "files": files,
     }
 
