@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.core.helpers import write_config
@@ -77,6 +78,13 @@ def test_the_bad_input_is_named_among_good_ones_with_workers(tmp_path: Path, web
     bad = {"path": str(web / C4), "name": "bad", "fields": {"text": "content"}}
     error = one_error_line(run(config_file(tmp_path, good, bad), tmp_path / "out", "--workers", "2"))
     assert error.startswith(f"error: inputs[1] (bad/{C4}): no document in its first")
+
+
+def test_the_refusal_comes_back_from_ray_actors_as_one_line(tmp_path: Path, web: Path) -> None:
+    pytest.importorskip("ray")
+    config = config_file(tmp_path, {"path": str(web / C4), "name": "c4", "fields": {"text": "body"}})
+    error = one_error_line(run(config, tmp_path / "out", "--executor", "ray"))
+    assert error.startswith(f"error: inputs[0] (c4/{C4}): no document in its first {C4_RECORDS} records")
 
 
 def test_allow_unreadable_accepts_the_input_and_the_manifest_shows_it(tmp_path: Path, web: Path) -> None:
