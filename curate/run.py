@@ -44,7 +44,7 @@ def run_pipeline(
     started = time.perf_counter()
     plan = build_plan(config, data_roots)
     check_dedup_index(plan)
-    prepare_output(plan.out)
+    prepare_folder(plan.out, "output folder", "--out DIR")
     claim_output(plan)
     warnings = config_warnings(config)
     for warning in warnings:
@@ -90,20 +90,19 @@ def config_warnings(config: PipelineConfig) -> list[str]:
     ]
 
 
-def prepare_output(out: Path) -> None:
-    """Create the output folder and prove it takes files, before any work: a path under a regular file
-    or a read-only folder is one line naming it, not a traceback after the first shard."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output folder {out} is a file; choose a new or empty folder (--out DIR)")
+def prepare_folder(folder: Path, what: str, key: str) -> None:
+    """Create a folder the run writes and prove it takes files, before any work: a path under a regular
+    file or a read-only folder is one line naming it and the setting (`key`), not a traceback later."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{what} {folder} is a file; choose a new or empty folder ({key})")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise ConfigError(
-            f"output folder {out} cannot be created or written ({reason}); "
-            "choose one you can write to (--out DIR)"
+            f"{what} {folder} cannot be created or written ({reason}); choose one you can write to ({key})"
         ) from None
 
 
@@ -125,9 +124,11 @@ def run_shards(plan: RunPlan, executor: Executor, workers: int, progress: bool) 
 
 
 def check_dedup_index(plan: RunPlan) -> None:
-    """An index built with other sketch settings cannot be matched against: refuse before any work."""
+    """An index built with other sketch settings cannot be matched against, and one that cannot be
+    written fails only after the whole run: refuse both before any work."""
     dedup = plan.config.dedup
     if dedup is not None and dedup.index is not None:
+        prepare_folder(Path(dedup.index), "dedup index", "dedup.index: DIR")
         DedupIndex(Path(dedup.index)).check_sketch(sketch_parameters(dedup))
 
 

@@ -172,6 +172,13 @@ def test_other_user_errors_of_run_are_one_line(tmp_path: Path, web: Path) -> Non
     one_error_line(run(folder, tmp_path / "out"))  # a config path that is a folder
     error = one_error_line(run(config_file(tmp_path, {"path": str(web)}), tmp_path / "out"))
     assert error == f"error: inputs[0].path: {web} matches no file; check the path or glob"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    index = blocker / "index"  # before, a traceback at the very end of the run, when the index is extended
+    config = write_config(tmp_path, {"inputs": [{"path": str(web / C4)}], "dedup": {"index": str(index)}})
+    error = one_error_line(run(config, tmp_path / "out"))
+    assert error.startswith(f"error: dedup index {index} cannot be created or written (Not a directory)")
+    assert not (tmp_path / "out").exists(), "refused before any work"
 
 
 def test_a_redirected_run_prints_progress_lines_and_cpu_seconds_reach_the_manifest_and_inspect(
