@@ -25,12 +25,12 @@ from curate.executors.local import run_local
 from curate.manifest import build_manifest, write_manifest
 from curate.plan import RunPlan, build_plan
 from curate.progress import RunProgress
-from curate.shard_runner import ShardReport, load_completion, pending_tasks
+from curate.shard_runner import STATE_DIR, ShardReport, load_completion, pending_tasks
 from curate.writer import TMP_SUFFIX, write_atomic
 
 Executor = Literal["local", "ray"]
 RUN_RECORD = "_state/run.json"
-LOCK_FILE = "_state/run.lock"  # beside the run record, which claim_output has written by then
+LOCK_FILE = "_state/run.lock"  # beside the run record; taken before the output is claimed
 
 
 def run_pipeline(
@@ -45,11 +45,11 @@ def run_pipeline(
     plan = build_plan(config, data_roots)
     check_dedup_index(plan)
     prepare_folder(plan.out, "output folder", "--out DIR")
-    claim_output(plan)
-    warnings = config_warnings(config)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
     with output_lock(plan.out):
+        claim_output(plan)
+        warnings = config_warnings(config)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         remove_temp_files(plan.out)
         with executor_session(executor, workers, ray_address):
             run_shards(plan, executor, workers, progress)
@@ -133,19 +133,35 @@ def check_dedup_index(plan: RunPlan) -> None:
 
 
 def claim_output(plan: RunPlan) -> None:
+    """Called under the output lock, so two runs never claim one folder at once.
+
+    A folder whose earlier run finished no shard (it was refused, or killed early) holds nothing of that
+    config, so a corrected config may take it over: fixing `fields:` and re-running needs no new --out."""
     record = plan.out / RUN_RECORD
     config_hash = plan.config.config_hash()
     if record.exists():
         previous = json.loads(record.read_text(encoding="utf-8")).get("config_hash")
-        if previous != config_hash:
+        if previous == config_hash:
+            return
+        if _finished_anything(plan.out):
             raise ConfigError(
                 f"{plan.out} holds a run of a different config ({previous[:12]}); "
                 "use another --out, or delete that directory to start over"
             )
-        return
-    if plan.out.exists() and any(plan.out.iterdir()):
+    elif _holds_more_than_the_lock(plan.out):
         raise ConfigError(f"{plan.out} exists and is not a curate output; choose an empty or new --out")
     write_atomic(record, json.dumps({"config_hash": config_hash}))
+
+
+def _finished_anything(out: Path) -> bool:
+    shards = out / STATE_DIR
+    return (out / "manifest.json").exists() or (shards.is_dir() and any(shards.iterdir()))
+
+
+def _holds_more_than_the_lock(out: Path) -> bool:
+    """Anything in the folder besides the lock this run has just taken."""
+    lock = out / LOCK_FILE
+    return any(path != lock.parent for path in out.iterdir()) or any(p != lock for p in lock.parent.iterdir())
 
 
 @contextmanager
@@ -154,6 +170,7 @@ def output_lock(out: Path) -> Iterator[None]:
     the first (and deleting its temporary parts). The kernel drops a flock when its holder dies, so a
     crashed run never leaves a stale lock; spawned pool processes do not inherit it."""
     path = out / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

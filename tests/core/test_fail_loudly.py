@@ -62,6 +62,19 @@ def test_a_field_map_that_matches_nothing_fails_naming_the_input_its_keys_and_th
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+def test_the_corrected_config_reuses_the_refused_runs_output(tmp_path: Path, web: Path) -> None:
+    """A refused run finished no shard, so the fixed config takes its folder over; a finished one does not."""
+    out = tmp_path / "out"
+    wrong = config_file(tmp_path, {"path": str(web / C4), "name": "c4", "fields": {"text": "body"}})
+    one_error_line(run(wrong, out))
+    fixed = write_config(tmp_path, {"inputs": [{"path": str(web / C4), "name": "c4"}]}, "fixed.yaml")
+    done = run(fixed, out)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "manifest.json").read_text())["totals"]["kept"] == C4_RECORDS
+    other = write_config(tmp_path, {"inputs": [{"path": str(web / C4), "name": "c4"}], "seed": 1}, "o.yaml")
+    assert "holds a run of a different config" in one_error_line(run(other, out))
+
+
 def test_a_wrong_format_fails_and_says_what_the_file_looks_like(tmp_path: Path, web: Path) -> None:
     shard = tmp_path / "c4.jsonl"
     shard.write_bytes(gzip.decompress((web / C4).read_bytes()))
