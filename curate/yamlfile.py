@@ -16,11 +16,15 @@ from curate.errors import ConfigError
 
 def read_yaml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
     """The parsed document; `what` names the file's role in the message ("config file", "mixture spec")."""
+    if path.is_dir():
+        raise error(f"{what} {path} is a folder; pass the path of a YAML file")
     if not path.is_file():
         raise error(f"{what} {path} does not exist; pass the path of a YAML file")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as problem:
+    except OSError as problem:
+        raise error(f"{what} {path} cannot be read ({problem.strerror}); check its permissions") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as problem:
         raise error(f"{path}: not valid YAML ({one_line(problem)}); fix the syntax") from None
 
 
