@@ -113,6 +113,10 @@ def _stage_entry(entry: Any, index: int) -> dict[str, Any]:
         raise ValueError("each stage is a one-key mapping `- stage_name: {params}`")
     ((name, params),) = entry.items()
     if name not in stage_names():
+        if name in PipelineConfig.model_fields:
+            raise ValueError(
+                f"`{name}` is a top-level key of the config, not a stage; move it out of `stages:`"
+            )
         raise ValueError(f"unknown stage {name!r}; known stages: {', '.join(stage_names())}")
     stage = get_stage(name)
     try:

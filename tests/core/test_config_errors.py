@@ -49,6 +49,11 @@ def test_unknown_stage_lists_known_ones(tmp_path: Path, shard: str) -> None:
     assert "unknown stage 'nope'" in message and "normalize" in message and "tag" in message
 
 
+def test_a_top_level_key_listed_as_a_stage_says_where_it_belongs(tmp_path: Path, shard: str) -> None:
+    message = config_error(tmp_path, {"inputs": [{"path": shard}], "output": "o", "stages": [{"dedup": {}}]})
+    assert "`dedup` is a top-level key of the config, not a stage; move it out of `stages:`" in message
+
+
 def test_bad_regex_and_bad_domain_name(tmp_path: Path, shard: str) -> None:
     rules = [{"domain": "x", "url_regex": "(?<=lookbehind)"}]
     message = config_error(
