@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+import curate
 from curate.config import load_config
 from curate.errors import ConfigError
 
@@ -41,10 +43,32 @@ app = typer.Typer(
 )
 
 
+class ExecutorName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+def print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"curate {curate.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=print_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    """curate: raw web shards in, curated Parquet corpus and scored mixtures out."""
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="pipeline YAML (inputs, stages, output)")],
-    executor: Annotated[str, typer.Option(help="local (embedded default) or ray")] = "local",
+    executor: Annotated[
+        ExecutorName, typer.Option(help="local process pool (embedded default) or a Ray cluster")
+    ] = ExecutorName.local,
     workers: Annotated[int, typer.Option(min=1, help="worker processes (local) or actors (ray)")] = 1,
     ray_address: Annotated[
         str | None, typer.Option(help="join this Ray cluster instead of starting one")
@@ -56,9 +80,7 @@ def run(
     """Curate the config's input shards into OUT/corpus, OUT/rejects and OUT/manifest.json (resumable)."""
     from curate.run import run_pipeline
 
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"--executor {executor!r} is not known; use local or ray")
-    manifest = run_pipeline(load_config(config, out), executor, workers, ray_address)  # type: ignore[arg-type]
+    manifest = run_pipeline(load_config(config, out), executor.value, workers, ray_address)  # type: ignore[arg-type]
     print_summary(manifest)
 
 

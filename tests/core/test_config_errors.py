@@ -79,3 +79,12 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path, shard: str) -
     unreadable = write_config(tmp_path, {"inputs": [{"path": shard}]}, "noout.yaml")
     result = run_cli("run", str(unreadable))
     assert result.returncode == 2 and "--out DIR" in result.stderr
+
+
+def test_version_and_executor_choices() -> None:
+    import curate
+
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"curate {curate.__version__}"
+    bogus = run_cli("run", "any.yaml", "--executor", "bogus")
+    assert bogus.returncode == 2 and "'bogus' is not one of 'local', 'ray'" in bogus.stderr
