@@ -101,23 +101,40 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     scored: dict[str, Any] | None,
     tmp_path: Path,
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 30)
+    # the page redraws every two seconds: every read or click is one step that is retried if its element
+    # went stale in between
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+
+    def row_of(job: str) -> str:
+        return f'tr[data-job-id="{job}"]'
+
+    def click(selector: str) -> None:
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector).click() is None)
+
+    def text_of(element_id: str) -> str:
+        return wait.until(lambda d: d.find_element(By.ID, element_id).text)
+
     browser.get(f"{server.url}/dashboard")  # without a token: the page asks for one
     wait.until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
-    assert "token" in browser.find_element(By.ID, "status").text
+    assert "token" in text_of("status")
     job_id = finished_job["id"]
     browser.get(f"{server.url}/dashboard#token={server.token}&job={job_id}")
-    row = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"]'))
-    assert row.get_attribute("data-state") == "succeeded"
-    assert row.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow") == "100"
-    assert "4/4" in row.text and "26 → 24" in row.text
+    def row_facts(d: Any) -> tuple[str, str, str]:
+        row = d.find_element(By.CSS_SELECTOR, row_of(job_id))
+        bar = row.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow")
+        return row.get_attribute("data-state"), bar, row.text
+
+    state, bar, text = wait.until(row_facts)
+    assert state == "succeeded" and bar == "100"
+    assert "4/4" in text and "26 → 24" in text
     wait.until(lambda d: d.find_element(By.ID, "funnel-figure").is_displayed())
     bars = browser.find_elements(By.CSS_SELECTOR, "#funnel svg rect")
     assert len(bars) == 3  # read, normalize, tag
-    drops = browser.find_element(By.ID, "drops").text
+    drops = text_of("drops")
     assert "read: unreadable 1" in drops and "normalize: empty 1" in drops
     assert (
         shown_shares(browser)
@@ -127,7 +144,7 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     assert "token" not in browser.current_url  # the secret leaves the address bar at once
     shot = tmp_path / "dashboard-job.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{two_domains["id"]}"]').click()
+    click(row_of(two_domains["id"]))
     expected = expected_shares(two_domains["result"]["domains"])
     assert len(expected) >= 2, two_domains["result"]["domains"]
     wait.until(lambda d: set(shown_shares(d)) == set(expected))
@@ -135,7 +152,7 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     if scored is not None:
         wait.until(lambda d: d.find_element(By.ID, "scores-section").is_displayed())
         assert len(browser.find_elements(By.CSS_SELECTOR, "#scores svg rect")) >= 1
-        browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{scored["id"]}"]').click()
+        click(row_of(scored["id"]))
         wait.until(lambda d: d.find_element(By.ID, "score-figure").is_displayed())
-        assert "score" in browser.find_element(By.ID, "score").text
+        assert "score" in text_of("score")
         assert browser.save_screenshot(str(tmp_path / "dashboard-score.png"))
