@@ -66,18 +66,16 @@ def whole(text: str, size: int = 0) -> Iterator[tuple[int, int]]:
 def test_heuristics_give_the_same_report_with_and_without_windows(long_text, monkeypatch):
     texts = [long_text, long_text[:1_500_000].upper(), "Short text. " * 40]
     # small windows, parts and blocks, so the 2.5 M characters cross hundreds of their edges
-    small_windows = functools.partial(textwindows.whitespace_windows, size=50_000)
-    for module in (words, badwords):
-        monkeypatch.setattr(module, "whitespace_windows", small_windows)
-    monkeypatch.setattr(ngrams, "_PART_KEYS", 1 << 14)
-    for module in (words, ngrams):
-        monkeypatch.setattr(module, "_BLOCK", 1 << 12)
+    def windowing(monkeypatch, windows, part_keys: int, block: int) -> None:
+        for module in (words, badwords):
+            monkeypatch.setattr(module, "whitespace_windows", windows)
+        monkeypatch.setattr(ngrams, "_PART_KEYS", part_keys)
+        for module in (words, ngrams):
+            monkeypatch.setattr(module, "_BLOCK", block)
+
+    windowing(monkeypatch, functools.partial(textwindows.whitespace_windows, size=50_000), 1 << 14, 1 << 12)
     windowed = RuleEngine().evaluate(texts)
-    for module in (words, badwords):
-        monkeypatch.setattr(module, "whitespace_windows", whole)
-    monkeypatch.setattr(ngrams, "_PART_KEYS", 1 << 62)
-    for module in (words, ngrams):
-        monkeypatch.setattr(module, "_BLOCK", 1 << 62)
+    windowing(monkeypatch, whole, 1 << 62, 1 << 62)
     reference = RuleEngine().evaluate(texts)
     assert windowed.codes == reference.codes
     assert windowed.flags() == reference.flags()
