@@ -40,8 +40,8 @@ import orjson
 from scipy.sparse import csr_matrix
 
 from curate.dedup.shingles import shingle_hashes
+from curate.storage import write_atomic
 from curate.textsources import book_passages, news_texts, shared_data_dir, wikipedia_pages
-from curate.writer import write_atomic
 
 GENERATOR_VERSION = 1
 EDITS = ("boilerplate", "truncate", "substitute", "delete", "reorder", "whitespace_case")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from curate.readers.formats import FORMATS, Format, infer_format
 from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams
 from curate.stages.registry import get_stage, stage_names
+from curate.storage import Location, is_url, location
 from curate.yamlfile import read_yaml
 
 
@@ -163,21 +165,24 @@ def resolve_paths(config: PipelineConfig, base: Path, out: str | None) -> Pipeli
     output = out or config.output
     if output is None:
         raise ConfigError("no output directory: set `output:` in the config or pass --out DIR")
-    output_path = Path(output) if out else _absolute(output, base)
+    output_path = output if out and is_url(output) else Path(output) if out else _absolute(output, base)
     update: dict[str, Any] = {"inputs": inputs, "output": str(output_path)}
     if config.dedup is not None and config.dedup.index is not None:
         update["dedup"] = config.dedup.model_copy(update={"index": str(_absolute(config.dedup.index, base))})
     return config.model_copy(update=update)
 
 
-def _absolute(path: str, base: Path) -> Path:
-    candidate = Path(path).expanduser()
+def _absolute(path: str, base: Path) -> Path | str:
+    """A local path made absolute against the config's folder; a filesystem URL is already absolute."""
+    if is_url(path):
+        return path
+    candidate = Path(path.removeprefix("file://")).expanduser()
     return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
 
-def expand_input(spec: InputSpec, index: int) -> list[tuple[Path, Format]]:
+def expand_input(spec: InputSpec, index: int) -> list[tuple[Location, Format]]:
     """Files matched by an input's glob, sorted, each with its format; errors name the input and the fix."""
-    matches = sorted(Path(p) for p in glob.glob(spec.path, recursive=True) if Path(p).is_file())
+    matches = _glob_files(spec.path)
     if not matches:
         raise ConfigError(f"inputs[{index}].path: {spec.path} matches no file; check the path or glob")
     files = []
@@ -192,13 +197,39 @@ def expand_input(spec: InputSpec, index: int) -> list[tuple[Path, Format]]:
     return files
 
 
-def glob_root(pattern: str) -> Path:
+def _glob_files(pattern: str) -> list[Location]:
+    if not is_url(pattern):
+        return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    root = location(pattern)
+    protocol = pattern.split("://", 1)[0]
+    found = root.fs.glob(root.path, detail=True) if glob.has_magic(pattern) else _info(root)
+    files = (name for name, info in found.items() if info.get("type") == "file")
+    return sorted((location(f"{protocol}://{name}") for name in files), key=str)
+
+
+def _info(path: Location) -> dict[str, dict]:
+    try:
+        return {path.path: path.fs.info(path.path)}
+    except FileNotFoundError:
+        return {}
+
+
+def glob_root(pattern: str) -> Location:
     """The directory part of a glob before its first wildcard: file names in `source` are relative to it."""
-    parts = Path(pattern).parts
+    root: Location
+    if is_url(pattern):
+        protocol, rest = pattern.split("://", 1)
+        root = location(f"{protocol}://{'/'.join(_fixed_parts(rest.split('/')))}")
+    else:
+        fixed = _fixed_parts(Path(pattern).parts)
+        root = Path(*fixed) if fixed else Path(".")
+    return root if root.is_dir() else root.parent
+
+
+def _fixed_parts(parts: Iterable[str]) -> list[str]:
     fixed = []
     for part in parts:
         if glob.has_magic(part):
             break
         fixed.append(part)
-    root = Path(*fixed) if fixed else Path(".")
-    return root if root.is_dir() else root.parent
+    return fixed

@@ -15,14 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 import curate
 from curate.dedup.phase import DedupResult
 from curate.plan import RunPlan
 from curate.schema import READ_STAGE
 from curate.shard_runner import ShardReport
-from curate.writer import write_atomic
+from curate.storage import Location, read_parquet_metadata, write_atomic
 
 MANIFEST = "manifest.json"
 
@@ -74,14 +72,14 @@ def stage_cpu_seconds(reports: list[ShardReport], order: list[str]) -> dict[str,
     return {name: round(value, 3) for name, value in seconds.items()}
 
 
-def rows_on_disk(out: Path, files: list[str]) -> tuple[int, int, dict[str, int]]:
+def rows_on_disk(out: Location, files: list[str]) -> tuple[int, int, dict[str, int]]:
     """Kept rows, rejected rows and kept rows per domain, read from the Parquet footers."""
     kept = rejected = 0
     by_domain: Counter = Counter()
     for name in files:
         if not name.startswith(("corpus/", "rejects/")):
             continue
-        rows = pq.ParquetFile(out / name).metadata.num_rows
+        rows = read_parquet_metadata(out / name).num_rows
         if name.startswith("rejects/"):
             rejected += rows
         else:
@@ -181,7 +179,7 @@ def check_accounting(totals: dict[str, int], kept_on_disk: int, rejected_on_disk
         )
 
 
-def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(out: Location, manifest: dict[str, Any]) -> Location:
     path = out / MANIFEST
     write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return path

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -18,6 +17,7 @@ from curate.errors import ConfigError
 from curate.readers.batches import ShardSource
 from curate.schema import BASE_SCHEMA, with_reject_columns
 from curate.stages.base import Stage
+from curate.storage import Location, location, relative
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ShardTask:
 @dataclass(frozen=True)
 class RunPlan:
     config: PipelineConfig
-    out: Path
+    out: Location
     tasks: list[ShardTask]
     corpus_schema: pa.Schema
     reject_schema: pa.Schema
@@ -44,7 +44,7 @@ def shard_key(source: str) -> str:
     return hashlib.blake2b(source.encode(), digest_size=8).hexdigest()
 
 
-def build_plan(config: PipelineConfig, data_roots: Iterable[str | Path] = ()) -> RunPlan:
+def build_plan(config: PipelineConfig, data_roots: Iterable[str | Location] = ()) -> RunPlan:
     """`data_roots` (the service's): every input is opened only if it resolves inside one of them."""
     assert config.output is not None, "resolve_paths sets the output"
     _check_unique_input_names(config)
@@ -54,7 +54,7 @@ def build_plan(config: PipelineConfig, data_roots: Iterable[str | Path] = ()) ->
         root = glob_root(spec.path)
         name = spec.input_name(index)
         for path, fmt in expand_input(spec, index):
-            source = f"{name}/{path.relative_to(root).as_posix()}"
+            source = f"{name}/{relative(path, root)}"
             shard = ShardSource(path, source, fmt, spec.fields, spec.domain, roots)
             tasks.append(ShardTask(key=shard_key(source), source=shard, size=path.stat().st_size))
     _check_unique_sources(tasks)
@@ -64,7 +64,7 @@ def build_plan(config: PipelineConfig, data_roots: Iterable[str | Path] = ()) ->
         if config.dedup.paragraphs.enabled:
             for field in COUNT_FIELDS:
                 corpus_schema = corpus_schema.append(field)
-    return RunPlan(config, Path(config.output), tasks, corpus_schema, with_reject_columns(corpus_schema))
+    return RunPlan(config, location(config.output), tasks, corpus_schema, with_reject_columns(corpus_schema))
 
 
 def output_schema(stages: list[Stage]) -> pa.Schema:
@@ -94,7 +94,7 @@ def _check_unique_input_names(config: PipelineConfig) -> None:
 
 
 def _check_unique_sources(tasks: list[ShardTask]) -> None:
-    seen: dict[str, Path] = {}
+    seen: dict[str, Location] = {}
     for task in tasks:
         if task.key in seen:
             raise ConfigError(

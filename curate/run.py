@@ -7,11 +7,11 @@ two configs' shards would make a corpus no single config describes.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -22,11 +22,13 @@ from curate.dedup.index import DedupIndex, sketch_parameters
 from curate.dedup.phase import extend_index, run_dedup, run_id
 from curate.errors import ConfigError
 from curate.executors.local import run_local
+from curate.locks import LockBusy, exclusive
 from curate.manifest import build_manifest, write_manifest
 from curate.plan import RunPlan, build_plan
 from curate.progress import RunProgress
 from curate.shard_runner import STATE_DIR, ShardReport, load_completion, pending_tasks
-from curate.writer import TMP_SUFFIX, write_atomic
+from curate.storage import Location, files_under, is_remote, location, write_atomic
+from curate.writer import stale_outputs
 
 Executor = Literal["local", "ray"]
 RUN_RECORD = "_state/run.json"
@@ -50,7 +52,6 @@ def run_pipeline(
         warnings = config_warnings(config)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr, flush=True)
-        remove_temp_files(plan.out)
         with executor_session(executor, workers, ray_address):
             run_shards(plan, executor, workers, progress)
             reports = collect_reports(plan)
@@ -90,24 +91,34 @@ def config_warnings(config: PipelineConfig) -> list[str]:
     ]
 
 
-def prepare_folder(folder: Path, what: str, key: str) -> None:
+def prepare_folder(folder: Location, what: str, key: str) -> None:
     """Create a folder the run writes and prove it takes files, before any work: a path under a regular
-    file or a read-only folder is one line naming it and the setting (`key`), not a traceback later."""
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{what} {folder} is a file; choose a new or empty folder ({key})")
+    file, a read-only folder or a bucket without access is one line naming it and the setting (`key`),
+    not a traceback later."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{what} {folder} is a file; choose a new or empty folder ({key})")
+        _probe_write(folder)
+    except (OSError, PermissionError) as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise ConfigError(
             f"{what} {folder} cannot be created or written ({reason}); choose one you can write to ({key})"
         ) from None
 
 
+def _probe_write(folder: Location) -> None:
+    if not is_remote(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return
+    probe = folder / f"_state/probe-{uuid.uuid4().hex}"
+    probe.write_text("", encoding="utf-8")
+    probe.unlink()
+
+
 def run_shards(plan: RunPlan, executor: Executor, workers: int, progress: bool) -> None:
     todo = pending_tasks(plan)
+    clear_unfinished(plan.out, [task.key for task in todo])
     with RunProgress(len(todo), enabled=progress) as bar:
 
         def on_done(report: ShardReport) -> None:
@@ -128,8 +139,8 @@ def check_dedup_index(plan: RunPlan) -> None:
     written fails only after the whole run: refuse both before any work."""
     dedup = plan.config.dedup
     if dedup is not None and dedup.index is not None:
-        prepare_folder(Path(dedup.index), "dedup index", "dedup.index: DIR")
-        DedupIndex(Path(dedup.index)).check_sketch(sketch_parameters(dedup))
+        prepare_folder(location(dedup.index), "dedup index", "dedup.index: DIR")
+        DedupIndex(location(dedup.index)).check_sketch(sketch_parameters(dedup))
 
 
 def claim_output(plan: RunPlan) -> None:
@@ -139,7 +150,7 @@ def claim_output(plan: RunPlan) -> None:
     config, so a corrected config may take it over: fixing `fields:` and re-running needs no new --out."""
     record = plan.out / RUN_RECORD
     config_hash = plan.config.config_hash()
-    if record.exists():
+    if record.is_file():
         previous = json.loads(record.read_text(encoding="utf-8")).get("config_hash")
         if previous == config_hash:
             return
@@ -153,36 +164,31 @@ def claim_output(plan: RunPlan) -> None:
     write_atomic(record, json.dumps({"config_hash": config_hash}))
 
 
-def _finished_anything(out: Path) -> bool:
-    shards = out / STATE_DIR
-    return (out / "manifest.json").exists() or (shards.is_dir() and any(shards.iterdir()))
+def _finished_anything(out: Location) -> bool:
+    return (out / "manifest.json").is_file() or bool(files_under(out / STATE_DIR))
 
 
-def _holds_more_than_the_lock(out: Path) -> bool:
-    """Anything in the folder besides the lock this run has just taken."""
-    lock = out / LOCK_FILE
-    return any(path != lock.parent for path in out.iterdir()) or any(p != lock for p in lock.parent.iterdir())
+def _holds_more_than_the_lock(out: Location) -> bool:
+    """Any file in the folder besides the lock this run has just taken."""
+    lock = str(out / LOCK_FILE)
+    return any(str(path) != lock for path in files_under(out))
 
 
 @contextmanager
-def output_lock(out: Path) -> Iterator[None]:
+def output_lock(out: Location) -> Iterator[None]:
     """Held for the whole run, so a second run into the same output refuses instead of writing beside
-    the first (and deleting its temporary parts). The kernel drops a flock when its holder dies, so a
-    crashed run never leaves a stale lock; spawned pool processes do not inherit it."""
-    path = out / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            message = f"{out} is being written by another curate run; wait for it to end or use another --out"
-            raise ConfigError(message) from None
-        yield
+    the first (and deleting its unfinished parts). A crashed run never leaves a stale lock (see locks)."""
+    try:
+        with exclusive(out / LOCK_FILE, wait=False):
+            yield
+    except LockBusy:
+        message = f"{out} is being written by another curate run; wait for it to end or use another --out"
+        raise ConfigError(message) from None
 
 
-def remove_temp_files(out: Path) -> None:
-    """Temporary parts from a killed attempt are garbage: their shards have no completion record."""
-    for path in out.rglob(f"*{TMP_SUFFIX}"):
+def clear_unfinished(out: Location, keys: list[str]) -> None:
+    """Parts of shards without a completion record, and temporaries of a killed attempt, are garbage."""
+    for path in stale_outputs(out, keys):
         path.unlink()
 
 

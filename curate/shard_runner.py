@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,7 +26,8 @@ from curate.readers.records import ReadLimits, ReadTally
 from curate.readers.unreadable import describe_unreadable, nothing_readable
 from curate.schema import READ_STAGE
 from curate.stages.base import Stage
-from curate.writer import RowGroupLimits, ShardWriter, remove_shard_outputs, write_atomic
+from curate.storage import Location, files_under, relative, write_atomic
+from curate.writer import RowGroupLimits, ShardWriter
 
 STATE_DIR = "_state/shards"
 
@@ -91,7 +91,7 @@ def _counts_dict(counts: StageCounts) -> dict:
     }
 
 
-def completion_path(out: Path, key: str) -> Path:
+def completion_path(out: Location, key: str) -> Location:
     return out / STATE_DIR / f"{key}.json"
 
 
@@ -110,7 +110,6 @@ class ShardProcessor:
     def process(self, task: ShardTask) -> ShardReport:
         started = time.perf_counter()
         out = self.plan.out
-        remove_shard_outputs(out, task.key)
         report = ShardReport(task.key, task.source.source, str(task.source.path), task.size, sha256="")
         report.stages = {name: StageCounts() for name in [READ_STAGE] + [s.name for s in self.stages]}
         config = self.plan.config
@@ -277,18 +276,23 @@ def check_file_accounted(report: ShardReport, tally: ReadTally) -> None:
         raise RuntimeError(f"input {report.path} ({report.source}) is not fully accounted for: {problem}")
 
 
-def load_completion(out: Path, key: str) -> ShardReport | None:
+def load_completion(out: Location, key: str) -> ShardReport | None:
     path = completion_path(out, key)
-    if not path.exists():
+    try:
+        return ShardReport.from_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
-    return ShardReport.from_json(path.read_text(encoding="utf-8"))
 
 
 def pending_tasks(plan: RunPlan) -> list[ShardTask]:
-    """Shards with no completion record, a changed input size, or a recorded output file gone missing."""
-    return [task for task in plan.tasks if not _is_done(plan.out, task)]
+    """Shards with no completion record, a changed input size, or a recorded output file gone missing.
+
+    The output is listed once (not probed file by file), which on an object store is one listing
+    instead of a request per part."""
+    existing = {relative(path, plan.out) for path in files_under(plan.out)}
+    return [task for task in plan.tasks if not _is_done(plan.out, task, existing)]
 
 
-def _is_done(out: Path, task: ShardTask) -> bool:
+def _is_done(out: Location, task: ShardTask, existing: set[str]) -> bool:
     done = load_completion(out, task.key)
-    return done is not None and done.size == task.size and all((out / f).exists() for f in done.files)
+    return done is not None and done.size == task.size and all(f in existing for f in done.files)

@@ -1,23 +1,25 @@
 """Parquet output of one shard: corpus parts by domain and one rejects part, committed all at once.
 
-Everything is written to temporary names and renamed only in `commit()`, after the last batch, so a run
-killed midway leaves no partial part under a final name; the shard is simply redone on resume. File names
-carry the shard's key, so redoing a shard overwrites exactly its own files and nothing else.
+On a disk everything is written to temporary names and renamed only in `commit()`, after the last batch;
+on an object store each part is uploaded under its final name (an object appears only once complete).
+Either way the shard counts only once its completion record is written, and a shard without one is
+redone on resume after its leftovers are deleted (`stale_outputs`). File names carry the shard's key, so
+redoing a shard replaces exactly its own files and nothing else.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.schema import UNASSIGNED_DOMAIN, conform
+from curate.storage import TMP_SUFFIX, Location, commit, discard, files_under, parquet_writer, relative
 
-TMP_SUFFIX = ".tmp"
+OUTPUT_FOLDERS = ("corpus", "rejects")
 SKETCH_DIR = "_dedup"  # per-shard dedup sketches, read by the global dedup phase
 MAX_ROWS_PER_FILE = 1_000_000
 
@@ -32,7 +34,7 @@ class RowGroupLimits:
 class _BufferedFile:
     """One output Parquet file fed in batches and flushed a row group at a time."""
 
-    path: Path
+    path: Location
     schema: pa.Schema
     limits: RowGroupLimits
     writer: pq.ParquetWriter | None = None
@@ -53,8 +55,7 @@ class _BufferedFile:
         if not self.pending:
             return
         if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(temp_path(self.path), self.schema, compression="zstd")
+            self.writer = parquet_writer(self.path, self.schema, compression="zstd")
         table = pa.concat_tables(self.pending)
         for start in range(0, table.num_rows, self.limits.rows):
             self.writer.write_table(table.slice(start, self.limits.rows), row_group_size=self.limits.rows)
@@ -66,15 +67,16 @@ class _BufferedFile:
             self.writer.close()
 
 
-def temp_path(path: Path) -> Path:
-    return path.with_name(path.name + TMP_SUFFIX)
-
-
 class ShardWriter:
     """Writes one shard's kept documents (partitioned by domain) and its rejects."""
 
     def __init__(
-        self, out: Path, key: str, corpus_schema: pa.Schema, reject_schema: pa.Schema, limits: RowGroupLimits
+        self,
+        out: Location,
+        key: str,
+        corpus_schema: pa.Schema,
+        reject_schema: pa.Schema,
+        limits: RowGroupLimits,
     ) -> None:
         self.out = out
         self.key = key
@@ -116,30 +118,24 @@ class ShardWriter:
             buffered.close()
         final = []
         for buffered in self._files.values():
-            os.replace(temp_path(buffered.path), buffered.path)
-            final.append(str(buffered.path.relative_to(self.out)))
+            commit(buffered.path)
+            final.append(relative(buffered.path, self.out))
         return sorted(final)
 
     def abort(self) -> None:
         for buffered in self._files.values():
             if buffered.writer is not None:
                 buffered.writer.close()
-            temp_path(buffered.path).unlink(missing_ok=True)
+            discard(buffered.path)
 
 
-def remove_shard_outputs(out: Path, key: str) -> None:
-    """Before a shard is (re)done, clear whatever an interrupted attempt may have left under its key."""
-    for folder in (out / "corpus", out / "rejects", out / SKETCH_DIR):
-        if folder.exists():
-            for path in folder.rglob(f"part-{key}-*"):
-                path.unlink()
-
-
-def write_atomic(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def stale_outputs(out: Location, keys: Iterable[str]) -> list[Location]:
+    """Whatever an interrupted attempt left for these shards (parts under their keys, temporaries),
+    found in one listing of the output, so redoing many shards does not list the output once each."""
+    prefixes = tuple(f"part-{key}-" for key in keys)
+    found = []
+    for folder in (*OUTPUT_FOLDERS, SKETCH_DIR):
+        for path in files_under(out / folder):
+            if path.name.startswith(prefixes) or path.name.endswith(TMP_SUFFIX):
+                found.append(path)
+    return found

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curate.dedup.boilerplate import BOILERPLATE_ONLY
 from curate.dedup.paragraphs import REMOVED_CHARS, REMOVED_UNITS, strip_documents
 from curate.dedup.settings import ParagraphConfig
 from curate.plan import shard_key
 from curate.schema import conform
-from curate.writer import temp_path, write_atomic
+from curate.storage import Location, files_under, read_parquet, relative, write_atomic, write_parquet
 
 DEDUP_STAGE = "dedup"
 APPLIED_DIR = "_state/dedup/applied"
@@ -44,9 +42,9 @@ def affected_keys(members: pa.Table, extra: Iterable[tuple[str, str]] = ()) -> l
     return sorted(set(pairs) | set(extra))
 
 
-def parts_of(out: Path, source: str, domain: str) -> list[Path]:
+def parts_of(out: Location, source: str, domain: str) -> list[Location]:
     folder = out / "corpus" / f"domain={domain}"
-    return sorted(folder.glob(f"part-{shard_key(source)}-*.parquet"))
+    return files_under(folder, f"part-{shard_key(source)}-*.parquet")
 
 
 def members_of(members: pa.Table, source: str, domain: str) -> pa.Table:
@@ -54,8 +52,8 @@ def members_of(members: pa.Table, source: str, domain: str) -> pa.Table:
 
 
 def apply_to_part(
-    out: Path,
-    part: Path,
+    out: Location,
+    part: Location,
     members: pa.Table,
     corpus_schema: pa.Schema,
     reject_schema: pa.Schema,
@@ -64,8 +62,8 @@ def apply_to_part(
     marker = out / APPLIED_DIR / f"{part.parent.name}-{part.name}.done"
     rejects_path = out / "rejects" / f"dedup-{part.parent.name.removeprefix('domain=')}-{part.name}"
     if marker.exists():
-        return [_relative(out, rejects_path)] if rejects_path.exists() else []
-    table = pq.read_table(part, schema=corpus_schema)
+        return [relative(rejects_path, out)] if rejects_path.exists() else []
+    table = read_parquet(part, schema=corpus_schema)
     joined = _attach_members(table, members)
     if stripping is not None:
         joined = _strip(joined, stripping)
@@ -80,7 +78,7 @@ def apply_to_part(
     )
     _write(part, keepers, corpus_schema)
     write_atomic(marker, "done")
-    return [_relative(out, rejects_path)] if rejects_path.exists() else []
+    return [relative(rejects_path, out)] if rejects_path.exists() else []
 
 
 def _attach_members(table: pa.Table, members: pa.Table) -> pa.Table:
@@ -182,11 +180,6 @@ def _as_rejects(removed: pa.Table) -> pa.Table:
     )
 
 
-def _write(path: Path, table: pa.Table, schema: pa.Schema) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(conform(table, schema), temp_path(path), compression="zstd", row_group_size=100_000)
-    temp_path(path).replace(path)
+def _write(path: Location, table: pa.Table, schema: pa.Schema) -> None:
+    write_parquet(path, conform(table, schema), compression="zstd", row_group_size=100_000)
 
-
-def _relative(out: Path, path: Path) -> str:
-    return path.relative_to(out).as_posix()

@@ -31,22 +31,23 @@ import pyarrow as pa
 from curate.dedup.cluster import sql_list
 from curate.dedup.paragraphs import HASH_VERSION
 from curate.dedup.settings import ParagraphConfig
+from curate.storage import Location
 
 DECISIONS = "paragraphs.parquet"  # per stripped document: id, source, domain, hashes, units, chars, reject
 RUN_COUNTS = "paragraph_counts.parquet"  # hash -> documents of this run, for the persistent index
 BOILERPLATE_ONLY = "boilerplate_only"
 
 
-def index_folder(index: Path, config: ParagraphConfig) -> Path:
+def index_folder(index: Location, config: ParagraphConfig) -> Location:
     """Index segments of unit counts, one folder per unit kind and hash version (others never mix)."""
     return index / f"paragraphs-{config.unit}-v{HASH_VERSION}"
 
 
 def find_boilerplate(
     con: duckdb.DuckDBPyConnection,
-    unit_files: list[Path],
+    unit_files: list[Location],
     removed: pa.Table,
-    earlier_counts: list[Path],
+    earlier_counts: list[Location],
     config: ParagraphConfig,
     state: Path,
     keep_run_counts: bool,

@@ -18,6 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from curate.dedup.settings import DedupConfig
+from curate.storage import Location, register_filesystems
 
 PAIR_CHUNK = 50_000
 DEDUP_REJECTS_PREFIX = "dedup-"  # rejects/dedup-<domain>-<part>.parquet, written by apply
@@ -30,7 +31,7 @@ class Clusters:
     members: pa.Table  # id, source, domain, cluster, keeper (bool), reason (null for keepers), similarity
 
 
-def sql_list(paths: list[Path]) -> str:
+def sql_list(paths: list[Location]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
@@ -51,7 +52,9 @@ def _safe_size(value: str) -> str:
     return value
 
 
-def load_docs(con: duckdb.DuckDBPyConnection, sketches: list[Path], index_segments: list[Path]) -> int:
+def load_docs(
+    con: duckdb.DuckDBPyConnection, sketches: list[Location], index_segments: list[Location]
+) -> int:
     """One table of every document, this run's and the index's; index documents sort first and win."""
     parts = (
         [
@@ -260,7 +263,7 @@ _ORDER = {
 class TextLookup:
     """Shingle sets of candidate documents, read from the corpus parts in one query per pair chunk."""
 
-    def __init__(self, corpus_dir: Path, config: DedupConfig) -> None:
+    def __init__(self, corpus_dir: Location, config: DedupConfig) -> None:
         from curate.dedup.sketch import hasher_for
 
         self.corpus_dir = corpus_dir
@@ -283,9 +286,10 @@ class TextLookup:
         # A resumed phase finds some duplicates already moved to rejects/dedup-*: read them there too
         # (a crash between writing those rejects and rewriting the part leaves a row in both).
         parts = [*self.corpus_dir.glob("*/*.parquet"), *self.rejects_dir.glob(f"{DEDUP_REJECTS_PREFIX}*")]
-        files = sorted(p for p in parts if p.is_file() and p.suffix == ".parquet")
+        files = sorted((p for p in parts if p.is_file() and p.suffix == ".parquet"), key=str)
         if not files:
             return
+        register_filesystems(self.con, files)
         rows = self.con.execute(
             "SELECT DISTINCT ON (c.id, c.source) c.id, c.source, c.text "
             f"FROM read_parquet({sql_list(files)}, hive_partitioning=false, union_by_name=true) c "

@@ -5,7 +5,9 @@ Layout: `INDEX/segments/<run>.parquet` (one per run that added documents) and `I
 lists the segments that count, with a version number. A segment is written under a temporary name and
 renamed, and only then is `index.json` replaced (also by rename): a crash at any point leaves either the
 old index or the new one, never a half-written one. A segment not listed in index.json is ignored.
-Registration is serialised by a lock file, so two runs finishing at once cannot lose a segment.
+Registration is serialised by a lock (a flock on disk, a lease on an object store; see curate.locks), so
+two runs finishing at once cannot lose a segment. On an object store the segment is uploaded under its
+final name (it appears only complete) and counts once index.json names it.
 
 index.json also records the sketch parameters (ngram, num_perm, bands, seed): signatures or band keys
 made with others cannot be compared, so a run with different ones is refused instead of silently
@@ -14,17 +16,12 @@ finding no duplicates.
 
 from __future__ import annotations
 
-import fcntl
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from curate.errors import ConfigError
-from curate.writer import temp_path, write_atomic
+from curate.locks import exclusive
+from curate.storage import Location, write_atomic, write_parquet
 
 INDEX_FILE = "index.json"
 LOCK_FILE = "index.lock"
@@ -32,16 +29,16 @@ SKETCH_KEYS = ("ngram", "num_perm", "bands", "seed")
 
 
 class DedupIndex:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Location) -> None:
         self.path = path
 
     def read(self) -> dict[str, Any]:
-        file = self.path / INDEX_FILE
-        if not file.exists():
+        try:
+            return json.loads((self.path / INDEX_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return {"version": 0, "segments": []}
-        return json.loads(file.read_text(encoding="utf-8"))
 
-    def segments(self, excluding_run: str | None = None) -> list[Path]:
+    def segments(self, excluding_run: str | None = None) -> list[Location]:
         return [
             self.path / "segments" / f"{entry['run']}.parquet"
             for entry in self.read()["segments"]
@@ -65,7 +62,7 @@ class DedupIndex:
 
     def add_segment(self, run: str, documents: int, sketch: dict[str, int] | None = None) -> int:
         """Register a finished segment file (already at its final name) and return the new version."""
-        with self._locked():
+        with exclusive(self.path / LOCK_FILE, wait=True):
             current = self.read()
             if self.contains(run):
                 return current["version"]
@@ -77,21 +74,9 @@ class DedupIndex:
             write_atomic(self.path / INDEX_FILE, json.dumps(updated, indent=1))
             return updated["version"]
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / LOCK_FILE, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def write_segment(self, run: str, table: Any) -> Path:
+    def write_segment(self, run: str, table: Any) -> Location:
         final = self.path / "segments" / f"{run}.parquet"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, temp_path(final), compression="zstd")
-        temp_path(final).replace(final)
+        write_parquet(final, table, compression="zstd")
         return final
 
 

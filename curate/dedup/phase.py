@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.dedup.apply import Stripping, affected_keys, apply_to_part, members_of, parts_of
-from curate.dedup.boilerplate import RUN_COUNTS, Decisions, find_boilerplate, index_folder
+from curate.dedup.boilerplate import DECISIONS, RUN_COUNTS, Decisions, find_boilerplate, index_folder
 from curate.dedup.cluster import (
     Clusters,
     TextLookup,
@@ -36,10 +36,21 @@ from curate.dedup.paragraphs import PARAGRAPH_DIR
 from curate.dedup.ray_pairs import ray_candidate_pairs
 from curate.dedup.settings import DedupConfig
 from curate.plan import RunPlan
-from curate.writer import SKETCH_DIR, temp_path, write_atomic
+from curate.storage import (
+    Location,
+    files_under,
+    is_remote,
+    location,
+    register_filesystems,
+    scratch_dir,
+    write_atomic,
+    write_parquet,
+)
+from curate.writer import SKETCH_DIR
 
 STATE = "_state/dedup"
 PINNED_INDEX = "index_pin.json"  # the persistent index as this run's dedup phase first saw it
+MEMBERS = "members.parquet"
 
 
 @dataclass
@@ -76,38 +87,45 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     config = plan.config.dedup
     assert config is not None
     state = plan.out / STATE
+    work = scratch_dir(plan.out, STATE)  # DuckDB's database and spill need a local disk
     done = state / "result.json"
-    if done.exists():
+    if done.is_file():
         return DedupResult(**json.loads(done.read_text(encoding="utf-8")))
-    index = DedupIndex(Path(config.index)) if config.index else None
+    index = DedupIndex(location(config.index)) if config.index else None
     runs: list[str] = []
     result = DedupResult(run=run)
     if index is not None:
         index.check_sketch(sketch_parameters(config))
         result.index_version_before, runs = _pinned_index(index, state, run)
     segments = _existing([index.path / "segments" / f"{name}.parquet" for name in runs]) if index else []
-    con = open_work_db(state / "work.duckdb", config)
+    con = open_work_db(work / "work.duckdb", config)
     try:
         clusters = _find_clusters(con, plan, config, segments, result, executor)
         if config.paragraphs.enabled:
             members = clusters.members
-            stats = find_boilerplate(
-                con,
-                sorted((plan.out / PARAGRAPH_DIR).glob("*.parquet")),
-                members.filter(pc.is_valid(members.column("reason"))),
+            unit_files = files_under(plan.out / PARAGRAPH_DIR, "*.parquet")
+            earlier = (
                 _existing([index_folder(index.path, config.paragraphs) / f"{name}.parquet" for name in runs])
                 if index
-                else [],
+                else []
+            )
+            register_filesystems(con, [*unit_files, *earlier])
+            stats = find_boilerplate(
+                con,
+                unit_files,
+                members.filter(pc.is_valid(members.column("reason"))),
+                earlier,
                 config.paragraphs,
-                state,
+                work,
                 keep_run_counts=index is not None,
             )
             for key, value in stats.items():
                 setattr(result, key, value)
     finally:
         con.close()
-    pq.write_table(clusters.members, state / "members.parquet")
-    decisions = Decisions(state) if config.paragraphs.enabled else None
+    write_parquet(state / MEMBERS, clusters.members)
+    _publish(work, state, [DECISIONS, RUN_COUNTS])
+    decisions = Decisions(work) if config.paragraphs.enabled else None
     try:
         stripped = set(decisions.parts()) if decisions is not None else set()
         for source, domain in affected_keys(clusters.members, stripped):
@@ -129,21 +147,42 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     result.exact_duplicate = reasons.count("exact_duplicate")
     result.near_duplicate = reasons.count("near_duplicate")
     write_atomic(done, json.dumps(asdict(result), indent=1))
-    shutil.rmtree(state / "spill", ignore_errors=True)
-    (state / "work.duckdb").unlink(missing_ok=True)
+    shutil.rmtree(work / "spill", ignore_errors=True)
+    (work / "work.duckdb").unlink(missing_ok=True)
     return result
 
 
-def _existing(paths: list[Path]) -> list[Path]:
+def _publish(work: Path, state: Location, names: list[str]) -> None:
+    """On an object store, the phase's DuckDB outputs (computed on local disk) go beside its other state,
+    so the index can be extended later from another machine; on disk they are already there."""
+    if not is_remote(state):
+        return
+    for name in names:
+        if (work / name).exists():
+            state.fs.put_file(str(work / name), (state / name).path)
+
+
+def _local_state(plan: RunPlan) -> Path:
+    """The phase's state files on local disk (fetched from the object store if this machine lacks them)."""
+    state, work = plan.out / STATE, scratch_dir(plan.out, STATE)
+    if is_remote(state):
+        work.mkdir(parents=True, exist_ok=True)
+        for name in (MEMBERS, DECISIONS, RUN_COUNTS):
+            if (state / name).is_file():
+                state.fs.get_file((state / name).path, str(work / name))
+    return work
+
+
+def _existing(paths: list[Location]) -> list[Location]:
     return [p for p in paths if p.exists()]
 
 
-def _pinned_index(index: DedupIndex, state: Path, run: str) -> tuple[int, list[str]]:
+def _pinned_index(index: DedupIndex, state: Location, run: str) -> tuple[int, list[str]]:
     """The index version and runs this phase clusters against, fixed by its first attempt: a phase
     resumed after a crash must not see segments another run added meanwhile, or the parts it applies
     now would follow other clusters than the parts applied before the crash."""
     pin = state / PINNED_INDEX
-    if pin.exists():
+    if pin.is_file():
         pinned = json.loads(pin.read_text(encoding="utf-8"))
     else:
         current = index.read()
@@ -157,11 +196,12 @@ def _find_clusters(
     con: duckdb.DuckDBPyConnection,
     plan: RunPlan,
     config: DedupConfig,
-    segments: list[Path],
+    segments: list[Location],
     result: DedupResult,
     executor: str,
 ) -> Clusters:
-    sketches = sorted((plan.out / SKETCH_DIR).glob("*.parquet"))
+    sketches = files_under(plan.out / SKETCH_DIR, "*.parquet")
+    register_filesystems(con, [*sketches, *segments])
     result.documents = load_docs(con, sketches, segments)
     if result.documents == 0:
         return Clusters(_empty_members())
@@ -200,20 +240,17 @@ def extend_index(plan: RunPlan, run: str) -> int | None:
     config = plan.config.dedup
     if config is None or config.index is None:
         return None
-    index = DedupIndex(Path(config.index))
+    index = DedupIndex(location(config.index))
     if index.contains(run):
         return index.read()["version"]
-    state = plan.out / STATE
+    state = _local_state(plan)
     counts = state / RUN_COUNTS
     has_counts = config.paragraphs.enabled and counts.exists() and pq.read_metadata(counts).num_rows > 0
     table = _kept_sketches(plan, state)
     if table.num_rows == 0 and not has_counts:
         return index.read()["version"]
     if has_counts:
-        final = index_folder(index.path, config.paragraphs) / f"{run}.parquet"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(counts, temp_path(final))
-        temp_path(final).replace(final)
+        write_parquet(index_folder(index.path, config.paragraphs) / f"{run}.parquet", pq.read_table(counts))
     if table.num_rows:
         index.write_segment(run, table)
     return index.add_segment(run, table.num_rows, sketch_parameters(config))
@@ -221,16 +258,17 @@ def extend_index(plan: RunPlan, run: str) -> int | None:
 
 def _kept_sketches(plan: RunPlan, state: Path) -> pa.Table:
     """Sketches of the documents this run emitted: not duplicates, not rejected as boilerplate only."""
-    sketches = sorted((plan.out / SKETCH_DIR).glob("*.parquet"))
+    sketches = files_under(plan.out / SKETCH_DIR, "*.parquet")
     if not sketches:
         return pa.table({"id": pa.array([], pa.string())})
-    members = pq.read_table(state / "members.parquet")
+    members = pq.read_table(state / MEMBERS)
     removed = members.filter(pc.is_valid(members.column("reason"))).select(["id", "source"])
     if plan.config.dedup is not None and plan.config.dedup.paragraphs.enabled:
         decisions = Decisions(state)
         removed = pa.concat_tables([removed, decisions.rejected().cast(removed.schema)])
         decisions.close()
     con = duckdb.connect()
+    register_filesystems(con, sketches)
     con.register("removed", removed)
     columns = "s.id, s.n_chars, s.crawl_date, s.quality, s.exact_hash, s.bands, s.signature"
     table = con.sql(

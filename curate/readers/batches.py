@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +25,7 @@ from curate.schema import (
     stable_id,
     with_reject_columns,
 )
+from curate.storage import Location
 
 REJECT_SCHEMA = with_reject_columns(BASE_SCHEMA)
 EMPTY = "empty"
@@ -35,7 +35,7 @@ EMPTY = "empty"
 class ShardSource:
     """One input file, with the name it carries in `source` (stable across machines, unlike its path)."""
 
-    path: Path
+    path: Location
     source: str
     format: Format
     fields: FieldMap

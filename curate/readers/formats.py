@@ -3,6 +3,7 @@ place a file is opened for reading (confined to the data roots, hashed through t
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,12 +75,20 @@ def read_file(
         return
     with handle:
         try:
-            tally.size = os.fstat(handle.fileno()).st_size
+            tally.size = opened_size(handle)
             tally.sha256 = handle_sha256(handle) if checksum else ""
         except OSError as error:
             yield BadRecord(0, UNREADABLE, f"cannot read the file ({error})", covers_rest=True)
             return
         yield from format_reader(fmt)(handle, fields, tally, limits)
+
+
+def opened_size(handle: BinaryIO) -> int:
+    """The size of the file behind an open handle: fstat on a disk, the object's size on a store."""
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return int(handle.size)  # type: ignore[attr-defined] - fsspec's files know their size
 
 
 def reader_for(fmt: Format) -> Callable[[Path, FieldMap], Iterator[RawDoc | BadRecord]]:

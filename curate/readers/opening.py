@@ -3,14 +3,18 @@
 Confinement holds at open time, not only when a job starts: the file is opened first and then the path
 of the descriptor actually obtained is checked against the data roots, so a shard swapped for a symlink
 to a file outside the roots between planning and reading is refused without a byte of it being read.
+An object store has no symlinks: there the URL itself, with no `.` or `..` segment, must lie under a
+root given as a URL of the same store.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
-from pathlib import Path
 from typing import BinaryIO
+
+from curate.storage import Location, is_remote, is_url
 
 OUTSIDE_ROOTS = "outside the data roots"
 
@@ -19,11 +23,13 @@ class RefusedInput(OSError):
     """An input the confinement rules refuse to read (its message is the reject's detail)."""
 
 
-def open_input(path: Path, data_roots: tuple[str, ...] = ()) -> BinaryIO:
+def open_input(path: Location, data_roots: tuple[str, ...] = ()) -> BinaryIO:
     """Open `path` for binary reading; with `data_roots`, only if what was opened lies inside one of them.
 
     O_NONBLOCK keeps a FIFO planted in place of a shard from hanging the open; only regular files are read.
     """
+    if is_remote(path):
+        return _open_object(path, data_roots)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -37,6 +43,28 @@ def open_input(path: Path, data_roots: tuple[str, ...] = ()) -> BinaryIO:
         raise
 
 
+def _open_object(path: Location, data_roots: tuple[str, ...]) -> BinaryIO:
+    url = str(path)
+    if data_roots and not url_inside(url, data_roots):
+        raise RefusedInput(f"{url} is {OUTSIDE_ROOTS}")
+    return path.open("rb", block_size=8 << 20)
+
+
+def url_inside(url: str, roots: tuple[str, ...]) -> bool:
+    """`url` lies under one of the URL `roots` (same scheme and bucket), with no segment that climbs."""
+    scheme, _, rest = url.partition("://")
+    if any(part in (".", "..") for part in rest.split("/")) or posixpath.normpath(rest) != rest.rstrip("/"):
+        return False
+    for root in roots:
+        if not is_url(root):
+            continue
+        root_scheme, _, root_rest = root.partition("://")
+        prefix = root_rest.rstrip("/") + "/"
+        if root_scheme == scheme and (rest + "/").startswith(prefix):
+            return True
+    return False
+
+
 def _descriptor_path(fd: int) -> str:
     """Where the open descriptor really points (symlinks resolved by the kernel, not by us)."""
     return os.readlink(f"/proc/self/fd/{fd}")
@@ -44,6 +72,8 @@ def _descriptor_path(fd: int) -> str:
 
 def _inside(real: str, roots: tuple[str, ...]) -> bool:
     for root in roots:
+        if is_url(root):
+            continue
         resolved = os.path.realpath(root)
         if os.path.commonpath([real, resolved]) == resolved:
             return True

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curate.errors import ConfigError
-from curate.writer import write_atomic
+from curate.storage import write_atomic
 from mixers.strategies.environment import RunRequest, RunResult, stage_steps
 from mixers.strategies.parallel import Runner
 from mixers.strategies.regmix import dirichlet_mixtures

@@ -27,7 +27,7 @@ from curate.dedup.apply import APPLIED_DIR
 from curate.dedup.phase import STATE
 from curate.plan import shard_key
 from curate.run import RUN_RECORD, run_pipeline
-from curate.writer import write_atomic
+from curate.storage import write_atomic
 from tests.conftest import REPO
 
 

@@ -35,7 +35,7 @@ from curate.errors import ConfigError
 from curate.jsonl_files import write_jsonl
 from curate.run import RUN_RECORD, run_pipeline
 from curate.stages.normalize import NormalizeParams, normalize_text
-from curate.writer import write_atomic
+from curate.storage import write_atomic
 from tests.core.helpers import read_parts
 from tests.dedup.test_dedup_crash import outcome, snapshot
 
