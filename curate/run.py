@@ -181,8 +181,10 @@ def output_lock(out: Location) -> Iterator[None]:
     try:
         with exclusive(out / LOCK_FILE, wait=False):
             yield
-    except LockBusy:
-        message = f"{out} is being written by another curate run; wait for it to end or use another --out"
+    except LockBusy as busy:
+        message = (
+            f"{out} is being written by another curate run ({busy}); wait for it to end or use another --out"
+        )
         raise ConfigError(message) from None
 
 

@@ -33,6 +33,8 @@ from curate.errors import ConfigError
 Location: TypeAlias = Path | UPath
 TMP_SUFFIX = ".tmp"
 LOCAL_SCHEMES = ("", "file", "local")
+# Listings are never cached: other processes (pool workers, Ray actors, a resumed run) write these prefixes.
+UNCACHED_LISTINGS = {"s3", "s3a", "gs", "gcs", "az", "abfs"}
 
 
 def location(value: str | os.PathLike[str] | UPath) -> Location:
@@ -45,8 +47,9 @@ def location(value: str | os.PathLike[str] | UPath) -> Location:
     scheme = urlsplit(text).scheme
     if scheme in LOCAL_SCHEMES:
         return Path(text.removeprefix("file://").removeprefix("local://")).expanduser()
+    options = {"use_listings_cache": False} if scheme in UNCACHED_LISTINGS else {}
     try:
-        return UPath(text)
+        return UPath(text, **options)
     except (ValueError, ImportError) as error:
         message = f"{text}: no filesystem for {scheme}:// ({error}); use a local path or s3://"
         raise ConfigError(message) from None

@@ -1,0 +1,135 @@
+"""`curate run` with inputs, output and dedup index on an S3 server, through the real s3fs and pyarrow
+clients: the same files as a local run, and a SIGKILLed run resumed on the object store equals a clean one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import s3fs
+
+from curate.jsonl_files import write_jsonl
+from curate.textsources import wikipedia_pages
+from tests.conftest import REPO, run_cli
+from tests.core.helpers import write_config
+from tests.s3_server import S3Server, s3_server  # noqa: F401 - the fixture
+
+SHARDS = 8
+
+
+def make_shards(folder: Path, repeat: int) -> None:
+    """Real Wikipedia pages over several shards, some pages in two shards (duplicates across shards),
+    plus a record without text per shard (a reject)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = list(wikipedia_pages())
+    for index in range(SHARDS):
+        chunk = (pages[index::SHARDS] + pages[(index + 1) % SHARDS :: SHARDS][:3]) * repeat
+        documents = [
+            {"text": text, "url": f"https://en.wikipedia.org/wiki/{index}-{n}"}
+            for n, (_, text) in enumerate(chunk)
+        ]
+        documents.insert(len(documents) // 2, {"url": "https://example.org/none"})
+        write_jsonl(folder / f"shard-{index:03d}.jsonl.gz", documents)
+
+
+def pipeline(inputs: str, index: str) -> dict:
+    return {
+        "inputs": [{"path": inputs, "name": "wiki"}],
+        "stages": [{"normalize": {}}, {"tag": {}}],
+        "dedup": {"index": index},
+        "batch_docs": 50,
+    }
+
+
+def download(server: S3Server, url: str, folder: Path) -> Path:
+    s3fs.S3FileSystem(endpoint_url=server.endpoint).get(
+        url.removeprefix("s3://") + "/", str(folder), recursive=True
+    )
+    return folder
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    """Corpus and rejects parts by relative name: what a user of the corpus reads."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for sub in ("corpus", "rejects")
+        for path in sorted((folder / sub).rglob("*.parquet"))
+    }
+
+
+def test_run_on_s3_equals_the_local_run(tmp_path: Path, s3_server: S3Server) -> None:  # noqa: F811
+    shards = tmp_path / "shards"
+    make_shards(shards, repeat=1)
+    bucket = s3_server.bucket()
+    s3_server.upload(shards, f"{bucket}/raw")
+
+    local = write_config(
+        tmp_path, pipeline(str(shards / "*.jsonl.gz"), str(tmp_path / "index")), "local.yaml"
+    )
+    remote = write_config(tmp_path, pipeline(f"{bucket}/raw/*.jsonl.gz", f"{bucket}/index"), "remote.yaml")
+    result = run_cli("run", str(local), "--out", str(tmp_path / "local"))
+    assert result.returncode == 0, result.stderr
+    result = run_cli("run", str(remote), "--out", f"{bucket}/out", env=s3_server.env)
+    assert result.returncode == 0, result.stderr
+
+    fetched = download(s3_server, f"{bucket}/out", tmp_path / "fetched")
+    local_files, remote_files = outputs(tmp_path / "local"), outputs(fetched)
+    assert local_files and any(name.startswith("rejects/dedup-") for name in local_files), "dups were removed"
+    assert remote_files == local_files
+    manifest = json.loads((fetched / "manifest.json").read_text())
+    assert manifest["totals"] == json.loads((tmp_path / "local" / "manifest.json").read_text())["totals"]
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server.endpoint)
+    assert fs.exists(f"{bucket.removeprefix('s3://')}/index/index.json"), "the index lives on the store too"
+    assert not [p for p in fs.find(bucket.removeprefix("s3://")) if p.endswith(".tmp")]
+
+    # another config (so another run, not a repeat of this one) over the same documents
+    later = write_config(
+        tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl.gz", f"{bucket}/index"), "batch_docs": 40}
+    )
+    again = run_cli("run", str(later), "--out", f"{bucket}/out2", env=s3_server.env)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(fs.cat(f"{bucket.removeprefix('s3://')}/out2/manifest.json"))
+    assert second["totals"]["kept"] == 0 and second["totals"]["duplicates"] > 0, "all were in the index"
+
+
+def test_sigkill_on_s3_then_rerun_equals_a_clean_run(tmp_path: Path, s3_server: S3Server) -> None:  # noqa: F811
+    shards = tmp_path / "shards"
+    make_shards(shards, repeat=5)
+    bucket = s3_server.bucket()
+    s3_server.upload(shards, f"{bucket}/raw")
+    config = write_config(tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl.gz", ""), "dedup": {}})
+
+    def start(out: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "api.main", "run", str(config), "--out", out, "--workers", "2"]
+        return subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=s3_server.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    assert start(f"{bucket}/clean").wait(timeout=600) == 0
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server.endpoint, use_listings_cache=False)
+    records = f"{bucket.removeprefix('s3://')}/killed/_state/shards"
+    process = start(f"{bucket}/killed")
+    deadline = time.time() + 300
+    while time.time() < deadline and len(fs.glob(f"{records}/*.json")) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    if len(fs.glob(f"{records}/*.json")) >= SHARDS:
+        pytest.fail("the run finished before it could be killed; make the shards bigger")
+
+    rerun = start(f"{bucket}/killed")
+    assert rerun.wait(timeout=600) == 0, rerun.stderr.read().decode() if rerun.stderr else ""
+    clean = outputs(download(s3_server, f"{bucket}/clean", tmp_path / "clean"))
+    killed = outputs(download(s3_server, f"{bucket}/killed", tmp_path / "killed"))
+    assert killed == clean and clean
