@@ -140,6 +140,11 @@ def read_parquet_metadata(path: Location) -> pq.FileMetaData:
         return pq.read_metadata(handle)
 
 
+def parquet_file(path: Location) -> pq.ParquetFile:
+    """A Parquet file to stream row groups from, on disk or on a store."""
+    return pq.ParquetFile(path if not is_remote(path) else path.open("rb"))
+
+
 def write_parquet(path: Location, table: pa.Table, **kwargs: Any) -> None:
     """Write a whole Parquet file so that it appears only complete (see `staged`)."""
     make_dirs(path.parent)

@@ -26,7 +26,7 @@ def mix(
     spec: Annotated[Path, typer.Argument(help="mixture YAML (corpora, domains, budget, tokenizer, seed)")],
     tokens: Annotated[bool, typer.Option("--tokens", help="also write MIX/tokens/ (token shards)")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="refuse weights that do not sum to 1")] = False,
-    out: Annotated[Path | None, typer.Option(help="mixture folder (overrides `output:` in the spec)")] = None,
+    out: Annotated[str | None, typer.Option(help="mixture folder (overrides `output:` in the spec)")] = None,
 ) -> None:
     """Sample curated corpora into MIX/part-*.parquet + MIX/manifest.json by domain weights and budget."""
     from mixers.sampler import mix_file

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.manifest import MANIFEST
+from curate.storage import Location, files_under, location, read_parquet_metadata, relative
 from mixers.errors import MixError
 
 CORPUS_DIR = "corpus"
@@ -27,7 +27,7 @@ class PartFile:
 
     index: int
     corpus: int
-    path: Path
+    path: Location
     rel: str
     domain: str
     rows: int
@@ -35,7 +35,7 @@ class PartFile:
 
 @dataclass(frozen=True)
 class CorpusSet:
-    roots: list[Path]
+    roots: list[Location]
     manifest_sha256: list[str]
     parts: list[PartFile]
     schema: pa.Schema
@@ -54,8 +54,8 @@ def open_corpora(paths: list[str]) -> CorpusSet:
     """Check every corpus folder and list its parts; errors name the folder and what to pass instead."""
     roots, hashes, parts, schemas = [], [], [], []
     for corpus_index, raw in enumerate(paths):
-        root = Path(raw)
-        if any(root.resolve() == seen.resolve() for seen in roots):
+        root = location(raw)
+        if any(_same(root, seen) for seen in roots):
             raise MixError(f"corpora[{corpus_index}]: {root} is listed twice; list each corpus once")
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
@@ -68,7 +68,7 @@ def open_corpora(paths: list[str]) -> CorpusSet:
         hashes.append(hashlib.sha256(data).hexdigest())
         for rel in _corpus_files(root, json.loads(data), corpus_index):
             path = root / rel
-            metadata = pq.read_metadata(path)
+            metadata = read_parquet_metadata(path)
             parts.append(PartFile(len(parts), corpus_index, path, rel, _domain_of(rel), metadata.num_rows))
             schemas.append(metadata.schema.to_arrow_schema())
     if not parts:
@@ -76,10 +76,16 @@ def open_corpora(paths: list[str]) -> CorpusSet:
     return CorpusSet(roots, hashes, parts, _unify(schemas))
 
 
-def _corpus_files(root: Path, manifest: dict, corpus_index: int) -> list[str]:
+def _same(a: Location, b: Location) -> bool:
+    if isinstance(a, Path) and isinstance(b, Path):
+        return a.resolve() == b.resolve()
+    return str(a).rstrip("/") == str(b).rstrip("/")
+
+
+def _corpus_files(root: Location, manifest: dict, corpus_index: int) -> list[str]:
     listed = manifest.get("files")
     if listed is None:
-        listed = [str(p.relative_to(root)) for p in sorted((root / CORPUS_DIR).glob("domain=*/*.parquet"))]
+        listed = [relative(p, root) for p in files_under(root / CORPUS_DIR, "domain=*/*.parquet")]
     files = sorted(rel for rel in listed if rel.startswith(CORPUS_DIR + "/"))
     missing = [rel for rel in files if not (root / rel).is_file()]
     if missing:

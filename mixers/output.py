@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.storage import Location
 from mixers.errors import MixError
 
 MIX_MANIFEST = "manifest.json"
@@ -109,10 +110,10 @@ def is_mixture(path: Path) -> bool:
         return False
 
 
-def check_output(out: Path, corpora: list[Path]) -> None:
+def check_output(out: Path, corpora: list[Location]) -> None:
     """Refuse, before any work, an output that would overwrite something that is not a mixture."""
     resolved = out.resolve()
-    for root in corpora:
+    for root in (root for root in corpora if isinstance(root, Path)):
         if resolved == root.resolve() or root.resolve() in resolved.parents:
             raise MixError(f"--out {out} is inside corpus {root}; write the mixture to its own folder")
     if out.exists() and not out.is_dir():

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from curate.checksums import file_sha256
 from curate.manifest import code_version
+from curate.storage import is_url, register_filesystems
 from mixers.corpus import CorpusSet, PartFile, open_corpora
 from mixers.db import connect
 from mixers.errors import MixError, warn
@@ -88,7 +89,10 @@ def plan_mixture(
     spec: MixtureSpec, out: Path | str | None, tokens: bool = False, strict: bool = False
 ) -> MixPlan:
     """All user errors, found from the spec, the corpora's manifests and Parquet footers only."""
-    out_path = Path(out) if out is not None else Path(spec.output) if spec.output else None
+    target = out if out is not None else spec.output
+    if target is not None and is_url(str(target)):
+        raise MixError(f"--out {target}: a mixture is written to a local folder (its corpora may be on s3://)")
+    out_path = Path(target) if target is not None else None
     if out_path is None:
         raise MixError("no output folder: set `output:` in the spec or pass --out MIX")
     corpora = open_corpora(spec.corpora)
@@ -191,7 +195,7 @@ def build_mixture(
 
 def mix_file(
     spec_path: Path,
-    out: Path | None = None,
+    out: Path | str | None = None,
     tokens: bool = False,
     strict: bool = False,
     echo: Echo | None = None,
@@ -273,6 +277,7 @@ class Session:
         self.con.register("files_arrow", files)
         self.con.execute("CREATE TEMP TABLE files AS SELECT * FROM files_arrow")
         self.con.unregister("files_arrow")
+        register_filesystems(self.con, [p.path for p in self.parts])
         self.con.read_parquet(
             [str(p.path) for p in self.parts],
             union_by_name=True,

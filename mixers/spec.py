@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from curate.config import describe_validation_error
 from curate.paths import PathParam
 from curate.schema import DomainName
+from curate.storage import is_url
 from curate.yamlfile import read_yaml
 from mixers.errors import MixError, warn
 
@@ -153,6 +154,8 @@ def load_spec(path: Path) -> MixtureSpec:
 
 def resolve_spec_paths(spec: MixtureSpec, base: Path) -> MixtureSpec:
     def absolute(value: str) -> str:
+        if is_url(value):
+            return value
         candidate = Path(value).expanduser()
         return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
 

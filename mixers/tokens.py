@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.storage import Location, is_remote, parquet_file, scratch_dir
 from mixers.corpus import CorpusSet, PartFile
 from mixers.errors import MixError
 from mixers.spec import TokenizerSpec
@@ -82,8 +83,11 @@ def estimate_sql(counter: TokenCounter, columns: list[str]) -> tuple[str, list[A
     return f"CAST(ceil(COALESCE({chars}, 0) / ?) AS BIGINT)", [counter.chars_per_token]
 
 
-def sidecar_path(part: PartFile, root: Path, counter: TokenCounter) -> Path:
-    return root / SIDECAR_DIR / counter.key[:16] / part.rel
+def sidecar_path(part: PartFile, root: Location, counter: TokenCounter) -> Path:
+    """Beside the corpus on disk; in a local scratch folder for a corpus on an object store (read-only to
+    most mixers, and counts are cheap to redo on another machine)."""
+    base = scratch_dir(root, SIDECAR_DIR) if is_remote(root) else Path(root) / SIDECAR_DIR
+    return base / counter.key[:16] / part.rel
 
 
 def sidecar_valid(path: Path, part: PartFile) -> bool:
@@ -99,6 +103,10 @@ def sidecar_valid(path: Path, part: PartFile) -> bool:
 
 
 def _source_stamp(part: PartFile) -> str:
+    """Size and modification time (on an object store, its ETag: it changes whenever the object does)."""
+    if is_remote(part.path):
+        info = part.path.fs.info(part.path.path)
+        return f"{info['size']}:{info.get('ETag', info.get('etag', ''))}"
     stat = part.path.stat()
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
@@ -132,7 +140,7 @@ def _eot_id(tokenizer: Any) -> int | None:
 def _count_batches(part: PartFile, tokenizer: Any, eot: int | None) -> Iterator[pa.RecordBatch]:
     extra = 0 if eot is None else 1
     row = 0
-    for batch in pq.ParquetFile(part.path).iter_batches(batch_size=COUNT_BATCH, columns=["id", "text"]):
+    for batch in parquet_file(part.path).iter_batches(batch_size=COUNT_BATCH, columns=["id", "text"]):
         texts = [text or "" for text in batch.column("text").to_pylist()]
         counts = count_tokens(tokenizer, texts, extra)
         rows = np.arange(row, row + batch.num_rows, dtype=np.int64)

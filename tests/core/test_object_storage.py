@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,12 +64,21 @@ def outputs(folder: Path) -> dict[str, bytes]:
     }
 
 
-def test_run_on_s3_equals_the_local_run(tmp_path: Path, s3_server: S3Server) -> None:  # noqa: F811
+@dataclass(frozen=True)
+class Runs:
+    folder: Path
+    bucket: str
+    remote_config: Path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Runs:  # noqa: F811
+    """The same pipeline over the same shards: on local disk, and from and to the S3 server."""
+    tmp_path = tmp_path_factory.mktemp("s3runs")
     shards = tmp_path / "shards"
     make_shards(shards, repeat=1)
     bucket = s3_server.bucket()
     s3_server.upload(shards, f"{bucket}/raw")
-
     local = write_config(
         tmp_path, pipeline(str(shards / "*.jsonl.gz"), str(tmp_path / "index")), "local.yaml"
     )
@@ -77,7 +87,11 @@ def test_run_on_s3_equals_the_local_run(tmp_path: Path, s3_server: S3Server) -> 
     assert result.returncode == 0, result.stderr
     result = run_cli("run", str(remote), "--out", f"{bucket}/out", env=s3_server.env)
     assert result.returncode == 0, result.stderr
+    return Runs(tmp_path, bucket, remote)
 
+
+def test_run_on_s3_equals_the_local_run(runs: Runs, s3_server: S3Server) -> None:  # noqa: F811
+    bucket, tmp_path = runs.bucket, runs.folder
     fetched = download(s3_server, f"{bucket}/out", tmp_path / "fetched")
     local_files, remote_files = outputs(tmp_path / "local"), outputs(fetched)
     assert local_files and any(name.startswith("rejects/dedup-") for name in local_files), "dups were removed"
@@ -90,12 +104,35 @@ def test_run_on_s3_equals_the_local_run(tmp_path: Path, s3_server: S3Server) -> 
 
     # another config (so another run, not a repeat of this one) over the same documents
     later = write_config(
-        tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl.gz", f"{bucket}/index"), "batch_docs": 40}
+        tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl.gz", f"{bucket}/index"), "batch_docs": 40}, "later.yaml"
     )
     again = run_cli("run", str(later), "--out", f"{bucket}/out2", env=s3_server.env)
     assert again.returncode == 0, again.stderr
     second = json.loads(fs.cat(f"{bucket.removeprefix('s3://')}/out2/manifest.json"))
     assert second["totals"]["kept"] == 0 and second["totals"]["duplicates"] > 0, "all were in the index"
+
+
+def test_mixture_from_an_s3_corpus_equals_one_from_its_local_twin(runs: Runs, s3_server: S3Server) -> None:  # noqa: F811
+    def spec(corpus: str, name: str) -> Path:
+        body = {
+            "corpora": [corpus],
+            "seed": 3,
+            "budget": 20_000,
+            "tokenizer": {"chars_per_token": 4.0},
+            "domains": {"web": {"weight": 1.0}},
+        }
+        return write_config(runs.folder, body, name)
+
+    mixes = {}
+    for name, corpus in (("local", str(runs.folder / "local")), ("remote", f"{runs.bucket}/out")):
+        out = runs.folder / f"mix-{name}"
+        result = run_cli("mix", str(spec(corpus, f"{name}-mix.yaml")), "--out", str(out), env=s3_server.env)
+        assert result.returncode == 0, result.stderr
+        mixes[name] = {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
+    assert mixes["remote"] == mixes["local"] and mixes["local"]
+
+    refused = run_cli("mix", str(spec(f"{runs.bucket}/out", "s3-out.yaml")), "--out", f"{runs.bucket}/mix")
+    assert refused.returncode != 0 and "local folder" in refused.stderr.strip().splitlines()[-1]
 
 
 def test_sigkill_on_s3_then_rerun_equals_a_clean_run(tmp_path: Path, s3_server: S3Server) -> None:  # noqa: F811
