@@ -217,7 +217,11 @@ def serve_command(
     host: Annotated[str, typer.Option(help="address to bind; non-loopback needs a token")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     data_root: Annotated[
-        list[Path] | None, typer.Option(help="folder jobs may read and write (repeatable; default: cwd)")
+        list[str] | None,
+        typer.Option(
+            help="folder jobs may read and write (repeatable; default: cwd); after a local one, "
+            "object-store prefixes such as s3://bucket/data may follow"
+        ),
     ] = None,
     state_dir: Annotated[Path, typer.Option(help="job database, logs")] = Path(".cache/serve"),
     token_file: Annotated[Path | None, typer.Option(help="file holding the bearer token")] = None,

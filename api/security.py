@@ -2,6 +2,8 @@
 
 * Paths: every path a job reads or writes must resolve (symlinks followed) inside a data root, must not
   contain `..`, and must stay out of the service's own state folder (a job must not overwrite the job DB).
+  A data root may be an object-store prefix (`s3://bucket/prefix`): a URL path must then lie under it
+  (same scheme and bucket, no `.`/`..` segment; objects have no symlinks), checked again at open time.
   One rule covers every path field of every config: fields are marked by type (curate.paths) and
   confined while the config is validated, so a refused path is never opened nor its existence told.
   Workers check again just before running, so a symlink planted after submission cannot escape either.
@@ -25,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import FieldError
 from curate.paths import PathField, confined_paths
+from curate.readers.opening import url_inside
+from curate.storage import is_url
 
 LOOPBACK_NAMES = {"localhost"}
 PATH_MAX, NAME_MAX = 4096, 255
@@ -59,31 +63,52 @@ def token_matches(header: str | None, token: str) -> bool:
 class PathPolicy:
     """Where jobs may read and write: inside the data roots, never in the service's state folder."""
 
-    def __init__(self, roots: Iterable[Path], forbidden: Iterable[Path] = ()) -> None:
-        self.roots = tuple(Path(r).resolve() for r in roots)
+    def __init__(self, roots: Iterable[Path | str], forbidden: Iterable[Path] = ()) -> None:
+        """`roots`: local folders (the first one is where relative paths point) and object-store URLs."""
+        self.roots = tuple(str(r).rstrip("/") if is_url(str(r)) else Path(r).resolve() for r in roots)
+        self.local_roots = tuple(r for r in self.roots if isinstance(r, Path))
+        self.url_roots = tuple(r for r in self.roots if isinstance(r, str))
         self.forbidden = tuple(Path(f).resolve() for f in forbidden)
+
+    @property
+    def base(self) -> Path:
+        """The folder relative paths are relative to: the first local data root."""
+        return self.local_roots[0]
 
     def absolute(self, value: str, loc: tuple[Any, ...]) -> Path:
         """A config path made absolute against the first data root; `..` is refused outright."""
-        if "\0" in value or len(value) > PATH_MAX or any(len(p) > NAME_MAX for p in value.split("/")):
-            raise FieldError(loc, "not a usable path (NUL byte, or a name too long for the file system)")
+        _check_usable(value, loc)
         path = Path(value).expanduser()
         if ".." in path.parts:
             raise FieldError(loc, f"{value}: `..` is not allowed in paths; give a path inside a data root")
-        return path if path.is_absolute() else self.roots[0] / path
+        return path if path.is_absolute() else self.base / path
+
+    def confine_url(self, value: str, loc: tuple[Any, ...]) -> str:
+        """An object-store URL (or a glob of one) is allowed only under an object-store data root."""
+        _check_usable(value, loc)
+        if any(part in (".", "..") for part in value.partition("://")[2].split("/")):
+            raise FieldError(loc, f"{value}: `..` is not allowed in paths; give a path inside a data root")
+        if not url_inside(value, self.url_roots):
+            raise self._outside(value, loc)
+        return value
+
+    def _outside(self, path: Path | str, loc: tuple[Any, ...]) -> FieldError:
+        roots = ", ".join(str(r) for r in self.roots)
+        return FieldError(loc, f"{path} is outside the data roots ({roots}); use a path inside one")
 
     def check(self, path: Path, loc: tuple[Any, ...]) -> Path:
         """The real path (symlinks resolved, also for a not-yet-existing tail) if it is allowed."""
         real = path.resolve()
-        if not any(real == root or root in real.parents for root in self.roots):
-            roots = ", ".join(str(r) for r in self.roots)
-            raise FieldError(loc, f"{path} is outside the data roots ({roots}); use a path inside one")
+        if not any(real == root or root in real.parents for root in self.local_roots):
+            raise self._outside(path, loc)
         if any(real == f or f in real.parents for f in self.forbidden):
             raise FieldError(loc, f"{path} is inside the service's state folder; jobs may not touch it")
         return real
 
     def confine(self, value: str, loc: tuple[Any, ...]) -> str:
         """Check one plain path (file or folder, existing or not) and return it absolute."""
+        if is_url(value):
+            return self.confine_url(value, loc)
         path = self.absolute(value, loc)
         self.check(path, loc)
         return str(path)
@@ -100,12 +125,20 @@ class PathPolicy:
     def confine_glob(self, pattern: str, loc: tuple[Any, ...]) -> str:
         """Check a glob: its fixed prefix and every file it matches now must lie inside a root.
 
-        Checking the matches (resolved) catches a symlink inside a root that points outside it."""
+        Checking the matches (resolved) catches a symlink inside a root that points outside it. A URL
+        glob's matches all start with its fixed prefix, and objects cannot point elsewhere."""
+        if is_url(pattern):
+            return self.confine_url(pattern, loc)
         path = self.absolute(pattern, loc)
         self.check(_glob_prefix(path), loc)
         for match in glob.glob(str(path), recursive=True):
             self.check(Path(match), loc)
         return str(path)
+
+
+def _check_usable(value: str, loc: tuple[Any, ...]) -> None:
+    if "\0" in value or len(value) > PATH_MAX or any(len(p) > NAME_MAX for p in value.split("/")):
+        raise FieldError(loc, "not a usable path (NUL byte, or a name too long for the file system)")
 
 
 def _glob_prefix(path: Path) -> Path:

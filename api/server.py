@@ -40,7 +40,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     state_dir: Path = DEFAULT_STATE,
-    data_roots: list[Path] | None = None,
+    data_roots: list[Path | str] | None = None,
     token_file: Path | None = None,
     job_slots: int = 2,
     max_job_workers: int = 2,
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
-    parser.add_argument("--data-root", type=Path, action="append", dest="data_roots")
+    parser.add_argument("--data-root", action="append", dest="data_roots")
     parser.add_argument("--token-file", type=Path)
     parser.add_argument("--job-slots", type=int, default=2)
     parser.add_argument("--max-job-workers", type=int, default=2)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import ConfigError
+from curate.storage import is_url
 
 TOKEN_ENV = "CURATE_API_TOKEN"
 TOKEN_FILE_ENV = "CURATE_API_TOKEN_FILE"
@@ -24,7 +25,7 @@ SETTINGS_FILE = "settings.json"
 @dataclass(frozen=True)
 class ServiceSettings:
     state_dir: Path
-    data_roots: tuple[Path, ...]
+    data_roots: tuple[Path | str, ...]  # local folders (the first one local), then object-store URLs
     token: str | None = field(default=None, repr=False)
     job_slots: int = 2  # jobs running at once (one worker subprocess each)
     max_job_workers: int = 2  # processes (local) or actors (ray) one job may ask for
@@ -48,7 +49,7 @@ class ServiceSettings:
 
     @property
     def jobs_output_root(self) -> Path:
-        return self.output_root or self.data_roots[0] / "jobs"
+        return self.output_root or Path(self.data_roots[0]) / "jobs"
 
     def to_worker_json(self) -> str:
         """Everything but the token: workers never need it, and files outlive processes."""
@@ -59,7 +60,7 @@ class ServiceSettings:
     def from_worker_json(cls, text: str) -> ServiceSettings:
         data = json.loads(text)
         data["state_dir"] = Path(data["state_dir"])
-        data["data_roots"] = tuple(Path(p) for p in data["data_roots"])
+        data["data_roots"] = tuple(p if is_url(p) else Path(p) for p in data["data_roots"])
         for key in ("schedules_file", "output_root"):
             data[key] = Path(data[key]) if data[key] else None
         return cls(**data)
@@ -67,7 +68,7 @@ class ServiceSettings:
 
 def build_settings(
     state_dir: Path,
-    data_roots: list[Path],
+    data_roots: list[Path | str],
     token: str | None = None,
     token_file: Path | None = None,
     **limits: Any,
@@ -75,8 +76,16 @@ def build_settings(
     """Resolve folders (symlinks included) once, so every later containment check compares real paths."""
     if not data_roots:
         raise ConfigError("no data root: pass --data-root DIR (jobs may only read and write inside it)")
-    roots = []
+    if is_url(str(data_roots[0])):
+        raise ConfigError(
+            f"data root {data_roots[0]}: the first --data-root must be a local folder (job outputs and "
+            "mixtures go there by default); pass object-store prefixes after it"
+        )
+    roots: list[Path | str] = []
     for root in data_roots:
+        if is_url(str(root)):
+            roots.append(str(root).rstrip("/"))
+            continue
         real = Path(root).expanduser().resolve()
         if not real.is_dir():
             raise ConfigError(f"data root {root} is not a directory; create it or pass another --data-root")

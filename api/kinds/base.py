@@ -19,6 +19,7 @@ from api.errors import from_validation
 from api.security import PathPolicy
 from api.settings import ServiceSettings
 from api.store import Job, JobStore
+from curate.storage import Location, location
 
 
 class NoOptions(BaseModel):
@@ -94,8 +95,8 @@ class JobKind(ABC):
         """(done, planned) units of work, read from the job's output on disk."""
         return job.done, job.planned
 
-    def manifest_path(self, job: Job) -> Path | None:
-        path = Path(job.output) / "manifest.json"
+    def manifest_path(self, job: Job) -> Location | None:
+        path = location(job.output) / "manifest.json"
         return path if path.is_file() else None
 
     def score_path(self, job: Job) -> Path | None:

@@ -128,7 +128,7 @@ class BatchKind(JobKind):
 
     def progress(self, job: Job) -> tuple[int | None, int | None]:
         if job.state == "running":
-            return min(completed_shards(Path(job.output)), job.planned or 0), job.planned
+            return min(completed_shards(job.output), job.planned or 0), job.planned
         return job.done, job.planned
 
 

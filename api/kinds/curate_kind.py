@@ -21,6 +21,7 @@ from api.store import Job
 from curate.config import PipelineConfig, parse_config, resolve_paths
 from curate.errors import ConfigError
 from curate.shard_runner import STATE_DIR
+from curate.storage import files_under, is_url, location
 
 RUN_RECORD = "_state/run.json"
 CONFIG = ("body", "config")
@@ -52,11 +53,15 @@ def confine_pipeline(
     output = model.output or (str(default_output) if default_output else None)
     if output is None:
         raise FieldError((*loc, "output"), "required: the output folder of this run")
-    confined["output"] = str(Path(policy.confine(output, (*loc, "output"))).resolve())
+    confined["output"] = _resolved(policy.confine(output, (*loc, "output")))
     if model.dedup is not None and model.dedup.index is not None:
-        index_path = policy.confine(model.dedup.index, (*loc, "dedup", "index"))
-        confined["dedup"]["index"] = str(Path(index_path).resolve())
+        confined["dedup"]["index"] = _resolved(policy.confine(model.dedup.index, (*loc, "dedup", "index")))
     return confined
+
+
+def _resolved(path: str) -> str:
+    """A local path with its symlinks resolved; an object-store URL as it is (objects have none)."""
+    return path if is_url(path) else str(Path(path).resolve())
 
 
 def load_pipeline(confined: dict[str, Any], policy: PathPolicy) -> PipelineConfig:
@@ -64,7 +69,7 @@ def load_pipeline(confined: dict[str, Any], policy: PathPolicy) -> PipelineConfi
     read as at submission (relative to the first data root, confined), not against the process's cwd."""
     try:
         with policy.marked_fields():
-            return resolve_paths(parse_config(confined), base=policy.roots[0], out=None)
+            return resolve_paths(parse_config(confined), base=policy.base, out=None)
     except ConfigError as error:
         raise FieldError(CONFIG, str(error)) from None
 
@@ -73,16 +78,16 @@ def check_output_claim(config: PipelineConfig) -> None:
     """Refuse at submission what `run_pipeline` would refuse later: an output holding something else.
 
     The same config into the same output is allowed on purpose: it resumes (or no-ops) that run."""
-    out = Path(str(config.output))
+    out = location(str(config.output))
     record = out / RUN_RECORD
     loc = (*CONFIG, "output")
-    if record.exists():
+    if record.is_file():
         previous = json.loads(record.read_text(encoding="utf-8")).get("config_hash", "")
         if previous != config.config_hash():
             raise FieldError(
                 loc, f"{out} holds a run of a different config ({previous[:12]}); use another output"
             )
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):  # an empty prefix does not exist
         raise FieldError(loc, f"{out} exists and is not a curate output; choose an empty or new folder")
 
 
@@ -96,9 +101,8 @@ def plan_shards(config: PipelineConfig) -> int:
         raise FieldError(CONFIG, str(error)) from None
 
 
-def completed_shards(output: Path) -> int:
-    folder = output / STATE_DIR
-    return sum(1 for _ in folder.glob("*.json")) if folder.is_dir() else 0
+def completed_shards(output: Path | str) -> int:
+    return len(files_under(location(str(output)) / STATE_DIR, "*.json"))
 
 
 def run_summary(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +150,7 @@ class CurateKind(JobKind):
 
         pipeline = load_pipeline(job.config, ctx.policy)
         opts = CurateOptions.model_validate(job.options)
-        ctx.progress(plan_shards(pipeline), completed_shards(Path(job.output)))
+        ctx.progress(plan_shards(pipeline), completed_shards(job.output))
         address = ctx.settings.ray_address if opts.executor == "ray" else None
         manifest = run_pipeline(
             pipeline, opts.executor, opts.workers, address, progress=False, data_roots=ctx.policy.roots
@@ -156,7 +160,7 @@ class CurateKind(JobKind):
 
     def progress(self, job: Job) -> tuple[int | None, int | None]:
         if job.state == "running":
-            return min(completed_shards(Path(job.output)), job.planned or 0), job.planned
+            return min(completed_shards(job.output), job.planned or 0), job.planned
         return job.done, job.planned
 
 
