@@ -104,7 +104,7 @@ def print_summary(manifest: dict) -> None:
 
 @app.command()
 def inspect(
-    out: Annotated[Path, typer.Argument(help="an output directory of `curate run`, or a mixture folder")],
+    out: Annotated[str, typer.Argument(help="an output folder or URL of `curate run`, or a mixture folder")],
     samples: Annotated[int, typer.Option(min=0, help="sample rows to show")] = 3,
     plots: Annotated[
         Path | None, typer.Option(help="mixtures: folder for PNG plots (default MIX/report)")
@@ -116,8 +116,8 @@ def inspect(
     from curate.inspect import inspect_output, render_inspection
     from mixers import cli as mix_cli
 
-    if mix_cli.is_mixture(out):
-        mix_cli.inspect_mixture(out, plots, as_json)
+    if mix_cli.is_mixture(Path(out)):
+        mix_cli.inspect_mixture(Path(out), plots, as_json)
         return
     report = inspect_output(out, samples)
     if as_json:

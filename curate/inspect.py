@@ -6,23 +6,26 @@ DuckDB reads the parts directly, so inspecting a corpus of any size costs a scan
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from curate.errors import ConfigError
 from curate.manifest import MANIFEST
+from curate.storage import Location, location, register_filesystems
 
 
-def inspect_output(out: Path, samples: int = 3) -> dict[str, Any]:
+def inspect_output(out: Location | str, samples: int = 3) -> dict[str, Any]:
+    """`out` may be a local folder or an object-store URL; the parts read are those the manifest lists."""
+    out = location(out)
     manifest_path = out / MANIFEST
     if not manifest_path.is_file():
         raise ConfigError(f"{out} has no {MANIFEST}; pass the output directory of a finished `curate run`")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     con = duckdb.connect()
-    corpus = _parquet_glob(out / "corpus", "*/*.parquet")
-    rejects = _parquet_glob(out / "rejects", "*.parquet")
+    register_filesystems(con, [out])
+    corpus = _parquet_list([out / name for name in manifest["files"] if name.startswith("corpus/")])
+    rejects = _parquet_list([out / name for name in manifest["files"] if name.startswith("rejects/")])
     report: dict[str, Any] = {
         "totals": manifest["totals"],
         "warnings": manifest.get("warnings", []),  # manifests written before warnings were kept lack it
@@ -54,13 +57,13 @@ def with_cpu_seconds(funnel: list[dict[str, Any]], seconds: dict[str, float]) ->
 EMPTY_COLUMNS = ("domain", "text", "id", "url", "reject_stage", "reject_reason")
 
 
-def _parquet_glob(folder: Path, pattern: str) -> str:
+def _parquet_list(files: list[Location]) -> str:
     """A DuckDB table expression over the parts, or an empty relation when a run wrote none."""
-    if not any(folder.glob(pattern)):
+    if not files:
         columns = ", ".join(f"NULL::VARCHAR AS {name}" for name in EMPTY_COLUMNS)
         return f"(SELECT {columns} WHERE false)"
-    path = str(folder / pattern).replace("'", "''")
-    return f"read_parquet('{path}', hive_partitioning=false, union_by_name=true)"
+    listed = ", ".join("'" + str(path).replace("'", "''") + "'" for path in files)
+    return f"read_parquet([{listed}], hive_partitioning=false, union_by_name=true)"
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:

@@ -100,6 +100,9 @@ def test_run_on_s3_equals_the_local_run(runs: Runs, s3_server: S3Server) -> None
     assert manifest["totals"] == json.loads((tmp_path / "local" / "manifest.json").read_text())["totals"]
     fs = s3fs.S3FileSystem(endpoint_url=s3_server.endpoint)
     assert fs.exists(f"{bucket.removeprefix('s3://')}/index/index.json"), "the index lives on the store too"
+    shown = run_cli("inspect", f"{bucket}/out", "--json", env=s3_server.env)
+    assert shown.returncode == 0, shown.stderr
+    assert sum(row["docs"] for row in json.loads(shown.stdout)["domains"]) == manifest["totals"]["kept"]
     assert not [p for p in fs.find(bucket.removeprefix("s3://")) if p.endswith(".tmp")]
 
     # another config (so another run, not a repeat of this one) over the same documents
