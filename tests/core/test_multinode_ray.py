@@ -6,17 +6,33 @@ Both compare every corpus and rejects Parquet file, byte for byte, with a local 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from curate.config import load_config
-from curate.executors.ray_executor import MODEL_CACHE_ENV, ray_session, run_shipped, ship_models
+from curate.executors.ray_executor import (
+    MODEL_CACHE_ENV,
+    pack_folder,
+    ray_session,
+    run_shipped,
+    ship_models,
+)
 from curate.plan import build_plan
 from curate.run import run_pipeline
+from curate.shard_runner import STATE_DIR
+from tests.conftest import REPO
 from tests.core.helpers import write_config
-from tests.core.pause_stage import PauseParams
+from tests.core.pause_stage import NODE_ENV, PauseParams, install_pause_stage
+from tests.core.ray_cluster import LocalCluster
 from tests.core.tiny_models import train_tiny_toxicity
 
 MODEL = "tiny-toxicity"
@@ -78,3 +94,109 @@ def test_actors_load_the_shipped_model_after_the_drivers_folder_is_gone(
     assert (cache / checksum / "card.json").is_file() and (cache / checksum / "model.bin").is_file()
     (home,) = cache.glob("home-*")
     assert (home / MODEL).resolve() == (cache / checksum).resolve()
+
+
+SHARDS = 7  # web/*.jsonl
+PAUSE = 1.5  # seconds per batch in the run that loses a node: it must be mid-shard when the kill lands
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, dict[str, str]]]:
+    """A head without CPUs and two 2-CPU worker nodes, each with its own model cache; the environment
+    (this repository and the `pause` stage on the path) is the one every node and the driver run with."""
+    site = install_pause_stage(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(site)])}
+    cluster = LocalCluster(env)
+    try:
+        cluster.start_head()
+        nodes = {
+            name: {NODE_ENV: name, MODEL_CACHE_ENV: str(cluster.node_dir(name) / "models")}
+            for name in ("node1", "node2")
+        }
+        cluster.add_workers(2, nodes)
+        yield cluster, cluster.env
+    finally:
+        cluster.stop()
+
+
+def curate_run(config: Path, address: str) -> list[str]:
+    """The command a user types on the driver machine, as `python -m api.main` (== `curate`)."""
+    return [sys.executable, "-m", "api.main", "run", str(config), "--executor", "ray"] + [
+        "--ray-address",
+        address,
+        "--workers",
+        "2",
+    ]
+
+
+@pytest.mark.cluster
+def test_three_node_cluster_matches_local_and_survives_a_killed_worker_node(
+    tmp_path: Path,
+    web: Path,
+    models: Path,
+    local_files: dict[str, bytes],
+    cluster: tuple[LocalCluster, dict[str, str]],
+) -> None:
+    ray_cluster, env = cluster
+    done = subprocess.run(
+        curate_run(pipeline(tmp_path, web, models, "cluster"), ray_cluster.address),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert parquet_files(tmp_path / "cluster") == local_files
+    checksum = hashlib.sha256(pack_folder(models / MODEL)).hexdigest()
+    for node in ("node1", "node2"):  # Ray Data spreads the two actors: each node unpacked the model
+        assert (ray_cluster.node_dir(node) / "models" / checksum / "model.bin").is_file(), node
+
+    trace = tmp_path / "trace.txt"
+    config = pipeline(tmp_path, web, models, "killed", PauseParams(seconds=PAUSE, trace=str(trace)))
+    run = subprocess.Popen(
+        curate_run(config, ray_cluster.address),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        victim = ray_cluster.nodes[-1]
+        wait_until_mid_shard(tmp_path / "killed", trace, victim.name)
+        os.kill(victim.raylet_pid(), signal.SIGKILL)
+        _, stderr = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    assert run.returncode == 0, stderr[-3000:]
+    assert parquet_files(tmp_path / "killed") == local_files
+    assert redone_on_another_node(trace, victim.name), trace.read_text()
+
+
+def wait_until_mid_shard(out: Path, trace: Path, node: str, timeout: float = 180) -> None:
+    """Returns the moment `node` starts a batch (its actor then sleeps PAUSE seconds inside a shard) after
+    at least one shard is complete and while some are not: the kill lands mid-run and mid-shard."""
+    records = out / STATE_DIR
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        complete = len(list(records.glob("*.json"))) if records.is_dir() else 0
+        assert complete < SHARDS, "the run ended before the node could be killed"
+        started = trace_lines(trace, node)
+        if complete and seen is None:
+            seen = len(started)
+        elif seen is not None and len(started) > seen:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{node} started no batch after the first shard completed:\n{trace.read_text()}")
+
+
+def trace_lines(trace: Path, node: str | None = None) -> list[list[str]]:
+    lines = [line.split() for line in trace.read_text().splitlines()] if trace.exists() else []
+    return [line for line in lines if node is None or line[0] == node]
+
+
+def redone_on_another_node(trace: Path, victim: str) -> bool:
+    """Some batch the killed node started was started again by a worker of another node."""
+    on_victim = {doc_id for _, _, doc_id in trace_lines(trace, victim)}
+    elsewhere = {doc_id for node, _, doc_id in trace_lines(trace) if node != victim}
+    return bool(on_victim & elsewhere)
