@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.config import StageSpec
+from curate.errors import ConfigError
 from curate.plan import RunPlan, ShardTask
 from curate.shard_runner import ShardProcessor, ShardReport
 from curate.stages.model_folders import UsesModelFolders, model_folders
@@ -97,6 +98,11 @@ def ship_models(plan: RunPlan) -> ModelShipment:
         home = {}
         for name, folder in model_folders(spec.params).items():
             if folder not in checksums:
+                if not folder.is_dir():
+                    raise ConfigError(
+                        f"stage {spec.name!r} reads model folder {folder}, which is gone from the driver; "
+                        "restore or re-train the model there (the run ships it to the workers)"
+                    )
                 data = pack_folder(folder)
                 checksums[folder] = hashlib.sha256(data).hexdigest()
                 archives.setdefault(checksums[folder], ray.put(data))

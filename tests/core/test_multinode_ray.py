@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from curate.config import load_config
+from curate.errors import ConfigError
 from curate.executors.ray_executor import (
     MODEL_CACHE_ENV,
     pack_folder,
@@ -94,6 +95,19 @@ def test_actors_load_the_shipped_model_after_the_drivers_folder_is_gone(
     assert (cache / checksum / "card.json").is_file() and (cache / checksum / "model.bin").is_file()
     (home,) = cache.glob("home-*")
     assert (home / MODEL).resolve() == (cache / checksum).resolve()
+
+
+def test_a_model_folder_gone_before_packing_is_one_config_line(
+    tmp_path: Path, web: Path, models: Path
+) -> None:
+    driver_copy = tmp_path / "driver-models"
+    shutil.copytree(models, driver_copy)
+    plan = build_plan(load_config(pipeline(tmp_path, web, driver_copy, "gone")))
+    shutil.rmtree(driver_copy / MODEL)
+    with pytest.raises(
+        ConfigError, match=f"stage 'toxicity' reads model folder {driver_copy / MODEL}, which is gone"
+    ):
+        ship_models(plan)
 
 
 SHARDS = 7  # web/*.jsonl
