@@ -77,26 +77,6 @@ def local_files(tmp_path_factory: pytest.TempPathFactory, web: Path, models: Pat
     return parquet_files(folder / "local")
 
 
-def test_actors_load_the_shipped_model_after_the_drivers_folder_is_gone(
-    tmp_path: Path, web: Path, models: Path, local_files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache = tmp_path / "node-cache"
-    monkeypatch.setenv(MODEL_CACHE_ENV, str(cache))  # the local Ray's workers inherit it
-    driver_copy = tmp_path / "driver-models"
-    shutil.copytree(models, driver_copy)
-    plan = build_plan(load_config(pipeline(tmp_path, web, driver_copy, "ray")))
-    with ray_session(2, None):
-        shipment = ship_models(plan)
-        shutil.rmtree(driver_copy)  # from here on, only the shipped bytes hold the model
-        run_shipped(plan, plan.tasks, 2, lambda report: None, shipment)
-    assert parquet_files(tmp_path / "ray") == local_files
-    (checksum,) = shipment.archives
-    assert shipment.stage_homes == [{}, {}, {MODEL: checksum}]
-    assert (cache / checksum / "card.json").is_file() and (cache / checksum / "model.bin").is_file()
-    (home,) = cache.glob("home-*")
-    assert (home / MODEL).resolve() == (cache / checksum).resolve()
-
-
 def test_a_model_folder_gone_before_packing_is_one_config_line(
     tmp_path: Path, web: Path, models: Path
 ) -> None:
@@ -112,70 +92,75 @@ def test_a_model_folder_gone_before_packing_is_one_config_line(
 
 SHARDS = 7  # web/*.jsonl
 PAUSE = 1.5  # seconds per batch in the run that loses a node: it must be mid-shard when the kill lands
+WORKER_NODES = ("node1", "node2")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, dict[str, str]]]:
-    """A head without CPUs and two 2-CPU worker nodes, each with its own model cache; the environment
-    (this repository and the `pause` stage on the path) is the one every node and the driver run with."""
-    site = install_pause_stage(tmp_path / "site")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(site)])}
-    cluster = LocalCluster(env)
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A head without CPUs and two 2-CPU worker nodes, each with its own model cache, all running with
+    this repository and the `pause` stage on the path (`cluster.env`, the driver's environment too)."""
+    site = install_pause_stage(tmp_path_factory.mktemp("site"))
+    cluster = LocalCluster({**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(site)])})
     try:
         cluster.start_head()
-        nodes = {
-            name: {NODE_ENV: name, MODEL_CACHE_ENV: str(cluster.node_dir(name) / "models")}
-            for name in ("node1", "node2")
-        }
-        cluster.add_workers(2, nodes)
-        yield cluster, cluster.env
+        cluster.add_workers(
+            2, {name: {NODE_ENV: name, MODEL_CACHE_ENV: str(cache(cluster, name))} for name in WORKER_NODES}
+        )
+        yield cluster
     finally:
         cluster.stop()
 
 
-def curate_run(config: Path, address: str) -> list[str]:
-    """The command a user types on the driver machine, as `python -m api.main` (== `curate`)."""
-    return [sys.executable, "-m", "api.main", "run", str(config), "--executor", "ray"] + [
-        "--ray-address",
-        address,
-        "--workers",
-        "2",
-    ]
+def cache(cluster: LocalCluster, node: str) -> Path:
+    return cluster.node_dir(node) / "models"
 
 
 @pytest.mark.cluster
-def test_three_node_cluster_matches_local_and_survives_a_killed_worker_node(
+def test_cluster_actors_load_the_shipped_model_after_the_drivers_folder_is_gone(
     tmp_path: Path,
     web: Path,
     models: Path,
     local_files: dict[str, bytes],
-    cluster: tuple[LocalCluster, dict[str, str]],
+    cluster: LocalCluster,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ray_cluster, env = cluster
-    done = subprocess.run(
-        curate_run(pipeline(tmp_path, web, models, "cluster"), ray_cluster.address),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert parquet_files(tmp_path / "cluster") == local_files
-    checksum = hashlib.sha256(pack_folder(models / MODEL)).hexdigest()
-    for node in ("node1", "node2"):  # Ray Data spreads the two actors: each node unpacked the model
-        assert (ray_cluster.node_dir(node) / "models" / checksum / "model.bin").is_file(), node
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # this process joins the cluster as its driver
+    driver_copy = tmp_path / "driver-models"
+    shutil.copytree(models, driver_copy)
+    plan = build_plan(load_config(pipeline(tmp_path, web, driver_copy, "shipped")))
+    with ray_session(2, cluster.address):
+        shipment = ship_models(plan)
+        shutil.rmtree(driver_copy)  # from here on, only the shipped bytes hold the model
+        run_shipped(plan, plan.tasks, 2, lambda report: None, shipment)
+    assert parquet_files(tmp_path / "shipped") == local_files
+    (checksum,) = shipment.archives
+    assert checksum == hashlib.sha256(pack_folder(models / MODEL)).hexdigest()
+    assert shipment.stage_homes == [{}, {}, {MODEL: checksum}]
+    for node in WORKER_NODES:  # Ray Data spreads the two actors: each node unpacked the model once
+        unpacked = cache(cluster, node) / checksum
+        assert sorted(p.name for p in unpacked.iterdir()) == ["card.json", "model.bin"], node
+        (home,) = cache(cluster, node).glob("home-*")
+        assert (home / MODEL).resolve() == unpacked.resolve()
 
+
+def curate_run(config: Path, address: str) -> list[str]:
+    """The command a user types on the driver machine, as `python -m api.main` (== `curate`)."""
+    options = ["--executor", "ray", "--ray-address", address, "--workers", "2"]
+    return [sys.executable, "-m", "api.main", "run", str(config), *options]
+
+
+@pytest.mark.cluster
+def test_curate_run_on_the_cluster_matches_local_though_a_worker_node_is_killed_mid_shard(
+    tmp_path: Path, web: Path, models: Path, local_files: dict[str, bytes], cluster: LocalCluster
+) -> None:
     trace = tmp_path / "trace.txt"
     config = pipeline(tmp_path, web, models, "killed", PauseParams(seconds=PAUSE, trace=str(trace)))
+    command = curate_run(config, cluster.address)
     run = subprocess.Popen(
-        curate_run(config, ray_cluster.address),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        victim = ray_cluster.nodes[-1]
+        victim = cluster.nodes[-1]
         wait_until_mid_shard(tmp_path / "killed", trace, victim.name)
         os.kill(victim.raylet_pid(), signal.SIGKILL)
         _, stderr = run.communicate(timeout=300)
