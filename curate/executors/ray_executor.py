@@ -105,7 +105,8 @@ def ship_models(plan: RunPlan) -> ModelShipment:
                     )
                 data = pack_folder(folder)
                 checksums[folder] = hashlib.sha256(data).hexdigest()
-                archives.setdefault(checksums[folder], ray.put(data))
+                if checksums[folder] not in archives:  # two folders with the same files travel once
+                    archives[checksums[folder]] = ray.put(data)
             home[name] = checksums[folder]
         stage_homes.append(home)
     return ModelShipment(archives, stage_homes)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from curate.paths import PathValue
 from curate.stages.base import Stage, StageParams, StageResult
 from curate.stages.registry import ENTRY_POINT_GROUP, register
 
@@ -23,7 +24,7 @@ NODE_ENV = "CURATE_TEST_NODE"
 
 class PauseParams(StageParams):
     seconds: float = 0.0
-    trace: str | None = None
+    trace: PathValue | None = None
 
 
 class Pause(Stage):

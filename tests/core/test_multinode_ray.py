@@ -52,7 +52,7 @@ def pipeline(folder: Path, web: Path, models: Path, out: str, pause: PauseParams
         "inputs": [{"path": str(web / "*.jsonl"), "name": "web"}],
         "stages": [
             {"normalize": {}},
-            {"pause": (pause or PauseParams()).model_dump(exclude_none=True)},
+            {"pause": (pause or PauseParams()).model_dump(mode="json", exclude_none=True)},
             {"toxicity": {"model": MODEL, "models_dir": str(models), "max_toxicity": 0.5}},
         ],
         "output": str(folder / out),
@@ -154,7 +154,7 @@ def test_curate_run_on_the_cluster_matches_local_though_a_worker_node_is_killed_
     tmp_path: Path, web: Path, models: Path, local_files: dict[str, bytes], cluster: LocalCluster
 ) -> None:
     trace = tmp_path / "trace.txt"
-    config = pipeline(tmp_path, web, models, "killed", PauseParams(seconds=PAUSE, trace=str(trace)))
+    config = pipeline(tmp_path, web, models, "killed", PauseParams(seconds=PAUSE, trace=trace))
     command = curate_run(config, cluster.address)
     run = subprocess.Popen(
         command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
