@@ -1,7 +1,7 @@
-"""Ray runs whose workers cannot lean on the driver's files: models shipped through the object store, and a
-real cluster (a head and two worker nodes on this machine) that survives losing a node mid-run.
-
-Both compare every corpus and rejects Parquet file, byte for byte, with a local run of the same config.
+"""Ray runs on a real cluster (a head and two worker nodes started on this machine with `ray start`) whose
+workers cannot lean on the driver's files: the model reaches them through the object store even when the
+driver's copy is deleted once packed, and `curate run` survives losing a worker node in the middle of a
+shard. Each run's corpus and rejects Parquet files are compared, byte for byte, with a local run's.
 """
 
 from __future__ import annotations
