@@ -87,6 +87,24 @@ def pinned_home(home: Path | None) -> Path:
     return (home or models_home()).resolve()
 
 
+class ModelFolderParams:
+    """Stage params mixin: the registry folders the stage loads, and a copy that reads them from another
+    home; this is `curate.stages.model_folders.UsesModelFolders`, so the Ray executor can ship the folders
+    to nodes that lack the driver's `models_dir` (a field of each class: declared here, pydantic would move
+    it first and change every config hash). A class lists its models in `model_names()`."""
+
+    def model_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def model_folders(self) -> dict[str, Path]:
+        home = self.models_dir  # type: ignore[attr-defined]
+        return {name: model_dir(name, home) for name in self.model_names()}
+
+    def with_models_home(self, home: Path) -> Any:
+        """`model_copy` skips the validators: the models were checked on the driver, names resolved there."""
+        return self.model_copy(update={"models_dir": home})  # type: ignore[attr-defined]
+
+
 def train_command(kind: str, name: str) -> str:
     return f"{TRAIN_COMMANDS.get(kind, 'curate models train-...')} --name {name}"
 

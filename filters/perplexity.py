@@ -32,13 +32,13 @@ from pydantic import Field, model_validator
 from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.kenlm_lm import load_kenlm, perplexities
-from filters.model_registry import pinned_home, require_model
+from filters.model_registry import ModelFolderParams, pinned_home, require_model
 
 KIND = "kenlm"
 BUCKETS = ("head", "middle", "tail")
 
 
-class PerplexityParams(StageParams):
+class PerplexityParams(ModelFolderParams, StageParams):
     model: str = Field(default="wiki-5gram", description="model name in the registry")
     models_dir: PathValue | None = Field(
         default=None,
@@ -62,6 +62,9 @@ class PerplexityParams(StageParams):
         if self.cutoffs is not None and self.cutoffs[0] > self.cutoffs[1]:
             raise ValueError(f"cutoffs {list(self.cutoffs)} must be ascending")
         return self
+
+    def model_names(self) -> list[str]:
+        return [self.model]
 
 
 class HarmfulPerplexityParams(PerplexityParams):

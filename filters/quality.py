@@ -23,7 +23,7 @@ from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.fasttext_scoring import load_classifier, score_texts
 from filters.kenlm_lm import load_kenlm, perplexities
-from filters.model_registry import find_model, pinned_home, require_model
+from filters.model_registry import ModelFolderParams, find_model, pinned_home, require_model
 from filters.perplexity import KIND as KENLM_KIND
 
 KIND = "fasttext-quality"
@@ -45,7 +45,7 @@ def ensemble_score(p: np.ndarray, ppl: np.ndarray, stats: dict[str, float]) -> n
     return 1.0 / (1.0 + np.exp(-(z_clf - z_ppl)))
 
 
-class QualityParams(StageParams):
+class QualityParams(ModelFolderParams, StageParams):
     model: str = Field(default="quality", description="model name in the registry")
     models_dir: PathValue | None = Field(
         default=None,
@@ -73,6 +73,9 @@ class QualityParams(StageParams):
                     f"re-train it: `curate models train-quality --name {self.model} --lm {self.ppl_model}`"
                 )
         return self
+
+    def model_names(self) -> list[str]:
+        return [self.model] + ([self.ppl_model] if self.ppl_model is not None else [])
 
 
 class Quality(Stage):

@@ -28,7 +28,7 @@ from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from curate.textsources import shared_data_dir
 from filters.fasttext_scoring import load_classifier, score_texts
-from filters.model_registry import find_model, pinned_home, require_model
+from filters.model_registry import ModelFolderParams, find_model, pinned_home, require_model
 
 KIND = "fasttext-toxicity"
 MAX_CHARS = 20_000
@@ -59,7 +59,7 @@ def profanity_rate(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- stage
 
 
-class ToxicityParams(StageParams):
+class ToxicityParams(ModelFolderParams, StageParams):
     model: str = Field(default="toxicity", description="model name in the registry")
     models_dir: PathValue | None = Field(
         default=None,
@@ -85,6 +85,9 @@ class ToxicityParams(StageParams):
     def uses_wordlist_only(self) -> bool:
         """True when the stage will run on the word list alone (no model, and falling back is allowed)."""
         return self.fallback == "wordlist" and find_model(self.model, self.models_dir) is None
+
+    def model_names(self) -> list[str]:
+        return [] if self.uses_wordlist_only() else [self.model]
 
     def run_warnings(self) -> list[str]:
         """Said when a run starts and kept in its manifest: a fallback must never pass in silence."""
