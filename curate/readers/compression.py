@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 from typing import BinaryIO
 
 import zstandard
 
+from curate.readers.opening import opened_size
 from curate.readers.zstd_frames import unfinished_frame_at
 from curate.schema import TRUNCATED, UNREADABLE
 
@@ -72,7 +72,7 @@ class ZstdStream(io.RawIOBase):
         return False
 
     def _check_frames_complete(self) -> None:
-        size = os.fstat(self.raw.fileno()).st_size
+        size = opened_size(self.raw)
         cut = unfinished_frame_at(self.raw, size)
         if cut is not None:
             raise TruncatedInput(

@@ -3,8 +3,6 @@ place a file is opened for reading (confined to the data roots, hashed through t
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -13,7 +11,7 @@ from curate.checksums import handle_sha256
 from curate.readers.compression import strip_compression_suffix
 from curate.readers.fields import FieldMap
 from curate.readers.jsonl import read_jsonl
-from curate.readers.opening import open_input
+from curate.readers.opening import open_input, opened_size
 from curate.readers.parquet import read_parquet
 from curate.readers.records import BadRecord, RawDoc, ReadLimits, ReadTally
 from curate.readers.warc import read_warc
@@ -81,14 +79,6 @@ def read_file(
             yield BadRecord(0, UNREADABLE, f"cannot read the file ({error})", covers_rest=True)
             return
         yield from format_reader(fmt)(handle, fields, tally, limits)
-
-
-def opened_size(handle: BinaryIO) -> int:
-    """The size of the file behind an open handle: fstat on a disk, the object's size on a store."""
-    try:
-        return os.fstat(handle.fileno()).st_size
-    except (OSError, AttributeError, io.UnsupportedOperation):
-        return int(handle.size)  # type: ignore[attr-defined] - fsspec's files know their size
 
 
 def reader_for(fmt: Format) -> Callable[[Path, FieldMap], Iterator[RawDoc | BadRecord]]:

@@ -9,6 +9,7 @@ root given as a URL of the same store.
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import stat
@@ -47,7 +48,16 @@ def _open_object(path: Location, data_roots: tuple[str, ...]) -> BinaryIO:
     url = str(path)
     if data_roots and not url_inside(url, data_roots):
         raise RefusedInput(f"{url} is {OUTSIDE_ROOTS}")
-    return path.open("rb", block_size=8 << 20)
+    # buffered like a local file, so readers get the full io API (e.g. readline with a limit)
+    return io.BufferedReader(path.open("rb", block_size=8 << 20), buffer_size=1 << 20)
+
+
+def opened_size(handle: BinaryIO) -> int:
+    """The size of the file behind an open handle: fstat on a disk, the object's size on a store."""
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return int(getattr(handle, "raw", handle).size)  # fsspec's files know their size
 
 
 def url_inside(url: str, roots: tuple[str, ...]) -> bool:

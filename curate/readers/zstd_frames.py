@@ -7,8 +7,10 @@ costs a few seeks per megabyte, and only runs once the decoder has reached the e
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+from collections.abc import Callable
 from typing import BinaryIO
 
 ZSTD_FRAME_MAGIC = 0xFD2FB528
@@ -27,19 +29,41 @@ def unfinished_frame_at(handle: BinaryIO, size: int) -> int | None:
 
     Raises NotZstd for bytes between frames that are no frame at all (the decoder normally catches these).
     """
-    fd = handle.fileno()
+    read_at = _positional_reader(handle)
     offset = 0
     while offset < size:
-        end = _frame_end(fd, offset, size)
+        end = _frame_end(read_at, offset, size)
         if end is None or end > size:
             return offset
         offset = end
     return None
 
 
-def _frame_end(fd: int, start: int, size: int) -> int | None:
+ReadAt = Callable[[int, int], bytes]  # (count, offset) -> up to count bytes
+
+
+def _positional_reader(handle: BinaryIO) -> ReadAt:
+    """pread on a local file; on a file without a descriptor (an object-store file), seek and read, then
+    seek back: the caller's position is how many bytes the decoder took in (the file's accounting)."""
+    try:
+        fd = handle.fileno()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+
+        def read_at(count: int, offset: int) -> bytes:
+            position = handle.tell()
+            handle.seek(offset)
+            try:
+                return handle.read(count)
+            finally:
+                handle.seek(position)
+
+        return read_at
+    return lambda count, offset: os.pread(fd, count, offset)
+
+
+def _frame_end(read_at: ReadAt, start: int, size: int) -> int | None:
     """Where the frame starting at `start` ends (possibly past `size`), None if its headers are cut."""
-    head = os.pread(fd, 14, start)
+    head = read_at(14, start)
     if len(head) < 4:
         return None
     (magic,) = struct.unpack_from("<I", head)
@@ -56,15 +80,15 @@ def _frame_end(fd: int, start: int, size: int) -> int | None:
     fcs_flag = descriptor >> 6
     fcs = 1 if fcs_flag == 0 and single_segment else _FCS_BYTES[fcs_flag]
     header = 5 + (0 if single_segment else 1) + _DICT_ID_BYTES[descriptor & 0x3] + fcs
-    end = _blocks_end(fd, start + header, size)
+    end = _blocks_end(read_at, start + header, size)
     if end is None:
         return None
     return end + (4 if descriptor & 0x4 else 0)
 
 
-def _blocks_end(fd: int, offset: int, size: int) -> int | None:
+def _blocks_end(read_at: ReadAt, offset: int, size: int) -> int | None:
     while True:
-        raw = os.pread(fd, 3, offset)
+        raw = read_at(3, offset)
         if len(raw) < 3:
             return None
         header = int.from_bytes(raw, "little")

@@ -1,7 +1,8 @@
 """Ray runs on a real cluster (a head and two worker nodes started on this machine with `ray start`) whose
 workers cannot lean on the driver's files: the model reaches them through the object store even when the
-driver's copy is deleted once packed, and `curate run` survives losing a worker node in the middle of a
-shard. Each run's corpus and rejects Parquet files are compared, byte for byte, with a local run's.
+driver's copy is deleted once packed, and `curate run`, with inputs and output on an S3 server, survives
+losing a worker node in the middle of a shard. Each run's corpus and rejects Parquet files are compared,
+byte for byte, with a local run's.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from curate.executors.ray_executor import (
 from curate.plan import build_plan
 from curate.run import run_pipeline
 from curate.shard_runner import STATE_DIR
+from curate.storage import Location, files_under, location
 from tests.conftest import REPO
 from tests.core.helpers import write_config
 from tests.core.pause_stage import NODE_ENV, PauseParams, install_pause_stage
 from tests.core.ray_cluster import LocalCluster
 from tests.core.tiny_models import train_tiny_toxicity
+from tests.s3_server import S3Server, s3_server  # noqa: F401 - the fixture
 
 MODEL = "tiny-toxicity"
 
@@ -46,18 +49,19 @@ def models(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     return home
 
 
-def pipeline(folder: Path, web: Path, models: Path, out: str, pause: PauseParams | None = None) -> Path:
-    """Seven real web shards through normalize, a pause and the toxicity model (which drops some)."""
+def pipeline(folder: Path, web: Path | str, models: Path, out: str, pause: PauseParams | None = None) -> Path:
+    """Seven real web shards through normalize, a pause and the toxicity model (which drops some);
+    `web` and `out` may be object-store URLs."""
     config = {
-        "inputs": [{"path": str(web / "*.jsonl"), "name": "web"}],
+        "inputs": [{"path": f"{web}/*.jsonl", "name": "web"}],
         "stages": [
             {"normalize": {}},
             {"pause": (pause or PauseParams()).model_dump(mode="json", exclude_none=True)},
             {"toxicity": {"model": MODEL, "models_dir": str(models), "max_toxicity": 0.5}},
         ],
-        "output": str(folder / out),
+        "output": out if "://" in out else str(folder / out),
     }
-    return write_config(folder, config, f"{out}.yaml")
+    return write_config(folder, config, f"{out.rsplit('/', 1)[-1]}.yaml")
 
 
 def parquet_files(out: Path) -> dict[str, bytes]:
@@ -96,9 +100,10 @@ WORKER_NODES = ("node1", "node2")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iterator[LocalCluster]:  # noqa: F811
     """A head without CPUs and two 2-CPU worker nodes, each with its own model cache, all running with
-    this repository and the `pause` stage on the path (`cluster.env`, the driver's environment too)."""
+    this repository and the `pause` stage on the path (`cluster.env`, the driver's environment too), and
+    the S3 server's credentials and endpoint in their environment, as a real cluster's nodes would have."""
     site = install_pause_stage(tmp_path_factory.mktemp("site"))
     cluster = LocalCluster({**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(site)])})
     try:
@@ -151,34 +156,51 @@ def curate_run(config: Path, address: str) -> list[str]:
 
 @pytest.mark.cluster
 def test_curate_run_on_the_cluster_matches_local_though_a_worker_node_is_killed_mid_shard(
-    tmp_path: Path, web: Path, models: Path, local_files: dict[str, bytes], cluster: LocalCluster
+    tmp_path: Path,
+    web: Path,
+    models: Path,
+    local_files: dict[str, bytes],
+    cluster: LocalCluster,
+    s3_server: S3Server,  # noqa: F811
 ) -> None:
+    """Inputs and output on the S3 server: no node reads or writes a path of another."""
+    bucket = s3_server.bucket()
+    s3_server.upload(web, f"{bucket}/web")
     trace = tmp_path / "trace.txt"
-    config = pipeline(tmp_path, web, models, "killed", PauseParams(seconds=PAUSE, trace=trace))
+    out = f"{bucket}/killed"
+    config = pipeline(tmp_path, f"{bucket}/web", models, out, PauseParams(seconds=PAUSE, trace=trace))
     command = curate_run(config, cluster.address)
     run = subprocess.Popen(
         command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         victim = cluster.nodes[-1]
-        wait_until_mid_shard(tmp_path / "killed", trace, victim.name)
+        wait_until_mid_shard(location(out), trace, victim.name, run)
         os.kill(victim.raylet_pid(), signal.SIGKILL)
         _, stderr = run.communicate(timeout=300)
     finally:
         run.kill()
     assert run.returncode == 0, stderr[-3000:]
-    assert parquet_files(tmp_path / "killed") == local_files
+    fetched = tmp_path / "fetched"
+    location(out).fs.get(location(out).path + "/", str(fetched), recursive=True)
+    assert parquet_files(fetched) == local_files
     assert redone_on_another_node(trace, victim.name), trace.read_text()
 
 
-def wait_until_mid_shard(out: Path, trace: Path, node: str, timeout: float = 180) -> None:
+def wait_until_mid_shard(
+    out: Location, trace: Path, node: str, run: subprocess.Popen, timeout: float = 180
+) -> None:
     """Returns the moment `node` starts a batch (its actor then sleeps PAUSE seconds inside a shard) after
     at least one shard is complete and while some are not: the kill lands mid-run and mid-shard."""
     records = out / STATE_DIR
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
-        complete = len(list(records.glob("*.json"))) if records.is_dir() else 0
+        if run.poll() is not None:
+            raise AssertionError(
+                f"the run ended before the node could be killed: {run.communicate()[1][-3000:]}"
+            )
+        complete = len(files_under(records, "*.json"))
         assert complete < SHARDS, "the run ended before the node could be killed"
         started = trace_lines(trace, node)
         if complete and seen is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,10 +13,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import s3fs
 
 from curate.jsonl_files import write_jsonl
+from curate.readers.batches import ShardSource, read_batches
+from curate.readers.fields import FieldMap
+from curate.readers.formats import infer_format
+from curate.readers.records import ReadTally
+from curate.storage import location
 from curate.textsources import wikipedia_pages
 from tests.conftest import REPO, run_cli
 from tests.core.helpers import write_config
@@ -26,7 +34,7 @@ SHARDS = 8
 
 def make_shards(folder: Path, repeat: int) -> None:
     """Real Wikipedia pages over several shards, some pages in two shards (duplicates across shards),
-    plus a record without text per shard (a reject)."""
+    plus a record without text per shard (a reject); plain, gzip and zstd files in turn."""
     folder.mkdir(parents=True, exist_ok=True)
     pages = list(wikipedia_pages())
     for index in range(SHARDS):
@@ -36,7 +44,8 @@ def make_shards(folder: Path, repeat: int) -> None:
             for n, (_, text) in enumerate(chunk)
         ]
         documents.insert(len(documents) // 2, {"url": "https://example.org/none"})
-        write_jsonl(folder / f"shard-{index:03d}.jsonl.gz", documents)
+        suffix = (".jsonl", ".jsonl.gz", ".jsonl.zst")[index % 3]
+        write_jsonl(folder / f"shard-{index:03d}{suffix}", documents)
 
 
 def pipeline(inputs: str, index: str) -> dict:
@@ -79,10 +88,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Runs:
     make_shards(shards, repeat=1)
     bucket = s3_server.bucket()
     s3_server.upload(shards, f"{bucket}/raw")
-    local = write_config(
-        tmp_path, pipeline(str(shards / "*.jsonl.gz"), str(tmp_path / "index")), "local.yaml"
-    )
-    remote = write_config(tmp_path, pipeline(f"{bucket}/raw/*.jsonl.gz", f"{bucket}/index"), "remote.yaml")
+    local = write_config(tmp_path, pipeline(str(shards / "*.jsonl*"), str(tmp_path / "index")), "local.yaml")
+    remote = write_config(tmp_path, pipeline(f"{bucket}/raw/*.jsonl*", f"{bucket}/index"), "remote.yaml")
     result = run_cli("run", str(local), "--out", str(tmp_path / "local"))
     assert result.returncode == 0, result.stderr
     result = run_cli("run", str(remote), "--out", f"{bucket}/out", env=s3_server.env)
@@ -107,7 +114,7 @@ def test_run_on_s3_equals_the_local_run(runs: Runs, s3_server: S3Server) -> None
 
     # another config (so another run, not a repeat of this one) over the same documents
     later = write_config(
-        tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl.gz", f"{bucket}/index"), "batch_docs": 40}, "later.yaml"
+        tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl*", f"{bucket}/index"), "batch_docs": 40}, "later.yaml"
     )
     again = run_cli("run", str(later), "--out", f"{bucket}/out2", env=s3_server.env)
     assert again.returncode == 0, again.stderr
@@ -143,7 +150,7 @@ def test_sigkill_on_s3_then_rerun_equals_a_clean_run(tmp_path: Path, s3_server: 
     make_shards(shards, repeat=5)
     bucket = s3_server.bucket()
     s3_server.upload(shards, f"{bucket}/raw")
-    config = write_config(tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl.gz", ""), "dedup": {}})
+    config = write_config(tmp_path, {**pipeline(f"{bucket}/raw/*.jsonl*", ""), "dedup": {}})
 
     def start(out: str) -> subprocess.Popen:
         command = [sys.executable, "-m", "api.main", "run", str(config), "--out", out, "--workers", "2"]
@@ -173,3 +180,41 @@ def test_sigkill_on_s3_then_rerun_equals_a_clean_run(tmp_path: Path, s3_server: 
     clean = outputs(download(s3_server, f"{bucket}/clean", tmp_path / "clean"))
     killed = outputs(download(s3_server, f"{bucket}/killed", tmp_path / "killed"))
     assert killed == clean and clean
+
+
+def test_every_format_reads_the_same_from_the_store(tmp_path: Path, web: Path, s3_server: S3Server) -> None:  # noqa: F811
+    """Plain, gzip and zstd JSONL, Parquet, WARC and WET: the same documents and rejects through s3fs
+    (no file descriptor: the zstd frame walk and the readers' line limits work on a buffered object)."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    pages = [
+        {"text": text, "url": f"https://en.wikipedia.org/wiki/{n}"}
+        for n, (_, text) in enumerate(wikipedia_pages())
+    ]
+    write_jsonl(folder / "pages.jsonl.zst", pages[:40])
+    pq.write_table(pa.Table.from_pylist(pages[40:80]), folder / "pages.parquet")
+    for name in (
+        "dj_the-pile-nih-refined.jsonl",
+        "c4_theguardian.jsonl.gz",
+        "whirlwind.warc.gz",
+        "whirlwind.warc.wet.gz",
+    ):
+        shutil.copyfile(web / name, folder / name)  # into the test's tmp folder only, to upload
+    bucket = s3_server.bucket()
+    s3_server.upload(folder, f"{bucket}/files")
+    for path in sorted(folder.iterdir()):
+        fmt = infer_format(path)
+        assert fmt is not None
+        tallies, tables = [], []
+        for where in (path, location(f"{bucket}/files/{path.name}")):
+            tally = ReadTally()
+            batches = list(
+                read_batches(ShardSource(where, f"x/{path.name}", fmt, FieldMap()), 50, 1 << 26, tally)
+            )
+            tables.append(
+                [pa.concat_tables([b.docs for b in batches]), pa.concat_tables([b.rejects for b in batches])]
+            )
+            tallies.append(tally.figures())
+        assert tables[0][0].num_rows > 0, path.name
+        assert tables[1] == tables[0], path.name
+        assert tallies[1] == tallies[0] and tally.problem() is None, path.name
