@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 EDGE_SCHEMA = pa.schema([pa.field("u", pa.string()), pa.field("v", pa.string())])
 STAR_SCHEMA = pa.schema(
@@ -43,13 +44,22 @@ def connected_components(edges: Any, partitions: int) -> Any:
             .map_groups(_large_star, batch_format="pyarrow")
             .materialize()
         )
-        if not (stars.sum("unsettled") or 0):
+        if not column_sums(stars, ["unsettled"])["unsettled"]:
             return stars.map_batches(_labels, batch_format="pyarrow")
         current = (
             stars.map_batches(_edges_downward, batch_format="pyarrow")
             .groupby("u", num_partitions=partitions)
             .map_groups(_small_star, batch_format="pyarrow")
         )
+
+
+def column_sums(dataset: Any, columns: list[str]) -> dict[str, int]:
+    """Sums of integer columns: one row per block comes to the driver (Dataset.sum would run a
+    shuffle of its own)."""
+    per_block = dataset.map_batches(
+        lambda t: pa.table({c: [pc.sum(t[c]).as_py() or 0] for c in columns}), batch_format="pyarrow"
+    ).take_all()
+    return {c: int(sum(row[c] for row in per_block)) for c in columns}
 
 
 def _both_directions(edges: pa.Table) -> pa.Table:
