@@ -22,12 +22,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.config import parse_config, resolve_paths
+from curate.dedup.cluster import candidate_pairs, choose_keepers, load_docs, open_work_db, verified_pairs
 from curate.dedup.phase import STATE, run_dedup
-from curate.dedup.ray_global import MEMBERS_DONE, member_files
+from curate.dedup.ray_global import MEMBERS_DONE, _link_rows, _settle, _sketch_rows, member_files
+from curate.dedup.ray_pairs import read_nodes
+from curate.dedup.settings import DedupConfig
 from curate.jsonl_files import write_jsonl
 from curate.plan import build_plan
 from curate.run import run_pipeline
 from curate.textsources import book_passages, news_texts
+from tests.dedup.test_dedup_keep import sketch_file
 
 FOOTER = "\n\nCopyright 2021 Classic Reads. All rights reserved. Privacy Policy | Terms of Use"
 
@@ -188,3 +192,51 @@ def test_a_small_run_stays_on_duckdb_under_the_ray_executor(
     assert manifest["dedup"]["global_path_reason"] == "6 documents < dedup.ray_min_documents (2000000)"
     assert manifest["dedup"]["exact_duplicate"] == 3
     assert (tmp_path / "out" / STATE / "members.parquet").exists()
+
+
+@pytest.mark.parametrize("verify", ["signature", "none"])
+def test_keepers_chosen_in_a_component_are_choose_keepers_ones(
+    tmp_path: Path, passages: list[str], verify: str
+) -> None:
+    """Without Ray: one group of sketches and verified edges through `_settle` gives the members
+    choose_keepers gives. The index document I wins over A, B (A~B) and E whatever their quality; C
+    (B~C, below the threshold against I) is clustered again with its copy D, and keeps it."""
+    config = DedupConfig(threshold=0.7, verify=verify)
+    a, b, c = chain(passages[10])
+    docs = [
+        {"id": "A", "text": a, "quality": 0.9},
+        {"id": "B", "text": b, "quality": 0.5},
+        {"id": "C", "text": c, "quality": 0.1},
+        {"id": "D", "text": c.upper()},
+        {"id": "E", "text": "Chapter one. " + a, "quality": 0.99},
+    ]
+    sketches = sketch_file(tmp_path / "run.parquet", docs, config)
+    index_doc = pq.read_table(
+        sketch_file(tmp_path / "raw.parquet", [{"id": "I", "text": a + " End."}], config)
+    )
+    segment = tmp_path / "segment.parquet"
+    pq.write_table(index_doc.drop_columns(["source", "domain"]), segment)
+    con = open_work_db(tmp_path / "work.duckdb", config)
+    load_docs(con, [sketches], [segment])
+    candidate_pairs(con, config)
+    first, second, _ = verified_pairs(con, config, None)
+    expected = choose_keepers(con, first, second, config).members
+    nodes = pa.concat_tables([read_nodes(str(sketches), False), read_nodes(str(segment), True)])
+    numbers = con.sql("SELECT doc FROM docs ORDER BY doc").fetchnumpy()["doc"]
+    node_of = dict(zip(numbers, sorted(nodes["node"].to_pylist()), strict=True))  # nodes sort as docs
+    con.close()
+    edges = _link_rows(
+        pa.chunked_array([pa.array([node_of[x] for x in first], pa.string())]),
+        "edge",
+        pa.chunked_array([pa.array([node_of[x] for x in second], pa.string())]),
+    )
+    group = pa.concat_tables([_sketch_rows(nodes), edges])
+    group = group.add_column(0, "root", pa.array(["any"] * group.num_rows, pa.string()))
+    members = _settle(group, tmp_path, config).sort_by([("source", "ascending"), ("id", "ascending")])
+    assert members.equals(expected.cast(members.schema))
+    fates = {m["id"]: (m["cluster"], m["reason"]) for m in members.to_pylist()}
+    chained = {"A": ("I", "near_duplicate"), "B": ("I", "near_duplicate"), "E": ("I", "near_duplicate")}
+    if verify == "signature":  # C and D are below 0.7 against I: a cluster of their own
+        assert fates == chained | {"C": ("C", None), "D": ("C", "exact_duplicate")}
+    else:
+        assert fates == chained | {"C": ("I", "near_duplicate"), "D": ("I", "near_duplicate")}
