@@ -163,6 +163,7 @@ def _members(plan: RunPlan, segments: list[Path], state: Path, partitions: int) 
     counts |= {"clusters": 0, "exact_duplicate": 0, "near_duplicate": 0}
     if counts["verified_pairs"]:
         members = _settled_members(nodes, edges, plan.out, config, partitions).materialize()
+        temporary.mkdir(parents=True)  # the folder exists even when every member is an index document
         members.write_parquet(str(temporary))
         temporary.rename(final)
         counts |= _cluster_counts(members, partitions)
@@ -302,8 +303,29 @@ def _settled_members(nodes: Any, edges: Any, out: Path, config: DedupConfig, par
         .groupby("node", num_partitions=partitions)
         .map_groups(_place_in_component, batch_format="pyarrow")
     )
+    if config.verify == "exact":
+        placed = placed.map_batches(
+            lambda rows: _attach_shingles(rows, out, config), batch_size=TEXT_BATCH, batch_format="pyarrow"
+        )
     return placed.groupby("root", num_partitions=partitions).map_groups(
-        lambda g: _settle(g, out, config), batch_format="pyarrow"
+        lambda g: _settle(g, config), batch_format="pyarrow"
+    )
+
+
+def _attach_shingles(rows: pa.Table, out: Path, config: DedupConfig) -> pa.Table:
+    """`verify: exact`: each run document's shingle set (uint32 bytes) beside its sketch, read for a
+    whole batch of component rows at once rather than once per component."""
+    wanted = [
+        node
+        for node, kind, is_index in zip(
+            rows["node"].to_pylist(), rows["kind"].to_pylist(), rows["is_index"].to_pylist(), strict=True
+        )
+        if kind == "sketch" and not is_index
+    ]
+    shingles = _texts(out, config, wanted).shingles
+    column = [shingles.get(_text_key(node)) for node in rows["node"].to_pylist()]
+    return rows.append_column(
+        "shingles", pa.array([None if s is None else s.tobytes() for s in column], pa.binary())
     )
 
 
@@ -345,7 +367,7 @@ def _place_in_component(group: pa.Table) -> pa.Table:
     return rows.add_column(0, "root", pa.array([root] * rows.num_rows, pa.string())).cast(COMPONENT_SCHEMA)
 
 
-def _settle(component: pa.Table, out: Path, config: DedupConfig) -> pa.Table:
+def _settle(component: pa.Table, config: DedupConfig) -> pa.Table:
     """choose_keepers on one component: the keep policy picks the keeper, members within threshold of
     it are its duplicates, and the rest are clustered again on their own edges until none is left."""
     kinds = component["kind"].to_pylist()
@@ -354,7 +376,7 @@ def _settle(component: pa.Table, out: Path, config: DedupConfig) -> pa.Table:
     edge_rows = component.filter(pa.array([k == "edge" for k in kinds]))
     a = np.array(edge_rows["node"].to_pylist(), dtype=object)
     b = np.array(edge_rows["other"].to_pylist(), dtype=object)
-    similarity_to = _similarity(docs, out, config)
+    similarity_to = _similarity(docs, config)
     rank = _rank_key(config)
     assigned: list[tuple[str, str, float]] = []  # (node, keeper node, similarity)
     while len(a):
@@ -374,11 +396,9 @@ def _settle(component: pa.Table, out: Path, config: DedupConfig) -> pa.Table:
     return _member_table(assigned, docs)
 
 
-def _similarity(
-    docs: dict[str, dict], out: Path, config: DedupConfig
-) -> Callable[[dict, dict], float | None]:
+def _similarity(docs: dict[str, dict], config: DedupConfig) -> Callable[[dict, dict], float | None]:
     """(member, keeper) -> the member's similarity to the keeper if it passes (as verified_pairs rates
-    a keeper pair), else None. Texts are read once per component, only if some pair needs them."""
+    a keeper pair), else None. Text Jaccard comes from the shingle sets attached to the rows."""
     texts: list[TextLookup] = []
 
     def rate(member: dict, keeper: dict) -> float | None:
@@ -386,7 +406,7 @@ def _similarity(
             return 1.0
         if config.verify == "exact" and not keeper["is_index"]:
             if not texts:
-                texts.append(_texts(out, config, [n for n, d in docs.items() if not d["is_index"]]))
+                texts.append(_attached_texts(docs, config))
             score = texts[0].jaccard(_text_key(member["node"]), _text_key(keeper["node"]))
         else:
             mine = np.frombuffer(member["signature"], dtype=np.uint32)
@@ -394,6 +414,17 @@ def _similarity(
         return score if score >= config.threshold else None
 
     return rate
+
+
+def _attached_texts(docs: dict[str, dict], config: DedupConfig) -> TextLookup:
+    lookup = TextLookup(Path(), config)
+    lookup.con.close()
+    lookup.shingles = {
+        _text_key(node): np.frombuffer(doc["shingles"], dtype=np.uint32)
+        for node, doc in docs.items()
+        if doc.get("shingles") is not None
+    }
+    return lookup
 
 
 def _rank_key(config: DedupConfig) -> Callable[[dict], tuple]:

@@ -232,7 +232,7 @@ def test_keepers_chosen_in_a_component_are_choose_keepers_ones(
     )
     group = pa.concat_tables([_sketch_rows(nodes), edges])
     group = group.add_column(0, "root", pa.array(["any"] * group.num_rows, pa.string()))
-    members = _settle(group, tmp_path, config).sort_by([("source", "ascending"), ("id", "ascending")])
+    members = _settle(group, config).sort_by([("source", "ascending"), ("id", "ascending")])
     assert members.equals(expected.cast(members.schema))
     fates = {m["id"]: (m["cluster"], m["reason"]) for m in members.to_pylist()}
     chained = {"A": ("I", "near_duplicate"), "B": ("I", "near_duplicate"), "E": ("I", "near_duplicate")}
