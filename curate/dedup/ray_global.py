@@ -29,8 +29,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ import pyarrow.parquet as pq
 
 from curate.dedup.apply import apply_to_part, parts_of
 from curate.dedup.cluster import DEDUP_REJECTS_PREFIX, TextLookup, components, sql_list
-from curate.dedup.ray_components import EDGE_SCHEMA, column_sums, connected_components
+from curate.dedup.ray_components import EDGE_SCHEMA, column_sums, connected_components, sort_shuffles
 from curate.dedup.ray_pairs import bucket_rows, parse_node, read_nodes, star_pairs
 from curate.dedup.settings import DedupConfig
 from curate.plan import RunPlan, shard_key
@@ -109,32 +108,10 @@ def member_files(state: Path) -> list[Path]:
 def run_ray_global(plan: RunPlan, segments: list[Path], state: Path) -> tuple[dict[str, int], list[str]]:
     """Cluster, choose keepers and apply on Ray; returns the DedupResult counts and the files written."""
     partitions = min(max(len(_sketch_files(plan)) + len(segments), 1), MAX_PARTITIONS)
-    with _sort_shuffles():
+    with sort_shuffles():
         counts = {"documents": _documents(plan, segments), **_members(plan, segments, state, partitions)}
         files = _apply(plan, state / MEMBERS_DIR, partitions) if counts["clusters"] else []
     return counts, files
-
-
-@contextmanager
-def _sort_shuffles() -> Iterator[None]:
-    """Group-bys as sort shuffles run by tasks, for this phase only. Ray Data's default hash shuffle
-    starts aggregator actors for every group-by: ~8 s each on a 2-core machine against under 1 s, and
-    this phase runs about a dozen of them."""
-    from ray.data import DataContext
-
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
-    previous = getattr(context, "shuffle_strategy", None)
-    if previous is None:  # an older Ray: sort shuffles are its only kind
-        yield
-        return
-    from ray.data.context import ShuffleStrategy
-
-    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    try:
-        yield
-    finally:
-        context.shuffle_strategy = previous
 
 
 def _documents(plan: RunPlan, segments: list[Path]) -> int:

@@ -17,13 +17,22 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from curate.config import parse_config, resolve_paths
-from curate.dedup.cluster import candidate_pairs, choose_keepers, load_docs, open_work_db, verified_pairs
+from curate.dedup.cluster import (
+    candidate_pairs,
+    choose_keepers,
+    components,
+    load_docs,
+    open_work_db,
+    verified_pairs,
+)
 from curate.dedup.phase import STATE, run_dedup
+from curate.dedup.ray_components import connected_components, sort_shuffles
 from curate.dedup.ray_global import MEMBERS_DONE, _link_rows, _settle, _sketch_rows, member_files
 from curate.dedup.ray_pairs import read_nodes
 from curate.dedup.settings import DedupConfig
@@ -240,3 +249,29 @@ def test_keepers_chosen_in_a_component_are_choose_keepers_ones(
         assert fates == chained | {"C": ("C", None), "D": ("C", "exact_duplicate")}
     else:
         assert fates == chained | {"C": ("I", "near_duplicate"), "D": ("I", "near_duplicate")}
+
+
+def test_large_and_small_star_rounds_find_scipys_components(ray_cluster: None) -> None:
+    """A 12-node path named in shuffled order (the worst shape for label propagation), a star, a cycle
+    and random edges: every node ends labelled with the smallest node of its scipy component."""
+    import random
+
+    import ray.data
+
+    rng = random.Random(7)
+    names = [f"n{i:03d}" for i in range(80)]
+    rng.shuffle(names)
+    edges = [(names[i], names[i + 1]) for i in range(11)]  # a path
+    edges += [(names[12], names[i]) for i in range(13, 20)]  # a star
+    edges += [(names[i], names[20 + (i - 19) % 8]) for i in range(20, 28)]  # a cycle
+    edges += [(rng.choice(names[28:]), rng.choice(names[28:])) for _ in range(30)]
+    edges = [(u, v) for u, v in edges if u != v]
+    rng.shuffle(edges)
+    with sort_shuffles():  # a Dataset keeps the context it was made in
+        dataset = ray.data.from_items([{"u": u, "v": v} for u, v in edges], override_num_blocks=4)
+        labels = connected_components(dataset.materialize(), partitions=4).take_all()
+    nodes, component = components(np.array([u for u, _ in edges]), np.array([v for _, v in edges]))
+    smallest = {label: min(nodes[component == label]) for label in set(component.tolist())}
+    expected = {str(node): smallest[label] for node, label in zip(nodes, component, strict=True)}
+    assert {row["node"]: row["root"] for row in labels} == expected
+    assert len(labels) == len(expected)
