@@ -292,15 +292,12 @@ def _settled_members(nodes: Any, edges: Any, out: Path, config: DedupConfig, par
 def _attach_shingles(rows: pa.Table, out: Path, config: DedupConfig) -> pa.Table:
     """`verify: exact`: each run document's shingle set (uint32 bytes) beside its sketch, read for a
     whole batch of component rows at once rather than once per component."""
+    nodes = rows["node"].to_pylist()
     wanted = [
-        node
-        for node, kind, is_index in zip(
-            rows["node"].to_pylist(), rows["kind"].to_pylist(), rows["is_index"].to_pylist(), strict=True
-        )
-        if kind == "sketch" and not is_index
+        n if kind == "sketch" else None for n, kind in zip(nodes, rows["kind"].to_pylist(), strict=True)
     ]
-    shingles = _texts(out, config, wanted).shingles
-    column = [shingles.get(_text_key(node)) for node in rows["node"].to_pylist()]
+    shingles = _texts(out, config, [n for n in wanted if n is not None]).shingles  # index nodes are skipped
+    column = [None if n is None else shingles.get(_text_key(n)) for n in wanted]
     return rows.append_column(
         "shingles", pa.array([None if s is None else s.tobytes() for s in column], pa.binary())
     )
