@@ -171,6 +171,7 @@ def test_the_ray_path_gives_the_duckdb_paths_clusters_and_files(
     ):
         assert manifest["dedup"][key] == expected["dedup"][key], key
     assert manifest["totals"] == expected["totals"]
+    assert manifest["dedup"]["files"] == expected["dedup"]["files"] and manifest["dedup"]["files"]
     assert files(ray) == files(local)
     assert segment(ray_index).equals(segment(local_index))
 
