@@ -71,7 +71,7 @@ def read_nodes(path: str, is_index: bool) -> pa.Table:
         parts = [pa.scalar(INDEX_FLAG), sketch.column("id"), pa.scalar(""), pa.scalar(segment)]
     else:
         parts = [pa.scalar(RUN_FLAG), sketch.column("id"), sketch.column("source"), sketch.column("domain")]
-    if any(SEP in value for column in parts[1:] for value in _strings(column)):
+    if any(_holds_separator(column) for column in parts[1:]):
         raise ValueError(f"{path}: an id, source or domain holds a NUL character")
     nodes = pc.binary_join_element_wise(*parts, SEP)
     columns = {
@@ -87,10 +87,11 @@ def read_nodes(path: str, is_index: bool) -> pa.Table:
     return pa.table(columns, schema=NODE_SCHEMA)
 
 
-def _strings(column: pa.Scalar | pa.ChunkedArray) -> list[str]:
+def _holds_separator(column: pa.Scalar | pa.ChunkedArray) -> bool:
+    """A NUL inside a name would make two documents one node (or break parse_node)."""
     if isinstance(column, pa.Scalar):
-        return [column.as_py()]
-    return [v for v in pc.unique(column).to_pylist() if v is not None]
+        return SEP in column.as_py()
+    return bool(pc.any(pc.match_substring(column, SEP)).as_py())
 
 
 def bucket_rows(nodes: pa.Table, exact: bool, near: bool) -> pa.Table:
