@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -119,6 +120,16 @@ def open_write(path: Location) -> IO[bytes]:
 def remove(path: Location) -> None:
     if path.exists():
         path.unlink()
+
+
+def remove_tree(folder: Location) -> None:
+    """Delete a folder (a prefix on an object store) and everything under it, if it exists."""
+    if not folder.exists():
+        return
+    if is_remote(folder):
+        folder.fs.rm(folder.path, recursive=True)
+    else:
+        shutil.rmtree(folder)
 
 
 def arrow_filesystem(path: Location) -> tuple[pafs.FileSystem, str]:

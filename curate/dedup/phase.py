@@ -27,13 +27,12 @@ from curate.dedup.cluster import (
     choose_keepers,
     load_docs,
     open_work_db,
-    pairs_from_keys,
     sql_list,
     verified_pairs,
 )
 from curate.dedup.index import DedupIndex, sketch_parameters
 from curate.dedup.paragraphs import PARAGRAPH_DIR
-from curate.dedup.ray_pairs import ray_candidate_pairs
+from curate.dedup.ray_global import choose_global_path, member_files, run_ray_global
 from curate.dedup.settings import DedupConfig
 from curate.plan import RunPlan
 from curate.storage import (
@@ -68,6 +67,8 @@ class DedupResult:
     paragraphs_removed: int = 0  # units removed from those documents
     paragraph_chars_removed: int = 0
     boilerplate_only: int = 0  # documents rejected: too little text left once stripped
+    global_path: str = "duckdb"  # where clusters were found and applied: "duckdb" (one process) or "ray"
+    global_path_reason: str = ""
     files: list[str] = field(default_factory=list)
 
     @property
@@ -98,9 +99,15 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
         index.check_sketch(sketch_parameters(config))
         result.index_version_before, runs = _pinned_index(index, state, run)
     segments = _existing([index.path / "segments" / f"{name}.parquet" for name in runs]) if index else []
+    result.global_path, result.global_path_reason = choose_global_path(plan, executor, segments)
+    if result.global_path == "ray":
+        counts, result.files = run_ray_global(plan, segments, state)
+        for key, value in counts.items():
+            setattr(result, key, value)
+        return _finish(state, work, result)
     con = open_work_db(work / "work.duckdb", config)
     try:
-        clusters = _find_clusters(con, plan, config, segments, result, executor)
+        clusters = _find_clusters(con, plan, config, segments, result)
         if config.paragraphs.enabled:
             members = clusters.members
             unit_files = files_under(plan.out / PARAGRAPH_DIR, "*.parquet")
@@ -146,7 +153,12 @@ def run_dedup(plan: RunPlan, run: str, executor: str = "local") -> DedupResult:
     reasons = clusters.members.column("reason").to_pylist()
     result.exact_duplicate = reasons.count("exact_duplicate")
     result.near_duplicate = reasons.count("near_duplicate")
-    write_atomic(done, json.dumps(asdict(result), indent=1))
+    return _finish(state, work, result)
+
+
+def _finish(state: Location, work: Path, result: DedupResult) -> DedupResult:
+    """Mark the phase done (`result.json`) and drop DuckDB's work files."""
+    write_atomic(state / "result.json", json.dumps(asdict(result), indent=1))
     shutil.rmtree(work / "spill", ignore_errors=True)
     (work / "work.duckdb").unlink(missing_ok=True)
     return result
@@ -167,7 +179,7 @@ def _local_state(plan: RunPlan) -> Path:
     state, work = plan.out / STATE, scratch_dir(plan.out, STATE)
     if is_remote(state):
         work.mkdir(parents=True, exist_ok=True)
-        for name in (MEMBERS, DECISIONS, RUN_COUNTS):
+        for name in (DECISIONS, RUN_COUNTS):
             if (state / name).is_file():
                 state.fs.get_file((state / name).path, str(work / name))
     return work
@@ -198,17 +210,13 @@ def _find_clusters(
     config: DedupConfig,
     segments: list[Location],
     result: DedupResult,
-    executor: str,
 ) -> Clusters:
     sketches = files_under(plan.out / SKETCH_DIR, "*.parquet")
     register_filesystems(con, [*sketches, *segments])
     result.documents = load_docs(con, sketches, segments)
     if result.documents == 0:
         return Clusters(_empty_members())
-    if executor == "ray":
-        pairs_from_keys(con, ray_candidate_pairs(sketches, segments, config))
-    else:
-        candidate_pairs(con, config)
+    candidate_pairs(con, config)
     result.candidate_pairs = con.execute("SELECT count(*) FROM pairs").fetchall()[0][0]
     texts = TextLookup(plan.out / "corpus", config) if config.verify == "exact" else None
     a, b, _ = verified_pairs(con, config, texts)
@@ -256,24 +264,26 @@ def extend_index(plan: RunPlan, run: str) -> int | None:
     return index.add_segment(run, table.num_rows, sketch_parameters(config))
 
 
-def _kept_sketches(plan: RunPlan, state: Path) -> pa.Table:
+def _kept_sketches(plan: RunPlan, local_state: Path) -> pa.Table:
     """Sketches of the documents this run emitted: not duplicates, not rejected as boilerplate only."""
     sketches = files_under(plan.out / SKETCH_DIR, "*.parquet")
     if not sketches:
         return pa.table({"id": pa.array([], pa.string())})
-    members = pq.read_table(state / MEMBERS)
-    removed = members.filter(pc.is_valid(members.column("reason"))).select(["id", "source"])
-    if plan.config.dedup is not None and plan.config.dedup.paragraphs.enabled:
-        decisions = Decisions(state)
-        removed = pa.concat_tables([removed, decisions.rejected().cast(removed.schema)])
-        decisions.close()
     con = duckdb.connect()
-    register_filesystems(con, sketches)
-    con.register("removed", removed)
+    removed = ["SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS source WHERE false"]
+    members = member_files(plan.out / STATE)  # read by DuckDB, never loaded whole (the Ray path's are big)
+    register_filesystems(con, [*sketches, *members])
+    if members:
+        removed.append(f"SELECT id, source FROM read_parquet({sql_list(members)}) WHERE reason IS NOT NULL")
+    if plan.config.dedup is not None and plan.config.dedup.paragraphs.enabled:
+        decisions = Decisions(local_state)
+        con.register("rejected", decisions.rejected())
+        decisions.close()
+        removed.append("SELECT id, source FROM rejected")
     columns = "s.id, s.n_chars, s.crawl_date, s.quality, s.exact_hash, s.bands, s.signature"
     table = con.sql(
         f"SELECT {columns} FROM read_parquet({sql_list(sketches)}) s "
-        "ANTI JOIN removed r ON s.id = r.id AND s.source = r.source ORDER BY s.id"
+        f"ANTI JOIN ({' UNION ALL '.join(removed)}) r ON s.id = r.id AND s.source = r.source ORDER BY s.id"
     ).to_arrow_table()
     con.close()
     return table

@@ -17,6 +17,9 @@ from pydantic import (
 from curate.paths import PathParam
 
 KeepRule = Literal["quality", "longest", "oldest"]
+# One DuckDB process clusters a few million sketches in minutes within its memory cap; below this the
+# Ray path's shuffles cost more than they save (see curate.dedup.ray_global).
+RAY_MIN_DOCUMENTS = 2_000_000
 
 
 class ParagraphConfig(BaseModel):
@@ -74,6 +77,12 @@ class DedupConfig(BaseModel):
     index: PathParam | None = None
     memory_limit: str = Field(default="2GB", description="DuckDB memory cap; beyond it DuckDB spills to disk")
     paragraphs: ParagraphConfig = Field(default_factory=ParagraphConfig)
+    ray_min_documents: int = Field(
+        default=RAY_MIN_DOCUMENTS,
+        ge=0,
+        description="with --executor ray, the global phase runs on Ray from this many documents (the run's "
+        "plus the index's); smaller runs use one DuckDB process, faster than Ray's scheduling and shuffles",
+    )
 
     @field_validator("paragraphs", mode="before")
     @classmethod
@@ -82,12 +91,15 @@ class DedupConfig(BaseModel):
         return {"enabled": value} if isinstance(value, bool) else value
 
     @model_serializer(mode="wrap")
-    def _omit_disabled_paragraphs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_options_added_later(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """A config without paragraph dedup serialises as before the option existed, so its config hash,
-        and the run ids of outputs made before, stay the same."""
+        and the run ids of outputs made before, stay the same; so does the default Ray threshold (which
+        path runs never changes the output)."""
         data = handler(self)
         if not self.paragraphs.enabled:
             data.pop("paragraphs", None)
+        if self.ray_min_documents == RAY_MIN_DOCUMENTS:
+            data.pop("ray_min_documents", None)
         return data
 
     @model_validator(mode="after")
