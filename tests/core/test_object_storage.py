@@ -122,6 +122,25 @@ def test_run_on_s3_equals_the_local_run(runs: Runs, s3_server: S3Server) -> None
     assert second["totals"]["kept"] == 0 and second["totals"]["duplicates"] > 0, "all were in the index"
 
 
+def test_ray_run_with_its_global_phase_on_ray_writes_the_same_files_to_s3(
+    runs: Runs,
+    s3_server: S3Server,  # noqa: F811
+) -> None:
+    """Ray actors write the parts, and the global dedup phase (forced onto Ray) reads sketches and
+    rewrites parts, all on the store: the files equal the local run's."""
+    body = pipeline(f"{runs.bucket}/raw/*.jsonl*", f"{runs.bucket}/ray-index")
+    body["dedup"]["ray_min_documents"] = 0
+    config = write_config(runs.folder, body, "ray.yaml")
+    out = f"{runs.bucket}/ray-out"
+    result = run_cli(
+        "run", str(config), "--out", out, "--executor", "ray", "--workers", "2", env=s3_server.env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    fetched = download(s3_server, out, runs.folder / "ray-fetched")
+    assert json.loads((fetched / "manifest.json").read_text())["dedup"]["global_path"] == "ray"
+    assert outputs(fetched) == outputs(runs.folder / "local")
+
+
 def test_mixture_from_an_s3_corpus_equals_one_from_its_local_twin(runs: Runs, s3_server: S3Server) -> None:  # noqa: F811
     def spec(corpus: str, name: str) -> Path:
         body = {
