@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,23 +109,26 @@ def bench_global_phase(
         )
     dedup = dedup or {}
     cache_dir = cache_dir.resolve()
-    corpus = build_dedup_corpus(spec, cache_dir)
-    shards = sorted(corpus.glob("shard-*.jsonl.zst"))
     per_chunk = chunk_docs // spec.shard_docs
-    cache = cache_dir / GLOBAL_DIR / f"{spec.key()}-chunk{chunk_docs}-{_dedup_key(dedup)}"
+    # A smaller generated corpus is the start of a larger one (same seed): chunks do not depend on its size.
+    cache = cache_dir / GLOBAL_DIR / f"{replace(spec, docs=0).key()}-chunk{chunk_docs}-{_dedup_key(dedup)}"
+    folders = [cache / f"chunk-{c:04d}" for c in range(sizes[-1] // chunk_docs)]
+    shards: list[Path] = []
+    if not all((folder / "chunk.json").exists() for folder in folders):
+        shards = sorted(build_dedup_corpus(spec, cache_dir).glob("shard-*.jsonl.zst"))
     chunks = [
-        build_chunk(shards[i : i + per_chunk], i, cache / f"chunk-{i // per_chunk:04d}", dedup, workers)
-        for i in range(0, sizes[-1] // spec.shard_docs, per_chunk)
+        build_chunk(shards[c * per_chunk : (c + 1) * per_chunk], c * per_chunk, folder, dedup, workers)
+        for c, folder in enumerate(folders)
     ]
     at_start = machine()
     runs = []
     for size in sizes:
         count = size // chunk_docs
-        out = cache_dir / "work" / f"global-{size}"
+        out = cache_dir / "work" / f"global-{size}-{os.getpid()}"
         assemble(chunks[:count], out)
         job = {
             "kind": "global",
-            "files": [str(f) for f in shards[: count * per_chunk]],
+            "files": [f for chunk in chunks[:count] for f in _chunk_inputs(chunk)],
             "out": str(out),
             "dedup": dedup,
         }
@@ -133,9 +137,13 @@ def bench_global_phase(
         if "error" in run:
             raise RuntimeError(f"the global dedup phase failed at {size:,} documents: {run['error']}")
         runs.append(run)
-    base = runs[0]["global_s_per_million"]
-    for run in runs:
-        run["ratio_vs_smallest"] = round(run["global_s_per_million"] / base, 2) if base else None
+    for key, ratio in (
+        ("global_s_per_million", "ratio_vs_smallest"),
+        ("cpu_s_per_million", "cpu_ratio_vs_smallest"),
+    ):
+        base = runs[0][key]
+        for run in runs:
+            run[ratio] = round(run[key] / base, 2) if base else None
     return {
         "runs": runs,
         "memory_limit": runs[0]["memory_limit"],
@@ -143,6 +151,11 @@ def bench_global_phase(
         "machine": at_start,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
+
+
+def _chunk_inputs(chunk: Path) -> list[str]:
+    """The JSONL shards a chunk was built from (the phase's plan names them as its inputs)."""
+    return json.loads((chunk / "chunk.json").read_text())["files"]
 
 
 def _dedup_key(dedup: dict[str, Any]) -> str:
@@ -161,11 +174,12 @@ def format_global_report(result: dict[str, Any]) -> str:
         "global dedup phase (run_dedup on cached real sketches):",
     ]
     for run in result["runs"]:
-        steps = ", ".join(f"{name} {s}" for name, s in run["steps_s"].items())
+        steps = ", ".join(f"{name} {s['wall_s']}/{s['cpu_s']}" for name, s in run["steps_s"].items())
         lines.append(
             f"  {run['docs']:>10,} docs  {run['global_s']} s wall ({run['cpu_s']} s CPU)  "
-            f"global_s_per_million {run['global_s_per_million']} (x{run['ratio_vs_smallest']})  "
+            f"global_s_per_million {run['global_s_per_million']} (x{run['ratio_vs_smallest']}; CPU "
+            f"{run['cpu_s_per_million']}, x{run['cpu_ratio_vs_smallest']})  "
             f"peak RSS {run['peak_rss_mb']} MB ({run['peak_above_imports_mb']} MB above "
-            f"{run['rss_before_mb']} MB of imports)  steps: {steps}"
+            f"{run['rss_before_mb']} MB of imports)  steps (wall/CPU s): {steps}"
         )
     return "\n".join(lines)

@@ -77,8 +77,9 @@ def pairs_of(pairs: set[tuple], doc_id: str) -> set[tuple]:
 
 def _reference_pairs(con, sketches: list[Path], segments: list[Path]) -> set[tuple]:
     con.execute(
-        "CREATE TABLE ref_docs AS SELECT row_number() OVER (ORDER BY is_index DESC, id, source) - 1 AS doc, * "
-        f"FROM (SELECT id, source, exact_hash, bands, false AS is_index FROM read_parquet({sql_list(sketches)}) "
+        "CREATE TABLE ref_docs AS "
+        "SELECT row_number() OVER (ORDER BY is_index DESC, id, source) - 1 AS doc, * FROM ("
+        f"SELECT id, source, exact_hash, bands, false AS is_index FROM read_parquet({sql_list(sketches)}) "
         "UNION ALL SELECT id, NULL AS source, exact_hash, bands, true AS is_index "
         f"FROM read_parquet({sql_list(segments)}))"
     )
