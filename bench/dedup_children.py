@@ -193,8 +193,8 @@ GLOBAL_STEPS = ("load_docs", "candidate_pairs", "verified_pairs", "choose_keeper
 
 
 def _timed_steps(module: Any, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Wall and CPU seconds (this process's, DuckDB's threads included) of each step, summed over calls:
-    on a shared machine the CPU seconds are the steadier figure."""
+    """Wall and CPU seconds (this process's, DuckDB's threads included) of each step, summed over calls
+    (on a shared machine the CPU seconds are the steadier figure), and the process's peak RSS so far."""
     seconds: dict[str, dict[str, float]] = {}
     for name in names:
         inner = getattr(module, name, None)
@@ -209,6 +209,7 @@ def _timed_steps(module: Any, names: tuple[str, ...]) -> dict[str, dict[str, flo
                 step = seconds.setdefault(_name, {"wall_s": 0.0, "cpu_s": 0.0})
                 step["wall_s"] = round(step["wall_s"] + time.perf_counter() - wall, 2)
                 step["cpu_s"] = round(step["cpu_s"] + _cpu_seconds(resource.RUSAGE_SELF) - cpu, 2)
+                step["peak_rss_mb_after"] = _status_mb("VmHWM")  # where it rises, this step set the peak
 
         setattr(module, name, timed)
     return seconds

@@ -54,7 +54,7 @@ def open_work_db(path: Path, config: DedupConfig) -> duckdb.DuckDBPyConnection:
 # DuckDB's share of `memory_limit`: its buffers fill up to their cap on a large corpus, and the rest is for
 # what Python holds beside them (a chunk of pairs with their signatures, the clusters), so the phase as a
 # whole stays within `memory_limit` above its imports.
-DUCKDB_SHARE = 0.8
+DUCKDB_SHARE = 0.7
 
 
 def duckdb_share(memory_limit: str) -> int:
@@ -271,9 +271,18 @@ def _verify_batch(
 
 
 def _signature_similarity(left: pa.Array, right: pa.Array, num_perm: int) -> np.ndarray:
-    sa = np.frombuffer(b"".join(left.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
-    sb = np.frombuffer(b"".join(right.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
-    return (sa == sb).mean(axis=1)
+    return (_signature_rows(left, num_perm) == _signature_rows(right, num_perm)).mean(axis=1)
+
+
+def _signature_rows(signatures: pa.Array, num_perm: int) -> np.ndarray:
+    """(rows, num_perm) uint32 view of a binary column of signatures, read from its data buffer in place
+    (no Python bytes per row: this runs once per candidate pair)."""
+    if signatures.null_count or len(signatures) == 0:
+        return np.frombuffer(b"".join(signatures.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
+    array = signatures.cast(pa.binary()) if signatures.type != pa.binary() else signatures
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.view(np.uint32).reshape(-1, num_perm)
 
 
 def components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
