@@ -200,18 +200,6 @@ def _size_bytes(value: str) -> int:
     return int(number * (1024 if binary else 1000) ** ("_KMGT".index(unit) if unit else 0))
 
 
-def pairs_from_keys(con: duckdb.DuckDBPyConnection, keyed: pa.Table) -> None:
-    """Table `pairs(a, b, exact)` from pairs named by (id, source, is_index), as Ray's shuffle gives them."""
-    con.register("keyed_pairs", keyed)
-    same = "{d}.id = k.{s}_id AND {d}.source IS NOT DISTINCT FROM k.{s}_source AND {d}.is_index = k.{s}_index"
-    con.execute(
-        "CREATE TABLE pairs AS SELECT da.doc AS a, db.doc AS b, bool_or(k.exact) AS exact FROM keyed_pairs k "
-        f"JOIN docs da ON {same.format(d='da', s='a')} JOIN docs db ON {same.format(d='db', s='b')} "
-        "WHERE da.doc <> db.doc GROUP BY da.doc, db.doc"
-    )
-    con.unregister("keyed_pairs")
-
-
 def verified_pairs(
     con: duckdb.DuckDBPyConnection, config: DedupConfig, texts: TextLookup | None, table: str = "pairs"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
