@@ -60,8 +60,9 @@ def _wait_until_listening(port: int, process: subprocess.Popen, timeout: float =
     raise RuntimeError("moto server did not start listening")
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+def start_s3_server() -> Iterator[S3Server]:
+    """The body of the session fixture `s3_server` (tests/conftest.py): one server for the whole session,
+    since s3fs caches its clients by arguments, not by the endpoint the environment names."""
     pytest.importorskip("moto.server", reason="moto[server] is a dev dependency (pip install -e .[dev])")
     port = _free_port()
     process = subprocess.Popen(

@@ -11,11 +11,11 @@ import pytest
 import s3fs
 from api_harness import Server, curate_config, make_shards
 
-from tests.s3_server import S3Server, s3_server  # noqa: F401 - the fixture
+from tests.s3_server import S3Server
 
 
 @pytest.fixture(scope="module")
-def store(s3_server: S3Server) -> str:  # noqa: F811
+def store(s3_server: S3Server) -> str:
     return s3_server.bucket()
 
 
@@ -30,7 +30,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, store: str) -> Iterator[Ser
 def test_a_job_reads_and_writes_under_an_s3_data_root(
     served: Server,
     store: str,
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     tmp_path: Path,
     texts: dict[str, list[dict[str, Any]]],
 ) -> None:

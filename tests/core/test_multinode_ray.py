@@ -37,7 +37,7 @@ from tests.core.helpers import write_config
 from tests.core.pause_stage import NODE_ENV, PauseParams, install_pause_stage
 from tests.core.ray_cluster import LocalCluster
 from tests.core.tiny_models import train_tiny_toxicity
-from tests.s3_server import S3Server, s3_server  # noqa: F401 - the fixture
+from tests.s3_server import S3Server
 
 MODEL = "tiny-toxicity"
 
@@ -100,7 +100,7 @@ WORKER_NODES = ("node1", "node2")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iterator[LocalCluster]:  # noqa: F811
+def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iterator[LocalCluster]:
     """A head without CPUs and two 2-CPU worker nodes, each with its own model cache, all running with
     this repository and the `pause` stage on the path (`cluster.env`, the driver's environment too), and
     the S3 server's credentials and endpoint in their environment, as a real cluster's nodes would have."""
@@ -127,9 +127,7 @@ def test_cluster_actors_load_the_shipped_model_after_the_drivers_folder_is_gone(
     models: Path,
     local_files: dict[str, bytes],
     cluster: LocalCluster,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # this process joins the cluster as its driver
     driver_copy = tmp_path / "driver-models"
     shutil.copytree(models, driver_copy)
     plan = build_plan(load_config(pipeline(tmp_path, web, driver_copy, "shipped")))
@@ -161,7 +159,7 @@ def test_curate_run_on_the_cluster_matches_local_though_a_worker_node_is_killed_
     models: Path,
     local_files: dict[str, bytes],
     cluster: LocalCluster,
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
 ) -> None:
     """Inputs and output on the S3 server: no node reads or writes a path of another."""
     bucket = s3_server.bucket()

@@ -27,7 +27,7 @@ from curate.storage import location
 from curate.textsources import wikipedia_pages
 from tests.conftest import REPO, run_cli
 from tests.core.helpers import write_config
-from tests.s3_server import S3Server, s3_server  # noqa: F401 - the fixture
+from tests.s3_server import S3Server
 
 SHARDS = 8
 
@@ -81,7 +81,7 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Runs:  # noqa: F811
+def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Runs:
     """The same pipeline over the same shards: on local disk, and from and to the S3 server."""
     tmp_path = tmp_path_factory.mktemp("s3runs")
     shards = tmp_path / "shards"
@@ -97,7 +97,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Runs:
     return Runs(tmp_path, bucket, remote)
 
 
-def test_run_on_s3_equals_the_local_run(runs: Runs, s3_server: S3Server) -> None:  # noqa: F811
+def test_run_on_s3_equals_the_local_run(runs: Runs, s3_server: S3Server) -> None:
     bucket, tmp_path = runs.bucket, runs.folder
     fetched = download(s3_server, f"{bucket}/out", tmp_path / "fetched")
     local_files, remote_files = outputs(tmp_path / "local"), outputs(fetched)
@@ -124,7 +124,7 @@ def test_run_on_s3_equals_the_local_run(runs: Runs, s3_server: S3Server) -> None
 
 def test_ray_run_with_its_global_phase_on_ray_writes_the_same_files_to_s3(
     runs: Runs,
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
 ) -> None:
     """Ray actors write the parts, and the global dedup phase (forced onto Ray) reads sketches and
     rewrites parts, all on the store: the files equal the local run's."""
@@ -141,7 +141,7 @@ def test_ray_run_with_its_global_phase_on_ray_writes_the_same_files_to_s3(
     assert outputs(fetched) == outputs(runs.folder / "local")
 
 
-def test_mixture_from_an_s3_corpus_equals_one_from_its_local_twin(runs: Runs, s3_server: S3Server) -> None:  # noqa: F811
+def test_mixture_from_an_s3_corpus_equals_one_from_its_local_twin(runs: Runs, s3_server: S3Server) -> None:
     def spec(corpus: str, name: str) -> Path:
         body = {
             "corpora": [corpus],
@@ -164,7 +164,7 @@ def test_mixture_from_an_s3_corpus_equals_one_from_its_local_twin(runs: Runs, s3
     assert refused.returncode != 0 and "local folder" in refused.stderr.strip().splitlines()[-1]
 
 
-def test_sigkill_on_s3_then_rerun_equals_a_clean_run(tmp_path: Path, s3_server: S3Server) -> None:  # noqa: F811
+def test_sigkill_on_s3_then_rerun_equals_a_clean_run(tmp_path: Path, s3_server: S3Server) -> None:
     shards = tmp_path / "shards"
     make_shards(shards, repeat=5)
     bucket = s3_server.bucket()
@@ -201,7 +201,7 @@ def test_sigkill_on_s3_then_rerun_equals_a_clean_run(tmp_path: Path, s3_server: 
     assert killed == clean and clean
 
 
-def test_every_format_reads_the_same_from_the_store(tmp_path: Path, web: Path, s3_server: S3Server) -> None:  # noqa: F811
+def test_every_format_reads_the_same_from_the_store(tmp_path: Path, web: Path, s3_server: S3Server) -> None:
     """Plain, gzip and zstd JSONL, Parquet, WARC and WET: the same documents and rejects through s3fs
     (no file descriptor: the zstd frame walk and the readers' line limits work on a buffered object)."""
     folder = tmp_path / "files"
