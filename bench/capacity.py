@@ -288,13 +288,16 @@ def extrapolate(
     Ray path at the DuckDB path's CPU per document, an assumption: the Ray path was not measured at
     scale. Both assume every core of a node busy with one worker, as the shard phase runs."""
     cores, budget = crawl.node_cores, crawl.hours
-    shard_core_h = costs["shard_cpu_s"]["per_doc"] * crawl.docs / 3600
-    global_core_h = costs["global_cpu_s"]["per_doc"] * crawl.docs / 3600
-    global_wall_h = costs["global_wall_s"]["per_doc"] * crawl.docs / 3600
+
+    def scaled(name: str) -> float:  # a slope below 0 is noise in a tiny fit, not a cost that shrinks
+        return max(0.0, costs[name]["per_doc"]) * crawl.docs
+
+    shard_core_h, global_core_h = scaled("shard_cpu_s") / 3600, scaled("global_cpu_s") / 3600
+    global_wall_h = scaled("global_wall_s") / 3600
     left = budget - global_wall_h
     duckdb_nodes = math.ceil(shard_core_h / (cores * left)) if left > 0 else None
-    spread_nodes = math.ceil((shard_core_h + global_core_h) / (cores * budget))
-    shuffle = costs["shuffle_bytes"]["per_doc"] * crawl.docs
+    spread_nodes = max(1, math.ceil((shard_core_h + global_core_h) / (cores * budget)))
+    shuffle = scaled("shuffle_bytes")
     shard_node_gib = cores * memory["worker_peak_rss_mb"] / 1024
     return {
         "crawl_docs": crawl.docs,
