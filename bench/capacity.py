@@ -235,7 +235,9 @@ QUANTITIES = {
     "cpu_s": lambda run: run["cpu_s"],
     "wall_s": lambda run: run["wall_s"],
     "shuffle_bytes": lambda run: run["shuffle"]["total_bytes"],
+    "shuffle_bucket_bytes": lambda run: run["shuffle"]["counted"].get("bucket_rows", 0),
 }
+OBJECT_STORE_SHARE = 0.3  # of a node's memory, Ray's default object store; a larger shuffle spills to disk
 
 
 def fit_costs(small: dict[str, Any], large: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -266,7 +268,7 @@ def model_table(runs: Sequence[dict[str, Any]], costs: dict[str, dict[str, float
         guess = predict(costs, run["docs"])
         row: dict[str, Any] = {"docs": run["docs"]}
         for name, measure in QUANTITIES.items():
-            if name != "shuffle_bytes":
+            if not name.startswith("shuffle"):
                 value = measure(run)
                 row[name] = {
                     "predicted": round(guess[name], 2),
@@ -297,7 +299,8 @@ def extrapolate(
     left = budget - global_wall_h
     duckdb_nodes = math.ceil(shard_core_h / (cores * left)) if left > 0 else None
     spread_nodes = max(1, math.ceil((shard_core_h + global_core_h) / (cores * budget)))
-    shuffle = scaled("shuffle_bytes")
+    shuffle, largest_shuffle = scaled("shuffle_bytes"), scaled("shuffle_bucket_bytes")
+    object_store = OBJECT_STORE_SHARE * crawl.node_memory_gib * 2**30
     shard_node_gib = cores * memory["worker_peak_rss_mb"] / 1024
     return {
         "crawl_docs": crawl.docs,
@@ -322,6 +325,9 @@ def extrapolate(
         ),
         "nodes_ray_global_assumed": spread_nodes,
         "shuffle_gib_per_node_ray_global": round(shuffle / spread_nodes / 2**30, 1),
+        "bucket_shuffle_tib": round(largest_shuffle / 2**40, 2),
+        "nodes_to_hold_bucket_shuffle_in_object_stores": math.ceil(largest_shuffle / object_store),
+        "object_store_gib_per_node": round(object_store / 2**30, 1),
     }
 
 
