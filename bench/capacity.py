@@ -14,11 +14,12 @@ real book text from ``../shared/data``, 10% near-copies), each run in a fresh pr
 - **shuffle bytes**: what the Ray global path (:mod:`curate.dedup.ray_global`) would move between
   workers, computed from the run's sketch files (see :func:`shuffle_figures` for what is counted).
 
-The model fits a line (a fixed part and a part per document read) to each measured quantity through
-the two smallest runs, so its error there is 0 by construction, and predicts the third run's wall and
-CPU seconds, per phase; then it scales the per-document parts to ``CrawlShape.docs`` documents on nodes
-of a given shape. One run cannot be the fit: its fixed costs (interpreter and pool start-up, the langid
-model's loading, DuckDB's set-up, the manifest) would be charged per document.
+The model is fitted on the smallest size: a line (a fixed part and a part per document read) through
+a calibration run of CALIBRATION_DOCS documents and the smallest run, for each measured quantity, so its
+error at the smallest size is 0 by construction; it predicts the wall and CPU seconds (per phase) of the
+larger runs, and scales the per-document parts to ``CrawlShape.docs`` documents on nodes of a given
+shape. The calibration run measures the fixed costs (interpreter and pool start-up, the langid model's
+loading in each worker, DuckDB's set-up, the manifest), which a fit on one run would charge per document.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from curate.errors import ConfigError
 
 DEFAULT_DOCS = (25_000, 50_000, 100_000)
 SHARD_DOCS = 5_000  # documents per input shard: enough shards at every size to keep both workers busy
+CALIBRATION_DOCS, CALIBRATION_SHARD_DOCS = 200, 50  # the run that measures the fixed costs
 CRAWL_DOMAIN = "web"
 STAGES: list[dict[str, Any]] = [
     {"normalize": {}},
@@ -245,7 +247,9 @@ def fit_costs(small: dict[str, Any], large: dict[str, Any]) -> dict[str, dict[st
     crawl) and ``fixed`` (process start-up, the pool's spawn, model loading, the manifest)."""
     span = large["docs"] - small["docs"]
     if span <= 0:
-        raise ConfigError("bench capacity: give at least two different --docs sizes to fit the model on")
+        raise ConfigError(
+            f"bench capacity: every --docs size must be above the calibration run's {small['docs']} documents"
+        )
     costs = {}
     for name, measure in QUANTITIES.items():
         per_doc = (measure(large) - measure(small)) / span
@@ -331,16 +335,17 @@ def extrapolate(
     }
 
 
-def unit_costs(costs: dict[str, dict[str, float]], runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The marginal per-phase costs in readable units, with the shard phase per MB of text and its
-    parallel efficiency on this machine (CPU per document / workers over wall per document)."""
-    fit = runs[:2]
-    mb_per_doc = sum(r["text_bytes"] for r in fit) / sum(r["docs"] for r in fit) / 1e6
+def unit_costs(costs: dict[str, dict[str, float]], fit: dict[str, Any]) -> dict[str, Any]:
+    """The marginal per-phase costs in readable units, with the shard phase per MB of text (at the fit
+    run's mean document size) and its parallel efficiency on this machine (CPU per document / workers
+    over wall per document), and what survives the filters into the global phase."""
+    mb_per_doc = fit["text_bytes"] / fit["docs"] / 1e6
     shard_cpu, shard_wall = costs["shard_cpu_s"]["per_doc"], costs["shard_wall_s"]["per_doc"]
     return {
         "shard_cpu_ms_per_doc": round(shard_cpu * 1e3, 3),
         "shard_cpu_s_per_mb": round(shard_cpu / mb_per_doc, 3),
-        "shard_efficiency": round(shard_cpu / fit[0]["workers"] / shard_wall, 2) if shard_wall > 0 else None,
+        "shard_efficiency": round(shard_cpu / fit["workers"] / shard_wall, 2) if shard_wall > 0 else None,
+        "share_of_docs_into_global_phase": round(fit["dedup_input_docs"] / fit["docs"], 3),
         "global_wall_s_per_million_docs": round(costs["global_wall_s"]["per_doc"] * 1e6, 1),
         "global_cpu_s_per_million_docs": round(costs["global_cpu_s"]["per_doc"] * 1e6, 1),
         "shuffle_bytes_per_doc": round(costs["shuffle_bytes"]["per_doc"], 1),
@@ -350,19 +355,19 @@ def unit_costs(costs: dict[str, dict[str, float]], runs: Sequence[dict[str, Any]
     }
 
 
-def capacity_model(runs: Sequence[dict[str, Any]], crawl: CrawlShape) -> dict[str, Any]:
-    """Fit on the two smallest runs, check against all, extrapolate to the crawl."""
+def capacity_model(
+    calibration: dict[str, Any], runs: Sequence[dict[str, Any]], crawl: CrawlShape
+) -> dict[str, Any]:
+    """Fit on the calibration run and the smallest run, check against every run, extrapolate."""
     runs = sorted(runs, key=lambda r: r["docs"])
-    if len(runs) < 2:
-        raise ConfigError("bench capacity: give at least two --docs sizes (three to check the model)")
-    costs = fit_costs(runs[0], runs[1])
+    costs = fit_costs(calibration, runs[0])
     memory = {
         "worker_peak_rss_mb": max(r["shard_phase"]["worker_peak_rss_mb"] or 0.0 for r in runs),
         "global_peak_rss_mb": max(r["global_phase"]["peak_rss_mb"] or 0.0 for r in runs),
     }
     return {
-        "fitted_on_docs": [runs[0]["docs"], runs[1]["docs"]],
-        "unit_costs": unit_costs(costs, runs),
+        "fitted_on_docs": [calibration["docs"], runs[0]["docs"]],
+        "unit_costs": unit_costs(costs, runs[0]),
         "predicted_vs_measured": model_table(runs, costs),
         "crawl": extrapolate(costs, memory, crawl),
     }
@@ -396,18 +401,23 @@ def bench_capacity(
     """All figures of `curate bench capacity` as one JSON-ready dict."""
     cache_dir = cache_dir.resolve()
     machine_at_start = _machine()
+    out = cache_dir / "work" / "capacity-run"
+    if min(docs) <= CALIBRATION_DOCS:
+        raise ConfigError(f"--docs {min(docs)}: give sizes above the calibration run's {CALIBRATION_DOCS}")
+    calibration = run_measured(
+        corpus_files(CALIBRATION_DOCS, cache_dir, CALIBRATION_SHARD_DOCS)[0], out, workers
+    )
     runs = []
     for size in sorted(set(docs)):
         files, corpus = corpus_files(size, cache_dir, shard_docs)
-        run = run_measured(files, cache_dir / "work" / "capacity-run", workers)
-        run["corpus"] = corpus
-        runs.append(run)
+        runs.append(run_measured(files, out, workers) | {"corpus": corpus})
     return {
         "machine": machine_at_start,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "pipeline": {"stages": STAGES, "dedup": {"exact": True, "near": True}, "executor": "local"},
         "crawl_shape": asdict(crawl),
-        "model": capacity_model(runs, crawl),
+        "model": capacity_model(calibration, runs, crawl),
+        "calibration_run": calibration,
         "runs": runs,
     }
 

@@ -40,21 +40,21 @@ def test_a_run_is_measured_per_phase(runs: list[dict]) -> None:
 
 
 def test_the_model_reproduces_its_fit_and_scales_with_documents(runs: list[dict]) -> None:
-    model = capacity_model(runs, CrawlShape(docs=1e9))
+    model = capacity_model(runs[0], runs[1:], CrawlShape(docs=1e9))
     assert model["fitted_on_docs"] == [100, 300]
-    for row in model["predicted_vs_measured"]:  # fitted on both: the line goes through them
+    for row in model["predicted_vs_measured"]:  # the line goes through the run it was fitted on
         assert all(abs(row[name]["error_pct"]) < 1 for name in ("wall_s", "cpu_s", "shard_cpu_s"))
     costs = model["unit_costs"]
     assert costs["shard_cpu_s_per_mb"] > 0 and costs["text_kb_per_doc"] > 0
     crawl = model["crawl"]
-    three = capacity_model(runs, CrawlShape(docs=3e9))["crawl"]
+    three = capacity_model(runs[0], runs[1:], CrawlShape(docs=3e9))["crawl"]
     assert three["shuffle_bytes_total"] == pytest.approx(3 * crawl["shuffle_bytes_total"], rel=1e-6)
     assert three["shard_phase_core_hours"] == pytest.approx(3 * crawl["shard_phase_core_hours"], abs=2)
     assert three["nodes_ray_global_assumed"] >= crawl["nodes_ray_global_assumed"] >= 1
-    fewer_cores = capacity_model(runs, CrawlShape(docs=3e9, node_cores=8))["crawl"]
+    fewer_cores = capacity_model(runs[0], runs[1:], CrawlShape(docs=3e9, node_cores=8))["crawl"]
     assert fewer_cores["nodes_ray_global_assumed"] >= three["nodes_ray_global_assumed"]
 
 
-def test_one_size_cannot_fit_the_model(runs: list[dict]) -> None:
-    with pytest.raises(ConfigError, match="at least two --docs sizes"):
-        capacity_model(runs[:1], CrawlShape())
+def test_sizes_must_exceed_the_calibration_run(runs: list[dict]) -> None:
+    with pytest.raises(ConfigError, match="above the calibration run's 300 documents"):
+        capacity_model(runs[1], runs[:1], CrawlShape())
