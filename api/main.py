@@ -74,7 +74,8 @@ def run(
         str | None, typer.Option(help="join this Ray cluster instead of starting one")
     ] = None,
     out: Annotated[
-        str | None, typer.Option(help="output directory (overrides `output:` in the config)")
+        str | None,
+        typer.Option(help="output folder, or a URL such as s3://bucket/prefix (overrides `output:`)"),
     ] = None,
 ) -> None:
     """Curate the config's input shards into OUT/corpus, OUT/rejects and OUT/manifest.json (resumable)."""

@@ -51,9 +51,23 @@ def bench_dedup(
     workers: Annotated[int, typer.Option(min=1)] = 2,
     peer_docs: Annotated[int, typer.Option(min=0, help="documents given to the peers end to end")] = 5_000,
     json_output: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    global_phase: Annotated[
+        bool,
+        typer.Option(
+            "--global-phase",
+            help="time only the global dedup phase at each --docs size, on sketches built once and cached",
+        ),
+    ] = False,
 ) -> None:
     """Dedup: signature MB/s per core, end-to-end docs/s and peak RSS (per million documents) of a real
-    normalize + dedup run, with datasketch / rensa / DataTrove as ratios when installed."""
+    normalize + dedup run, with datasketch / rensa / DataTrove as ratios when installed. With
+    --global-phase: global_s_per_million and peak RSS of the global phase alone at each size."""
+    if global_phase:
+        from bench.dedup_global import bench_global_phase, format_global_report
+
+        figures = bench_global_phase(docs or [1_000_000], workers)
+        typer.echo(json.dumps(figures, indent=2) if json_output else format_global_report(figures))
+        return
     from bench.dedup_scale import bench_dedup as run_bench
     from bench.dedup_scale import format_report
 

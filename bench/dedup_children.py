@@ -187,6 +187,87 @@ def _child_curate(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The clustering steps of the global phase, timed by wrapping the names `curate.dedup.phase` calls them by
+# (cumulative seconds; a step the phase does not call is left out).
+GLOBAL_STEPS = ("load_docs", "candidate_pairs", "verified_pairs", "choose_keepers", "apply_to_part")
+
+
+def _timed_steps(module: Any, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds (this process's, DuckDB's threads included) of each step, summed over calls
+    (on a shared machine the CPU seconds are the steadier figure), and the process's peak RSS so far."""
+    seconds: dict[str, dict[str, float]] = {}
+    for name in names:
+        inner = getattr(module, name, None)
+        if inner is None:
+            continue
+
+        def timed(*args: Any, _inner: Any = inner, _name: str = name, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), _cpu_seconds(resource.RUSAGE_SELF)
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                step = seconds.setdefault(_name, {"wall_s": 0.0, "cpu_s": 0.0})
+                step["wall_s"] = round(step["wall_s"] + time.perf_counter() - wall, 2)
+                step["cpu_s"] = round(step["cpu_s"] + _cpu_seconds(resource.RUSAGE_SELF) - cpu, 2)
+                step["peak_rss_mb_after"] = _status_mb("VmHWM")  # where it rises, this step set the peak
+
+        setattr(module, name, timed)
+    return seconds
+
+
+def _child_global(job: dict[str, Any]) -> dict[str, Any]:
+    """The real `run_dedup` on an output folder that already holds a shard phase's files (see
+    :mod:`bench.dedup_global`): wall and CPU seconds, each step's seconds, and memory above the imports."""
+    import curate.dedup.phase as phase_module
+    from bench.dedup_global import pipeline_config
+    from curate.plan import build_plan
+
+    out = Path(job["out"])
+    plan = build_plan(pipeline_config([Path(f) for f in job["files"]], 0, out, job.get("dedup") or {}))
+    assert plan.config.dedup is not None
+    steps = _timed_steps(phase_module, GLOBAL_STEPS)
+    before = _status_mb("VmRSS")
+    reset = _reset_peak_rss()
+    wall, cpu = time.perf_counter(), _cpu_seconds(resource.RUSAGE_SELF)
+    result = phase_module.run_dedup(plan, "bench-global", "local")
+    wall = time.perf_counter() - wall
+    cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu
+    peak = _status_mb("VmHWM")
+    docs = result.documents
+    return {
+        "docs": docs,
+        "global_s": round(wall, 2),
+        "global_s_per_million": round(wall / (docs / 1e6), 2) if docs else None,
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_million": round(cpu / (docs / 1e6), 2) if docs else None,
+        "steps_s": steps,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
+        "peak_above_imports_mb": round(peak - before, 1) if peak is not None and before is not None else None,
+        "peak_reset": reset,
+        "memory_limit": plan.config.dedup.memory_limit,
+        "dedup": {
+            k: getattr(result, k)
+            for k in ("candidate_pairs", "verified_pairs", "clusters", "exact_duplicate", "near_duplicate")
+        },
+        "members_sha256": _members_digest(out),
+    }
+
+
+def _members_digest(out: Path) -> str:
+    """A digest of the clusters (members.parquet's rows in order): equal digests, identical clusters."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    members = pq.read_table(out / "_state" / "dedup" / "members.parquet")
+    digest = hashlib.sha256()
+    for batch in members.to_batches(100_000):
+        for column in batch.columns:
+            digest.update(str(column.to_pylist()).encode())
+    return digest.hexdigest()[:16]
+
+
 def _peer_docs(path: Path) -> Iterator[tuple[str, str]]:
     import orjson
 
@@ -326,6 +407,7 @@ def _child_datatrove(job: dict[str, Any]) -> dict[str, Any]:
 
 _CHILDREN = {
     "curate": _child_curate,
+    "global": _child_global,
     "datasketch": _child_datasketch,
     "rensa": _child_rensa,
     "datatrove": _child_datatrove,
@@ -334,6 +416,7 @@ _CHILDREN = {
 
 _IMPORTS = {
     "curate": ["curate.run"],
+    "global": ["curate.run", "bench.dedup_global"],
     "datasketch": ["datasketch", "bench.minhash"],
     "rensa": ["rensa", "bench.minhash"],
     "datatrove": [
@@ -351,7 +434,7 @@ def child_main(job: dict[str, Any]) -> dict[str, Any]:
         importlib.import_module(module)
     wall, cpu = time.perf_counter(), _cpu_seconds(resource.RUSAGE_SELF)
     result = _CHILDREN[job["kind"]](job)
-    if job["kind"] != "curate":
+    if job["kind"] not in ("curate", "global"):
         wall = time.perf_counter() - wall
         cpu = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
         docs = job["docs"]
@@ -377,7 +460,7 @@ _ONE_THREAD = {
 
 def run_child(job: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; its JSON result is the last line it prints."""
-    env = {**os.environ, **(_ONE_THREAD if job["kind"] != "curate" else {})}
+    env = {**os.environ, **(_ONE_THREAD if job["kind"] not in ("curate", "global") else {})}
     env.setdefault("LOGURU_LEVEL", "WARNING")  # DataTrove logs every task to stderr otherwise
     command = [sys.executable, "-m", "bench.dedup_children", json.dumps(job)]
     try:

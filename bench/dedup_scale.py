@@ -151,6 +151,11 @@ def _peer_ratios(signature: dict[str, Any], peers: dict[str, Any]) -> dict[str, 
     return ratios
 
 
+def _per_million(seconds: float | None, docs: int) -> float | None:
+    """Seconds per million documents: flat across sizes when the work grows linearly."""
+    return round(seconds / (docs / 1e6), 2) if seconds is not None and docs else None
+
+
 def memory_growth(runs: Sequence[dict[str, Any]], memory_limit: str) -> dict[str, Any]:
     """Peak RSS at each corpus size, and how much it grew per extra million documents from one size to
     the next (the dedup phase's DuckDB work is capped at ``memory_limit`` and spills beyond it)."""
@@ -162,6 +167,7 @@ def memory_growth(runs: Sequence[dict[str, Any]], memory_limit: str) -> dict[str
             "peak_rss_mb_per_million_docs": run["peak_rss_mb_per_million_docs"],
             "dedup_phase_peak_rss_mb": run["dedup_phase"].get("peak_rss_mb"),
             "dedup_phase_wall_s": run["dedup_phase"].get("wall_s"),
+            "global_s_per_million": _per_million(run["dedup_phase"].get("wall_s"), run["docs"]),
             "shard_phase_peak_rss_mb": run["shard_phase_peak_rss_mb"],
             "wall_s": run["wall_s"],
             "cpu_s": run["cpu_s"],
@@ -289,7 +295,8 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append(
             f"  {row['docs']:>10,} docs  {row['text_mb']:>8} MB text  peak {row['peak_rss_mb']} MB "
             f"(dedup phase {row['dedup_phase_peak_rss_mb']}, shards {row['shard_phase_peak_rss_mb']})  "
-            f"{row['wall_s']} s wall, {row['cpu_s']} s CPU"
+            f"{row['wall_s']} s wall, {row['cpu_s']} s CPU; global phase {row['dedup_phase_wall_s']} s, "
+            f"global_s_per_million {row['global_s_per_million']}"
         )
     for step in result["memory_growth"]["growth"]:
         lines.append(

@@ -4,10 +4,15 @@ All of it runs in DuckDB on a database file with a memory cap, so a corpus whose
 memory spills to disk instead of failing; Python only sees the candidate pairs, a small fraction of docs.
 Candidate pairs are stars (each member of a bucket to the bucket's smallest document), which keeps
 their number linear in the bucket size instead of quadratic.
+
+Every step is linear in the documents: nothing wide is ever sorted (only the document keys, to number the
+documents), and the band keys (`bands` rows per document, the bulk of the work) are grouped one hash
+partition at a time, each sized to fit in memory, instead of in one window over all of them.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from curate.dedup.settings import DedupConfig
-from curate.storage import Location, register_filesystems
+from curate.storage import Location, read_parquet_metadata, register_filesystems
 
 PAIR_CHUNK = 50_000
 DEDUP_REJECTS_PREFIX = "dedup-"  # rejects/dedup-<domain>-<part>.parquet, written by apply
@@ -31,7 +36,7 @@ class Clusters:
     members: pa.Table  # id, source, domain, cluster, keeper (bool), reason (null for keepers), similarity
 
 
-def sql_list(paths: list[Location]) -> str:
+def sql_list(paths: list[Location] | list[str]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
@@ -40,10 +45,20 @@ def open_work_db(path: Path, config: DedupConfig) -> duckdb.DuckDBPyConnection:
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path))
     con.execute("SET enable_progress_bar = false")  # no DuckDB bar inside `curate run`'s output
-    con.execute(f"SET memory_limit = '{_safe_size(config.memory_limit)}'")
+    con.execute(f"SET memory_limit = '{duckdb_share(config.memory_limit)}B'")
     con.execute("SET temp_directory = ?", [str(path.parent / "spill")])
     con.execute("SET preserve_insertion_order = false")
     return con
+
+
+# DuckDB's share of `memory_limit`: its buffers fill up to their cap on a large corpus, and the rest is for
+# what Python holds beside them (a chunk of pairs with their signatures, the clusters), so the phase as a
+# whole stays within `memory_limit` above its imports.
+DUCKDB_SHARE = 0.7
+
+
+def duckdb_share(memory_limit: str) -> int:
+    return int(_size_bytes(memory_limit) * DUCKDB_SHARE)
 
 
 def _safe_size(value: str) -> str:
@@ -55,68 +70,147 @@ def _safe_size(value: str) -> str:
 def load_docs(
     con: duckdb.DuckDBPyConnection, sketches: list[Location], index_segments: list[Location]
 ) -> int:
-    """One table of every document, this run's and the index's; index documents sort first and win."""
-    parts = (
-        [
-            "SELECT id, source, domain, n_chars, crawl_date, quality, exact_hash, bands, signature, "
-            f"false AS is_index FROM read_parquet({sql_list(sketches)})"
-        ]
-        if sketches
-        else []
-    )
-    if index_segments:
-        parts.append(
-            "SELECT id, NULL AS source, NULL AS domain, n_chars, crawl_date, quality, exact_hash, "
-            f"bands, signature, true AS is_index FROM read_parquet({sql_list(index_segments)})"
-        )
-    if not parts:
+    """One table of every document, this run's and the index's; index documents sort first and win.
+
+    `doc` is a document's place in the order (index first, id, source), so a bucket's smallest `doc` is
+    the centre of its star. Only the narrow keys are sorted (table `doc_order`, by `row`: the file's
+    first row plus the row in the file); the wide columns are then joined on by row, never sorted. Band
+    keys stay in the sketch files (`doc_files` names them): `candidate_pairs` reads them from there.
+    """
+    files = [(p, True) for p in index_segments] + [(p, False) for p in sketches]
+    if not files:
         return 0
-    con.execute(
-        "CREATE TABLE docs AS SELECT row_number() OVER (ORDER BY is_index DESC, id, source) - 1 AS doc, * "
-        f"FROM ({' UNION ALL '.join(parts)})"
+    rows = [read_parquet_metadata(path).num_rows for path, _ in files]
+    con.register(
+        "doc_files_arrow",
+        pa.table(
+            {
+                "path": [str(path) for path, _ in files],
+                "first_row": np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64),
+                "is_index": [is_index for _, is_index in files],
+            }
+        ),
     )
-    return con.execute("SELECT count(*) FROM docs").fetchall()[0][0]
+    con.execute("CREATE TABLE doc_files AS SELECT * FROM doc_files_arrow")
+    con.unregister("doc_files_arrow")
+    con.execute(
+        "CREATE TABLE doc_order AS SELECT row, row_number() OVER (ORDER BY is_index DESC, id, source) - 1 "
+        f"AS doc FROM ({_file_rows(con, ['id', 'source'])})"
+    )
+    con.execute(
+        "CREATE TABLE docs AS SELECT o.doc, s.* EXCLUDE (row) "
+        f"FROM ({_file_rows(con, DOC_COLUMNS)}) s JOIN doc_order o USING (row)"
+    )
+    count = con.execute("SELECT count(*) FROM docs").fetchall()[0][0]
+    if count != sum(rows):  # a file DuckDB names otherwise than we do would lose its rows in the join
+        raise RuntimeError(f"dedup read {count} of the {sum(rows)} documents in the sketch files")
+    return count
 
 
-def candidate_pairs(con: duckdb.DuckDBPyConnection, config: DedupConfig) -> None:
-    """Table `pairs(a, b, exact)`: a is in a bucket whose smallest document is b (a > b)."""
-    queries = []
+DOC_COLUMNS = ["id", "source", "domain", "n_chars", "crawl_date", "quality", "exact_hash", "signature"]
+_INDEX_NULLS = {"source", "domain"}  # index segments keep no location: they are never output
+
+
+def _file_rows(con: duckdb.DuckDBPyConnection, columns: list[str]) -> str:
+    """SQL of (row, *columns, is_index) over every file `load_docs` registered."""
+    files = con.execute("SELECT path, is_index FROM doc_files ORDER BY first_row").fetchall()
+    parts = []
+    for is_index in (True, False):
+        paths = [path for path, ix in files if ix == is_index]
+        if not paths:
+            continue
+        selected = ", ".join(
+            f"NULL::VARCHAR AS {c}" if is_index and c in _INDEX_NULLS else f"s.{c}" for c in columns
+        )
+        parts.append(
+            f"SELECT f.first_row + s.file_row_number AS row, {selected}, f.is_index "
+            f"FROM read_parquet({sql_list(paths)}, filename=true, file_row_number=true) s "
+            "JOIN doc_files f ON f.path = s.filename"
+        )
+    return " UNION ALL ".join(parts)
+
+
+# Bytes a bucket row costs while one partition is grouped (key, doc, the aggregate's hash table entry):
+# partitions are sized so that this, over the rows of one, stays within half of DuckDB's memory.
+BUCKET_ROW_BYTES = 64
+
+
+def candidate_pairs(
+    con: duckdb.DuckDBPyConnection, config: DedupConfig, partition_rows: int | None = None
+) -> None:
+    """Table `pairs(a, b, exact)`: a is in a bucket whose smallest document is b (a > b).
+
+    A bucket is an exact hash or a band key. The (doc, key) rows are written once into files split by
+    the key's hash, each small enough for memory (`partition_rows` rows, by default from
+    `memory_limit`); each part then finds its buckets with a GROUP BY, so the work grows linearly with
+    the documents and never spills, where one window over all rows sorted them all.
+    """
+    con.execute("CREATE TABLE star_pairs (a BIGINT, b BIGINT, exact BOOLEAN)")
+    documents = con.execute("SELECT count(*) FROM docs").fetchall()[0][0]
+    per_part = partition_rows or max(1, duckdb_share(config.memory_limit) // 2 // BUCKET_ROW_BYTES)
+    folder = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]) / "buckets"
     if config.exact:
-        queries.append(
-            "SELECT doc AS a, min(doc) OVER (PARTITION BY exact_hash) AS b, true AS exact FROM docs"
-        )
+        _add_star_pairs(con, "s.exact_hash", True, max(1, -(-documents // per_part)), folder / "exact")
     if config.near:
-        queries.append(
-            "SELECT doc AS a, min(doc) OVER (PARTITION BY key) AS b, false AS exact "
-            "FROM (SELECT doc, unnest(bands) AS key FROM docs WHERE bands IS NOT NULL)"
+        rows = documents * config.bands
+        _add_star_pairs(con, "unnest(s.bands)", False, max(1, -(-rows // per_part)), folder / "near")
+    con.execute("CREATE TABLE pairs AS SELECT a, b, bool_or(exact) AS exact FROM star_pairs GROUP BY a, b")
+    con.execute("DROP TABLE star_pairs")
+
+
+def _add_star_pairs(
+    con: duckdb.DuckDBPyConnection, key: str, exact: bool, partitions: int, folder: Path
+) -> None:
+    """Star pairs of every bucket of `key` into `star_pairs`, one hash partition at a time."""
+    column = "exact_hash" if exact else "bands"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    con.execute(
+        f"COPY (SELECT o.doc, k.key, hash(k.key) % {partitions} AS part FROM "
+        f"(SELECT s.row, {key} AS key FROM ({_file_rows(con, [column])}) s) k JOIN doc_order o USING (row)) "
+        f"TO '{_quoted(folder)}' (FORMAT parquet, PARTITION_BY (part), COMPRESSION uncompressed)"
+    )
+    for part in sorted(folder.glob("part=*")):
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE bucket_rows AS "
+            f"SELECT doc, key FROM read_parquet('{_quoted(part)}/*.parquet')"
         )
-    union = " UNION ALL ".join(queries) if queries else "SELECT 0 AS a, 0 AS b, false AS exact WHERE false"
-    con.execute(
-        f"CREATE TABLE pairs AS SELECT a, b, bool_or(exact) AS exact FROM ({union}) "
-        "WHERE a <> b GROUP BY a, b"
-    )
+        con.execute(
+            "INSERT INTO star_pairs SELECT r.doc, h.b, ? FROM bucket_rows r JOIN "
+            "(SELECT key, min(doc) AS b FROM bucket_rows GROUP BY key HAVING count(*) > 1) h USING (key) "
+            "WHERE r.doc <> h.b",
+            [exact],
+        )
+        shutil.rmtree(part)
+    con.execute("DROP TABLE IF EXISTS bucket_rows")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
-def pairs_from_keys(con: duckdb.DuckDBPyConnection, keyed: pa.Table) -> None:
-    """Table `pairs(a, b, exact)` from pairs named by (id, source, is_index), as Ray's shuffle gives them."""
-    con.register("keyed_pairs", keyed)
-    same = "{d}.id = k.{s}_id AND {d}.source IS NOT DISTINCT FROM k.{s}_source AND {d}.is_index = k.{s}_index"
-    con.execute(
-        "CREATE TABLE pairs AS SELECT da.doc AS a, db.doc AS b, bool_or(k.exact) AS exact FROM keyed_pairs k "
-        f"JOIN docs da ON {same.format(d='da', s='a')} JOIN docs db ON {same.format(d='db', s='b')} "
-        "WHERE da.doc <> db.doc GROUP BY da.doc, db.doc"
-    )
-    con.unregister("keyed_pairs")
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _size_bytes(value: str) -> int:
+    """Bytes of a DuckDB size such as 2GB, 512MB or 1.5GiB (decimal units, binary with an i)."""
+    text = _safe_size(value).replace(" ", "").upper().removesuffix("B")
+    binary = text.endswith("I")
+    text = text.removesuffix("I")
+    unit = text[-1] if text and text[-1] in "KMGT" else ""
+    number = float(text[: len(text) - len(unit)])
+    return int(number * (1024 if binary else 1000) ** ("_KMGT".index(unit) if unit else 0))
 
 
 def verified_pairs(
     con: duckdb.DuckDBPyConnection, config: DedupConfig, texts: TextLookup | None, table: str = "pairs"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(a, b, similarity) of the pairs in `table` that pass verification; exact pairs pass with 1."""
+    """(a, b, similarity) of the pairs in `table` that pass verification; exact pairs pass with 1.
+
+    In no particular order: each pair is verified on its own, and sorting them (with their signatures)
+    would be the one step here that is more than linear."""
     cursor = con.sql(
         "SELECT p.a, p.b, p.exact, da.signature AS sa, db.signature AS sb, da.id AS ida, da.source AS srca, "
         f"db.id AS idb, db.source AS srcb, db.is_index AS b_index FROM {table} p "
-        "JOIN docs da ON da.doc = p.a JOIN docs db ON db.doc = p.b ORDER BY p.a, p.b"
+        "JOIN docs da ON da.doc = p.a JOIN docs db ON db.doc = p.b"
     )
     keep_a, keep_b, keep_s = [], [], []
     reader = cursor.to_arrow_reader(PAIR_CHUNK)
@@ -167,9 +261,18 @@ def _verify_batch(
 
 
 def _signature_similarity(left: pa.Array, right: pa.Array, num_perm: int) -> np.ndarray:
-    sa = np.frombuffer(b"".join(left.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
-    sb = np.frombuffer(b"".join(right.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
-    return (sa == sb).mean(axis=1)
+    return (_signature_rows(left, num_perm) == _signature_rows(right, num_perm)).mean(axis=1)
+
+
+def _signature_rows(signatures: pa.Array, num_perm: int) -> np.ndarray:
+    """(rows, num_perm) uint32 view of a binary column of signatures, read from its data buffer in place
+    (no Python bytes per row: this runs once per candidate pair)."""
+    if signatures.null_count or len(signatures) == 0:
+        return np.frombuffer(b"".join(signatures.to_pylist()), dtype=np.uint32).reshape(-1, num_perm)
+    array = signatures.cast(pa.binary()) if signatures.type != pa.binary() else signatures
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.view(np.uint32).reshape(-1, num_perm)
 
 
 def components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
