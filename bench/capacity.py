@@ -218,11 +218,14 @@ def run_measured(
     """:func:`measure_run` in a fresh interpreter, so no run inherits another's memory or warm caches."""
     job = {"files": [str(f) for f in files], "out": str(out), "workers": workers}
     command = [sys.executable, "-m", "bench.capacity", json.dumps(job)]
+    load_before = os.getloadavg()[0]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         raise RuntimeError(f"the measured run failed (exit {done.returncode}): {tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    # the machine is shared: its load says how far the wall clock can be trusted
+    return figures | {"load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 # ----------------------------------------------------------------------------------------------------------
