@@ -42,7 +42,8 @@ from bench.dedup_corpus import BENCH_CACHE, DedupCorpusSpec, build_dedup_corpus
 from curate.errors import ConfigError
 
 DEFAULT_DOCS = (25_000, 50_000, 100_000)
-SHARD_DOCS = 5_000  # documents per input shard: enough shards at every size to keep both workers busy
+SHARD_DOCS = 2_500  # documents per input shard: an even number of shards at every default size, so that
+# neither worker idles through a last odd shard (which a 2-worker run of 5 shards did for a fifth of it)
 CALIBRATION_DOCS, CALIBRATION_SHARD_DOCS = 200, 50  # the run that measures the fixed costs
 CRAWL_DOMAIN = "web"
 STAGES: list[dict[str, Any]] = [
