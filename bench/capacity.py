@@ -39,11 +39,13 @@ from typing import Any
 
 from bench.dedup_children import RssSampler, _cpu_seconds, _reset_peak_rss, _status_mb
 from bench.dedup_corpus import BENCH_CACHE, DedupCorpusSpec, build_dedup_corpus
+from bench.machine import machine
 from curate.errors import ConfigError
 
 DEFAULT_DOCS = (25_000, 50_000, 100_000)
-SHARD_DOCS = 2_500  # documents per input shard: an even number of shards at every default size, so that
-# neither worker idles through a last odd shard (which a 2-worker run of 5 shards did for a fifth of it)
+# Documents per input shard: an even number of shards at every default size, so that no worker idles
+# through a last odd shard (with 5,000, the 25k run's 5 shards left one of 2 workers idle for a fifth).
+SHARD_DOCS = 2_500
 CALIBRATION_DOCS, CALIBRATION_SHARD_DOCS = 200, 50  # the run that measures the fixed costs
 CRAWL_DOMAIN = "web"
 STAGES: list[dict[str, Any]] = [
@@ -52,6 +54,7 @@ STAGES: list[dict[str, Any]] = [
     {"heuristics": {"mode": "drop"}},
     {"langid": {}},
 ]
+DEDUP = {"exact": True, "near": True}
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def _crawl_config(files: Sequence[Path], out: Path) -> Any:
             for i, f in enumerate(files)
         ],
         "stages": STAGES,
-        "dedup": {"exact": True, "near": True},
+        "dedup": DEDUP,
     }
     return resolve_paths(parse_config(raw, "bench capacity"), out.parent, str(out))
 
@@ -213,14 +216,12 @@ def _width(table: Any) -> float:
     return table.nbytes / table.num_rows if table.num_rows else 0.0
 
 
-def run_measured(
-    files: Sequence[Path], out: Path, workers: int, timeout: float | None = None
-) -> dict[str, Any]:
+def run_measured(files: Sequence[Path], out: Path, workers: int) -> dict[str, Any]:
     """:func:`measure_run` in a fresh interpreter, so no run inherits another's memory or warm caches."""
     job = {"files": [str(f) for f in files], "out": str(out), "workers": workers}
     command = [sys.executable, "-m", "bench.capacity", json.dumps(job)]
     load_before = os.getloadavg()[0]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         raise RuntimeError(f"the measured run failed (exit {done.returncode}): {tail}")
@@ -381,12 +382,6 @@ def capacity_model(
 # The benchmark
 
 
-def _machine() -> dict[str, Any]:
-    from bench.machine import machine
-
-    return machine()
-
-
 def corpus_files(
     docs: int, cache_dir: Path = BENCH_CACHE, shard_docs: int = SHARD_DOCS
 ) -> tuple[list[Path], dict[str, Any]]:
@@ -400,25 +395,24 @@ def bench_capacity(
     workers: int = 2,
     crawl: CrawlShape = CrawlShape(),
     cache_dir: Path = BENCH_CACHE,
-    shard_docs: int = SHARD_DOCS,
 ) -> dict[str, Any]:
     """All figures of `curate bench capacity` as one JSON-ready dict."""
-    cache_dir = cache_dir.resolve()
-    machine_at_start = _machine()
-    out = cache_dir / "work" / "capacity-run"
     if min(docs) <= CALIBRATION_DOCS:
         raise ConfigError(f"--docs {min(docs)}: give sizes above the calibration run's {CALIBRATION_DOCS}")
+    cache_dir = cache_dir.resolve()
+    machine_at_start = machine()
+    out = cache_dir / "work" / "capacity-run"
     calibration = run_measured(
         corpus_files(CALIBRATION_DOCS, cache_dir, CALIBRATION_SHARD_DOCS)[0], out, workers
     )
     runs = []
     for size in sorted(set(docs)):
-        files, corpus = corpus_files(size, cache_dir, shard_docs)
+        files, corpus = corpus_files(size, cache_dir)
         runs.append(run_measured(files, out, workers) | {"corpus": corpus})
     return {
         "machine": machine_at_start,
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        "pipeline": {"stages": STAGES, "dedup": {"exact": True, "near": True}, "executor": "local"},
+        "pipeline": {"stages": STAGES, "dedup": DEDUP, "executor": "local", "workers": workers},
         "crawl_shape": asdict(crawl),
         "model": capacity_model(calibration, runs, crawl),
         "calibration_run": calibration,
