@@ -75,6 +75,27 @@ def bench_dedup(
     typer.echo(json.dumps(result, indent=2) if json_output else format_report(result))
 
 
+@bench_app.command("capacity")
+def bench_capacity(
+    docs: Annotated[
+        list[int] | None,
+        typer.Option(help="generated corpus sizes (repeatable; default 25000, 50000, 100000)"),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1)] = 2,
+    crawl_docs: Annotated[float, typer.Option(min=1, help="documents of the crawl to size")] = 3e9,
+    hours: Annotated[float, typer.Option(min=0.1, help="turnaround the crawl must fit in")] = 24.0,
+    node_cores: Annotated[int, typer.Option(min=1, help="cores per node")] = 64,
+    node_memory_gib: Annotated[float, typer.Option(min=1, help="memory per node, GiB")] = 256.0,
+) -> None:
+    """Capacity model: per-phase costs of a real crawl pipeline at three sizes, predicted vs measured,
+    and the core-hours, bytes shuffled and nodes for a crawl of --crawl-docs documents in --hours."""
+    from bench.capacity import DEFAULT_DOCS, CrawlShape
+    from bench.capacity import bench_capacity as run_bench
+
+    crawl = CrawlShape(docs=crawl_docs, hours=hours, node_cores=node_cores, node_memory_gib=node_memory_gib)
+    typer.echo(json.dumps(run_bench(docs or list(DEFAULT_DOCS), workers, crawl), indent=2))
+
+
 @bench_app.command("dedup-quality")
 def bench_dedup_quality(
     originals: Annotated[int, typer.Option(min=50, help="real documents before edited copies")] = 6000,
