@@ -18,10 +18,9 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any, TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -65,11 +64,6 @@ def is_url(text: str) -> bool:
     return urlsplit(text).scheme not in LOCAL_SCHEMES and "://" in text
 
 
-def as_text(path: Location) -> str:
-    """The path as a user writes it: `/data/x` or `s3://bucket/x`."""
-    return str(path)
-
-
 def make_dirs(path: Location) -> None:
     """Folders exist on a disk only; an object store has keys, and a prefix needs no creating."""
     if not is_remote(path):
@@ -110,16 +104,6 @@ def write_atomic(path: Location, data: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-def open_write(path: Location) -> IO[bytes]:
-    make_dirs(path.parent)
-    return path.open("wb")
-
-
-def remove(path: Location) -> None:
-    if path.exists():
-        path.unlink()
 
 
 def remove_tree(folder: Location) -> None:
@@ -188,16 +172,17 @@ def relative(path: Location, root: Location) -> str:
 def register_filesystems(con: Any, paths: Iterable[Location]) -> None:
     """Let a DuckDB connection read these paths: object stores through their fsspec filesystem, so no
     DuckDB extension is downloaded at run time."""
-    registered = {fs.protocol for fs in con.list_filesystems()} if hasattr(con, "list_filesystems") else set()
+    registered = set(con.list_filesystems())  # names of the filesystems registered so far
     for path in paths:
-        if is_remote(path) and path.fs.protocol not in registered and str(path.fs.protocol) not in registered:
+        if is_remote(path) and _fs_name(path) not in registered:
             con.register_filesystem(path.fs)
-            registered.add(path.fs.protocol)
+            registered = set(con.list_filesystems())
 
 
-def sql_path(path: Location) -> str:
-    """The path as DuckDB names it: a local path, or the URL of a registered filesystem."""
-    return str(path)
+def _fs_name(path: Location) -> str:
+    """The name DuckDB lists an fsspec filesystem under (its first protocol)."""
+    protocol = path.fs.protocol
+    return protocol if isinstance(protocol, str) else protocol[0]
 
 
 def scratch_dir(out: Location, purpose: str) -> Path:
@@ -208,15 +193,3 @@ def scratch_dir(out: Location, purpose: str) -> Path:
     digest = hashlib.sha256(str(out).encode()).hexdigest()[:16]
     base = Path(os.environ.get("CURATE_SCRATCH") or tempfile.gettempdir())
     return base / f"curate-{digest}" / purpose
-
-
-@contextmanager
-def local_copy(path: Location) -> Iterator[Path]:
-    """A local file with `path`'s content, for libraries that only open local names."""
-    if not is_remote(path):
-        yield Path(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="curate-copy-") as tmp:
-        target = Path(tmp) / path.name
-        path.fs.get(path.path, str(target))
-        yield target
