@@ -2,13 +2,14 @@
 
 The CLI root (api/main.py) wires them in. Every client command takes --url (default $CURATE_API_URL or
 http://127.0.0.1:8000) and --token (default $CURATE_API_TOKEN or the file in $CURATE_API_TOKEN_FILE).
-API errors print one line and exit 2.
+Errors print one line; the exit code says which kind, so a script can tell them apart (EXIT_CODES).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,9 +17,19 @@ from typing import Annotated, Any
 import typer
 
 from api.client import ApiClient, ApiError, read_document
+from api.kinds import REGISTRY
+from api.store import STATES
 
-jobs_app = typer.Typer(help="Submit and watch jobs on a curate service.", no_args_is_help=True)
-schedules_app = typer.Typer(help="Cron schedules of batch runs on a curate service.", no_args_is_help=True)
+# Choices typer checks and lists in --help, from the same tables the service validates against.
+JobKindName = StrEnum("JobKindName", [(name, name) for name, entry in REGISTRY.items() if entry.submittable])
+DEFAULT_KIND = JobKindName("curate")
+JobStateName = StrEnum("JobStateName", [(state, state) for state in STATES])
+
+
+class ExecutorName(StrEnum):
+    local = "local"
+    ray = "ray"
+
 
 Url = Annotated[
     str | None, typer.Option(help="service URL (default $CURATE_API_URL or http://127.0.0.1:8000)")
@@ -28,8 +39,42 @@ Token = Annotated[
 ]
 
 
+# A rejected request (400/409/422) is a user error like a bad config: 2. The others get their own code, so a
+# script retries an unreachable service or a 5xx, but not a wrong token or a missing job.
+EXIT_UNREACHABLE = 3
+EXIT_AUTH = 4
+EXIT_NOT_FOUND = 5
+EXIT_SERVER = 6
+EXIT_TIMEOUT = 7
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done; 1 a waited-for job did not succeed; 2 a rejected request or bad input; "
+    f"{EXIT_UNREACHABLE} service unreachable; {EXIT_AUTH} token missing or wrong (401/403); "
+    f"{EXIT_NOT_FOUND} no such job or schedule (404); {EXIT_SERVER} server error (5xx); "
+    f"{EXIT_TIMEOUT} timed out waiting."
+)
+
+jobs_app = typer.Typer(
+    help=f"Submit and watch jobs on a curate service. {EXIT_CODES_HELP}", no_args_is_help=True
+)
+schedules_app = typer.Typer(
+    help=f"Cron schedules of batch runs on a curate service. {EXIT_CODES_HELP}", no_args_is_help=True
+)
+
+
+def exit_code(error: ApiError | TimeoutError) -> int:
+    if isinstance(error, TimeoutError):
+        return EXIT_TIMEOUT
+    if error.status == 0:
+        return EXIT_UNREACHABLE
+    if error.status in (401, 403):
+        return EXIT_AUTH
+    if error.status == 404:
+        return EXIT_NOT_FOUND
+    return EXIT_SERVER if error.status >= 500 else 2
+
+
 def one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """API and connection errors as `error: ...` and exit code 2, like every curate user error."""
+    """API and connection errors as one `error: ...` line and the exit code of their kind."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -37,7 +82,7 @@ def one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
             command(*args, **kwargs)
         except (ApiError, TimeoutError) as error:
             typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exit_code(error)) from None
 
     return wrapper
 
@@ -69,17 +114,18 @@ def jobs_submit(
     config: Annotated[
         Path, typer.Argument(help="the job's config: YAML or JSON (paths relative to the data root)")
     ],
-    kind: Annotated[str, typer.Option(help="curate, mix, train or mixsearch")] = "curate",
-    executor: Annotated[str | None, typer.Option(help="curate jobs: local or ray")] = None,
+    kind: Annotated[JobKindName, typer.Option(help="what the job runs")] = DEFAULT_KIND,
+    executor: Annotated[ExecutorName | None, typer.Option(help="curate jobs: the executor")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="curate jobs: processes or actors")] = None,
     wait: Annotated[bool, typer.Option(help="wait until the job ends, then print it")] = False,
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Submit a job; prints its id (or, with --wait, the finished job as JSON; exit 1 unless it succeeded)."""
-    options = {k: v for k, v in {"executor": executor, "workers": workers}.items() if v is not None}
+    chosen = {"executor": executor.value if executor else None, "workers": workers}
+    options = {k: v for k, v in chosen.items() if v is not None}
     with ApiClient(url, token) as client:
-        job = client.submit_job(kind, read_document(config), options)
+        job = client.submit_job(kind.value, read_document(config), options)
         if not wait:
             typer.echo(job["id"])
             return
@@ -92,7 +138,7 @@ def jobs_submit(
 @jobs_app.command("list")
 @one_line_errors
 def jobs_list(
-    state: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled")] = None,
+    state: Annotated[JobStateName | None, typer.Option(help="only jobs in this state")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the page as JSON")] = False,
@@ -101,7 +147,7 @@ def jobs_list(
 ) -> None:
     """Jobs, newest first, as a table (or JSON)."""
     with ApiClient(url, token) as client:
-        page = client.list_jobs(state, limit, offset)
+        page = client.list_jobs(state.value if state else None, limit, offset)
     if as_json:
         echo_json(page)
     else:
@@ -159,10 +205,17 @@ def jobs_logs(
 
 @schedules_app.command("list")
 @one_line_errors
-def schedules_list(url: Url = None, token: Token = None) -> None:
+def schedules_list(
+    url: Url = None,
+    token: Token = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the schedules as JSON")] = False,
+) -> None:
     """Schedules with their cron, last and next fire time, versions and active run."""
     with ApiClient(url, token) as client:
         schedules = client.list_schedules()
+    if as_json:
+        echo_json(schedules)
+        return
     typer.echo(f"{'name':<20} {'cron':<16} {'missed':<14} {'next fire':<25} versions  active run")
     for s in schedules:
         line = (

@@ -16,6 +16,7 @@ import httpx
 
 from api.errors import dotted
 from api.settings import TOKEN_ENV, TOKEN_FILE_ENV
+from curate.errors import ConfigError
 from curate.yamlfile import read_yaml
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -146,5 +147,5 @@ def read_document(path: Path) -> dict[str, Any]:
     """A YAML or JSON file holding one mapping (a job config or a schedule)."""
     data = read_yaml(path, "job or schedule file")  # JSON is YAML too
     if not isinstance(data, dict):
-        raise ApiError(0, f"{path}: expected a mapping at the top")
+        raise ConfigError(f"{path}: expected a mapping at the top; write the job or schedule as YAML keys")
     return data

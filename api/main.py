@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,12 +18,27 @@ import typer
 from typer.core import TyperGroup
 
 import curate
+from api.cli import ExecutorName
 from curate.config import load_config
 from curate.errors import ConfigError
 
 
+def hide_flag_types(command: click.Command) -> None:
+    """Flags take no value, so their help shows none (typer would print `<bool>` beside every flag)."""
+    help_option = command.get_help_option(click.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        hide_flag_types(sub)
+
+
 class OneLineErrors(TyperGroup):
     """The root group: a user error raised anywhere below it becomes one line and exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        hide_flag_types(self)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -41,11 +55,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-class ExecutorName(StrEnum):
-    local = "local"
-    ray = "ray"
 
 
 def print_version(value: bool) -> None:

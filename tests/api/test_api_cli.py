@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from api_harness import Server, curate_config
+from api_harness import Server, curate_config, free_port
 from typer.testing import CliRunner
 
-from api.cli import jobs_app, schedules_app
+from api.cli import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_UNREACHABLE, jobs_app, schedules_app
+from api.main import app as root_app
 
 runner = CliRunner()
 
@@ -44,7 +45,13 @@ def test_jobs_commands(server: Server, finished_job: dict[str, Any], tmp_path: P
     finished = run(jobs_app, server, "cancel", job["id"])
     assert finished.exit_code == 2 and "already succeeded" in finished.output
     bad = run(jobs_app, server, "show", job["id"], token="wrong-token-wrong-token")
-    assert bad.exit_code == 2 and "HTTP 401" in bad.output
+    assert bad.exit_code == EXIT_AUTH and "HTTP 401" in bad.output
+    unknown = run(jobs_app, server, "show", "no-such-job")
+    assert unknown.exit_code == EXIT_NOT_FOUND, unknown.output
+    unreachable = runner.invoke(jobs_app, ["list", "--url", f"http://127.0.0.1:{free_port()}"])
+    assert (
+        unreachable.exit_code == EXIT_UNREACHABLE and "cannot reach the curate service" in unreachable.output
+    )
     config.write_text(yaml.safe_dump({"inputs": [{"path": "jobs-in/*.jsonl.gz", "bogus": 1}]}))
     invalid = run(jobs_app, server, "submit", str(config))
     assert invalid.exit_code == 2 and "error: body.config.inputs.0.bogus: unknown key" in invalid.output
@@ -57,8 +64,12 @@ def test_schedules_commands(server: Server, tmp_path: Path) -> None:
     created = run(schedules_app, server, "create", str(spec))
     assert created.exit_code == 0 and created.output.startswith("cli: next run ")
     assert "cli" in run(schedules_app, server, "list").output
+    assert [s["name"] for s in json.loads(run(schedules_app, server, "list", "--json").output)] == ["cli"]
     assert json.loads(run(schedules_app, server, "show", "cli").output)["cron"] == "0 3 * * *"
     assert run(schedules_app, server, "run", "cli").output.startswith("nothing_new")
     assert run(schedules_app, server, "delete", "cli").output.strip() == "deleted cli"
     missing = run(schedules_app, server, "delete", "cli")
-    assert missing.exit_code == 2 and "no schedule cli" in missing.output
+    assert missing.exit_code == EXIT_NOT_FOUND and "no schedule cli" in missing.output
+    spec.write_text("- a list, not a schedule\n")
+    not_mapping = runner.invoke(root_app, ["schedules", "create", str(spec), "--url", server.url])
+    assert not_mapping.exit_code == 2 and "expected a mapping at the top" in not_mapping.output
