@@ -25,7 +25,7 @@ from curate.readers.batches import ReadBatch, read_batches
 from curate.readers.records import ReadLimits, ReadTally
 from curate.readers.unreadable import describe_unreadable, nothing_readable
 from curate.schema import READ_STAGE
-from curate.stages.base import Stage
+from curate.stages.base import Stage, process_in_scope
 from curate.storage import Location, files_under, relative, write_atomic
 from curate.writer import RowGroupLimits, ShardWriter
 
@@ -180,7 +180,7 @@ class ShardProcessor:
             counts = report.stages[stage.name]
             counts.docs_in += table.num_rows
             started = time.process_time()
-            result = stage.process(table)
+            result = process_in_scope(stage, table)
             counts.cpu_seconds += time.process_time() - started
             if result.table.num_rows != table.num_rows:
                 raise RuntimeError(

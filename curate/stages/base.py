@@ -14,13 +14,24 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+from curate.schema import DomainName
 
 
 class StageParams(BaseModel):
-    """Base for every stage's params: unknown keys are errors, so a typo never silently does nothing."""
+    """Base for every stage's params: unknown keys are errors, so a typo never silently does nothing.
+
+    `domains` scopes any stage to documents of those domains (as the input or an earlier `tag` set them):
+    web heuristics must not judge code or books. Documents outside it pass the stage untouched, with its
+    columns null and no drop."""
 
     model_config = ConfigDict(extra="forbid")
+
+    domains: list[DomainName] | None = Field(
+        default=None, min_length=1, description="run on documents of these domains only; others pass"
+    )
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,41 @@ class Stage(ABC):
 
     @abstractmethod
     def process(self, batch: pa.Table) -> StageResult: ...
+
+
+def process_in_scope(stage: Stage, batch: pa.Table) -> StageResult:
+    """`stage.process` on the rows its `domains` param selects; the other rows come back unchanged (the
+    stage's new columns null, never dropped), in the batch's order."""
+    domains = stage.params.domains
+    if domains is None:
+        return stage.process(batch)
+    inside = pc.fill_null(pc.is_in(batch.column("domain"), pa.array(domains, pa.string())), False)
+    count = pc.sum(inside).as_py() or 0
+    if count == batch.num_rows:
+        return stage.process(batch)
+    if count == 0:
+        return StageResult(with_null_columns(batch, stage.output_fields()))
+    result = stage.process(batch.filter(inside))
+    outside = with_null_columns(batch.filter(pc.invert(inside)), result.table.schema)
+    merged = pa.concat_tables(
+        [result.table, outside.select(result.table.schema.names)], promote_options="permissive"
+    )
+    positions = pa.chunked_array([pc.indices_nonzero(inside), pc.indices_nonzero(pc.invert(inside))])
+    restore = pc.sort_indices(positions.combine_chunks())
+    reasons = None
+    if result.drop_reason is not None:
+        padding = pa.nulls(batch.num_rows - count, pa.string())
+        dropped = result.drop_reason
+        if isinstance(dropped, pa.ChunkedArray):
+            dropped = dropped.combine_chunks()
+        reasons = pa.concat_arrays([dropped.cast(pa.string()), padding]).take(restore)
+    return StageResult(merged.take(restore), reasons, result.stats)
+
+
+def with_null_columns(table: pa.Table, fields: list[pa.Field] | pa.Schema) -> pa.Table:
+    """The table with every field it lacks added as a null column of that field's type."""
+    missing = {f.name: pa.nulls(table.num_rows, f.type) for f in fields if f.name not in table.schema.names}
+    return set_columns(table, missing)
 
 
 def set_columns(table: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
