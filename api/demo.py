@@ -79,16 +79,23 @@ def demo_config(cache: Path, out: Path) -> dict[str, Any]:
     }
 
 
+WEB = ["web"]
+
+
 def demo_stages(with_shared: bool) -> list[dict[str, Any]]:
-    """Tag first, decide later: every filter annotates; only clear toxicity is dropped here, and the
-    mixture's predicates do the rest. The harmful-text LM and the quality classifier are trained on
-    ../shared/data, so without it the demo runs without them (toxicity falls back to the word list)."""
+    """Web pages are judged as the published pipelines judge them: English by fastText LID at FineWeb's
+    0.65, then the Gopher, C4 and FineWeb rules at their papers' thresholds, dropping with the failed
+    rule's code. Wikipedia, books, news and code are curated sources, not judged by web rules
+    (`domains: [web]`). Every document is scored (perplexity, toxicity, quality); clear toxicity is
+    dropped here, and the mixture selects web pages by perplexity bucket (see `api.demo_mixture`). The
+    harmful-text LM and the quality classifier are trained on ../shared/data, so without it the demo runs
+    without them (toxicity then falls back to the word list)."""
     rules = [{"domain": "wiki", "site": "wikipedia.org"}, {"domain": "code", "site": ["github.com"]}]
     stages: list[dict[str, Any]] = [
         {"normalize": {}},
         {"tag": {"domain": {"default": "web", "rules": rules}}},
-        {"langid": {"min_score": 0.0}},
-        {"heuristics": {"mode": "annotate"}},
+        {"langid": {"langs": ["en"], "domains": WEB}},
+        {"heuristics": {"mode": "drop", "domains": WEB}},
         {"perplexity": {}},
     ]
     if with_shared:
@@ -133,6 +140,25 @@ def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict
     manifest["mixture"] = demo_mixture(out, out.parent / "mix")
     manifest["proxy"] = demo_proxy_score(out.parent / "mix", out.parent / "proxy")
     return manifest
+
+
+def demo_decisions(manifest: dict[str, Any]) -> list[str]:
+    """What the filters and the mixture decided, in words, so the funnel is read as decisions."""
+    dropped = {stage["stage"]: sum(stage["dropped"].values()) for stage in manifest["stages"]}
+    lines = [
+        f"decisions: langid dropped {dropped.get('langid', 0):,} web pages (not English at fastText "
+        f"score 0.65, as FineWeb), heuristics {dropped.get('heuristics', 0):,} (Gopher, C4 and FineWeb "
+        f"rules at their published thresholds), toxicity {dropped.get('toxicity', 0):,} (score > 0.9); "
+        "wiki, books, news and code are curated sources, not judged by web rules"
+    ]
+    web = manifest.get("mixture", {}).get("domains", {}).get("web")
+    if web is not None:
+        kept = manifest["domains"].get("web", 0)
+        lines.append(
+            f"mixture: web pages selected by `{web['where']}` (CCNet's head and middle buckets): "
+            f"{web['available_documents']:,} of the {kept:,} kept"
+        )
+    return lines
 
 
 DEMO_PROXY_TOKENS = 100_000

@@ -17,6 +17,9 @@ from mixers.sampler import build_mixture
 from mixers.spec import parse_spec
 
 DEMO_WEIGHTS = {"web": 0.35, "wiki": 0.25, "books": 0.2, "code": 0.1, "news": 0.1}
+# CCNet's head and middle perplexity buckets (the tail, least like Wikipedia, left out), as RedPajama
+# kept them: the mixture selects web pages by score; the other domains are taken as curated.
+DEMO_WHERE = {"web": "ppl_bucket in [head, middle]"}
 DEMO_BUDGET = 1_000_000
 DEMO_VOCAB = 4096
 TOKENIZER_SAMPLE_CHARS = 4_000_000
@@ -91,7 +94,7 @@ def demo_spec(corpus_out: Path, tokenizer: Path, domains: list[str]) -> dict[str
         "seed": 0,
         "tokenizer": {"path": str(tokenizer)},
         "max_epochs": 4,
-        "domains": {d: {"weight": w / total} for d, w in present.items()},
+        "domains": {d: {"weight": w / total, "where": DEMO_WHERE.get(d)} for d, w in present.items()},
     }
 
 

@@ -142,10 +142,12 @@ def demo(
     workers: Annotated[int, typer.Option(min=1)] = 2,
 ) -> None:
     """The embedded default main job: real text in, a curated corpus and a training mixture out."""
-    from api.demo import run_demo
+    from api.demo import demo_decisions, run_demo
 
     manifest = run_demo(out, workers)
     print_summary(manifest)
+    for line in demo_decisions(manifest):
+        typer.echo(line)
     mixture = manifest["mixture"]
     typer.echo(f"mixture: {out.parent / 'mix'}  " + json.dumps(mixture.get("totals", {})))
     proxy = manifest["proxy"]
