@@ -33,8 +33,8 @@ DEFAULT_EXTRACTOR: Extractor = "resiliparse"
 # main_content drops navigation, headers, footers and link lists by Resiliparse's own rules; bullets keep
 # list items apart as lines; alt texts and form fields stay (Resiliparse's defaults).
 RESILIPARSE_OPTIONS: dict[str, Any] = {"main_content": True, "list_bullets": True}
-# fast: no second pass through readability/jusText fallbacks (same text on the measured pages, 1.5-9x
-# quicker); comments are not main text; tables stay, as Resiliparse keeps them.
+# fast: no fallback pass through readability/jusText (on the 48 real pages of `curate bench extract` it gave
+# the same text for 45 and the same F1, for 1.4x less CPU); comments are not main text; tables stay.
 TRAFILATURA_OPTIONS: dict[str, Any] = {"fast": True, "include_comments": False, "include_tables": True}
 
 

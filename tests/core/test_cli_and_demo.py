@@ -33,6 +33,7 @@ COMMANDS = [
     ("bench", "minhash"),
     ("bench", "rules"),
     ("bench", "filters"),
+    ("bench", "extract"),
     ("bench", "dedup"),
     ("bench", "dedup-quality"),
     ("bench", "mix"),
