@@ -14,7 +14,7 @@ from resiliparse.parse.html import HTMLTree
 from bench.extract import PAGE_RULES, page_f1, ruled_page
 from curate.config import expand_input, parse_config
 from curate.errors import ConfigError
-from curate.readers.warc import DEFAULT_EXTRACTOR, EXTRACTORS
+from curate.readers.warc import DEFAULT_EXTRACTOR, EXTRACTORS, extract_main_text
 from tests.conftest import run_cli
 from tests.core.helpers import read_parts, write_config
 
@@ -70,13 +70,19 @@ def test_both_extractors_pass_their_floor_and_the_default_scores_best(web: Path)
     assert max(means, key=means.__getitem__) == DEFAULT_EXTRACTOR, means
 
 
+@pytest.mark.parametrize("extractor", EXTRACTORS)
+def test_a_page_without_text_is_an_empty_string_not_none(extractor: str) -> None:
+    assert extract_main_text("<html><body><script>var x = 1;</script></body></html>", extractor) == ""
+
+
 def test_both_extractors_read_the_same_records_through_curate_run(web: Path, tmp_path: Path) -> None:
     outputs = {}
     for extractor in EXTRACTORS:
         source = {"path": str(web / "dolma_sample-000*.warc.gz"), "name": "web", "extractor": extractor}
         config = write_config(tmp_path, {"inputs": [source], "stages": ["normalize"]}, f"{extractor}.yaml")
         out = tmp_path / extractor
-        result = run_cli("run", str(config), "--out", str(out))
+        workers = "2" if extractor == "trafilatura" else "1"  # 2: trafilatura is imported in worker processes
+        result = run_cli("run", str(config), "--out", str(out), "--workers", workers)
         assert result.returncode == 0, result.stderr
         outputs[extractor] = out
     totals, ids, texts = {}, {}, {}
