@@ -40,6 +40,7 @@ from curate.readers.warc import (
     TRAFILATURA_OPTIONS,
     Extractor,
     extract_main_text,
+    html_to_text,
     response_charset,
 )
 from curate.textsources import shared_data_dir
@@ -259,7 +260,7 @@ def extractor_figures(
 ) -> dict[str, Any]:
     """F1 per page and its means (all, Common Crawl, Wikipedia); speed per input and over all of them."""
     scores = page_f1(html_dir, extractor)  # first, so the import it makes (trafilatura's: ~1 s) is not timed
-    extract = _extractor(extractor)
+    extract = html_to_text(extractor)
     speed = {name: time_extraction(pages, extract, repeats) for name, pages in inputs.items()}
     megabytes = sum(page.size for pages in inputs.values() for page in pages) / 1e6
     return {
@@ -274,10 +275,6 @@ def extractor_figures(
 
 def _mean_f1(scores: dict[str, float], prefix: str) -> float:
     return round(statistics.mean(f1 for page, f1 in scores.items() if page.startswith(prefix)), 4)
-
-
-def _extractor(extractor: Extractor) -> Callable[[str], str]:
-    return lambda html: extract_main_text(html, extractor)
 
 
 def format_report(figures: dict[str, Any]) -> str:

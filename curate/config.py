@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,6 +62,11 @@ class InputSpec(BaseModel):
     def _extractor_only_for_warc(self) -> InputSpec:
         if self.extractor is not None and self.format not in (None, "warc"):
             raise ValueError(_extractor_misplaced(f"this input is `format: {self.format}`"))
+        if self.extractor == "trafilatura" and importlib.util.find_spec("trafilatura") is None:
+            raise ValueError(
+                "extractor: trafilatura needs the trafilatura package, which is not installed; "
+                "`pip install trafilatura`, or use `extractor: resiliparse`"
+            )
         return self
 
     def input_name(self, index: int) -> str:

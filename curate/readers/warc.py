@@ -10,7 +10,7 @@ record is a `truncated` reject rather than a shorter page; a block above the rea
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, Literal, get_args
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
@@ -38,13 +38,33 @@ RESILIPARSE_OPTIONS: dict[str, Any] = {"main_content": True, "list_bullets": Tru
 TRAFILATURA_OPTIONS: dict[str, Any] = {"fast": True, "include_comments": False, "include_tables": True}
 
 
+HtmlToText = Callable[[str], str]
+
+
+def html_to_text(extractor: Extractor) -> HtmlToText:
+    """The chosen extractor as a function of a page's HTML. Trafilatura is imported here, only when chosen
+    and in the process that reads: a missing package fails the reader before its first record instead of
+    passing for a corrupt archive or turning every page into a reject."""
+    if extractor == "trafilatura":
+        import trafilatura  # noqa: F401 - lazy; the import error, if any, is raised here
+
+        return _trafilatura_text
+    return _resiliparse_text
+
+
 def extract_main_text(html: str, extractor: Extractor = DEFAULT_EXTRACTOR) -> str:
     """The main text of an HTML page by the chosen extractor; "" when it finds none (an `empty` reject)."""
-    if extractor == "trafilatura":
-        import trafilatura  # lazy: loaded only by the inputs that choose it, in the worker that reads them
+    return html_to_text(extractor)(html)
 
-        return trafilatura.extract(html, **TRAFILATURA_OPTIONS) or ""
+
+def _resiliparse_text(html: str) -> str:
     return extract_plain_text(HTMLTree.parse(html), **RESILIPARSE_OPTIONS)
+
+
+def _trafilatura_text(html: str) -> str:
+    import trafilatura  # already loaded by `html_to_text`: a dictionary look-up
+
+    return trafilatura.extract(html, **TRAFILATURA_OPTIONS) or ""
 
 
 def read_warc(
@@ -59,11 +79,12 @@ def read_warc(
     Decompression is ours (not FastWARC's) because a native reader would end quietly at a cut gzip
     member and lose the tail of the file without a trace.
     """
-    return read_stream(handle, tally, lambda stream, cursor: _records(stream, cursor, limits, extractor))
+    to_text = html_to_text(extractor)  # before the stream is read: its errors are not the input's
+    return read_stream(handle, tally, lambda stream, cursor: _records(stream, cursor, limits, to_text))
 
 
 def _records(
-    stream: BinaryIO, cursor: Cursor, limits: ReadLimits, extractor: Extractor
+    stream: BinaryIO, cursor: Cursor, limits: ReadLimits, to_text: HtmlToText
 ) -> Iterator[RawDoc | BadRecord]:
     for record in ArchiveIterator(stream, parse_http=False):
         offset = record.stream_pos
@@ -82,7 +103,7 @@ def _records(
             yield _cut_record(record, len(block), block)
             return
         record.set_bytes_content(block)
-        yield record_to_item(record, block, extractor)
+        yield record_to_item(record, block, to_text)
 
 
 def _skip_block(record: WarcRecord) -> int:
@@ -124,7 +145,7 @@ def _record_id(record: WarcRecord) -> str:
 
 
 def record_to_item(
-    record: WarcRecord, block: bytes, extractor: Extractor = DEFAULT_EXTRACTOR
+    record: WarcRecord, block: bytes, to_text: HtmlToText = _resiliparse_text
 ) -> RawDoc | BadRecord:
     offset = record.stream_pos
     url = _target(record)
@@ -136,7 +157,7 @@ def record_to_item(
         return RawDoc(offset, text, meta["warc_record_id"] or None, url, date, meta, where)
     record.parse_http()
     body = record.reader.read()
-    return _response_to_item(record, body, offset, url, date, meta, extractor)
+    return _response_to_item(record, body, offset, url, date, meta, to_text)
 
 
 def _response_to_item(
@@ -146,7 +167,7 @@ def _response_to_item(
     url: str | None,
     date: str | None,
     meta: dict,
-    extractor: Extractor,
+    to_text: HtmlToText,
 ) -> RawDoc | BadRecord:
     where = f"byte {offset} ({url})"
     if record.is_http:
@@ -162,12 +183,19 @@ def _response_to_item(
     try:
         encoding = response_charset(record, body)
         html = bytes_to_str(body, encoding)
-        meta["charset"] = encoding
-        text = extract_main_text(html, extractor)
     except Exception as error:  # noqa: BLE001 - undecodable payload is a reject with its bytes kept
-        raw = body[:RAW_KEEP_CHARS].decode("utf-8", errors="replace")
-        return BadRecord(offset, UNREADABLE, f"{where}: payload not decodable ({error})", raw=raw, meta=meta)
+        return _unreadable(offset, f"{where}: payload not decodable ({error})", body, meta)
+    meta["charset"] = encoding
+    try:
+        text = to_text(html)
+    except Exception as error:  # noqa: BLE001 - a page the extractor fails on is a reject with its bytes kept
+        return _unreadable(offset, f"{where}: HTML extraction failed ({error})", body, meta)
     return RawDoc(offset, text, meta["warc_record_id"] or None, url, date, meta, where)
+
+
+def _unreadable(offset: int, detail: str, body: bytes, meta: dict) -> BadRecord:
+    raw = body[:RAW_KEEP_CHARS].decode("utf-8", errors="replace")
+    return BadRecord(offset, UNREADABLE, detail, raw=raw, meta=meta)
 
 
 def response_charset(record: WarcRecord, body: bytes) -> str:

@@ -5,6 +5,7 @@ each through `curate run` reading the same records."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +15,8 @@ from resiliparse.parse.html import HTMLTree
 from bench.extract import PAGE_RULES, page_f1, ruled_page
 from curate.config import expand_input, parse_config
 from curate.errors import ConfigError
+from curate.readers.batches import ShardSource, read_batches
+from curate.readers.fields import FieldMap
 from curate.readers.warc import DEFAULT_EXTRACTOR, EXTRACTORS, extract_main_text
 from tests.conftest import run_cli
 from tests.core.helpers import read_parts, write_config
@@ -68,6 +71,19 @@ def test_both_extractors_pass_their_floor_and_the_default_scores_best(web: Path)
         assert means[extractor] > F1_FLOOR[extractor], (extractor, scores)
     # the default also extracts ~10x more MB/s per core (`curate bench extract`), so no trade-off to weigh
     assert max(means, key=means.__getitem__) == DEFAULT_EXTRACTOR, means
+
+
+def test_a_missing_trafilatura_fails_loudly_not_as_rejects(
+    web: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the package the config names the fix, and a reader asked for it anyway raises rather than
+    turning every page into an `unreadable` reject."""
+    monkeypatch.setitem(sys.modules, "trafilatura", None)  # how Python marks a module as not importable
+    with pytest.raises(ConfigError, match="needs the trafilatura package.*pip install trafilatura"):
+        parse_config({"inputs": [{"path": "x.warc.gz", "extractor": "trafilatura"}]})
+    shard = ShardSource(web / "whirlwind.warc.gz", "w", "warc", FieldMap(), extractor="trafilatura")
+    with pytest.raises(ImportError):
+        list(read_batches(shard, 100, 1 << 20))
 
 
 @pytest.mark.parametrize("extractor", EXTRACTORS)
