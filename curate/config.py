@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +28,7 @@ from curate.errors import ConfigError
 from curate.paths import GlobParam, PathParam
 from curate.readers.fields import FieldMap
 from curate.readers.formats import FORMATS, Format, infer_format
+from curate.readers.warc import DEFAULT_EXTRACTOR, Extractor
 from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams
 from curate.stages.registry import get_stage, stage_names
@@ -49,6 +51,23 @@ class InputSpec(BaseModel):
         "or `format:`",
         exclude_if=lambda allowed: not allowed,  # unset, it leaves the config hash of older configs as is
     )
+    extractor: Extractor | None = Field(
+        default=None,
+        description=f"HTML to main text for a WARC input: `resiliparse` (unset: {DEFAULT_EXTRACTOR}) or "
+        "`trafilatura`; see BENCHMARKS.md for their F1 and speed",
+        exclude_if=lambda extractor: extractor is None,  # unset, it leaves the config hash as is
+    )
+
+    @model_validator(mode="after")
+    def _extractor_only_for_warc(self) -> InputSpec:
+        if self.extractor is not None and self.format not in (None, "warc"):
+            raise ValueError(_extractor_misplaced(f"this input is `format: {self.format}`"))
+        if self.extractor == "trafilatura" and importlib.util.find_spec("trafilatura") is None:
+            raise ValueError(
+                "extractor: trafilatura needs the trafilatura package, which is not installed; "
+                "`pip install trafilatura`, or use `extractor: resiliparse`"
+            )
+        return self
 
     def input_name(self, index: int) -> str:
         return self.name or f"input{index}"
@@ -193,8 +212,17 @@ def expand_input(spec: InputSpec, index: int) -> list[tuple[Location, Format]]:
                 f"inputs[{index}]: cannot tell the format of {match.name}; set `format:` to one of "
                 f"{', '.join(FORMATS)}"
             )
+        if spec.extractor is not None and fmt != "warc":
+            raise ConfigError(f"inputs[{index}]: {_extractor_misplaced(f'{match.name} reads as {fmt}')}")
         files.append((match, fmt))
     return files
+
+
+def _extractor_misplaced(why: str) -> str:
+    return (
+        f"`extractor:` applies only to WARC inputs (HTML pages), but {why}; remove `extractor:` from this "
+        "input or point it at .warc/.warc.gz files"
+    )
 
 
 def _glob_files(pattern: str) -> list[Location]:

@@ -15,6 +15,7 @@ from curate.config import PipelineConfig, expand_input, glob_root
 from curate.dedup.paragraphs import COUNT_FIELDS
 from curate.errors import ConfigError
 from curate.readers.batches import ShardSource
+from curate.readers.warc import DEFAULT_EXTRACTOR
 from curate.schema import BASE_SCHEMA, with_reject_columns
 from curate.stages.base import Stage
 from curate.storage import Location, location, relative
@@ -55,7 +56,8 @@ def build_plan(config: PipelineConfig, data_roots: Iterable[str | Location] = ()
         name = spec.input_name(index)
         for path, fmt in expand_input(spec, index):
             source = f"{name}/{relative(path, root)}"
-            shard = ShardSource(path, source, fmt, spec.fields, spec.domain, roots)
+            extractor = spec.extractor or DEFAULT_EXTRACTOR
+            shard = ShardSource(path, source, fmt, spec.fields, spec.domain, roots, extractor)
             tasks.append(ShardTask(key=shard_key(source), source=shard, size=path.stat().st_size))
     _check_unique_sources(tasks)
     corpus_schema = output_schema([spec.build() for spec in config.stages])

@@ -17,6 +17,7 @@ import pyarrow as pa
 from curate.readers.fields import FieldMap
 from curate.readers.formats import Format, read_file
 from curate.readers.records import RAW_KEEP_CHARS, BadRecord, RawDoc, ReadLimits, ReadTally
+from curate.readers.warc import DEFAULT_EXTRACTOR, Extractor
 from curate.schema import (
     BASE_SCHEMA,
     READ_STAGE,
@@ -41,6 +42,7 @@ class ShardSource:
     fields: FieldMap
     domain: str | None = None
     data_roots: tuple[str, ...] = ()  # empty: unconfined; else the file must resolve inside one of them
+    extractor: Extractor = DEFAULT_EXTRACTOR  # HTML to main text, for WARC responses
 
 
 @dataclass
@@ -61,7 +63,10 @@ def read_batches(
     docs: list[RawDoc] = []
     bad: list[BadRecord] = []
     size = 0
-    for item in read_file(shard.path, shard.format, shard.fields, tally, limits, shard.data_roots):
+    items = read_file(
+        shard.path, shard.format, shard.fields, tally, limits, shard.data_roots, extractor=shard.extractor
+    )
+    for item in items:
         tally.records += 1
         if isinstance(item, RawDoc):
             item = check_document(item, limits)

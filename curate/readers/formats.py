@@ -4,6 +4,7 @@ place a file is opened for reading (confined to the data roots, hashed through t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -14,7 +15,7 @@ from curate.readers.jsonl import read_jsonl
 from curate.readers.opening import open_input, opened_size
 from curate.readers.parquet import read_parquet
 from curate.readers.records import BadRecord, RawDoc, ReadLimits, ReadTally
-from curate.readers.warc import read_warc
+from curate.readers.warc import DEFAULT_EXTRACTOR, Extractor, read_warc
 from curate.schema import UNREADABLE
 
 Format = Literal["jsonl", "parquet", "warc", "wet"]
@@ -45,12 +46,13 @@ def infer_format(path: Path) -> Format | None:
 FormatReader = Callable[[BinaryIO, FieldMap, ReadTally, ReadLimits], Iterator[RawDoc | BadRecord]]
 
 
-def format_reader(fmt: Format) -> FormatReader:
+def format_reader(fmt: Format, extractor: Extractor = DEFAULT_EXTRACTOR) -> FormatReader:
+    """The reader of a format; `extractor` (HTML to main text) matters only to WARC responses."""
     if fmt == "jsonl":
         return read_jsonl
     if fmt == "parquet":
         return read_parquet
-    return read_warc
+    return partial(read_warc, extractor=extractor)
 
 
 def read_file(
@@ -61,6 +63,7 @@ def read_file(
     limits: ReadLimits,
     data_roots: tuple[str, ...] = (),
     checksum: bool = True,
+    extractor: Extractor = DEFAULT_EXTRACTOR,
 ) -> Iterator[RawDoc | BadRecord]:
     """Open the file (confined to `data_roots` when given), hash it through the same descriptor, read it.
 
@@ -78,7 +81,7 @@ def read_file(
         except OSError as error:
             yield BadRecord(0, UNREADABLE, f"cannot read the file ({error})", covers_rest=True)
             return
-        yield from format_reader(fmt)(handle, fields, tally, limits)
+        yield from format_reader(fmt, extractor)(handle, fields, tally, limits)
 
 
 def reader_for(fmt: Format) -> Callable[[Path, FieldMap], Iterator[RawDoc | BadRecord]]:
