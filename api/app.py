@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from api.settings import ServiceSettings, write_worker_settings
 from api.store import STATES, TERMINAL_STATES, Job, JobStore, new_job_id
 from api.supervisor import Supervisor, job_log_path
 from api.views import JobList, JobRequest, JobView, RunOutcome, ScheduleView
+from curate.inspect import inspect_output
 
 STATIC = Path(__file__).parent / "static"
 DASHBOARD_CSP = (
@@ -203,6 +205,22 @@ def _jobs_router(service: Service) -> APIRouter:
             raise HTTPException(404, f"job {job_id} ({job.state}) has no manifest yet")
         return JSONResponse(json.loads(path.read_text(encoding="utf-8")))
 
+    @lru_cache(maxsize=32)
+    def inspection(job_id: str, output: str, samples: int) -> dict[str, Any]:
+        """A succeeded run's files never change, so the dashboard's polls cost one scan per job."""
+        return inspect_output(output, samples)
+
+    @router.get("/jobs/{job_id}/inspect")
+    def job_inspect(
+        job_id: str, samples: Annotated[int, Query(ge=0, le=20, description="kept documents to sample")] = 3
+    ) -> JSONResponse:
+        """A succeeded curate or batch run as `curate inspect --json` reads it: the funnel with CPU seconds
+        per stage, domains, reject reasons with sample documents, score histograms by domain."""
+        job = service.job(job_id)
+        if job.kind not in INSPECTABLE_KINDS or job.state != "succeeded":
+            raise HTTPException(404, f"job {job_id} ({job.kind}, {job.state}) is not a succeeded curate run")
+        return JSONResponse(inspection(job.id, job.output, samples))
+
     @router.get("/jobs/{job_id}/score")
     def job_score(job_id: str) -> JSONResponse:
         """A train job's result.json: per-domain bits per byte and the mixture score."""
@@ -226,6 +244,9 @@ def _jobs_router(service: Service) -> APIRouter:
         return PlainTextResponse(text, headers={"X-Next-Offset": str(next_offset)})
 
     return router
+
+
+INSPECTABLE_KINDS = ("curate", "batch")
 
 
 def read_log(path: Path, offset: int, tail: int | None) -> tuple[str, int]:

@@ -6,6 +6,7 @@ DuckDB reads the parts directly, so inspecting a corpus of any size costs a scan
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import duckdb
@@ -45,7 +46,64 @@ def inspect_output(out: Location | str, samples: int = 3) -> dict[str, Any]:
         con,
         f"SELECT id, domain, url, left(text, 160) AS text FROM {corpus} ORDER BY hash(id) LIMIT {samples}",
     )
+    report["reject_samples"] = _rows(
+        con,
+        f"""SELECT stage, reason, id, text FROM (
+                SELECT reject_stage AS stage, reject_reason AS reason, id, left(text, 160) AS text,
+                    row_number() OVER (PARTITION BY reject_reason ORDER BY hash(id)) AS k
+                FROM {rejects}
+            ) WHERE k <= {REJECT_SAMPLES} ORDER BY reason, k""",
+    )
+    report["histograms"] = score_histograms(con, corpus)
     return report
+
+
+# Scores a run may hold, and whether their spread is read on a log scale (perplexities span decades).
+SCORE_SCALES = {
+    "quality": "linear",
+    "toxicity": "linear",
+    "lang_score": "linear",
+    "ppl": "log",
+    "harmful_ppl": "log",
+}
+HISTOGRAM_BINS = 20
+REJECT_SAMPLES = 2
+
+
+def score_histograms(con: duckdb.DuckDBPyConnection, corpus: str) -> list[dict[str, Any]]:
+    """Per score column, counts in equal bins over its range (shared by every domain, so domains compare),
+    by domain. One scan per column; a column absent from the run is skipped."""
+    columns = {row[0] for row in con.execute(f"SELECT * FROM {corpus} LIMIT 0").description}
+    histograms = []
+    for column, scale in SCORE_SCALES.items():
+        if column not in columns:
+            continue
+        value = f"ln({column})" if scale == "log" else column
+        finite = f"{column} IS NOT NULL AND isfinite({column})" + (
+            f" AND {column} > 0" if scale == "log" else ""
+        )
+        low, high = con.execute(f"SELECT min({value}), max({value}) FROM {corpus} WHERE {finite}").fetchone()
+        if low is None:
+            continue
+        width = (high - low) / HISTOGRAM_BINS or 1.0
+        rows = con.execute(
+            f"""SELECT domain, least(floor(({value} - ?) / ?)::INTEGER, {HISTOGRAM_BINS - 1}) AS bin, count(*)
+                FROM {corpus} WHERE {finite} GROUP BY ALL""",
+            [low, width],
+        ).fetchall()
+        by_domain: dict[str, list[int]] = {}
+        for domain, index, count in rows:
+            by_domain.setdefault(domain, [0] * HISTOGRAM_BINS)[index] += count
+        edges = [low + i * width for i in range(HISTOGRAM_BINS + 1)]
+        histograms.append(
+            {
+                "column": column,
+                "scale": scale,
+                "edges": [round(math.exp(e) if scale == "log" else e, 6) for e in edges],
+                "domains": dict(sorted(by_domain.items())),
+            }
+        )
+    return histograms
 
 
 def with_cpu_seconds(funnel: list[dict[str, Any]], seconds: dict[str, float]) -> list[dict[str, Any]]:
@@ -87,12 +145,46 @@ def render_inspection(report: dict[str, Any]) -> None:
         "domains": (["domain", "docs", "chars"], report["domains"]),
         "reject reasons": (["stage", "reason", "docs"], report["reject_reasons"]),
         "samples": (["id", "domain", "url", "text"], report["samples"]),
+        "rejected samples": (["stage", "reason", "id", "text"], report["reject_samples"]),
+        "scores by domain (p10 / median / p90 from the histograms)": (
+            ["score", "domain", "docs", "p10", "median", "p90"],
+            histogram_summary(report["histograms"]),
+        ),
     }
     for title, (columns, rows) in sections.items():
         table = Table(*columns, title=title)
         for row in rows:
             table.add_row(*(_cell(row[c]) for c in columns))
         console.print(table)
+
+
+def histogram_summary(histograms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Quantiles read off the bins (bin centre), so the terminal shows what the dashboard draws."""
+    rows = []
+    for histogram in histograms:
+        edges = histogram["edges"]
+        for domain, counts in histogram["domains"].items():
+            total = sum(counts)
+            quantiles = {f"p{int(q * 100)}": _bin_quantile(counts, edges, q * total) for q in (0.1, 0.5, 0.9)}
+            rows.append(
+                {
+                    "score": histogram["column"],
+                    "domain": domain,
+                    "docs": total,
+                    **quantiles,
+                    "median": quantiles.pop("p50"),
+                }
+            )
+    return rows
+
+
+def _bin_quantile(counts: list[int], edges: list[float], rank: float) -> str:
+    seen = 0
+    for index, count in enumerate(counts):
+        seen += count
+        if seen >= rank and count:
+            return f"{(edges[index] + edges[index + 1]) / 2:.4g}"
+    return "-"
 
 
 def _cpu(seconds: float | None) -> str:

@@ -9,6 +9,7 @@ to resume from, and the rebuilt mixture is byte-identical for one seed.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,28 @@ class MixKind(JobKind):
         from mixers.spec import parse_spec
 
         opts = MixOptions.model_validate(job.options)
-        manifest = build_mixture(parse_spec(job.config), job.output, opts.tokens, opts.strict, echo=ctx.log)
+        phases = PhaseProgress(ctx.progress, MIX_PHASES if opts.tokens else MIX_PHASES[:-1])
+        spec = parse_spec(job.config)
+        manifest = build_mixture(spec, job.output, opts.tokens, opts.strict, echo=ctx.log, timings=phases)
         return mixture_summary(manifest)
+
+
+# build_mixture's phases in the order they run ("count" only when token counts are missing).
+MIX_PHASES = ("plan", "count", "select", "write", "tokens")
+
+
+class PhaseProgress(dict[str, float]):
+    """build_mixture's seconds per phase; each phase that ends reports the job's progress as the place of
+    that phase among the planned ones, so a mix job shows "3/4" and not "-/-"."""
+
+    def __init__(self, report: Callable[[int | None, int | None], None], planned: tuple[str, ...]) -> None:
+        super().__init__()
+        self.report, self.planned = report, planned
+
+    def __setitem__(self, phase: str, seconds: float) -> None:
+        super().__setitem__(phase, seconds)
+        if phase in self.planned:
+            self.report(len(self.planned), self.planned.index(phase) + 1)
 
 
 KIND = MixKind()

@@ -4,7 +4,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#4b5563", "#db2777"];
-const state = { token: null, selected: null, filter: "" };
+const state = { token: null, selected: null, filter: "", inspections: {} };
 
 function readFragment() {
   // #token=...&job=... : the token never reaches the server's access log (fragments are not sent).
@@ -86,9 +86,9 @@ async function loadJobs() {
 
 // -- charts -------------------------------------------------------------------------------------------
 
-function barChart(rows, { width = 460, max = null, unit = "", digits = 0 } = {}) {
+function barChart(rows, { width = 460, max = null, unit = "", digits = 0, valueWidth = 90 } = {}) {
   // rows: [{label, value, color?, sub?}] -> horizontal bars with labels and values.
-  const labelWidth = 120, rowHeight = 22, valueWidth = 90;
+  const labelWidth = 120, rowHeight = 22;
   const top = Math.max(max ?? 0, ...rows.map((r) => r.value), 1e-12);
   const chart = svg("svg", { width, height: rows.length * rowHeight + 4, role: "img" });
   rows.forEach((row, i) => {
@@ -103,12 +103,15 @@ function barChart(rows, { width = 460, max = null, unit = "", digits = 0 } = {})
   return chart;
 }
 
+function cpuText(seconds) { return typeof seconds === "number" ? ` · ${seconds.toFixed(1)} s CPU` : ""; }
+
 function drawFunnel(stages) {
   const rows = stages.map((s, i) => ({
-    label: s.stage, value: s.out, color: COLORS[i % COLORS.length], sub: s.in !== s.out ? ` of ${fmt(s.in)}` : "",
+    label: s.stage, value: s.out, color: COLORS[i % COLORS.length],
+    sub: (s.in !== s.out ? ` of ${fmt(s.in)}` : "") + cpuText(s.cpu_seconds),
   }));
   const max = Math.max(...stages.map((s) => s.in));
-  document.getElementById("funnel").replaceChildren(barChart(rows, { max }));
+  document.getElementById("funnel").replaceChildren(barChart(rows, { max, valueWidth: 170 }));
   const drops = [];
   for (const s of stages) {
     for (const [reason, n] of Object.entries(s.dropped || {})) drops.push(el("li", {}, `${s.stage}: ${reason} ${fmt(n)}`));
@@ -118,7 +121,8 @@ function drawFunnel(stages) {
   document.getElementById("funnel-figure").hidden = false;
 }
 
-function drawDomains(domains) {
+function drawDomains(domains, caption) {
+  document.getElementById("domains-caption").textContent = caption;
   const entries = Object.entries(domains || {});
   const total = entries.reduce((sum, [, n]) => sum + n, 0);
   if (!total) return;
@@ -143,6 +147,70 @@ function drawDomains(domains) {
   });
   document.getElementById("domains").replaceChildren(chart);
   document.getElementById("domains-figure").hidden = false;
+}
+
+function drawShares(domains) {
+  // A mixture: each domain's achieved share of the tokens, beside the share it asked for.
+  const rows = Object.entries(domains || {}).map(([d, v], i) => ({
+    label: d, value: 100 * (v.achieved_share ?? 0), color: COLORS[i % COLORS.length],
+    sub: ` (requested ${(100 * (v.requested_share ?? 0)).toFixed(1)}%, ${fmt(v.achieved_tokens)} tokens)`,
+  }));
+  document.getElementById("domains-caption").textContent = "Token shares of the mixture: achieved (requested)";
+  document.getElementById("domains").replaceChildren(barChart(rows, { digits: 1, unit: "%", max: 100, valueWidth: 260 }));
+  document.getElementById("domains-figure").hidden = false;
+}
+
+function histogramChart(histogram) {
+  // One line per domain over shared bins: the share of that domain's documents in each bin.
+  const width = 460, height = 130, left = 8, bottom = 34, plotW = width - 2 * left, plotH = height - bottom - 8;
+  const chart = svg("svg", { width, height, role: "img", "data-score": histogram.column });
+  const entries = Object.entries(histogram.domains);
+  const shares = entries.map(([, counts]) => {
+    const total = counts.reduce((a, b) => a + b, 0) || 1;
+    return counts.map((n) => n / total);
+  });
+  const top = Math.max(...shares.flat(), 1e-12);
+  const bins = histogram.edges.length - 1;
+  entries.forEach(([domain], i) => {
+    const points = shares[i].map((v, b) => `${left + ((b + 0.5) * plotW) / bins},${8 + plotH - (v * plotH) / top}`);
+    const line = svg("polyline", { points: points.join(" "), fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 2 });
+    line.setAttribute("data-domain", domain);
+    line.appendChild(svg("title", {}, `${histogram.column} · ${domain}`));
+    chart.appendChild(line);
+  });
+  const edge = (v) => (Math.abs(v) >= 1000 ? v.toExponential(1) : v.toPrecision(3));
+  chart.appendChild(svg("text", { x: left, y: height - 20 }, edge(histogram.edges[0])));
+  chart.appendChild(svg("text", { x: width - left, y: height - 20, "text-anchor": "end" }, edge(histogram.edges[bins])));
+  chart.appendChild(svg("text", { x: width / 2, y: height - 20, "text-anchor": "middle" }, `${histogram.column} (${histogram.scale})`));
+  entries.forEach(([domain], i) => {
+    chart.appendChild(svg("text", { x: left + i * 90, y: height - 4, fill: COLORS[i % COLORS.length] }, domain));
+  });
+  return chart;
+}
+
+function drawHistograms(histograms) {
+  if (!histograms || !histograms.length) return;
+  document.getElementById("histograms").replaceChildren(...histograms.map(histogramChart));
+  document.getElementById("histograms-figure").hidden = false;
+}
+
+function drawRejectSamples(samples) {
+  if (!samples || !samples.length) return;
+  const items = samples.map((s) => {
+    const item = el("li", { "data-reason": s.reason });
+    item.appendChild(el("strong", {}, `${s.stage}: ${s.reason}`));
+    item.appendChild(el("span", { class: "muted" }, ` ${s.id} `));
+    item.appendChild(el("q", {}, s.text || ""));
+    return item;
+  });
+  document.getElementById("reject-samples").replaceChildren(...items);
+  document.getElementById("samples-figure").hidden = false;
+}
+
+async function inspection(jobId) {
+  // A succeeded run never changes: fetch its inspection once, not on every refresh.
+  if (!state.inspections[jobId]) state.inspections[jobId] = await api(`/v1/jobs/${encodeURIComponent(jobId)}/inspect`);
+  return state.inspections[jobId];
 }
 
 function drawScore(score) {
@@ -178,17 +246,20 @@ async function loadDetail() {
   const error = document.getElementById("detail-error");
   error.hidden = !job.error;
   error.textContent = job.error || "";
-  for (const id of ["funnel-figure", "domains-figure", "score-figure"]) document.getElementById(id).hidden = true;
+  const figures = ["funnel-figure", "domains-figure", "score-figure", "histograms-figure", "samples-figure"];
+  for (const id of figures) document.getElementById(id).hidden = true;
   if (job.kind === "train") {
     if (job.state === "succeeded") drawScore(await api(`/v1/jobs/${encodeURIComponent(job.id)}/score`));
   } else if (job.state === "succeeded" && (job.kind === "curate" || job.kind === "batch")) {
-    const manifest = await api(`/v1/jobs/${encodeURIComponent(job.id)}/manifest`);
-    drawFunnel(manifest.stages);
-    drawDomains(manifest.domains);
+    const report = await inspection(job.id);
+    drawFunnel(report.funnel);
+    drawDomains(Object.fromEntries(report.domains.map((d) => [d.domain, d.docs])), "Domain shares of the kept documents");
+    drawHistograms(report.histograms);
+    drawRejectSamples(report.reject_samples);
   } else if (job.kind === "mixsearch" && job.result) {
-    drawDomains(job.result.weights || {});
+    drawDomains(job.result.weights || {}, "Domain weights chosen by the search");
   } else if (job.kind === "mix" && job.result) {
-    drawDomains(Object.fromEntries(Object.entries(job.result.domains || {}).map(([d, v]) => [d, v.achieved_tokens])));
+    drawShares(job.result.domains);
   }
   if (document.getElementById("logs-box").open) {
     document.getElementById("logs").textContent = await api(`/v1/jobs/${encodeURIComponent(job.id)}/logs?tail=200`);

@@ -53,12 +53,19 @@ def scored(request: pytest.FixtureRequest) -> dict[str, Any] | None:
 
 
 @pytest.fixture
+def mixed(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    """A finished mix job when this build has the mix kind (its shares panel and its progress)."""
+    return request.getfixturevalue("mixture_job") if is_available("mix") else None
+
+
+@pytest.fixture
 def two_domains(client: ApiClient, data_root: Path, texts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """A finished job whose corpus holds Wikipedia pages and Python modules: shares other than 100%."""
     make_shards(data_root / "dash-wiki", texts["wiki"][:18], per_shard=9, bad=False)
     make_shards(data_root / "dash-code", texts["code"][:12], per_shard=6, bad=False)
     config = curate_config("dash-wiki/*.jsonl.gz")
     config["inputs"].append({"path": "dash-code/*.jsonl.gz", "name": "code", "domain": "code"})
+    config["stages"].append({"langid": {"min_score": 0.0}})  # a score column: lang_score histograms
     job = client.wait_job(client.submit_job("curate", config)["id"], timeout=300)
     assert job["state"] == "succeeded", job["error"]
     return job
@@ -99,6 +106,7 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     finished_job: dict[str, Any],
     two_domains: dict[str, Any],
     scored: dict[str, Any] | None,
+    mixed: dict[str, Any] | None,
     tmp_path: Path,
 ) -> None:
     from selenium.common.exceptions import StaleElementReferenceException
@@ -123,6 +131,7 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     assert "token" in text_of("status")
     job_id = finished_job["id"]
     browser.get(f"{server.url}/dashboard#token={server.token}&job={job_id}")
+
     def row_facts(d: Any) -> tuple[str, str, str]:
         row = d.find_element(By.CSS_SELECTOR, row_of(job_id))
         bar = row.find_element(By.CSS_SELECTOR, ".bar").get_attribute("aria-valuenow")
@@ -136,6 +145,12 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     assert len(bars) == 3  # read, normalize, tag
     drops = text_of("drops")
     assert "read: unreadable 1" in drops and "normalize: empty 1" in drops
+    assert "s CPU" in text_of("funnel"), "the funnel shows CPU seconds per stage"
+    wait.until(lambda d: d.find_element(By.ID, "samples-figure").is_displayed())
+    reasons = {
+        li.get_attribute("data-reason") for li in browser.find_elements(By.CSS_SELECTOR, "#reject-samples li")
+    }
+    assert reasons == {"unreadable", "empty"}
     assert (
         shown_shares(browser)
         == expected_shares(finished_job["result"]["domains"])
@@ -149,6 +164,19 @@ def test_dashboard_renders_jobs_funnel_domains_and_scores(
     assert len(expected) >= 2, two_domains["result"]["domains"]
     wait.until(lambda d: set(shown_shares(d)) == set(expected))
     assert shown_shares(browser) == expected
+    wait.until(lambda d: d.find_element(By.ID, "histograms-figure").is_displayed())
+    lines = browser.execute_script(
+        "return [...document.querySelectorAll('#histograms svg[data-score=\"lang_score\"] polyline')]"
+        ".map(line => line.dataset.domain)"
+    )
+    assert sorted(lines) == sorted(expected), "one lang_score line per domain"
+    assert browser.save_screenshot(str(tmp_path / "dashboard-histograms.png"))
+    if mixed is not None:
+        click(row_of(mixed["id"]))
+        wait.until(lambda d: d.find_element(By.ID, "domains-caption").text.startswith("Token shares"))
+        assert "progress –/–" not in text_of("detail-summary")
+        assert "%" in text_of("domains") and "requested" in text_of("domains")
+        assert browser.save_screenshot(str(tmp_path / "dashboard-mixture.png"))
     if scored is not None:
         wait.until(lambda d: d.find_element(By.ID, "scores-section").is_displayed())
         assert len(browser.find_elements(By.CSS_SELECTOR, "#scores svg rect")) >= 1
