@@ -156,6 +156,69 @@ def demo(
     typer.echo(f"  per domain: {per_domain}")
 
 
+@app.command()
+def stages(
+    name: Annotated[
+        str | None, typer.Argument(help="one stage: its params, columns and drop reasons")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """The stages a pipeline can use (built in and from installed packages), read from their code."""
+    from curate.stages.catalog import catalog, describe_stage
+    from curate.stages.registry import stage_names
+
+    if name is not None and name not in stage_names():
+        raise ConfigError(f"unknown stage {name!r}; known stages: {', '.join(stage_names())}")
+    try:
+        described = describe_stage(name) if name else catalog()
+    except (ImportError, TypeError) as error:
+        raise ConfigError(
+            f"stage {name!r} cannot be loaded ({error}); reinstall the package providing it"
+        ) from None
+    if as_json:
+        typer.echo(json.dumps(described, indent=2))
+    elif name:
+        print_stage(described)
+    else:
+        print_stage_list(described)
+
+
+def print_stage_list(stages: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table("stage", "what it does", "adds", "drop reasons")
+    for stage in stages:
+        columns = ", ".join(c["name"] for c in stage["columns"]) or "-"
+        cells = (stage["name"], stage["summary"], columns, ", ".join(stage["drops"]) or "-")
+        table.add_row(*(escape(cell) for cell in cells))
+    Console().print(table)
+
+
+def print_stage(stage: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"{stage['name']}: {stage['summary']}", markup=False, highlight=False)
+    params = Table("param", "type", "default", "meaning", title="params (`- NAME: {param: value}`)")
+    params.columns[0].overflow = "fold"
+    for p in stage["params"]:
+        cells = (p["name"], p["type"], json.dumps(p["default"]), p["help"] or "")
+        params.add_row(*(escape(cell) for cell in cells))
+    console.print(params)
+    columns = Table("column", "type", title="columns it adds")
+    for c in stage["columns"]:
+        columns.add_row(escape(c["name"]), escape(c["type"]))
+    console.print(columns if stage["columns"] else "columns it adds: none")
+    drops = Table("reject reason", "when", title="what it drops")
+    for reason, when in stage["drops"].items():
+        drops.add_row(escape(reason), escape(when))
+    console.print(drops if stage["drops"] else "drops: nothing")
+
+
 def _register_package_commands() -> None:
     """Commands that live beside their package (models, training, mixtures, the service, benchmarks)."""
     from api.cli import jobs_app, schedules_app, serve_command

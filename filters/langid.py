@@ -97,6 +97,11 @@ class LangId(Stage):
     name = "langid"
     Params = LangIdParams
     params: LangIdParams
+    drops = {
+        "lang:low_score": "the top language's score is below `min_score`",
+        "lang:not_kept": "the top language is not in `langs` (when given)",
+        "lang:empty": "no text to classify",
+    }
     resources = Resources(cpus=1.0, memory_mb=600)
 
     def output_fields(self) -> list[pa.Field]:

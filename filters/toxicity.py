@@ -104,6 +104,7 @@ class Toxicity(Stage):
     name = "toxicity"
     Params = ToxicityParams
     params: ToxicityParams
+    drops = {"toxicity:above_max": "`toxicity` above `max_toxicity` (when set)"}
     resources = Resources(cpus=1.0, memory_mb=1024)
 
     def output_fields(self) -> list[pa.Field]:

@@ -56,6 +56,8 @@ class Stage(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
     resources: ClassVar[Resources] = Resources()
+    # reason code -> when it is given, listed by `curate stages NAME` (empty for a stage that never drops)
+    drops: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: StageParams) -> None:
         self.params = params

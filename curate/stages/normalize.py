@@ -40,6 +40,7 @@ class Normalize(Stage):
     name = "normalize"
     Params = NormalizeParams
     params: NormalizeParams
+    drops = {EMPTY_REASON: "nothing but whitespace and removed characters is left"}
 
     def process(self, batch: pa.Table) -> StageResult:
         text = normalize_text(batch.column("text").combine_chunks(), self.params)
