@@ -138,9 +138,7 @@ def bench_filters(
     from bench.filter_stages import bench_filters as run_bench
     from bench.filter_stages import format_table
 
-    figures = run_bench(
-        input_path, mb=mb, peer_docs=peer_docs or None, log=lambda m: typer.echo(m, err=True)
-    )
+    figures = run_bench(input_path, mb=mb, peer_docs=peer_docs or None, log=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps(figures, indent=2) if json_output else format_table(figures))
 
 
@@ -161,12 +159,14 @@ def bench_extract(
 @bench_app.command("api")
 def bench_api(
     clients: Annotated[int, typer.Option(min=1)] = 50,
-    seconds: Annotated[float, typer.Option(min=1)] = 30.0,
+    seconds: Annotated[float, typer.Option(min=1, help="length of each phase")] = 30.0,
+    rate: Annotated[float, typer.Option(min=0.01, help="polls per second per client, paced phase")] = 1.0,
 ) -> None:
-    """Status polling under load while a job runs: requests/s, p50/p99 latency, errors (JSON)."""
+    """Status polling while a job runs: paced clients (p50/p99 latency, errors), then saturation
+    (requests/s and the server's CPU per request, so requests/s per core) (JSON)."""
     from bench.api_load import bench_api as run_bench
 
-    typer.echo(json.dumps(run_bench(clients, seconds), indent=2))
+    typer.echo(json.dumps(run_bench(clients, seconds, rate), indent=2))
 
 
 @bench_app.command("rules")
