@@ -129,8 +129,8 @@ def url_parts(urls: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Lower-cased host (trailing dot dropped) and the rest (path, query, fragment) of every URL; the host
     is null where there is no URL or it has no host."""
     parts = pc.extract_regex(pc.utf8_lower(urls), URL_PARTS)
-    hosts = pc.utf8_rtrim(parts.field("host"), ".")
-    return hosts, pc.if_else(parts.is_valid(), pc.fill_null(parts.field("rest"), ""), None)
+    hosts = pc.utf8_rtrim(pc.struct_field(parts, "host"), ".")
+    return hosts, pc.struct_field(parts, "rest")
 
 
 class Blocklist:
