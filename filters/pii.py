@@ -15,8 +15,9 @@ placeholder is neither replaced nor counted, so a second run changes and counts 
   `keep_non_public_ips: false`; the kept ones are counted as `pii:ip_non_public_kept`.
 - phone: a number the `phonenumbers` library (Google's libphonenumber metadata) finds with leniency VALID
   for one of `phone_regions`, written with a leading `+` or with separators: a bare run of digits (order
-  numbers, ISBN-13s, timestamps) is never a phone. Dates and ISBNs with hyphens fail libphonenumber's
-  validity rules. Numbers of fewer than 7 digits are not looked for.
+  numbers, ISBN-13s, timestamps) or a decimal number (`522.4000000`) is never a phone, and two spaces
+  part numbers (the columns of a table). Dates and ISBNs with hyphens fail libphonenumber's validity
+  rules. Numbers of fewer than 7 digits are not looked for.
 
 Speed: one RE2 pass over the whole batch (pyarrow.compute) finds the documents that could hold each kind;
 only those go through Python's `re` (lookarounds, which RE2 lacks), `ipaddress` and `phonenumbers`. Kinds
@@ -59,8 +60,12 @@ IPV4 = re.compile(rf"(?<![\w.])(?:{OCTET}\.){{3}}{OCTET}(?![\w]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]*:[0-9A-Fa-f:]*(?![\w:]|\.\d)")
 VERSION_BEFORE = re.compile(r"(?i)\b(?:version|release|build|ver\.?)\s*$")
 PHONE_SEPARATED = re.compile(r"^\+|\D")
-PHONE_RUN = re.compile(r"[+(]?\d[\d \t\u00a0().\-/]*\d\)?")
-CONTEXT = 3  # characters each side of a run that the matcher sees (it checks what borders a number)
+DECIMAL = re.compile(r"\d+\.\d+")
+# 7 digits or more joined by punctuation and at most one space (a run of spaces parts table columns).
+# It starts at a digit, so `re` scans with its fast first-character test; a `+` or `(` before the first
+# digit is in the context that the matcher sees, as are the characters that border the number.
+PHONE_RUN = re.compile(r"\d(?:[().\-/]?[ \t\u00a0]?[().\-/]?\d){6,}")
+CONTEXT = 3
 
 
 class PiiParams(StageParams):
@@ -199,11 +204,7 @@ def replace_phones(text: str, regions: list[str], placeholder: str, stats: Count
 def phone_runs(text: str) -> list[tuple[int, int]]:
     """Spans of digits and phone punctuation holding 7 digits or more, each with a little context: the
     matcher then reads a few dozen characters, not the whole document (4x faster on real web text)."""
-    return [
-        (max(0, run.start() - CONTEXT), run.end() + CONTEXT)
-        for run in PHONE_RUN.finditer(text)
-        if sum(ch.isdigit() for ch in run.group()) >= 7
-    ]
+    return [(max(0, run.start() - CONTEXT), run.end() + CONTEXT) for run in PHONE_RUN.finditer(text)]
 
 
 def phones_in(
@@ -215,9 +216,14 @@ def phones_in(
         window = text[start:stop]
         for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
             span = (start + match.start, start + match.end)
-            if PHONE_SEPARATED.search(match.raw_string) and not overlaps(found + spans, *span):
+            if is_written_as_phone(match.raw_string) and not overlaps(found + spans, *span):
                 spans.append(span)
     return spans
+
+
+def is_written_as_phone(raw: str) -> bool:
+    """A leading `+` or a separator, and not a decimal number (`522.4000000` is a measurement)."""
+    return PHONE_SEPARATED.search(raw) is not None and DECIMAL.fullmatch(raw) is None
 
 
 def overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
