@@ -45,7 +45,7 @@ from curate.stages.base import Resources, Stage, StageParams, StageResult, set_c
 
 # Loose RE2 patterns: every value a kind replaces lies in a document its pattern matches.
 CANDIDATES = {
-    "email": r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]",
+    "email": r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z0-9]",
     "ipv6": r"[0-9A-Fa-f]::|::[0-9A-Fa-f]|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]",
     "ipv4": r"\d\.\d{1,3}\.\d{1,3}\.\d",
     "phone": r"\d(?:\D{0,4}\d){6}",
