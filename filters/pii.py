@@ -9,15 +9,17 @@ placeholder is neither replaced nor counted, so a second run changes and counts 
 - e-mail: an ASCII `local@host.tld` not glued to a longer word, whose last label is a public suffix on
   tldextract's bundled list (never fetched), so `icon@2x.png` or `@media screen` are left alone.
 - IPv4: four decimal octets (0-255, no leading zeros) not inside a longer dotted or word run (`1.2.3.4.5`,
-  `v1.2.3.4`) and not after the word version/release/build. IPv6: a colon run that `ipaddress` parses, with
-  eight groups or `::` plus a digit (times like 17:55:53 and C++'s `a::b` are not addresses). Addresses
+  `v1.2.3.4`) and not after a word that numbers things (version, build, section, §, chapter, ...).
+  IPv6: a colon run that `ipaddress` parses, with eight groups or `::` plus a digit (times like 17:55:53
+  and C++'s `a::b` are not addresses). Addresses
   that are not public (private, loopback, link-local, multicast, reserved, documentation) are kept unless
   `keep_non_public_ips: false`; the kept ones are counted as `pii:ip_non_public_kept`.
 - phone: a number the `phonenumbers` library (Google's libphonenumber metadata) finds with leniency VALID
   for one of `phone_regions`, written with a leading `+` or with separators: a bare run of digits (order
   numbers, ISBN-13s, timestamps) or a decimal number (`522.4000000`) is never a phone, and two spaces
   part numbers (the columns of a table). Dates and ISBNs with hyphens fail libphonenumber's validity
-  rules. Numbers of fewer than 7 digits are not looked for.
+  rules. Numbers of fewer than 7 digits, and national numbers without their area code (`555-1234`), are
+  not found; obfuscated addresses (`jane at example dot com`) are not e-mails here.
 
 Speed: one RE2 pass over the whole batch (pyarrow.compute) finds the documents that could hold each kind;
 only those go through Python's `re` (lookarounds, which RE2 lacks), `ipaddress` and `phonenumbers`. Kinds
@@ -58,7 +60,10 @@ EMAIL = re.compile(
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\w.])(?:{OCTET}\.){{3}}{OCTET}(?![\w]|\.\d)")
 IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]*:[0-9A-Fa-f:]*(?![\w:]|\.\d)")
-VERSION_BEFORE = re.compile(r"(?i)\b(?:version|release|build|ver\.?)\s*$")
+NUMBERING_WORD = re.compile(
+    r"(?i)(?:\b(?:version|release|build|ver|section|sec|chapter|ch|clause|article|art|paragraph|para|"
+    r"figure|fig|table|step|rule|item|no)\.?|§)\s*$"
+)
 PHONE_SEPARATED = re.compile(r"^\+|\D")
 DECIMAL = re.compile(r"\d+\.\d+")
 # 7 digits or more joined by punctuation and at most one space (a run of spaces parts table columns).
@@ -155,7 +160,7 @@ def replace_ips(
 ) -> str:
     def swap(match: re.Match) -> str:
         address = parse_ip(match.group(0))
-        if address is None or match.group(0) == placeholder or after_version_word(text, match.start()):
+        if address is None or match.group(0) == placeholder or after_numbering_word(text, match.start()):
             return match.group(0)
         if keep_non_public and not is_public(address):
             stats["pii:ip_non_public_kept"] += 1
@@ -166,9 +171,9 @@ def replace_ips(
     return pattern.sub(swap, text)
 
 
-def after_version_word(text: str, start: int) -> bool:
-    """`version 1.2.3.4`, `build 10.0.0.1`: a four-part version number, not an address."""
-    return VERSION_BEFORE.search(text, max(0, start - 12), start) is not None
+def after_numbering_word(text: str, start: int) -> bool:
+    """`version 1.2.3.4`, `section 3.2.1.4`, `§ 1.2.3.4`: a four-part version or section number."""
+    return NUMBERING_WORD.search(text, max(0, start - 12), start) is not None
 
 
 def parse_ip(candidate: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -37,6 +37,8 @@ PLANTED = {
 PLACEHOLDER = {"email": EMAIL, "ipv4": IPV4, "ipv6": IPV6, "phone": PHONE}
 KEPT = [  # look-alikes that are not personal data, planted beside the real ones
     "version 1.2.3.4",
+    "see section 3.2.1.4",
+    "under § 8.1.2.4",
     "1.2.3.4.5",
     "ISBN 978-3-16-148410-0",
     "on 2015-12-06 at 17:55:53",
