@@ -19,8 +19,10 @@ target URI). How each file matches, on the lower-cased URL:
 A document with no URL (null, empty, or no host) is kept unless `no_url: drop` (`url_filter:no_url`);
 either way `url_filter:no_url` counts them in the stats, and `url_filter:<list>:<file>` counts drops by
 the file that matched. Files are checked when the config is validated (a missing one is a one-line
-error naming it) and read once per worker in `setup()`. Host and word matching run over the batch with
-Arrow compute; only the distinct hosts of a batch and the URL prefixes are looked up in Python sets.
+error naming it; a relative path is taken from the working directory and pinned absolute there) and
+read once per worker in `setup()`: on a Ray cluster every node must see them at that path (they are not
+shipped as model folders are). URL parsing and word matching are Arrow compute over the whole batch; the
+domain and URL lookups run in Python sets once per distinct host / URL of the batch.
 """
 
 from __future__ import annotations
