@@ -216,14 +216,20 @@ def phones_in(
     text: str, start: int, stop: int, regions: list[str], found: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
     """Valid, separated phone numbers in text[start:stop] for any region, as spans of the whole text."""
+    spans = [(start + a, start + b) for a, b in phones_in_window(text[start:stop], tuple(regions))]
+    return [span for span in spans if not overlaps(found, *span)]
+
+
+@lru_cache(maxsize=1 << 16)
+def phones_in_window(window: str, regions: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """Spans of the phone numbers in a short window. Cached: a site's footer number, on each of its pages,
+    is parsed once per worker."""
     spans: list[tuple[int, int]] = []
     for region in regions:
-        window = text[start:stop]
         for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
-            span = (start + match.start, start + match.end)
-            if is_written_as_phone(match.raw_string) and not overlaps(found + spans, *span):
-                spans.append(span)
-    return spans
+            if is_written_as_phone(match.raw_string) and not overlaps(spans, match.start, match.end):
+                spans.append((match.start, match.end))
+    return tuple(spans)
 
 
 def is_written_as_phone(raw: str) -> bool:
