@@ -49,11 +49,13 @@ NOT_A_WORD = r"[^\p{L}\p{N}]+"
 
 def existing_file(path: Path) -> Path:
     """A list file that exists, as an absolute path (workers may run in another directory)."""
-    if not path.is_file():
+    full = path.resolve()
+    if not full.is_file():
+        shown = path if path.is_absolute() else f"{path} (from the working directory: {full})"
         raise ConfigError(
-            f"file {path} does not exist; give the path of a list file (one entry a line, `#` comments)"
+            f"file {shown} does not exist; give the path of a list file (one entry a line, `#` comments)"
         )
-    return path.resolve()
+    return full
 
 
 ListFile = Annotated[PathValue, AfterValidator(existing_file)]
