@@ -88,8 +88,9 @@ def test_a_url_entry_blocks_the_pages_under_it_at_a_slash(docs: list[WebDoc], tm
         for i, d in enumerate(docs)
         if d.url and d.url.split("://")[1].removeprefix("www.").startswith(section + "/")
     ]
-    entries = [f"http://{section}/", section[:-1]]  # the same section with a scheme, and a cut-off prefix
-    result = run_filter(docs, lists={"pages": {"urls": list_file(tmp_path, "urls", entries)}})
+    cut = run_filter(docs, lists={"pages": {"urls": list_file(tmp_path, "cut", [section[:-1]])}})
+    assert not dropped(cut), f"{section[:-1]} is a prefix of {section}, but not at a slash"
+    result = run_filter(docs, lists={"pages": {"urls": list_file(tmp_path, "urls", [f"http://{section}/"])}})
     assert under and dropped(result) == under
     assert result.stats["url_filter:pages:urls"] == len(under)
 
@@ -97,8 +98,9 @@ def test_a_url_entry_blocks_the_pages_under_it_at_a_slash(docs: list[WebDoc], tm
 def test_words_match_whole_url_tokens_only(docs: list[WebDoc], tmp_path: Path) -> None:
     tourist = [i for i, d in enumerate(docs) if d.url and "tourist" in d.url.lower()]
     assert tourist, "real URLs hold the word 'tourist'"
-    words = list_file(tmp_path, "words", ["tour", "Tourist"])  # tour is inside tourist: no match
-    result = run_filter(docs, lists={"travel": {"words": words}})
+    inside = run_filter(docs, lists={"travel": {"words": list_file(tmp_path, "tour", ["tour"])}})
+    assert not set(tourist) & set(dropped(inside)), "tour is inside tourist, not a token of the URL"
+    result = run_filter(docs, lists={"travel": {"words": list_file(tmp_path, "words", ["tour", "Tourist"])}})
     expected = [i for i, d in enumerate(docs) if d.url and {"tourist", "tour"} & url_tokens(d.url)]
     assert dropped(result) == expected and set(tourist) <= set(expected)
 
