@@ -60,6 +60,7 @@ from bench.filtering_pool import (
 )
 from bench.machine import machine
 from curate.errors import ConfigError
+from mixers.significance import paired_comparison
 
 BENCH_DIR = Path(".cache/bench/filtering")
 EVAL_CHARS = 300_000
@@ -305,6 +306,7 @@ def bpb_table(runs: dict[str, list[dict[str, Any]]], seeds: tuple[int, ...]) -> 
             "relative_delta": statistics.fmean(deltas) / statistics.fmean(per_arm["unfiltered"]),
             "filtered_better_in": sum(d < 0 for d in deltas),
             "seeds": len(seeds),
+            "test": paired_comparison(per_arm["filtered"], per_arm["unfiltered"], ("filtered", "unfiltered")),
         }
     return table
 
@@ -325,7 +327,8 @@ def format_table(figures: dict[str, Any]) -> str:
     for name, row in figures["bpb"].items():
         lines.append(
             f"{name:<16}{row['unfiltered']['mean']:>12.4f}{row['filtered']['mean']:>12.4f}"
-            f"{row['delta']:>+10.4f}{row['filtered_better_in']:>11}/{row['seeds']} seeds"
+            f"{row['delta']:>+10.4f}{row['filtered_better_in']:>11}/{row['seeds']} seeds  "
+            f"{row['test']['verdict']}"
         )
     lines.append(f"{figures['seconds']:.0f} s on {figures['machine']['cores']} cores")
     return "\n".join(lines)

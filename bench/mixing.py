@@ -34,6 +34,8 @@ from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.parallel import Runner
 from mixers.strategies.regmix import RegMix
 
+ROW_KEYS = ("strategy", "objective", "objective_se", "objective_per_seed", "bpb", "weights", "compute")
+
 
 @dataclass(frozen=True)
 class BenchSettings:
@@ -181,10 +183,7 @@ def bench_mixing(
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "objective": result["problem"]["objective"],
-        "rows": [
-            {k: row[k] for k in ("strategy", "objective", "objective_std", "bpb", "weights", "compute")}
-            for row in result["rows"]
-        ],
+        "rows": [{k: row[k] for k in ROW_KEYS} for row in result["rows"]],
         "versus_baselines": result["versus_baselines"],
     }
 
@@ -209,7 +208,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         rows = result["rows"]
         names = [r["strategy"] for r in rows]
         axis.errorbar(  # points, not bars: the axis does not start at zero
-            [r["objective"] for r in rows], names, xerr=[r["objective_std"] for r in rows], fmt="o", capsize=3
+            [r["objective"] for r in rows], names, xerr=[r["objective_se"] for r in rows], fmt="o", capsize=3
         )
         axis.grid(axis="x", alpha=0.3)
         axis.invert_yaxis()

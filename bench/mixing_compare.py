@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine
+from mixers.significance import mean_and_se, paired_comparison
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy
 from mixers.strategies.environment import ProxyEnvironment, RunRequest
 from mixers.strategies.parallel import Runner, run_request
@@ -74,12 +75,14 @@ def _evaluation_requests(
 def _row(
     label: str, results: list[Any], objective: Objective, answer: MixResult, seconds: float
 ) -> dict[str, Any]:
-    values = np.array([objective.value(r.bpb) for r in results])
+    values = [objective.value(r.bpb) for r in results]
     names = list(results[0].bpb)
+    mean, se = mean_and_se(values)
     return {
         "strategy": label,
-        "objective": float(values.mean()),
-        "objective_std": float(values.std()),
+        "objective": mean,
+        "objective_se": se,
+        "objective_per_seed": values,  # in the order of the evaluation seeds, shared by every row
         "bpb": {name: float(np.mean([r.bpb[name] for r in results])) for name in names},
         "weights": answer.weights,
         "schedule": results[0].schedule if label.endswith("+online") else answer.schedule,
@@ -143,12 +146,25 @@ def compare(
     }
 
 
-def versus_baselines(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Each row's objective as a ratio to uniform's and natural's (< 1: better than that baseline)."""
-    by_name = {row["strategy"]: row["objective"] for row in rows}
-    baselines = {name: by_name[name] for name in ("uniform", "natural") if name in by_name}
+BASELINES = ("uniform", "natural")
+
+
+def versus_baselines(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each row against uniform and natural: the ratio of objectives (< 1: better than that baseline) and
+    the paired test over the shared evaluation seeds, whose verdict says whether it is better at all."""
+    by_name = {row["strategy"]: row for row in rows}
+    baselines = [by_name[name] for name in BASELINES if name in by_name]
     return {
-        row["strategy"]: {f"vs_{name}": row["objective"] / value for name, value in baselines.items()}
+        row["strategy"]: {
+            f"vs_{base['strategy']}": {
+                "ratio": row["objective"] / base["objective"],
+                **paired_comparison(
+                    row["objective_per_seed"], base["objective_per_seed"], (row["strategy"], base["strategy"])
+                ),
+            }
+            for base in baselines
+            if base is not row
+        }
         for row in rows
     }
 
@@ -157,11 +173,14 @@ def format_table(comparison: Mapping[str, Any]) -> str:
     """A plain-text table of the rows (objective, per-set bits per byte, compute)."""
     rows = comparison["rows"]
     sets = list(rows[0]["bpb"]) if rows else []
-    header = ["strategy", "objective", "+-", *sets, "runs", "steps"]
+    header = ["strategy", "objective", "+- SE", *sets, "runs", "steps", "vs uniform", "vs natural"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    versus = comparison["versus_baselines"]
     for row in rows:
-        cells = [row["strategy"], f"{row['objective']:.4f}", f"{row['objective_std']:.4f}"]
+        cells = [row["strategy"], f"{row['objective']:.4f}", f"{row['objective_se']:.4f}"]
         cells += [f"{row['bpb'][name]:.4f}" for name in sets]
         cells += [str(row["compute"]["proxy_runs"]), str(row["compute"]["proxy_steps"])]
+        tests = versus.get(row["strategy"], {})
+        cells += [tests[f"vs_{base}"]["verdict"] if f"vs_{base}" in tests else "-" for base in BASELINES]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
