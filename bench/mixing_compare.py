@@ -1,10 +1,8 @@
 """Strategies against each other at equal proxy compute, scored by fresh proxies on their answers.
 
-Every strategy gets the same problem (objective, budget, stages, start). Its answer (weights or a
-schedule) is then trained into proxies with evaluation seeds no strategy searched with, several of
-them, and the objective of those proxies is the strategy's score: the search's own best run would flatter
-whoever overfits to its seed. A strategy that acts during a run (the agent) is also scored closed-loop,
-its controller choosing each stage of the evaluation runs, as a separate row.
+Every strategy gets the same problem (objective, budget, stages, start); its answer is scored by fresh
+proxies on shared evaluation seeds (`mixers.strategies.evaluation`), and each row says whether it beats
+uniform and natural beyond seed noise.
 
 Continual pretraining: :func:`continual_problem` trains the starting model on the source mix once and
 gives every strategy (and every evaluation run) that same start.
@@ -19,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine
-from mixers.significance import mean_and_se, paired_comparison
+from mixers.significance import mean_and_se
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy
-from mixers.strategies.environment import ProxyEnvironment, RunRequest
-from mixers.strategies.parallel import Runner, run_request
+from mixers.strategies.environment import ProxyEnvironment
+from mixers.strategies.evaluation import BASELINES, evaluation_seeds, score_answers, versus_baselines
+from mixers.strategies.parallel import Runner
 from mixers.strategies.weights import Weights, normalise
 
 
@@ -46,30 +45,6 @@ def continual_problem(
     state, base = env.pretrain(source, pretrain_steps, seed=seed + 7919)
     problem = MixProblem(objective, budget, seed, stages, init_state=state, source_weights=source)
     return problem, {"source": source, "pretrain_steps": pretrain_steps, "start_bpb": base.bpb}
-
-
-def _evaluation_requests(
-    result: MixResult, problem: MixProblem, steps: int, seeds: Sequence[int], closed_loop: bool
-) -> list[tuple[str, RunRequest]]:
-    start = {
-        "init_state": problem.init_state,
-        "initial_weights": dict(problem.source_weights) if problem.source_weights else None,
-    }
-    requests = [
-        (result.strategy, RunRequest(steps=steps, seed=seed, schedule=tuple(result.schedule), **start))
-        for seed in seeds
-    ]
-    if closed_loop and result.controller is not None:
-        requests += [
-            (
-                f"{result.strategy}+online",
-                RunRequest(
-                    steps=steps, seed=seed, controller=result.controller, stages=problem.stages, **start
-                ),
-            )
-            for seed in seeds
-        ]
-    return requests
 
 
 def _row(
@@ -113,22 +88,16 @@ def compare(
     runner = runner or Runner()
     problem.objective.check(env.eval_names)
     steps = eval_steps or problem.budget.steps
-    seeds = [problem.seed + 10_000 + i for i in range(eval_seeds)]
+    seeds = evaluation_seeds(problem, eval_seeds)
     answers: dict[str, tuple[MixResult, float]] = {}
     with runner.session():
         for strategy in strategies:
             started = time.perf_counter()
             answer = strategy.propose(env, problem, runner)
             answers[answer.strategy] = (answer, time.perf_counter() - started)
-        labelled = [
-            item
-            for answer, _ in answers.values()
-            for item in _evaluation_requests(answer, problem, steps, seeds, closed_loop)
-        ]
-        outcomes = runner.map(run_request, env.spec, [request for _, request in labelled])
-    grouped: dict[str, list[Any]] = {}
-    for (label, _), outcome in zip(labelled, outcomes, strict=True):
-        grouped.setdefault(label, []).append(outcome)
+        grouped = score_answers(
+            env, problem, [a for a, _ in answers.values()], runner, seeds, steps, closed_loop
+        )
     rows = [
         _row(label, results, problem.objective, *answers[label.removesuffix("+online")])
         for label, results in grouped.items()
@@ -139,33 +108,10 @@ def compare(
         "environment": env.describe(),
         "evaluation": {"seeds": seeds, "steps": steps},
         "rows": rows,
-        "versus_baselines": versus_baselines(rows),
+        "versus_baselines": versus_baselines({row["strategy"]: row["objective_per_seed"] for row in rows}),
         "reports": {name: answer.to_json()["report"] for name, (answer, _) in answers.items()},
         "runner": runner.describe(),
         "machine": machine(),
-    }
-
-
-BASELINES = ("uniform", "natural")
-
-
-def versus_baselines(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each row against uniform and natural: the ratio of objectives (< 1: better than that baseline) and
-    the paired test over the shared evaluation seeds, whose verdict says whether it is better at all."""
-    by_name = {row["strategy"]: row for row in rows}
-    baselines = [by_name[name] for name in BASELINES if name in by_name]
-    return {
-        row["strategy"]: {
-            f"vs_{base['strategy']}": {
-                "ratio": row["objective"] / base["objective"],
-                **paired_comparison(
-                    row["objective_per_seed"], base["objective_per_seed"], (row["strategy"], base["strategy"])
-                ),
-            }
-            for base in baselines
-            if base is not row
-        }
-        for row in rows
     }
 
 

@@ -56,12 +56,15 @@ def mixsearch(
     ray: Annotated[bool | None, typer.Option("--ray/--sequential", help="override `parallel:`")] = None,
 ) -> None:
     """Choose domain weights with a strategy on tiny proxies; write a mixture spec for `curate mix`."""
+    from mixers.significance import format_comparison
     from mixers.strategies.search import mixsearch as run_search
 
     report = run_search(config, out, None if ray is None else ("ray" if ray else "sequential"))
     result = report["result"]
     shown = ", ".join(f"{d}={w:.3f}" for d, w in result["weights"].items())
     typer.echo(f"{result['strategy']}: {shown}; wrote {report['spec']} (take it with `curate mix`)")
+    for base, test in (report["check"] or {}).get("versus", {}).items():
+        typer.echo(f"  {base.replace('_', ' ')}: {format_comparison(test, (result['strategy'], base[3:]))}")
 
 
 def agent_collect(

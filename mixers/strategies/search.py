@@ -14,6 +14,7 @@ stages: 1
 seed: 0
 continual: {source: {web: 1.0}, steps: 200}   # optional: start every proxy from a model of the source mix
 parallel: sequential              # or ray
+check: {seeds: 3}                 # then the answer vs uniform and natural on 3 fresh paired seeds (0: skip)
 mixture:                          # the spec to write, minus `domains` (filled with the chosen weights)
   corpora: [out/]
   budget: 50_000_000
@@ -41,6 +42,7 @@ from curate.yamlfile import read_yaml
 from mixers.strategies import make_strategy
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
+from mixers.strategies.evaluation import BASELINES, evaluation_seeds, score_answers, versus_baselines
 from mixers.strategies.parallel import Runner
 
 
@@ -65,6 +67,16 @@ class ContinualSection(BaseModel):
     steps: int = Field(gt=0)
 
 
+class CheckSection(BaseModel):
+    """After the search: its answer, uniform and natural trained again on `seeds` fresh paired seeds, so
+    the report says whether the answer beats them beyond seed noise. `seeds: 0` skips it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: int = Field(default=3, ge=0)
+    steps: int | None = Field(default=None, gt=0, description="updates per check run (default: the budget's)")
+
+
 class SearchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +92,7 @@ class SearchConfig(BaseModel):
     seed: int = 0
     continual: ContinualSection | None = None
     parallel: str = "sequential"
+    check: CheckSection = Field(default_factory=CheckSection)
     mixture: dict[str, Any]
     output: PathParam = "mix.yaml"
 
@@ -173,6 +186,24 @@ def write_spec(result: MixResult, cfg: SearchConfig, base: Path, output: Path) -
     return spec
 
 
+def check_answer(
+    env: ProxyEnvironment, problem: MixProblem, result: MixResult, runner: Runner, check: CheckSection
+) -> dict[str, Any]:
+    """The answer against uniform and natural on fresh paired seeds: objective per seed and the tests."""
+    baselines = [make_strategy(name).propose(env, problem, runner) for name in BASELINES]
+    answers = [result] + [b for b in baselines if b.strategy != result.strategy]
+    seeds = evaluation_seeds(problem, check.seeds)
+    steps = check.steps or problem.budget.steps
+    runs = score_answers(env, problem, answers, runner, seeds, steps)
+    per_seed = {label: [problem.objective.value(r.bpb) for r in outcomes] for label, outcomes in runs.items()}
+    return {
+        "seeds": seeds,
+        "steps": steps,
+        "objective_per_seed": per_seed,
+        "versus": versus_baselines(per_seed).get(result.strategy, {}),
+    }
+
+
 def mixsearch(config_path: Path, out: Path | None = None, parallel: str | None = None) -> dict[str, Any]:
     """Run the configured strategy and write the mixture spec + report; returns the report."""
     config_path = Path(config_path)
@@ -188,7 +219,9 @@ def mixsearch(config_path: Path, out: Path | None = None, parallel: str | None =
     strategy = make_strategy(cfg.strategy, **params)
     problem, continual = build_problem(cfg, env)
     runner = Runner.create(parallel or cfg.parallel)
-    result = strategy.propose(env, problem, runner)
+    with runner.session():
+        result = strategy.propose(env, problem, runner)
+        check = check_answer(env, problem, result, runner, cfg.check) if cfg.check.seeds else None
     output = Path(out) if out else Path(_resolve(base, cfg.output))
     spec = write_spec(result, cfg, base, output)
     report = {
@@ -198,6 +231,7 @@ def mixsearch(config_path: Path, out: Path | None = None, parallel: str | None =
         "environment": env.describe(),
         "spec": str(output),
         "mixture": spec,
+        "check": check,
     }
     output.with_name(f"{output.stem}.search.json").write_text(
         json.dumps(report, indent=2, default=str) + "\n"

@@ -64,6 +64,11 @@ def test_mixsearch_writes_a_mixture_spec(tmp_path: Path, shards: Path, later_new
     assert weights == pytest.approx(report["result"]["weights"], abs=1e-6)
     assert is_distribution(report["result"]["weights"], tolerance=1e-5)
     assert spec.corpora == [str((tmp_path / "corpus").resolve())] and spec.budget == 1_000_000
+    check = report["check"]  # the answer vs uniform and natural on fresh paired seeds
+    assert set(check["objective_per_seed"]) == {"regmix", "uniform", "natural"}
+    pairs = {name: test["pairs"] for name, test in check["versus"].items()}
+    assert pairs == {"vs_uniform": 3, "vs_natural": 3}
+    assert all(test["verdict"] for test in check["versus"].values())
     saved = json.loads((tmp_path / "mix.search.json").read_text())
     assert saved["result"]["strategy"] == "regmix" and len(saved["result"]["report"]["runs"]) == 4
     assert all(
