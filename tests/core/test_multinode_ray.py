@@ -21,13 +21,8 @@ import pytest
 
 from curate.config import load_config
 from curate.errors import ConfigError
-from curate.executors.ray_executor import (
-    MODEL_CACHE_ENV,
-    pack_folder,
-    ray_session,
-    run_shipped,
-    ship_models,
-)
+from curate.executors.ray_executor import ray_session, run_shipped
+from curate.executors.shipping import MODEL_CACHE_ENV, pack_folder, ship_stage_files
 from curate.plan import build_plan
 from curate.run import run_pipeline
 from curate.shard_runner import STATE_DIR
@@ -42,20 +37,26 @@ from tests.s3_server import S3Server
 MODEL = "tiny-toxicity"
 
 
+BLOCKLIST = "blocklist.txt"  # beside the models home: a file a stage's params name, shipped like the models
+BLOCKED_SITES = "100women.ng\nblogspot.com\n"  # sites of Dolma CC pages in web/*.jsonl
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
-    home = tmp_path_factory.mktemp("models")
-    train_tiny_toxicity(shared, home, MODEL)
-    return home
+    root = tmp_path_factory.mktemp("models")
+    train_tiny_toxicity(shared, root / "home", MODEL)
+    (root / BLOCKLIST).write_text(BLOCKED_SITES)
+    return root / "home"
 
 
 def pipeline(folder: Path, web: Path | str, models: Path, out: str, pause: PauseParams | None = None) -> Path:
-    """Seven real web shards through normalize, a pause and the toxicity model (which drops some);
-    `web` and `out` may be object-store URLs."""
+    """Seven real web shards through normalize, a URL blocklist (the file beside `models`), a pause and
+    the toxicity model (both drop some); `web` and `out` may be object-store URLs."""
     config = {
         "inputs": [{"path": f"{web}/*.jsonl", "name": "web"}],
         "stages": [
             {"normalize": {}},
+            {"url_filter": {"lists": {"blocked": {"domains": str(models.parent / BLOCKLIST)}}}},
             {"pause": (pause or PauseParams()).model_dump(mode="json", exclude_none=True)},
             {"toxicity": {"model": MODEL, "models_dir": str(models), "max_toxicity": 0.5}},
         ],
@@ -78,6 +79,7 @@ def local_files(tmp_path_factory: pytest.TempPathFactory, web: Path, models: Pat
     manifest = run_pipeline(load_config(pipeline(folder, web, models, "local")), "local", 1, progress=False)
     dropped = {stage["stage"]: stage["dropped"] for stage in manifest["stages"]}
     assert dropped["toxicity"].get("toxicity:above_max", 0) > 0, "the comparison should cover rejects"
+    assert dropped["url_filter"].get("url_filter:blocked", 0) > 0, "and rejects by the shipped list"
     return parquet_files(folder / "local")
 
 
@@ -86,12 +88,13 @@ def test_a_model_folder_gone_before_packing_is_one_config_line(
 ) -> None:
     driver_copy = tmp_path / "driver-models"
     shutil.copytree(models, driver_copy)
+    shutil.copy(models.parent / BLOCKLIST, tmp_path / BLOCKLIST)
     plan = build_plan(load_config(pipeline(tmp_path, web, driver_copy, "gone")))
     shutil.rmtree(driver_copy / MODEL)
     with pytest.raises(
         ConfigError, match=f"stage 'toxicity' reads model folder {driver_copy / MODEL}, which is gone"
     ):
-        ship_models(plan)
+        ship_stage_files(plan)
 
 
 SHARDS = 7  # web/*.jsonl
@@ -130,15 +133,18 @@ def test_cluster_actors_load_the_shipped_model_after_the_drivers_folder_is_gone(
 ) -> None:
     driver_copy = tmp_path / "driver-models"
     shutil.copytree(models, driver_copy)
+    shutil.copy(models.parent / BLOCKLIST, tmp_path / BLOCKLIST)
     plan = build_plan(load_config(pipeline(tmp_path, web, driver_copy, "shipped")))
     with ray_session(2, cluster.address):
-        shipment = ship_models(plan)
-        shutil.rmtree(driver_copy)  # from here on, only the shipped bytes hold the model
+        shipment = ship_stage_files(plan)
+        shutil.rmtree(driver_copy)  # from here on, only the shipped bytes hold the model and the list
+        (tmp_path / BLOCKLIST).unlink()
         run_shipped(plan, plan.tasks, 2, lambda report: None, shipment)
     assert parquet_files(tmp_path / "shipped") == local_files
-    (checksum,) = shipment.archives
-    assert checksum == hashlib.sha256(pack_folder(models / MODEL)).hexdigest()
-    assert shipment.stage_homes == [{}, {}, {MODEL: checksum}]
+    checksum = hashlib.sha256(pack_folder(models / MODEL)).hexdigest()
+    assert shipment.stage_homes == [{}, {}, {}, {MODEL: checksum}]
+    (blocklist,) = shipment.stage_paths[1].values()
+    assert blocklist.inside == BLOCKLIST and set(shipment.archives) == {checksum, blocklist.checksum}
     for node in WORKER_NODES:  # Ray Data spreads the two actors: each node unpacked the model once
         unpacked = cache(cluster, node) / checksum
         assert sorted(p.name for p in unpacked.iterdir()) == ["card.json", "model.bin"], node
