@@ -1,28 +1,19 @@
 """decontaminate: drop or flag documents that share word n-grams with named evaluation sets.
 
-As GPT-3 (appendix C) and DataTrove do: each document's word n-grams (`n`: 13) are looked up among each
-evaluation set's; a document with `min_matches` of them in a set (and `min_fraction` of its own) is
-contaminated by that set. Both sides are normalised alike: Unicode NFKC, then the dedup shingler's words
-(`curate.dedup.shingles.normalize_words`): lowercased, a word is a run of letters, digits and combining
-marks, so any punctuation, symbols and whitespace only separate words ("Janet’s  ducks lay 16 eggs!" ==
-"JANET'S DUCKS LAY 16 EGGS").
-
-Eval texts: each of `fields` of each JSONL or Parquet record, or each line of a text file, is one text
-(no n-gram spans two). A text of fewer than `n` words but at least `min_words` is one n-gram of its own
-length, as GPT-3 did with short items, and is looked for at every place its first word occurs; a shorter
-one (a heading, "#### 18") is ignored as too short to be evidence.
-
-Memory and shipping: a set is its distinct 64-bit n-gram hashes, sorted, and a lookup index: 12-20
-bytes an n-gram (1M n-grams: 8 MB of hashes, at most 20 MB in all); a false match is ~N/2^64 per
-document n-gram. Files are read and hashed once, on the driver, when the config is validated (a missing
-file is then a config error); the hashes travel inside the pickled params to worker processes and Ray
-actors, which never need the files. Relative paths are relative to the working directory.
-
-Cost is linear: documents are hashed in ~1 MB parts with NumPy, a longer one in ~1 MB windows that
-carry their last n-1 words over, so a 200 MB document needs no more memory than a small one.
-
-Columns: `decontam_set`, the set with most matches among those over the threshold (else null), and
-`decontam_ngrams`, its count (else the highest count). `mode: drop` drops a contaminated document as
+As GPT-3 (appendix C) and DataTrove: a document with `min_matches` of its word n-grams (`n`: 13) among
+an eval set's (and `min_fraction` of its own) is contaminated by that set. Both sides are normalised
+alike: Unicode NFKC, then the dedup shingler's words (`curate.dedup.shingles.normalize_words`): lowercased
+runs of letters, digits and marks, so punctuation and whitespace only separate words. Eval texts: each
+of `fields` of each JSONL/Parquet record, or each line of a text file (no n-gram spans two). One of fewer
+than `n` words but at least `min_words` is one n-gram of its own length (GPT-3's rule for short items),
+looked for wherever its first word occurs; a shorter one ("#### 18", a heading) is no evidence: ignored.
+A set is its distinct 64-bit n-gram hashes, sorted, and a lookup index: 12-20 bytes an n-gram (1M: 8 MB
+of hashes, 20 MB at most); a false match is ~N/2^64 per n-gram. Files are hashed once, on the driver, as
+the config is validated (a missing one is a config error then); the hashes travel in the pickled params
+to worker processes and Ray actors, which never need the files (paths are relative to the working
+directory). Cost is linear: NumPy over ~1 MB parts, a longer document in ~1 MB windows carrying n-1 words.
+Columns: `decontam_set`, the set with most matches of those over the threshold (else null);
+`decontam_ngrams`, its count (else the highest). `mode: drop` drops a contaminated document as
 `decontaminate:<set>`. Stats: `decontaminate:<set>`, the documents over the threshold for each set.
 """
 
@@ -51,20 +42,16 @@ from curate.errors import ConfigError
 from curate.paths import GlobParam
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 
-MAX_N = 64
 SET_COLUMN, COUNT_COLUMN = "decontam_set", "decontam_ngrams"
-_KEYS = sh._splitmix64_stream(0xDEC0_17A1_4A7E_0013, 2 + MAX_N)
-_WORD_SEED, _NGRAM_SEED = _KEYS[0], np.uint64(_KEYS[1])
-_MULTS = [np.uint64(k | 1) for k in _KEYS[2:]]  # odd: each word position is a bijection of its hash
+FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text"}  # by file suffix
+_WORD_SEED, _NGRAM_SEED, *_KEYS = sh._splitmix64_stream(0xDEC0_17A1_4A7E_0013, 2 + 64)  # n <= 64
+_MULTS = [np.uint64(k | 1) for k in _KEYS]  # odd: each word position is a bijection of its hash
 _WIDTH_MULT = 0xD6E8FEB86659FD93  # a short text's m-gram never equals an n-gram hash by construction
-
-# ------------------------------------------------------------------------------------------- hashing
 
 
 @dataclass
 class Part:
-    """~1 MB of words: `words[doc_words[i]:doc_words[i + 1]]` are document `first + i`'s, its first
-    `skip` words carried over from the part before (the previous window of a long document)."""
+    """~1 MB of words (`doc_words`: each document's offsets), the first `skip` from the window before."""
 
     first: int
     words: np.ndarray
@@ -76,14 +63,13 @@ class Part:
         return np.repeat(np.arange(self.doc_words.size - 1), np.diff(self.doc_words))
 
     def windows(self, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """The `starts` whose `width`-word window lies inside a document and ends after the carried-over
-        words (seen with the part before), and the document of each."""
+        """The `starts` whose window lies in a document and ends past its carried words; their documents."""
         end, doc = starts + width, self.word_doc[starts]
         inside = (end <= self.doc_words[doc + 1]) & (end > self.doc_words[doc] + self.skip)
         return starts[inside], doc[inside]
 
 
-def _word_parts(texts: pa.Array | pa.ChunkedArray, carry: int) -> Iterator[Part]:
+def _word_parts(texts: sh.TextBatch, carry: int) -> Iterator[Part]:
     """The texts' words in parts; a document over ~1 MB comes as one-document windows, each starting
     with the last `carry` words of the one before, so a window across a cut is seen whole, counted once."""
     data, offsets = sh._utf8_buffers(_nfkc(sh._as_text_array(texts)))
@@ -102,8 +88,6 @@ def _word_parts(texts: pa.Array | pa.ChunkedArray, carry: int) -> Iterator[Part]
 def _nfkc(texts: pa.Array) -> pa.Array:
     """NFKC of the non-ASCII texts, by Python's `unicodedata` (its quick check makes it ~10x Arrow's)."""
     other = pc.invert(pc.string_is_ascii(texts))
-    if not pc.any(other).as_py():
-        return texts
     normal = [unicodedata.normalize("NFKC", text) for text in texts.filter(other).to_pylist()]
     return pc.replace_with_mask(texts, other, pa.array(normal, texts.type))
 
@@ -115,22 +99,20 @@ def _words(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _hashes_at(words: np.ndarray, starts: np.ndarray | None, width: int) -> np.ndarray:
-    """Hashes of the `width`-word windows at `starts` (None: at every word, by slices, ~3x faster than
-    gathers): the position-weighted sum of their word hashes, mixed with the width (so a short text's
-    hash never equals an n-gram's), through a finaliser."""
+    """Hashes of the `width`-word windows at `starts` (None: every word, by slices, ~3x faster): a finaliser
+    of the position-weighted sum of the word hashes and the width (a short text is never an n-gram)."""
     count = max(words.size - width + 1, 0) if starts is None else starts.size
     acc = np.full(count, (width * _WIDTH_MULT) & ((1 << 64) - 1), np.uint64)
     for k in range(width):
         acc += (words[k : k + count] if starts is None else words[starts + k]) * _MULTS[k]
-    acc ^= _NGRAM_SEED
+    acc ^= np.uint64(_NGRAM_SEED)
     return sh._fmix64(acc)
 
 
 @dataclass(frozen=True)
 class NgramTable:
-    """Distinct hashes, sorted; `starts[b]`, the first whose top bits are `b`; and `seen`, a byte per
-    4-8 hashes' worth of top bits, which turns most absent queries away with one read. A lookup costs
-    ~4x less than a binary search (measured on 1M hashes); memory is 12-20 bytes a hash."""
+    """Distinct hashes, sorted; `starts[b]`, the first with top bits `b`; `seen`, 4-8 flags a hash that turn
+    most absent queries away in one read. 4x faster than a binary search (1M hashes); 12-20 bytes a hash."""
 
     hashes: np.ndarray
     starts: np.ndarray
@@ -156,23 +138,21 @@ class NgramTable:
         lo, hi = self.starts[bucket].astype(np.intp), self.starts[bucket + 1]
         while active.size:
             found[active] |= self.hashes[lo] == queries[active]
-            lo += 1
-            more = lo < hi
+            more = (lo := lo + 1) < hi
             active, lo, hi = active[more], lo[more], hi[more]
         return found
 
 
 @dataclass(frozen=True)
 class SetIndex:
-    """One evaluation set: its n-grams and short texts (their widths keep them apart), and the words its
-    short texts start with."""
+    """One eval set: its n-grams and short texts (kept apart by width), and the first words of the latter."""
 
     ngrams: NgramTable
     first_words: NgramTable
     widths: tuple[int, ...]
 
     @classmethod
-    def build(cls, texts: pa.Array | pa.ChunkedArray, n: int, min_words: int) -> SetIndex:
+    def build(cls, texts: sh.TextBatch, n: int, min_words: int) -> SetIndex:
         ngrams, first, widths = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)], set()
         for part in _word_parts(texts, n - 1):
             ngrams.append(_hashes_at(part.words, None, n)[part.windows(np.arange(part.words.size), n)[0]])
@@ -182,15 +162,11 @@ class SetIndex:
                 ngrams.append(_hashes_at(part.words, starts, m))
                 first.append(part.words[starts])
                 widths.add(m)
-        return cls(
-            NgramTable.build(np.concatenate(ngrams)),
-            NgramTable.build(np.concatenate(first)),
-            tuple(sorted(widths)),
-        )
+        return cls(*(NgramTable.build(np.concatenate(h)) for h in (ngrams, first)), tuple(sorted(widths)))
 
     def short_hits(self, part: Part) -> np.ndarray:
         """The document of each place a short text of the set occurs (its first word is where to look)."""
-        candidates = np.flatnonzero(self.first_words.contains(part.words))
+        candidates = np.flatnonzero(self.first_words.contains(part.words)) if self.widths else None
         hits = [np.zeros(0, np.int64)]
         for m in self.widths:
             at, doc = part.windows(candidates, m)
@@ -198,11 +174,8 @@ class SetIndex:
         return np.concatenate(hits)
 
 
-def count_matches(
-    texts: pa.Array | pa.ChunkedArray, sets: list[SetIndex], n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per set and document, how many of the document's n-grams (and short texts) are in the set; and
-    each document's word count."""
+def count_matches(texts: sh.TextBatch, sets: list[SetIndex], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per set and document, the document's n-grams (and short texts) in the set; and its word count."""
     matches, n_words = np.zeros((len(sets), len(texts)), np.int64), np.zeros(len(texts), np.int64)
     for part in _word_parts(texts, n - 1):
         docs = slice(part.first, part.first + part.doc_words.size - 1)
@@ -214,11 +187,6 @@ def count_matches(
             hits = np.concatenate([doc[index.ngrams.contains(hashes)], index.short_hits(part)])
             matches[i, docs] += np.bincount(hits, minlength=part.doc_words.size - 1)
     return matches, n_words
-
-
-# ------------------------------------------------------------------------------------------- eval sets
-
-FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".txt": "text"}
 
 
 class EvalSet(BaseModel):
@@ -239,11 +207,11 @@ class EvalSet(BaseModel):
     def files(self) -> list[Path]:
         return sorted(Path(p) for p in glob.glob(self.path, recursive=True) if Path(p).is_file())
 
-    def texts(self) -> pa.ChunkedArray:
-        return pa.chunked_array([self._file_texts(f) for f in self.files()], pa.large_string())
+    def texts(self) -> pa.Array:
+        return pa.concat_arrays([self._file_texts(f) for f in self.files()])
 
     def _file_texts(self, file: Path) -> pa.Array:
-        fmt = self.format or FORMATS.get(file.suffix if file.suffix != ".gz" else Path(file.stem).suffix)
+        fmt = self.format or FORMATS.get(Path(file.stem).suffix if file.suffix == ".gz" else file.suffix)
         if fmt is None:
             raise ConfigError(f"eval set {self.name!r}: cannot tell the format of {file}; set `format:`")
         if fmt == "text":
@@ -253,20 +221,16 @@ class EvalSet(BaseModel):
             table = pq.read_table(file) if fmt == "parquet" else pa_json.read_json(pa.input_stream(str(file)))
             columns = [table.column(name).combine_chunks().cast(pa.large_string()) for name in self.fields]
         except (pa.ArrowException, KeyError) as error:
-            problem = str(error).splitlines()[0] if str(error) else "not readable"
+            problem = f"gives no text fields {self.fields} ({(str(error) or 'unreadable').splitlines()[0]})"
             raise ConfigError(
-                f"eval set {self.name!r}: {file} gives no text fields {self.fields} ({problem}); "
-                "fix `fields:` or `format:`"
+                f"eval set {self.name!r}: {file} {problem}; fix `fields:` or `format:`"
             ) from None
         return pa.concat_arrays(columns)
 
 
-# ------------------------------------------------------------------------------------------- stage
-
-
 class DecontaminateParams(StageParams):
     sets: list[EvalSet] = Field(min_length=1, description="the evaluation sets, each with a unique name")
-    n: int = Field(default=13, ge=1, le=MAX_N, description="words per n-gram (13: GPT-3, DataTrove)")
+    n: int = Field(default=13, ge=1, le=64, description="words per n-gram (13: GPT-3, DataTrove)")
     min_words: int = Field(default=8, ge=1, description="shorter eval texts are ignored (module doc)")
     min_matches: int = Field(default=1, ge=1, description="matching n-grams that make a document dirty")
     min_fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="...and share of its n-grams")
@@ -275,10 +239,10 @@ class DecontaminateParams(StageParams):
 
     @model_validator(mode="after")
     def _hash_the_sets_on_the_driver(self) -> DecontaminateParams:
-        names = [s.name for s in self.sets]
-        if len(set(names)) < len(names):
-            raise ConfigError(f"eval set names repeat ({', '.join(names)}); give each set its own name")
-        self._index = None
+        if len({s.name for s in self.sets}) < len(self.sets):
+            raise ConfigError(
+                f"eval set names repeat in {[s.name for s in self.sets]}; give each its own name"
+            )
         self.index()
         return self
 
@@ -311,8 +275,6 @@ class Decontaminate(Stage):
         count = np.where(dirty, matches[best, np.arange(batch.num_rows)], matches.max(axis=0))
         named = pa.array(np.where(dirty, self._names[best], None), pa.string())
         stats = Counter(dict(zip("decontaminate:" + self._names, over.sum(axis=1).tolist(), strict=True)))
-        reasons = None
-        if self.params.mode == "drop":
-            reasons = pa.array(np.where(dirty, "decontaminate:" + self._names[best], None), pa.string())
+        reasons = pa.array(np.where(dirty, "decontaminate:" + self._names[best], None), pa.string())
         table = set_columns(batch, {SET_COLUMN: named, COUNT_COLUMN: pa.array(count, pa.int64())})
-        return StageResult(table, reasons, stats)
+        return StageResult(table, reasons if self.params.mode == "drop" else None, stats)
