@@ -133,9 +133,9 @@ class NgramTable:
 
     def contains(self, queries: np.ndarray) -> np.ndarray:
         found = np.zeros(queries.size, bool)
-        active = np.flatnonzero(self.seen[(queries >> np.uint64(self.seen_shift)).astype(np.intp)])
-        bucket = (queries[active] >> np.uint64(self.shift)).astype(np.intp)
-        lo, hi = self.starts[bucket].astype(np.intp), self.starts[bucket + 1]
+        active = np.flatnonzero(self.seen[(queries >> np.uint64(self.seen_shift)).view(np.int64)])
+        bucket = (queries[active] >> np.uint64(self.shift)).view(np.int64)
+        lo, hi = self.starts[bucket], self.starts[bucket + 1]
         while active.size:
             found[active] |= self.hashes[lo] == queries[active]
             more = (lo := lo + 1) < hi
