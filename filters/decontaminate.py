@@ -6,12 +6,12 @@ alike: Unicode NFKC, then the dedup shingler's words (`curate.dedup.shingles.nor
 runs of letters, digits and marks, so punctuation and whitespace only separate words. Eval texts: each
 of `fields` of each JSONL/Parquet record, or each line of a text file (no n-gram spans two). One of fewer
 than `n` words but at least `min_words` is one n-gram of its own length (GPT-3's rule for short items),
-looked for wherever its first word occurs; a shorter one ("#### 18", a heading) is no evidence: ignored.
+looked for wherever its first 2 words occur; a shorter one ("#### 18", a heading) is no evidence: ignored.
 A set is its distinct 64-bit n-gram hashes, sorted, and a lookup index: 12-20 bytes an n-gram (1M: 8 MB
 of hashes, 20 MB at most); a false match is ~N/2^64 per n-gram. Files are hashed once, on the driver, as
 the config is validated (a missing one is a config error then); the hashes travel in the pickled params
-to worker processes and Ray actors, which never need the files (paths are relative to the working
-directory). Cost is linear: NumPy over ~1 MB parts, a longer document in ~1 MB windows carrying n-1 words.
+to workers and Ray actors, which never need the files (paths: from the working directory). Cost is
+linear: NumPy over ~1 MB parts; a longer document in ~1 MB windows carrying n-1 words (bounded memory).
 Columns: `decontam_set`, the set with most matches of those over the threshold (else null);
 `decontam_ngrams`, its count (else the highest). `mode: drop` drops a contaminated document as
 `decontaminate:<set>`. Stats: `decontaminate:<set>`, the documents over the threshold for each set.
@@ -44,9 +44,8 @@ from curate.stages.base import Resources, Stage, StageParams, StageResult, set_c
 
 SET_COLUMN, COUNT_COLUMN = "decontam_set", "decontam_ngrams"
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text"}  # by file suffix
-_WORD_SEED, _NGRAM_SEED, *_KEYS = sh._splitmix64_stream(0xDEC0_17A1_4A7E_0013, 2 + 64)  # n <= 64
+_WORD_SEED, _NGRAM_SEED, _WIDTH_KEY, *_KEYS = sh._splitmix64_stream(0xDEC0_17A1_4A7E_0013, 3 + 64)  # n<=64
 _MULTS = [np.uint64(k | 1) for k in _KEYS]  # odd: each word position is a bijection of its hash
-_WIDTH_MULT = 0xD6E8FEB86659FD93  # a short text's m-gram never equals an n-gram hash by construction
 
 
 @dataclass
@@ -61,6 +60,11 @@ class Part:
     @cached_property
     def word_doc(self) -> np.ndarray:
         return np.repeat(np.arange(self.doc_words.size - 1), np.diff(self.doc_words))
+
+    @cached_property
+    def pairs(self) -> np.ndarray:
+        """The hash of every two-word window: where a short text may start is where its first pair is."""
+        return _hashes_at(self.words, None, 2)
 
     def windows(self, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         """The `starts` whose window lies in a document and ends past its carried words; their documents."""
@@ -102,7 +106,7 @@ def _hashes_at(words: np.ndarray, starts: np.ndarray | None, width: int) -> np.n
     """Hashes of the `width`-word windows at `starts` (None: every word, by slices, ~3x faster): a finaliser
     of the position-weighted sum of the word hashes and the width (a short text is never an n-gram)."""
     count = max(words.size - width + 1, 0) if starts is None else starts.size
-    acc = np.full(count, (width * _WIDTH_MULT) & ((1 << 64) - 1), np.uint64)
+    acc = np.full(count, (width * _WIDTH_KEY) & ((1 << 64) - 1), np.uint64)
     for k in range(width):
         acc += (words[k : k + count] if starts is None else words[starts + k]) * _MULTS[k]
     acc ^= np.uint64(_NGRAM_SEED)
@@ -145,10 +149,10 @@ class NgramTable:
 
 @dataclass(frozen=True)
 class SetIndex:
-    """One eval set: its n-grams and short texts (kept apart by width), and the first words of the latter."""
+    """One eval set: its n-grams and short texts (kept apart by width), and the first pairs of the latter."""
 
     ngrams: NgramTable
-    first_words: NgramTable
+    first_pairs: NgramTable
     widths: tuple[int, ...]
 
     @classmethod
@@ -160,13 +164,13 @@ class SetIndex:
             for m in np.unique(lengths[(lengths >= min_words) & (lengths < n) & (part.skip == 0)]).tolist():
                 starts = part.doc_words[:-1][lengths == m]
                 ngrams.append(_hashes_at(part.words, starts, m))
-                first.append(part.words[starts])
+                first.append(_hashes_at(part.words, starts, 2))
                 widths.add(m)
         return cls(*(NgramTable.build(np.concatenate(h)) for h in (ngrams, first)), tuple(sorted(widths)))
 
     def short_hits(self, part: Part) -> np.ndarray:
-        """The document of each place a short text of the set occurs (its first word is where to look)."""
-        candidates = np.flatnonzero(self.first_words.contains(part.words)) if self.widths else None
+        """The document of each place a short text of the set occurs (looked for where its first pair is)."""
+        candidates = np.flatnonzero(self.first_pairs.contains(part.pairs)) if self.widths else None
         hits = [np.zeros(0, np.int64)]
         for m in self.widths:
             at, doc = part.windows(candidates, m)
@@ -222,16 +226,14 @@ class EvalSet(BaseModel):
             columns = [table.column(name).combine_chunks().cast(pa.large_string()) for name in self.fields]
         except (pa.ArrowException, KeyError) as error:
             problem = f"gives no text fields {self.fields} ({(str(error) or 'unreadable').splitlines()[0]})"
-            raise ConfigError(
-                f"eval set {self.name!r}: {file} {problem}; fix `fields:` or `format:`"
-            ) from None
+            raise ConfigError(f"eval set {self.name!r}: {file} {problem}; fix `fields:`/`format:`") from None
         return pa.concat_arrays(columns)
 
 
 class DecontaminateParams(StageParams):
     sets: list[EvalSet] = Field(min_length=1, description="the evaluation sets, each with a unique name")
     n: int = Field(default=13, ge=1, le=64, description="words per n-gram (13: GPT-3, DataTrove)")
-    min_words: int = Field(default=8, ge=1, description="shorter eval texts are ignored (module doc)")
+    min_words: int = Field(default=8, ge=2, description="shorter eval texts are ignored (module doc)")
     min_matches: int = Field(default=1, ge=1, description="matching n-grams that make a document dirty")
     min_fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="...and share of its n-grams")
     mode: Literal["drop", "annotate"] = "drop"
@@ -240,9 +242,7 @@ class DecontaminateParams(StageParams):
     @model_validator(mode="after")
     def _hash_the_sets_on_the_driver(self) -> DecontaminateParams:
         if len({s.name for s in self.sets}) < len(self.sets):
-            raise ConfigError(
-                f"eval set names repeat in {[s.name for s in self.sets]}; give each its own name"
-            )
+            raise ConfigError(f"eval set names repeat in {[s.name for s in self.sets]}; name each set once")
         self.index()
         return self
 
