@@ -20,7 +20,6 @@ Columns: `decontam_set`, the set with most matches of those over the threshold (
 from __future__ import annotations
 
 import glob
-import gzip
 import os
 import unicodedata
 from collections import Counter
@@ -74,17 +73,20 @@ class Part:
 
 
 def _word_parts(texts: sh.TextBatch, carry: int) -> Iterator[Part]:
-    """The texts' words in parts; a document over ~1 MB comes as one-document windows, each starting
-    with the last `carry` words of the one before, so a window across a cut is seen whole, counted once."""
-    data, offsets = sh._utf8_buffers(_nfkc(sh._as_text_array(texts)))
+    """The texts' words in ~1 MB parts, each NFKC'd alone; a longer document in windows cut at ASCII
+    separators (NFKC never joins there) that start with the `carry` words before: no n-gram is lost."""
+    texts = sh._as_text_array(texts)
+    data, offsets = sh._utf8_buffers(texts)
     for lo, hi in sh._sub_batches(offsets, sh._BATCH_BYTES):
-        part = data[offsets[lo] : offsets[hi]]
-        if hi - lo > 1 or part.size <= sh._BATCH_BYTES:
-            yield Part(lo, *_words(part, offsets[lo : hi + 1] - offsets[lo]), 0)
+        if hi - lo > 1 or offsets[hi] - offsets[lo] <= sh._BATCH_BYTES:
+            yield Part(lo, *_words(*sh._utf8_buffers(_nfkc(texts.slice(lo, hi - lo)))), 0)
             continue
         kept = np.zeros(0, np.uint64)
-        for window in sh._byte_windows(part, sh._BATCH_BYTES):
-            words = np.concatenate([kept, _words(window, np.array([0, window.size]))[0]])
+        for window in sh._byte_windows(data[offsets[lo] : offsets[hi]], sh._BATCH_BYTES):
+            normal = np.frombuffer(
+                unicodedata.normalize("NFKC", window.tobytes().decode()).encode(), np.uint8
+            )
+            words = np.concatenate([kept, _words(normal, np.array([0, normal.size]))[0]])
             yield Part(lo, words, np.array([0, words.size]), kept.size)
             kept = words[max(words.size - carry, 0) :]
 
@@ -179,18 +181,17 @@ class SetIndex:
 
 
 def count_matches(texts: sh.TextBatch, sets: list[SetIndex], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per set and document, the document's n-grams (and short texts) in the set; and its word count."""
-    matches, n_words = np.zeros((len(sets), len(texts)), np.int64), np.zeros(len(texts), np.int64)
+    """Per set and document, the document's n-grams (and short texts) in the set; and its own n-grams."""
+    matches, own = np.zeros((len(sets), len(texts)), np.int64), np.zeros(len(texts), np.int64)
     for part in _word_parts(texts, n - 1):
         docs = slice(part.first, part.first + part.doc_words.size - 1)
-        n_words[docs] += np.diff(part.doc_words)
-        n_words[part.first] -= part.skip
         at, doc = part.windows(np.arange(part.words.size), n)
+        own[docs] += np.bincount(doc, minlength=part.doc_words.size - 1)
         hashes = _hashes_at(part.words, None, n)[at]
         for i, index in enumerate(sets):
             hits = np.concatenate([doc[index.ngrams.contains(hashes)], index.short_hits(part)])
             matches[i, docs] += np.bincount(hits, minlength=part.doc_words.size - 1)
-    return matches, n_words
+    return matches, own
 
 
 class EvalSet(BaseModel):
@@ -218,9 +219,8 @@ class EvalSet(BaseModel):
         fmt = self.format or FORMATS.get(Path(file.stem).suffix if file.suffix == ".gz" else file.suffix)
         if fmt is None:
             raise ConfigError(f"eval set {self.name!r}: cannot tell the format of {file}; set `format:`")
-        if fmt == "text":
-            with (gzip.open if file.suffix == ".gz" else open)(file, "rt", encoding="utf-8") as handle:
-                return pa.array(handle.read().splitlines(), pa.large_string())
+        if fmt == "text":  # (input streams read .gz files too)
+            return pa.array(pa.input_stream(str(file)).read().decode().splitlines(), pa.large_string())
         try:
             table = pq.read_table(file) if fmt == "parquet" else pa_json.read_json(pa.input_stream(str(file)))
             columns = [table.column(name).combine_chunks().cast(pa.large_string()) for name in self.fields]
@@ -267,8 +267,8 @@ class Decontaminate(Stage):
         self._names = np.array([s.name for s in self.params.sets], dtype=object)
 
     def process(self, batch: pa.Table) -> StageResult:
-        matches, n_words = count_matches(batch.column("text"), self._sets, self.params.n)
-        own = np.maximum(n_words - self.params.n + 1, 1)
+        matches, own = count_matches(batch.column("text"), self._sets, self.params.n)
+        own = np.maximum(own, 1)  # a document shorter than n words may still hold a short text
         over = (matches >= self.params.min_matches) & (matches >= self.params.min_fraction * own)
         best = np.argmax(np.where(over, matches, -1), axis=0)  # ties go to the set listed first
         dirty = over.any(axis=0)

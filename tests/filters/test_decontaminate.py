@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import unicodedata
 from pathlib import Path
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.config import load_config, parse_config
+from curate.dedup import shingles
 from curate.dedup.shingles import normalize_words
 from curate.errors import ConfigError
 from curate.paths import PathField, confined_paths
@@ -139,13 +141,16 @@ def test_short_eval_texts_match_whole_and_shorter_ones_are_ignored(
 def test_a_long_document_counts_questions_across_its_window_cuts(
     evals: Path, gsm8k: list[dict], web_docs: list[str]
 ) -> None:
-    question = gsm8k[0]["question"].replace("’", "'")  # ASCII: characters are bytes, cuts fall where planned
+    question = gsm8k[0]["question"]  # "Janet’s": NFKC'd window by window
     filler = " ".join(d.encode("ascii", "ignore").decode() for d in web_docs)
     text = ""
-    for cut in (1 << 20, 2 << 20):  # a window ends at the first separator after each MiB
-        text += (filler * 40)[: cut - len(text) - 60] + " " + question + " "
+    for cut in (1 << 20, 2 << 20):  # a window ends at the first separator after each MiB of bytes
+        text += (filler * 40)[: cut - len(text.encode()) - 60] + " " + question + " "
     text += filler[:5000] + " " + question
-    assert len(text) > 2 << 20 and text.isascii()
+    data, planted = text.encode(), question.encode()
+    cuts = np.cumsum([w.size for w in shingles._byte_windows(np.frombuffer(data, np.uint8), 1 << 20)])[:-1]
+    starts = [found.start() for found in re.finditer(re.escape(planted), data)]
+    assert len(cuts) == 2 and all(any(s < c < s + len(planted) for s in starts) for c in cuts)
     result = run(stage(evals, mode="annotate"), [text, web_docs[0]])
     assert result.table.column(COUNT_COLUMN).to_pylist() == [3 * ngram_count(question), 0]
 
