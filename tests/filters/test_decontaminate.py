@@ -23,6 +23,7 @@ from curate.dedup.shingles import normalize_words
 from curate.errors import ConfigError
 from curate.paths import PathField, confined_paths
 from curate.run import run_pipeline
+from curate.stages.base import StageResult
 from filters.decontaminate import COUNT_COLUMN, SET_COLUMN, Decontaminate, DecontaminateParams, NgramTable
 from tests.conftest import run_cli
 from tests.core.helpers import read_parts, write_config
@@ -76,7 +77,7 @@ def ngram_count(text: str, n: int = 13) -> int:
     return len(normalize_words(unicodedata.normalize("NFKC", text))) - n + 1
 
 
-def run(stage: Decontaminate, texts: list[str]):  # noqa: ANN201
+def run(stage: Decontaminate, texts: list[str]) -> StageResult:
     return stage.process(pa.table({"text": pa.array(texts, pa.large_string())}))
 
 
