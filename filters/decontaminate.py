@@ -1,25 +1,23 @@
 """decontaminate: drop or flag documents that share word n-grams with named evaluation sets.
 
-As GPT-3 (appendix C) and DataTrove: a document with `min_matches` of its word n-grams (`n`: 13) among
-an eval set's (and `min_fraction` of its own) is contaminated by that set. Both sides are normalised
-alike: Unicode NFKC, then the dedup shingler's words (`curate.dedup.shingles.normalize_words`): lowercased
-runs of letters, digits and marks, so punctuation and whitespace only separate words. Eval texts: each
-of `fields` of each JSONL/Parquet record, or each line of a text file (no n-gram spans two). One of fewer
-than `n` words but at least `min_words` is one n-gram of its own length (GPT-3's rule for short items),
-looked for wherever its first 2 words occur; a shorter one ("#### 18", a heading) is no evidence: ignored.
-A set is its distinct 64-bit n-gram hashes, sorted, and a lookup index: 12-20 bytes an n-gram (1M: 8 MB
-of hashes, 20 MB at most); a false match is ~N/2^64 per n-gram. Files are hashed once, on the driver, as
-the config is validated (a missing one is a config error then); the hashes travel in the pickled params
-to workers and Ray actors, which never need the files (paths: from the working directory). Cost is
-linear: NumPy over ~1 MB parts; a longer document in ~1 MB windows carrying n-1 words (bounded memory).
-Columns: `decontam_set`, the set with most matches of those over the threshold (else null);
-`decontam_ngrams`, its count (else the highest). `mode: drop` drops a contaminated document as
-`decontaminate:<set>`. Stats: `decontaminate:<set>`, the documents over the threshold for each set.
+As GPT-3 (appendix C) and DataTrove: a document with `min_matches` of its word n-grams (`n`: 13) among an
+eval set's (and `min_fraction` of its own) is contaminated by it. Both sides are normalised alike: NFKC,
+then the dedup shingler's words (`curate.dedup.shingles.normalize_words`): lowercased runs of letters,
+digits and marks; punctuation and whitespace only separate words. An eval text is each of `fields` of a
+JSONL/Parquet record, or a line of a text file; one of `min_words` to n-1 words is one n-gram of its own
+length (GPT-3's short items), a shorter one ("#### 18", a heading) no evidence: ignored. A set is its
+distinct 64-bit n-gram hashes, sorted, with a lookup index: 12-20 bytes an n-gram (1M: 8 MB of hashes);
+a false match is ~N/2^64 per n-gram. Files are read once, on the driver, as the config is validated (a
+missing one is a config error; `sha256` records or pins their bytes); the hashes travel in the pickled
+params to workers and Ray actors, which never need the files. Memory is bounded: ~1 MB parts, a longer
+document in ~1 MB windows. Columns: `decontam_set`, the set with most matches over the threshold (else
+null), `decontam_ngrams`, its count (else the highest). Drop reason and stats: `decontaminate:<set>`.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import unicodedata
 from collections import Counter
@@ -62,7 +60,6 @@ class Part:
 
     @cached_property
     def pairs(self) -> np.ndarray:
-        """The hash of every two-word window: where a short text may start is where its first pair is."""
         return _hashes_at(self.words, None, 2)
 
     def windows(self, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,18 +72,15 @@ class Part:
 def _word_parts(texts: sh.TextBatch, carry: int) -> Iterator[Part]:
     """The texts' words in ~1 MB parts, each NFKC'd alone; a longer document in windows cut at ASCII
     separators (NFKC never joins there) that start with the `carry` words before: no n-gram is lost."""
-    texts = sh._as_text_array(texts)
-    data, offsets = sh._utf8_buffers(texts)
+    data, offsets = sh._utf8_buffers(texts := sh._as_text_array(texts))
     for lo, hi in sh._sub_batches(offsets, sh._BATCH_BYTES):
         if hi - lo > 1 or offsets[hi] - offsets[lo] <= sh._BATCH_BYTES:
             yield Part(lo, *_words(*sh._utf8_buffers(_nfkc(texts.slice(lo, hi - lo)))), 0)
             continue
         kept = np.zeros(0, np.uint64)
         for window in sh._byte_windows(data[offsets[lo] : offsets[hi]], sh._BATCH_BYTES):
-            normal = np.frombuffer(
-                unicodedata.normalize("NFKC", window.tobytes().decode()).encode(), np.uint8
-            )
-            words = np.concatenate([kept, _words(normal, np.array([0, normal.size]))[0]])
+            text = pa.array([window.tobytes().decode()], pa.large_string())
+            words = np.concatenate([kept, _words(*sh._utf8_buffers(_nfkc(text)))[0]])
             yield Part(lo, words, np.array([0, words.size]), kept.size)
             kept = words[max(words.size - carry, 0) :]
 
@@ -198,15 +192,21 @@ class EvalSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="named in reasons, columns, stats")
-    path: GlobParam = Field(description="a file or a glob of files (.gz allowed for JSONL and text)")
+    path: GlobParam = Field(description="a file or glob (.gz allowed), relative to the working directory")
     fields: list[str] = Field(default=["text"], min_length=1, description="JSONL/Parquet fields holding text")
     format: Literal["jsonl", "parquet", "text"] | None = Field(default=None, description="else by suffix")
+    sha256: str | None = Field(default=None, description="of its files' bytes: filled in, or pinned")
 
     @model_validator(mode="after")
-    def _some_file_matches(self) -> EvalSet:
+    def _files_exist_as_pinned(self) -> EvalSet:
+        """The digest goes into the config hash and manifest: a run never resumes over changed eval data."""
         self.path = os.path.abspath(os.path.expanduser(self.path))
         if not self.files():
             raise ConfigError(f"eval set {self.name!r}: {self.path} matches no file; fix `path:`")
+        digest = hashlib.sha256(b"".join(file.read_bytes() for file in self.files())).hexdigest()
+        if self.sha256 not in (None, digest):
+            raise ConfigError(f"eval set {self.name!r}: files differ from the pinned `sha256:`; restore them")
+        self.sha256 = digest
         return self
 
     def files(self) -> list[Path]:

@@ -6,6 +6,7 @@ reach the workers as hashes (a Ray run succeeds after the files are gone). Every
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import shutil
@@ -196,6 +197,8 @@ def test_cli_run_drops_planted_documents_and_counts_them_per_set_in_the_manifest
     assert entry["dropped"] == {"decontaminate:gsm8k": 2}
     assert entry["stats"] == {"decontaminate:gsm8k": 2, "decontaminate:wikitext2": 0}
     assert manifest["totals"]["kept"] == len(docs) - 2
+    recorded = manifest["config"]["stages"][0]["params"]["sets"][0]["sha256"]
+    assert recorded == hashlib.sha256((evals / "gsm8k_test.jsonl").read_bytes()).hexdigest()
     rejects = read_parts(tmp_path / "out/rejects")
     assert rejects.column("id").to_pylist() == ["d2", "d9"]
     assert set(rejects.column("reject_reason").to_pylist()) == {"decontaminate:gsm8k"}
@@ -219,6 +222,11 @@ def test_a_missing_set_file_is_one_line_naming_it_before_work_starts(
         "stages": [{"decontaminate": {"sets": wrong_field}}],
     }
     with pytest.raises(ConfigError, match="gives no text fields \\['problem'\\].*fix `fields:`"):
+        parse_config(config)
+    pinned = sets(evals)[:1]
+    pinned[0]["sha256"] = "0" * 64  # the digest a config was written with; the file is another
+    config["stages"] = [{"decontaminate": {"sets": pinned}}]
+    with pytest.raises(ConfigError, match="eval set 'gsm8k': files differ from the pinned `sha256:`"):
         parse_config(config)
 
 
