@@ -175,7 +175,7 @@ class SetIndex:
 
 
 def count_matches(texts: sh.TextBatch, sets: list[SetIndex], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per set and document, the document's n-grams (and short texts) in the set; and its own n-grams."""
+    """Per set and document, its n-grams (and short texts) in the set; and its own n-grams (at least 1)."""
     matches, own = np.zeros((len(sets), len(texts)), np.int64), np.zeros(len(texts), np.int64)
     for part in _word_parts(texts, n - 1):
         docs = slice(part.first, part.first + part.doc_words.size - 1)
@@ -185,7 +185,7 @@ def count_matches(texts: sh.TextBatch, sets: list[SetIndex], n: int) -> tuple[np
         for i, index in enumerate(sets):
             hits = np.concatenate([doc[index.ngrams.contains(hashes)], index.short_hits(part)])
             matches[i, docs] += np.bincount(hits, minlength=part.doc_words.size - 1)
-    return matches, own
+    return matches, np.maximum(own, 1)
 
 
 class EvalSet(BaseModel):
@@ -200,9 +200,10 @@ class EvalSet(BaseModel):
     @model_validator(mode="after")
     def _files_exist_as_pinned(self) -> EvalSet:
         """The digest goes into the config hash and manifest: a run never resumes over changed eval data."""
-        self.path = os.path.abspath(os.path.expanduser(self.path))
-        if not self.files():
-            raise ConfigError(f"eval set {self.name!r}: {self.path} matches no file; fix `path:`")
+        self.path = os.path.expanduser(self.path)
+        if not self.files():  # (a URL too: sets are read from local files)
+            raise ConfigError(f"eval set {self.name!r}: {self.path} matches no local file; fix `path:`")
+        self.path = os.path.abspath(self.path)
         digest = hashlib.sha256(b"".join(file.read_bytes() for file in self.files())).hexdigest()
         if self.sha256 not in (None, digest):
             raise ConfigError(f"eval set {self.name!r}: files differ from the pinned `sha256:`; restore them")
@@ -268,7 +269,6 @@ class Decontaminate(Stage):
 
     def process(self, batch: pa.Table) -> StageResult:
         matches, own = count_matches(batch.column("text"), self._sets, self.params.n)
-        own = np.maximum(own, 1)  # a document shorter than n words may still hold a short text
         over = (matches >= self.params.min_matches) & (matches >= self.params.min_fraction * own)
         best = np.argmax(np.where(over, matches, -1), axis=0)  # ties go to the set listed first
         dirty = over.any(axis=0)

@@ -213,7 +213,7 @@ def test_a_missing_set_file_is_one_line_naming_it_before_work_starts(
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert f"eval set 'gsm8k': {missing} matches no file; fix `path:`" in result.stderr
+    assert f"eval set 'gsm8k': {missing} matches no local file; fix `path:`" in result.stderr
     assert not (tmp_path / "out").exists()
     wrong_field = sets(evals)[:1]
     wrong_field[0]["fields"] = ["problem"]
