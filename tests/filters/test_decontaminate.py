@@ -175,12 +175,14 @@ def test_lookup_table_agrees_with_isin() -> None:
 
 
 def pipeline(folder: Path, evals: Path, docs: list[str], set_path: str | None = None) -> Path:
-    with open(folder / "in.jsonl", "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(docs))
+    """Two input files, so two local workers (spawned processes) each get a shard and the pickled stage."""
+    for shard in (0, 1):
+        lines = (json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(docs) if i % 2 == shard)
+        (folder / f"in-{shard}.jsonl").write_text("".join(lines), encoding="utf-8")
     eval_sets = sets(evals)
     eval_sets[0]["path"] = set_path or eval_sets[0]["path"]
     config = {
-        "inputs": [{"path": str(folder / "in.jsonl")}],
+        "inputs": [{"path": str(folder / "in-*.jsonl")}],
         "stages": [{"decontaminate": {"sets": eval_sets}}],
     }
     return write_config(folder, config)
@@ -190,7 +192,8 @@ def test_cli_run_drops_planted_documents_and_counts_them_per_set_in_the_manifest
     evals: Path, gsm8k: list[dict], web_docs: list[str], tmp_path: Path
 ) -> None:
     docs = [plant(d, gsm8k[i]["question"]) if i in (2, 9) else d for i, d in enumerate(web_docs)]
-    result = run_cli("run", str(pipeline(tmp_path, evals, docs)), "--out", str(tmp_path / "out"))
+    config = pipeline(tmp_path, evals, docs)
+    result = run_cli("run", str(config), "--out", str(tmp_path / "out"), "--workers", "2")
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     entry = next(s for s in manifest["stages"] if s["stage"] == "decontaminate")
@@ -218,7 +221,7 @@ def test_a_missing_set_file_is_one_line_naming_it_before_work_starts(
     wrong_field = sets(evals)[:1]
     wrong_field[0]["fields"] = ["problem"]
     config = {
-        "inputs": [{"path": str(tmp_path / "in.jsonl")}],
+        "inputs": [{"path": str(tmp_path / "in-*.jsonl")}],
         "stages": [{"decontaminate": {"sets": wrong_field}}],
     }
     with pytest.raises(ConfigError, match="gives no text fields \\['problem'\\].*fix `fields:`"):
