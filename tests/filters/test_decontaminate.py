@@ -246,6 +246,27 @@ def test_set_paths_are_confined_before_any_file_is_read(evals: Path) -> None:
     assert "matches no file" not in str(error.value)
 
 
+def test_the_service_reads_set_paths_from_its_data_root_and_refuses_others(
+    evals: Path, tmp_path: Path
+) -> None:
+    from api.kinds.curate_kind import load_pipeline
+    from api.security import PathPolicy
+
+    policy = PathPolicy([evals])
+    shutil.copy(evals / "gsm8k_test.jsonl", tmp_path / "elsewhere.jsonl")
+    config = {"inputs": [{"path": "in-*.jsonl"}], "output": str(evals / "out")}
+    for path, fine in (("gsm8k_test.jsonl", True), (str(tmp_path / "elsewhere.jsonl"), False)):
+        config["stages"] = [
+            {"decontaminate": {"sets": [{"name": "g", "path": path, "fields": ["question"]}]}}
+        ]
+        if fine:
+            assert load_pipeline(config, policy).stages[0].params.sets[0].path == str(evals / path)
+            continue
+        with pytest.raises(ValueError, match="sets.0.path: .* is outside the data roots") as refused:
+            load_pipeline(config, policy)
+        assert "sha256" not in str(refused.value) and "no local file" not in str(refused.value)
+
+
 def test_ray_workers_use_the_hashes_made_on_the_driver(
     evals: Path, gsm8k: list[dict], web_docs: list[str], tmp_path: Path
 ) -> None:
