@@ -7,11 +7,10 @@ digits and marks; punctuation and whitespace only separate words. An eval text i
 JSONL/Parquet record, or a line of a text file; one of `min_words` to n-1 words is one n-gram of its own
 length (GPT-3's short items), a shorter one ("#### 18", a heading) no evidence: ignored. A set is its
 distinct 64-bit n-gram hashes, sorted, with a lookup index: 12-20 bytes an n-gram (1M: 8 MB of hashes);
-a false match is ~N/2^64 per n-gram. Files are read once, on the driver, as the config is validated (a
-missing one is a config error; `sha256` records or pins their bytes); the hashes travel in the pickled
-params to workers and Ray actors, which never need the files. Memory is bounded: ~1 MB parts, a longer
-document in ~1 MB windows. Columns: `decontam_set`, the set with most matches over the threshold (else
-null), `decontam_ngrams`, its count (else the highest). Drop reason and stats: `decontaminate:<set>`.
+a false match is ~N/2^64 per n-gram. Files are read once, on the driver, at validation (`sha256` records
+or pins their bytes); the hashes travel in the pickled params to workers and Ray actors, which never
+need the files. Columns: `decontam_set`, the set with most matches over the threshold (else null),
+`decontam_ngrams`, its count (else the highest). Reasons and stats: `decontaminate:<set>`.
 """
 
 from __future__ import annotations
@@ -167,11 +166,9 @@ class SetIndex:
     def short_hits(self, part: Part) -> np.ndarray:
         """The document of each place a short text of the set occurs (looked for where its first pair is)."""
         candidates = np.flatnonzero(self.first_pairs.contains(part.pairs)) if self.widths else None
-        hits = [np.zeros(0, np.int64)]
-        for m in self.widths:
-            at, doc = part.windows(candidates, m)
-            hits.append(doc[self.ngrams.contains(_hashes_at(part.words, at, m))])
-        return np.concatenate(hits)
+        windows = (part.windows(candidates, m) + (m,) for m in self.widths)
+        hits = [doc[self.ngrams.contains(_hashes_at(part.words, at, m))] for at, doc, m in windows]
+        return np.concatenate([np.zeros(0, np.int64), *hits])
 
 
 def count_matches(texts: sh.TextBatch, sets: list[SetIndex], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -213,8 +210,11 @@ class EvalSet(BaseModel):
     def files(self) -> list[Path]:
         return sorted(Path(p) for p in glob.glob(self.path, recursive=True) if Path(p).is_file())
 
-    def texts(self) -> pa.Array:
-        return pa.concat_arrays([self._file_texts(f) for f in self.files()])
+    def index(self, n: int, min_words: int) -> SetIndex:
+        built = SetIndex.build(pa.concat_arrays([self._file_texts(f) for f in self.files()]), n, min_words)
+        if not built.ngrams.hashes.size:  # it could match nothing: a wrong field or format, surely
+            raise ConfigError(f"eval set {self.name!r} has no text of {min_words}+ words; check `fields:`")
+        return built
 
     def _file_texts(self, file: Path) -> pa.Array:
         fmt = self.format or FORMATS.get(Path(file.stem).suffix if file.suffix == ".gz" else file.suffix)
@@ -250,7 +250,7 @@ class DecontaminateParams(StageParams):
     def index(self) -> list[SetIndex]:
         """The sets' hashes, built once (on the driver, at validation); they are pickled with the params."""
         if self._index is None:
-            self._index = [SetIndex.build(s.texts(), self.n, self.min_words) for s in self.sets]
+            self._index = [s.index(self.n, self.min_words) for s in self.sets]
         return self._index
 
 

@@ -226,6 +226,14 @@ def test_a_missing_set_file_is_one_line_naming_it_before_work_starts(
     }
     with pytest.raises(ConfigError, match="gives no text fields \\['problem'\\].*fix `fields:`"):
         parse_config(config)
+    lines = (evals / "wikitext2_test.txt").read_text(encoding="utf-8").splitlines()
+    headings = [line for line in lines if line.strip().startswith("= ") and len(line.split()) < 10]
+    (tmp_path / "headings.txt").write_text("\n".join(headings), encoding="utf-8")  # " = Robert <unk> = "...
+    config["stages"] = [
+        {"decontaminate": {"sets": [{"name": "heads", "path": str(tmp_path / "headings.txt")}]}}
+    ]
+    with pytest.raises(ConfigError, match="eval set 'heads' has no text of 8\\+ words; check `fields:`"):
+        parse_config(config)
     pinned = sets(evals)[:1]
     pinned[0]["sha256"] = "0" * 64  # the digest a config was written with; the file is another
     config["stages"] = [{"decontaminate": {"sets": pinned}}]
