@@ -258,6 +258,7 @@ class Decontaminate(Stage):
     name = "decontaminate"
     Params = DecontaminateParams
     params: DecontaminateParams
+    drops = {"decontaminate:<set>": "`mode: drop` and at least `min_matches` n-grams of eval set <set>"}
     resources = Resources(cpus=1.0, memory_mb=1024)
 
     def output_fields(self) -> list[pa.Field]:

@@ -108,6 +108,10 @@ class UrlFilter(Stage):
     name = "url_filter"
     Params = UrlFilterParams
     params: UrlFilterParams
+    drops = {
+        "url_filter:<list>": "the URL's host, page or a URL word is on list <list> (the first that matches)",
+        "url_filter:no_url": "`no_url: drop` and the document has no URL",
+    }
     resources = Resources(cpus=1.0, memory_mb=2048)  # a full UT1 adult list is ~4.6 M domains
 
     def setup(self) -> None:
