@@ -25,7 +25,7 @@ from pydantic import (
 
 from curate.dedup.settings import DedupConfig
 from curate.errors import ConfigError
-from curate.paths import GlobParam, PathParam
+from curate.paths import GlobParam, PathParam, confined_paths
 from curate.readers.fields import FieldMap
 from curate.readers.formats import FORMATS, Format, infer_format
 from curate.readers.warc import DEFAULT_EXTRACTOR, Extractor
@@ -152,8 +152,10 @@ def load_config(path: Path, out: str | None = None) -> PipelineConfig:
     raw = read_yaml(path, "config file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with `inputs:` and `stages:` at the top")
-    config = parse_config(raw, where=str(path))
-    return resolve_paths(config, base=path.parent, out=out)
+    base = path.parent
+    with confined_paths(lambda value, marker: str(_absolute(value, base))):
+        config = parse_config(raw, where=str(path))  # every path a file names is relative to that file
+    return resolve_paths(config, base=base, out=out)
 
 
 def parse_config(raw: dict[str, Any], where: str = "config") -> PipelineConfig:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,32 @@ def path_marker(annotation: Any) -> PathField | None:
         if found is not None:
             return found
     return None
+
+
+def map_paths(model: BaseModel, change: Callable[[str, PathField], str]) -> BaseModel:
+    """A copy of `model` with each value of a marked path field (nested models, lists and dicts
+    included) replaced by `change(value, marker)`, without running any validator again: the values were
+    checked when the model was built, and a validator may read the files (which need not be here)."""
+    update = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        marker = path_marker(field.annotation)
+        changed = _map_value(value, marker, change)
+        if changed is not value:
+            update[name] = changed
+    return model.model_copy(update=update) if update else model
+
+
+def _map_value(value: Any, marker: PathField | None, change: Callable[[str, PathField], str]) -> Any:
+    if isinstance(value, BaseModel):
+        return map_paths(value, change)
+    if isinstance(value, list):
+        items = [_map_value(item, marker, change) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if isinstance(value, dict):
+        items = {key: _map_value(item, marker, change) for key, item in value.items()}
+        return items if any(items[key] is not value[key] for key in value) else value
+    if marker is not None and isinstance(value, str | Path):
+        changed = change(str(value), marker)
+        return value if changed == str(value) else type(value)(changed)
+    return value

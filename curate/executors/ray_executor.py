@@ -17,18 +17,19 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from curate.executors.shipping import StageShipment, localized_plan, node_model_cache, ship_stage_files
 from curate.plan import RunPlan, ShardTask
 from curate.shard_runner import ShardProcessor, ShardReport
 
 
-def actor_retries() -> dict[str, int]:
-    """A dead actor (its node lost) is restarted elsewhere and its shard resubmitted, as often as it takes.
-
-    Ray Data's default for actor pools today, stated here so a change of default cannot drop it; passed as
-    `ray_remote_args_fn` because Ray deprecates extra keyword arguments to `map_batches`."""
-    return {"max_restarts": -1, "max_task_retries": -1}
+def actor_options() -> dict[str, Any]:
+    """A dead actor (its node lost) is restarted elsewhere and its shard resubmitted, as often as it takes
+    (Ray Data's default for actor pools today, stated so a change of default cannot drop it); actors are
+    spread over the nodes, so shards share the nodes' disks and memory rather than pile onto one. Passed
+    as `ray_remote_args_fn` because Ray deprecates extra keyword arguments to `map_batches`."""
+    return {"max_restarts": -1, "max_task_retries": -1, "scheduling_strategy": "SPREAD"}
 
 
 class _ShardActor:
@@ -92,7 +93,7 @@ def run_shipped(
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(tasks)))),
         num_cpus=_stage_cpus(plan),
-        ray_remote_args_fn=actor_retries,
+        ray_remote_args_fn=actor_options,
     )
     for row in reports.iter_rows():
         on_done(ShardReport.from_json(row["report"]))

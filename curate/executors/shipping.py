@@ -5,10 +5,11 @@ checksum in a node-local cache (`$CURATE_MODEL_CACHE`, else `<tmp>/curate-models
 
 - Model folders, by name (`curate.stages.model_folders`): the actor's stage gets a models home of links.
 - Every other file, folder or glob a stage's params name (a blocklist, an evaluation set, a folder of
-  word lists). They are found the way the service confines paths: validating the params again inside
-  `confined_paths` visits every value of a marked path field. On the driver that visit records the
-  values; on an actor the same visit maps each value to its unpacked copy, so a stage reads the copy
-  without knowing it moved. URLs (s3://...) are read by the workers themselves and not shipped.
+  word lists): the values of the params' marked path fields (`curate.paths.map_paths`, the marks the
+  service confines by). On the driver they are recorded; on an actor each is replaced by its unpacked
+  copy, so a stage reads the copy without knowing it moved. A path that names nothing on the driver is
+  left as it is (a stage may have read it already, e.g. hashed an evaluation set into its params). URLs
+  (s3://...) are read by the workers themselves and not shipped.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from curate.config import StageSpec
 from curate.errors import ConfigError
-from curate.paths import PathField, confined_paths
+from curate.paths import PathField, map_paths
 from curate.plan import RunPlan
 from curate.stages.model_folders import UsesModelFolders, model_folders
 from curate.storage import is_url
@@ -88,15 +89,14 @@ def ship_stage_files(plan: RunPlan) -> StageShipment:
 
 
 def path_values(spec: StageSpec) -> list[tuple[str, PathField]]:
-    """Every value of a marked path field in the stage's params, found by validating them again."""
+    """Every value of a marked path field in the stage's params."""
     seen: list[tuple[str, PathField]] = []
 
     def record(value: str, marker: PathField) -> str:
         seen.append((value, marker))
         return value
 
-    with confined_paths(record):
-        type(spec.params).model_validate(spec.params.model_dump())
+    map_paths(spec.params, record)
     return seen
 
 
@@ -176,8 +176,7 @@ def _localized_stage(
             folder = unpacked_folder(shipped.checksum, shipment.archives[shipped.checksum], cache)
             return str(folder / shipped.inside) if shipped.inside else str(folder)
 
-        with confined_paths(to_copy):
-            params = type(params).model_validate(params.model_dump())
+        params = map_paths(params, to_copy)
     return spec.model_copy(update={"params": params})
 
 
