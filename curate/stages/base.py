@@ -59,6 +59,11 @@ class Stage(ABC):
     # reason code -> when it is given, listed by `curate stages NAME` (empty for a stage that never drops)
     drops: ClassVar[dict[str, str]] = {}
 
+    @classmethod
+    def drop_reasons(cls) -> dict[str, str]:
+        """`drops`; a stage whose codes come from its configuration (rule families) computes them here."""
+        return dict(cls.drops)
+
     def __init__(self, params: StageParams) -> None:
         self.params = params
 

@@ -2,7 +2,7 @@
 
 Read from the code, not written beside it, so the listing cannot drift from what a run does: params and
 defaults from the stage's pydantic `Params`, columns from `output_fields()`, drop reasons from the
-stage's `drops` table, the summary from its docstring.
+stage's `drop_reasons()`, the summary from its docstring.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def describe_stage(name: str) -> dict[str, Any]:
         "summary": summary(cls),
         "params": describe_params(cls.Params),
         "columns": describe_columns(cls),
-        "drops": dict(cls.drops),
+        "drops": cls.drop_reasons(),
     }
 
 
