@@ -39,6 +39,12 @@ class HeuristicRules(Stage):
         super().__init__(params)
         self._engine: RuleEngine | None = None
 
+    @classmethod
+    def drop_reasons(cls) -> dict[str, str]:
+        """The codes the default rule families emit, in evaluation order (the README's table says when)."""
+        when = "`mode: drop` and this is the first rule the document fails"
+        return {code: when for code in RuleEngine(HeuristicsParams()).codes}
+
     def output_fields(self) -> list[pa.Field]:
         return [RULE_FLAGS_FIELD, *SIGNAL_FIELDS]
 
