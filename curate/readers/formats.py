@@ -3,6 +3,7 @@ place a file is opened for reading (confined to the data roots, hashed through t
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -12,11 +13,12 @@ from curate.checksums import handle_sha256
 from curate.readers.compression import strip_compression_suffix
 from curate.readers.fields import FieldMap
 from curate.readers.jsonl import read_jsonl
-from curate.readers.opening import open_input, opened_size
+from curate.readers.opening import HashingReader, open_input, opened_size
 from curate.readers.parquet import read_parquet
 from curate.readers.records import BadRecord, RawDoc, ReadLimits, ReadTally
 from curate.readers.warc import DEFAULT_EXTRACTOR, Extractor, read_warc
 from curate.schema import UNREADABLE
+from curate.storage import is_remote
 
 Format = Literal["jsonl", "parquet", "warc", "wet"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "warc", "wet")
@@ -55,6 +57,9 @@ def format_reader(fmt: Format, extractor: Extractor = DEFAULT_EXTRACTOR) -> Form
     return partial(read_warc, extractor=extractor)
 
 
+READ_BUFFER = 1 << 20
+
+
 def read_file(
     path: Path,
     fmt: Format,
@@ -75,13 +80,18 @@ def read_file(
         yield BadRecord(0, UNREADABLE, f"cannot open the file ({error})", covers_rest=True)
         return
     with handle:
+        # on an object store the records and the checksum come from one download
+        hashing = HashingReader(handle) if checksum and is_remote(path) else None
         try:
             tally.size = opened_size(handle)
-            tally.sha256 = handle_sha256(handle) if checksum else ""
+            tally.sha256 = handle_sha256(handle) if checksum and hashing is None else ""
         except OSError as error:
             yield BadRecord(0, UNREADABLE, f"cannot read the file ({error})", covers_rest=True)
             return
-        yield from format_reader(fmt, extractor)(handle, fields, tally, limits)
+        stream = io.BufferedReader(hashing, READ_BUFFER) if hashing is not None else handle
+        yield from format_reader(fmt, extractor)(stream, fields, tally, limits)
+        if hashing is not None:
+            tally.sha256 = hashing.hexdigest()
 
 
 def reader_for(fmt: Format) -> Callable[[Path, FieldMap], Iterator[RawDoc | BadRecord]]:

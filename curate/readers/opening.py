@@ -9,6 +9,7 @@ root given as a URL of the same store.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import posixpath
@@ -88,3 +89,53 @@ def _inside(real: str, roots: tuple[str, ...]) -> bool:
         if os.path.commonpath([real, resolved]) == resolved:
             return True
     return False
+
+
+class HashingReader(io.RawIOBase):
+    """A file read once for its records and its checksum together: bytes read in order from the start
+    are hashed as they pass; whatever a reader skipped (a seek ahead, a footer read first) is read again
+    and hashed by `hexdigest()`. Why: on an object store a separate checksum pass is a second download.
+    Wrap it in `io.BufferedReader` to give readers the whole file API."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__()
+        self.inner = inner
+        self.digest = hashlib.sha256()
+        self.hashed = 0  # bytes [0, hashed) are in the digest
+        self.position = inner.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self.inner.seekable()
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.inner.read(len(buffer))
+        buffer[: len(data)] = data
+        if self.position == self.hashed:
+            self.digest.update(data)
+            self.hashed += len(data)
+        self.position += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.position = self.inner.seek(offset, whence)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    @property
+    def size(self) -> int:
+        """The file's size, for `opened_size` (a zstd reader checks the last frame against it)."""
+        return opened_size(self.inner)
+
+    def hexdigest(self) -> str:
+        """The file's sha256; reads (again) only what was not hashed on the way."""
+        self.inner.seek(self.hashed)
+        for block in iter(lambda: self.inner.read(1 << 20), b""):
+            self.digest.update(block)
+            self.hashed += len(block)
+        self.position = self.hashed
+        return self.digest.hexdigest()
