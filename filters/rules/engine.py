@@ -39,6 +39,7 @@ from curate.textwindows import WINDOW_CHARS, release_free_memory
 from filters.rules.badwords import BadWordMatcher, SubstringBadWords
 from filters.rules.languages import (
     ENGLISH,
+    ENGLISH_CHARS_PER_WORD,
     SUBSTRING_BAD_WORDS,
     LanguageRun,
     group_by_language,
@@ -221,7 +222,7 @@ class RuleEngine:
         del lines
         release()
         if rules.fineweb.enabled:
-            self._fineweb(texts, tokens, checks, signals)
+            self._fineweb(texts, tokens, runs, checks, signals)
         failed = np.stack(checks.failed, axis=1) if texts else np.zeros((0, len(checks.codes)), dtype=bool)
         failed[empty, 1:] = False  # an empty document gets the one clear reason
         return RuleReport(codes=checks.codes, failed=failed, signals=signals, skipped=checks.skipped)
@@ -338,11 +339,10 @@ class RuleEngine:
             self._bad_word_matchers[lang] = kind(words) if words else None
         return self._bad_word_matchers[lang]
 
-    def _fineweb(self, texts, tokens: TokenTable, checks: _Checks, signals) -> None:
+    def _fineweb(self, texts, tokens: TokenTable, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.fineweb, "fineweb"
-        stats = np.array(
-            [fineweb_line_stats(t, rules.short_line_length) for t in texts], dtype=np.float64
-        ).reshape(-1, 4)
+        short_line = _short_line_length(rules.short_line_length, runs[0].chars_per_word if runs else 1.0)
+        stats = np.array([fineweb_line_stats(t, short_line) for t in texts], dtype=np.float64).reshape(-1, 4)
         n_lines, punctuated, short, dup_chars = stats.T
         lines = np.maximum(n_lines, 1)
         punct_ratio = punctuated / lines
@@ -385,6 +385,14 @@ def _words_and_mean_length(tokens: TokenTable, chars_per_word: float) -> tuple[n
     if chars_per_word != 1.0:
         return np.rint(n_words / chars_per_word).astype(np.int64), np.full(tokens.n_docs, np.nan)
     return n_words, tokens.per_doc_sum(tokens.lengths * tokens.is_word) / np.maximum(n_words, 1)
+
+
+def _short_line_length(chars: int, chars_per_word: float) -> int:
+    """FineWeb's short line (<= 30 characters, ~4 English words) in an unspaced script: as many words,
+    k letters each."""
+    if chars_per_word == 1.0:
+        return chars
+    return max(1, round(chars / ENGLISH_CHARS_PER_WORD * chars_per_word))
 
 
 def _ngram_tokens(n: int, chars_per_word: float) -> int:

@@ -6,8 +6,9 @@
   its combining marks, one token (BERT's rule for CJK ideographs, extended to kana, Thai, Lao, Khmer and
   Myanmar); other characters in such a document (Latin words, digits) are tokenized as usual. Rules
   about words then read k letters as one word, k being the language's `CHARS_PER_WORD`: the word-count
-  thresholds apply to letters / k, and Gopher's n-gram repetition looks at round(n * k)-letter n-grams
-  (at most 32). The mean-word-length rule means nothing there and is skipped.
+  thresholds apply to letters / k, Gopher's n-gram repetition looks at round(n * k)-letter n-grams
+  (at most 32), and FineWeb's short line (30 characters, ~4 English words) is ~4 * k letters. The
+  mean-word-length rule means nothing there and is skipped.
 - Stop words (Gopher's "at least 2 distinct stop words"): English keeps Gopher's 8 words
   (`gopher_quality.stop_words`); 32 other languages use the lists of the `stop-words` package (BSD-3),
   read as data, and in an unspaced language only their one-character entries (the only ones that can be
@@ -42,6 +43,10 @@ are Chinese varieties): letters of the language's Universal Declaration of Human
 th 7,113; km 6,189; lo 7,778; my 6,442)."""
 
 UNSPACED = frozenset(CHARS_PER_WORD)
+
+ENGLISH_CHARS_PER_WORD = 7.2
+"""Characters (spaces and punctuation included) per word of the same English UDHR (12,321 / 1,717): turns
+FineWeb's short-line length in characters into words, for the unspaced languages."""
 
 SUBSTRING_BAD_WORDS = frozenset({"ja", "th", "zh"})
 """Languages whose LDNOOBW list C4 matched as plain substrings, without word boundaries."""
