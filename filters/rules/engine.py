@@ -192,9 +192,9 @@ class RuleEngine:
         return RuleReport.concatenate(reports).in_original_order(order)
 
     def _evaluate_chunk(self, texts: list[str], runs: list[LanguageRun] | None = None) -> RuleReport:
-        """The rules on documents of one script family; `runs`: their language runs (default: English)."""
+        """The rules on documents of one script family; `runs`: their language runs (default: English),
+        which share one letters-per-word value (1 for spaced scripts)."""
         runs = runs if runs is not None else [LanguageRun(ENGLISH, 0, len(texts))]
-        unspaced = bool(runs) and runs[0].unspaced
         rules = self.rules
         n_chars = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         empty = np.fromiter((not t or t.isspace() for t in texts), dtype=bool, count=len(texts))
@@ -205,7 +205,7 @@ class RuleEngine:
             or self.bad_words is not None
         )
         release = functools.partial(_release_after_long, n_chars)
-        tokens = TokenTable.from_texts(texts, split_unspaced=unspaced) if needs_tokens else None
+        tokens = TokenTable.from_texts(texts, split_unspaced=runs[0].unspaced) if needs_tokens else None
         release()
         checks = _Checks(len(texts))
         checks.add(EMPTY, empty)
@@ -239,7 +239,7 @@ class RuleEngine:
         _max_rule(checks, _code(family, "dup_line_frac"), line_frac, rules.max_dup_line_frac)
         _max_rule(checks, _code(family, "dup_line_char_frac"), line_chars, rules.max_dup_line_char_frac)
         tops, dups = rules.max_top_ngram_char_frac, rules.max_dup_ngram_char_frac
-        size = functools.partial(_ngram_tokens, chars_per_word=runs[0].chars_per_word if runs else 1.0)
+        size = functools.partial(_ngram_tokens, chars_per_word=runs[0].chars_per_word)
         ngrams = NgramRepetition(tokens, n_chars).measure(list(map(size, tops)), list(map(size, dups)))
         for n, limit in tops.items():
             checks.add(_code(family, f"top_{n}gram_char_frac"), ngrams[("top", size(n))] > limit)
@@ -252,7 +252,7 @@ class RuleEngine:
     def _gopher_quality(self, texts, lines_of, tokens: TokenTable, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.gopher_quality, "gopher_quality"
         n_tokens = np.maximum(tokens.counts, 1)
-        chars_per_word = runs[0].chars_per_word if runs else 1.0
+        chars_per_word = runs[0].chars_per_word
         n_words, mean_length = _words_and_mean_length(tokens, chars_per_word)
         alpha_frac = tokens.per_doc_sum(tokens.has_letter) / n_tokens
         symbols = np.array([max(t.count("#"), t.count("...") + t.count("…")) for t in texts], dtype=np.int64)
@@ -296,8 +296,7 @@ class RuleEngine:
         rules, family = self.rules.c4, "c4"
         results = []
         for run in runs:
-            english = run.lang == ENGLISH
-            punctuation = C4_END_PUNCTUATION if english else MULTILINGUAL_END_PUNCTUATION
+            punctuation = C4_END_PUNCTUATION if run.lang == ENGLISH else MULTILINGUAL_END_PUNCTUATION
             results += [
                 c4_document_checks(t, rules, ls, punctuation, char_words=run.unspaced)
                 for t, ls in zip(texts[run.docs], lines_of[run.docs], strict=True)
@@ -341,7 +340,7 @@ class RuleEngine:
 
     def _fineweb(self, texts, tokens: TokenTable, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.fineweb, "fineweb"
-        short_line = _short_line_length(rules.short_line_length, runs[0].chars_per_word if runs else 1.0)
+        short_line = _short_line_length(rules.short_line_length, runs[0].chars_per_word)
         stats = np.array([fineweb_line_stats(t, short_line) for t in texts], dtype=np.float64).reshape(-1, 4)
         n_lines, punctuated, short, dup_chars = stats.T
         lines = np.maximum(n_lines, 1)
