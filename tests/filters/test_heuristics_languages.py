@@ -176,13 +176,15 @@ def test_japanese_bad_words_match_inside_words_like_c4(shared, engine, badwords_
 
 def test_english_web_documents_are_identical_with_and_without_languages(shared, badwords_dir):
     """Real English web documents: the same rule_flags, drop reasons and signals whether the batch has
-    no lang column, an all-English one, or English rows mixed with other languages (regrouped inside)."""
+    no lang column, an all-English one, an all-null one (English), or English rows mixed with other
+    languages (regrouped inside the stage)."""
     english = web_documents(shared)[:150]
     others = [udhr_parts(shared, stem, 2)[0] for stem in ("cmn_hans", "deu", "jpn", "fra", "tha")]
     params = HeuristicsParams(mode="drop", c4={"bad_words_dir": str(badwords_dir)})
     stage = HeuristicRules(params)
     plain = stage.process(pa.table({"text": english}))
     tagged = stage.process(pa.table({"text": english, "lang": ["en"] * len(english)}))
+    unknown = stage.process(pa.table({"text": english, "lang": pa.nulls(len(english), pa.string())}))
     mixed_texts = [t for i, t in enumerate(english) for t in ([t, others[i % 5]] if i % 3 == 0 else [t])]
     mixed_langs = [
         lang
@@ -192,7 +194,7 @@ def test_english_web_documents_are_identical_with_and_without_languages(shared, 
     mixed = stage.process(pa.table({"text": mixed_texts, "lang": mixed_langs}))
     english_rows = [i for i, lang in enumerate(mixed_langs) if lang == "en"]
     columns = [c for c in plain.table.column_names if c.startswith("rule_")]
-    for result, rows in ((tagged, None), (mixed, english_rows)):
+    for result, rows in ((tagged, None), (unknown, None), (mixed, english_rows)):
         table = result.table if rows is None else result.table.take(rows)
         for column in columns:
             assert table.column(column).equals(plain.table.column(column)), column
