@@ -4,6 +4,7 @@ the published recipes define: stop words, terminal punctuation, bullets, ellipse
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -140,6 +141,16 @@ class C4Rules(RuleFamily):
     """Other languages: a folder of per-language lists named by language code (`de`, `fr`, `ja`...), as
     LDNOOBW's repository lays them out (the lists C4 used). A language without a file there, or every
     non-English language when unset, skips the rule (counted in the stage's stats)."""
+
+    @field_validator("bad_words_dir")
+    @classmethod
+    def _bad_words_dir_is_a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(
+                f"{value} is not a folder: give a folder of word lists named by language code (de, fr...),"
+                " such as LDNOOBW's, or leave bad_words_dir unset"
+            )
+        return value
 
 
 class FineWebRules(RuleFamily):

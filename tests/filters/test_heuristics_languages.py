@@ -242,3 +242,8 @@ def test_cli_run_with_langid_then_heuristics(shared, badwords_dir, tmp_path):
             and "mean_word_length" not in rows[lang]["rule_flags"]
         )
         assert rows[lang]["rule_word_count"] > 300
+
+
+def test_a_missing_bad_words_dir_fails_at_config_load(tmp_path):
+    with pytest.raises(ValueError, match="nope is not a folder: give a folder of word lists"):
+        HeuristicsParams(c4={"bad_words_dir": str(tmp_path / "nope")})
