@@ -4,6 +4,11 @@ Tag first, decide later: every document gets `rule_flags` (the comma-separated c
 fails, '' if none) and a few numeric signals, so a later mixture can re-threshold without re-running.
 In `mode: drop` the first failed code (in the order of DataTrove's FineWeb chain) is the drop reason;
 in `mode: annotate` nothing is dropped. The rules themselves live in `filters.rules`.
+
+Languages: when the batch has the `lang` column of the `langid` stage, each document gets its language's
+words, stop words, bad words and line punctuation (`filters.rules.languages`); without it, or where a
+row's language is null, the rules are the English ones. Rules a language has no list for are skipped and
+counted as `skipped:<code>:<lang>` in the stats.
 """
 
 from __future__ import annotations
@@ -13,12 +18,16 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.stages.base import Resources, Stage, StageResult, set_columns
 from curate.stages.registry import register
 from filters.rules import SIGNAL_FIELDS, RuleEngine, RuleReport, RuleSet
+from filters.rules.languages import ENGLISH
 
 RULE_FLAGS_FIELD = pa.field("rule_flags", pa.string(), nullable=False)
+LANG_COLUMN = "lang"
+"""Written by the `langid` stage (lid.176 codes)."""
 
 
 class HeuristicsParams(RuleSet):
@@ -56,10 +65,12 @@ class HeuristicRules(Stage):
     def process(self, batch: pa.Table) -> StageResult:
         if self._engine is None:
             self.setup()
-        report = self._engine.evaluate(batch.column("text").to_pylist())
+        langs = batch.column(LANG_COLUMN) if LANG_COLUMN in batch.column_names else None
+        report = self._engine.evaluate(batch.column("text").to_pylist(), langs)
         table = set_columns(batch, _output_columns(report))
         drop_reason = pa.array(report.first_failed(), pa.string()) if self.params.mode == "drop" else None
-        return StageResult(table=table, drop_reason=drop_reason, stats=_stats(report, self.params.mode))
+        stats = _stats(report, self.params.mode) + _skipped_stats(report, langs)
+        return StageResult(table=table, drop_reason=drop_reason, stats=stats)
 
 
 def _output_columns(report: RuleReport) -> dict[str, pa.Array]:
@@ -81,4 +92,16 @@ def _stats(report: RuleReport, mode: str) -> Counter:
     for code, count in zip(report.codes, report.failed.sum(axis=0).tolist(), strict=True):
         if count:
             stats[f"failed:{code}"] = int(count)
+    return stats
+
+
+def _skipped_stats(report: RuleReport, langs: pa.Array | pa.ChunkedArray | None) -> Counter:
+    """Documents each rule was not applied to, per language: `skipped:gopher_quality:stop_words:th`."""
+    stats: Counter = Counter()
+    for code, skipped in report.skipped.items():
+        if not skipped.any() or langs is None:
+            continue
+        languages = pc.fill_null(langs, ENGLISH).filter(pa.array(skipped))
+        for row in pc.value_counts(languages).to_pylist():
+            stats[f"skipped:{code}:{row['values']}"] = row["counts"]
     return stats

@@ -3,7 +3,9 @@
 - `settings`: each rule family's thresholds (pydantic) and the recipes' constants;
 - `words`: spaCy-compatible English words over code points, as hashes (`TokenTable`);
 - `ngrams`: Gopher's n-gram repetition signals;
-- `badwords`: C4's bad-words check;
+- `badwords`: C4's bad-words check (word-bounded, or substrings for ja/th/zh);
+- `languages`: what depends on a document's language (the `lang` column): unspaced scripts' words,
+  stop-word and bad-word lists, and the grouping of a batch by language;
 - `lines`: line and paragraph rules (duplicates, bullets, FineWeb's line statistics, C4's line removal);
 - `engine`: `RuleEngine`, which evaluates every rule on a batch of documents, and its `RuleReport`.
 """

@@ -1,4 +1,5 @@
-"""C4's bad-words check: single words by hash, phrases by a search of lower-cased windows."""
+"""C4's bad-words check: single words by hash, phrases by a search of lower-cased windows; for the
+languages C4 matched without word boundaries (ja, th, zh), every substring of an entry's length by hash."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from curate.textwindows import whitespace_windows
 from filters.rules.settings import _WORD_RUN_RE
-from filters.rules.words import HashSet, TokenTable, hash_strings
+from filters.rules.words import _BLOCK, _HASH_OFFSET, _POWERS, HashSet, TokenTable, _lowercase, hash_strings
 
 
 def default_bad_words() -> list[str]:
@@ -45,9 +46,17 @@ class BadWordMatcher:
             return cls(default_bad_words())
         return cls(Path(path).read_text("utf-8").splitlines())
 
-    def count(self, texts: Sequence[str], tokens: TokenTable) -> np.ndarray:
-        """Bad words and phrases found per document (0 keeps the document)."""
-        run_hashes, run_offsets = tokens.word_runs()
+    def count(
+        self, texts: Sequence[str], tokens: TokenTable, start: int = 0, stop: int | None = None
+    ) -> np.ndarray:
+        """Bad words and phrases found per document of start:stop (0 keeps the document); `texts` are
+        the chunk's texts, `tokens` its TokenTable."""
+        stop = tokens.n_docs if stop is None else stop
+        all_hashes, all_offsets = tokens.word_runs()
+        run_offsets = all_offsets[start : stop + 1]
+        run_hashes = all_hashes[run_offsets[0] : run_offsets[-1]]
+        run_offsets = run_offsets - run_offsets[0]
+        texts = texts[start:stop]
         hits, _ = self.single_words.hits(run_hashes)
         counts = np.diff(np.searchsorted(hits, run_offsets)).astype(np.int64)
         if self.phrases:
@@ -110,3 +119,53 @@ def _has_phrase(segment: str, own: int, phrase: str) -> bool:
             return True
         at = segment.find(phrase, at + 1)
     return False
+
+
+class SubstringBadWords:
+    """C4's bad-words rule for languages written without spaces (C4 did this for ja, th and zh): a list
+    entry anywhere in the lowercased text, no word boundaries needed.
+
+    Vectorised like the rest: for each entry length L, the hash of every L-character substring comes from
+    one cumulative sum over the code points (the same polynomial hash as `hash_strings`), looked up in a
+    HashSet; the text is walked in blocks that overlap by the longest entry, so memory stays bounded.
+    """
+
+    def __init__(self, words: Sequence[str]) -> None:
+        words = sorted({w.strip().lower() for w in words if w.strip()})
+        self.by_length = {
+            length: HashSet(hash_strings([w for w in words if len(w) == length]))
+            for length in sorted({len(w) for w in words})
+        }
+        self.longest = max(self.by_length, default=0)
+
+    def count(
+        self, texts: Sequence[str], tokens: TokenTable, start: int = 0, stop: int | None = None
+    ) -> np.ndarray:
+        """Occurrences of list entries per document of start:stop of the chunk `tokens` was built on."""
+        stop = tokens.n_docs if stop is None else stop
+        doc_starts = tokens.doc_char_starts[start : stop + 1]
+        text = tokens.text[doc_starts[0] : doc_starts[-1]]
+        doc_starts = doc_starts - doc_starts[0]
+        code_points = _lowercase(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32))
+        positions = [
+            self._hits(code_points[a : a + _BLOCK + self.longest], a) for a in range(0, len(text), _BLOCK)
+        ]
+        found = np.concatenate([np.zeros(0, dtype=np.int64), *positions])
+        docs = np.searchsorted(doc_starts, found, side="right") - 1
+        return np.bincount(docs, minlength=stop - start).astype(np.int64)
+
+    def _hits(self, code_points: np.ndarray, base: int) -> np.ndarray:
+        """Positions (offset by base) within the block's first _BLOCK characters where an entry starts."""
+        n = len(code_points)
+        up, down = _POWERS.get(n + 1)
+        cumulative = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum((code_points.astype(np.uint64) + _HASH_OFFSET) * up[:n], out=cumulative[1:])
+        found = []
+        for length, entries in self.by_length.items():
+            starts = np.arange(min(_BLOCK, n - length + 1))
+            if not len(starts):
+                continue
+            hashes = (cumulative[starts + length] - cumulative[starts]) * down[starts]
+            hashes ^= np.full(1, length, dtype=np.uint64) * _HASH_OFFSET  # as an array: wraps silently
+            found.append(entries.hits(hashes)[0] + base)
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)

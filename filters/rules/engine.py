@@ -17,6 +17,11 @@ on a chunk of documents at once, with numpy over the UTF-32 code points of the j
 Decisions match DataTrove's (same definitions, tokens within a few exceptions of spaCy's) except for
 documents sitting right at a threshold; the tests measure the agreement on real documents.
 
+Languages (see `languages`): documents are reordered so that each language's are contiguous, documents
+of unspaced scripts in chunks of their own (their letters are words); per-language lists (stop words, bad
+words) then run once per language run of a chunk, never per document. Without a language, or with English
+only, the order is kept and every rule is exactly the English one.
+
 Text is never rewritten, because curate stages only add columns: C4's line removal is evaluated
 virtually (the lines C4 would keep decide the sentence count, lorem ipsum and curly bracket checks).
 """
@@ -31,7 +36,17 @@ import numpy as np
 import pyarrow as pa
 
 from curate.textwindows import WINDOW_CHARS, release_free_memory
-from filters.rules.badwords import BadWordMatcher
+from filters.rules.badwords import BadWordMatcher, SubstringBadWords
+from filters.rules.languages import (
+    ENGLISH,
+    ENGLISH_CHARS_PER_WORD,
+    SUBSTRING_BAD_WORDS,
+    LanguageRun,
+    group_by_language,
+    ldnoobw_words,
+    package_stop_words,
+    runs_within,
+)
 from filters.rules.lines import (
     bullet_and_ellipsis_lines,
     c4_document_checks,
@@ -39,7 +54,14 @@ from filters.rules.lines import (
     paragraph_and_line_duplicates,
 )
 from filters.rules.ngrams import NgramRepetition
-from filters.rules.settings import CHUNK_CHARS, EMPTY, RuleSet, _code
+from filters.rules.settings import (
+    C4_END_PUNCTUATION,
+    CHUNK_CHARS,
+    EMPTY,
+    MULTILINGUAL_END_PUNCTUATION,
+    RuleSet,
+    _code,
+)
 from filters.rules.words import HashSet, TokenTable, distinct_stop_words, hash_strings
 
 SIGNAL_FIELDS: list[pa.Field] = [
@@ -56,11 +78,45 @@ SIGNAL_FIELDS: list[pa.Field] = [
 
 @dataclass
 class RuleReport:
-    """Per-document outcome: `failed[i, j]` is True when document i fails rule `codes[j]`."""
+    """Per-document outcome: `failed[i, j]` is True when document i fails rule `codes[j]`; `skipped[code]`
+    marks the documents a rule was not applied to, for want of a list or a meaning in their language."""
 
     codes: list[str]
     failed: np.ndarray
     signals: dict[str, np.ndarray]
+    skipped: dict[str, np.ndarray]
+
+    @classmethod
+    def concatenate(cls, reports: list[RuleReport]) -> RuleReport:
+        return cls(
+            codes=reports[0].codes,
+            failed=np.concatenate([r.failed for r in reports]),
+            signals={k: np.concatenate([r.signals[k] for r in reports]) for k in reports[0].signals},
+            skipped={
+                code: np.concatenate(
+                    [r.skipped.get(code, np.zeros(len(r.failed), dtype=bool)) for r in reports]
+                )
+                for code in dict.fromkeys(code for r in reports for code in r.skipped)
+            },
+        )
+
+    def in_original_order(self, order: np.ndarray | None) -> RuleReport:
+        """The report of documents evaluated in `order` (order[k]: original index of the k-th one),
+        with rows back in the original order."""
+        if order is None:
+            return self
+
+        def restore(values: np.ndarray) -> np.ndarray:
+            out = np.empty_like(values)
+            out[order] = values
+            return out
+
+        return RuleReport(
+            codes=self.codes,
+            failed=restore(self.failed),
+            signals={k: restore(v) for k, v in self.signals.items()},
+            skipped={k: restore(v) for k, v in self.skipped.items()},
+        )
 
     def flags(self) -> list[str]:
         """Comma-separated failed codes per document, '' when it passes every rule."""
@@ -80,13 +136,20 @@ class RuleReport:
 class _Checks:
     """Collects (code, failed-array) in evaluation order while a chunk is evaluated."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_docs: int) -> None:
         self.codes: list[str] = []
         self.failed: list[np.ndarray] = []
+        self.skipped: dict[str, np.ndarray] = {}
+        self.n_docs = n_docs
 
     def add(self, code: str, failed: np.ndarray) -> None:
         self.codes.append(code)
         self.failed.append(np.asarray(failed, dtype=bool))
+
+    def skip(self, code: str, docs: slice | None = None) -> None:
+        """Mark documents (all by default) whose language leaves rule `code` out."""
+        mask = self.skipped.setdefault(code, np.zeros(self.n_docs, dtype=bool))
+        mask[docs if docs is not None else slice(None)] = True
 
 
 class RuleEngine:
@@ -97,24 +160,41 @@ class RuleEngine:
         c4 = self.rules.c4
         self.stop_words = HashSet(hash_strings(self.rules.gopher_quality.stop_words))
         self.bad_words = BadWordMatcher.from_file(c4.bad_words_file) if c4.enabled else None
+        self._stop_word_sets: dict[str, HashSet | None] = {ENGLISH: self.stop_words}
+        self._bad_word_matchers: dict[str, BadWordMatcher | SubstringBadWords | None] = {
+            ENGLISH: self.bad_words
+        }
 
     @property
     def codes(self) -> list[str]:
         """Every reason code this configuration can emit, in evaluation order."""
         return self._evaluate_chunk(["probe"]).codes
 
-    def evaluate(self, texts: Sequence[str | None]) -> RuleReport:
+    def evaluate(
+        self,
+        texts: Sequence[str | None],
+        langs: pa.Array | pa.ChunkedArray | Sequence[str | None] | None = None,
+    ) -> RuleReport:
+        """Every rule on every text; `langs` (lid.176 codes, None = English) picks the words, stop words,
+        bad words and line punctuation of each document's language."""
         texts = [text or "" for text in texts]
-        reports = [self._evaluate_chunk(texts[start:stop]) for start, stop in _chunks(texts, CHUNK_CHARS)]
+        order, runs = group_by_language(langs, len(texts))
+        if order is not None:
+            texts = [texts[i] for i in order.tolist()]
+        reports = []
+        for family in _families(runs):
+            low, high = family[0].start, family[-1].stop
+            for start, stop in _chunks(texts[low:high], CHUNK_CHARS):
+                chunk_runs = runs_within(family, low + start, low + stop)
+                reports.append(self._evaluate_chunk(texts[low + start : low + stop], chunk_runs))
         if not reports:
             reports = [self._evaluate_chunk([])]
-        return RuleReport(
-            codes=reports[0].codes,
-            failed=np.concatenate([r.failed for r in reports]),
-            signals={k: np.concatenate([r.signals[k] for r in reports]) for k in reports[0].signals},
-        )
+        return RuleReport.concatenate(reports).in_original_order(order)
 
-    def _evaluate_chunk(self, texts: list[str]) -> RuleReport:
+    def _evaluate_chunk(self, texts: list[str], runs: list[LanguageRun] | None = None) -> RuleReport:
+        """The rules on documents of one script family; `runs`: their language runs (default: English),
+        which share one letters-per-word value (1 for spaced scripts)."""
+        runs = runs if runs is not None else [LanguageRun(ENGLISH, 0, len(texts))]
         rules = self.rules
         n_chars = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         empty = np.fromiter((not t or t.isspace() for t in texts), dtype=bool, count=len(texts))
@@ -125,31 +205,31 @@ class RuleEngine:
             or self.bad_words is not None
         )
         release = functools.partial(_release_after_long, n_chars)
-        tokens = TokenTable.from_texts(texts) if needs_tokens else None
+        tokens = TokenTable.from_texts(texts, split_unspaced=runs[0].unspaced) if needs_tokens else None
         release()
-        checks = _Checks()
+        checks = _Checks(len(texts))
         checks.add(EMPTY, empty)
         signals = {f.name: np.full(len(texts), np.nan) for f in SIGNAL_FIELDS}
         if rules.gopher_repetition.enabled:
-            self._gopher_repetition(texts, n_chars, tokens, checks, signals)
+            self._gopher_repetition(texts, n_chars, tokens, runs, checks, signals)
             release()
         # split after the n-gram walk, the peak of a long document, so the lines never add to it
         lines = [t.splitlines() for t in texts] if rules.gopher_quality.enabled or rules.c4.enabled else []
         if rules.gopher_quality.enabled:
-            self._gopher_quality(texts, lines, tokens, checks, signals)
+            self._gopher_quality(texts, lines, tokens, runs, checks, signals)
         if rules.c4.enabled:
-            self._c4(texts, lines, tokens, checks, signals)
+            self._c4(texts, lines, tokens, runs, checks, signals)
         del lines
         release()
         if rules.fineweb.enabled:
-            self._fineweb(texts, tokens, checks, signals)
+            self._fineweb(texts, tokens, runs, checks, signals)
         failed = np.stack(checks.failed, axis=1) if texts else np.zeros((0, len(checks.codes)), dtype=bool)
         failed[empty, 1:] = False  # an empty document gets the one clear reason
-        return RuleReport(codes=checks.codes, failed=failed, signals=signals)
+        return RuleReport(codes=checks.codes, failed=failed, signals=signals, skipped=checks.skipped)
 
     # -- families ------------------------------------------------------------------------------------------
 
-    def _gopher_repetition(self, texts, n_chars, tokens, checks: _Checks, signals) -> None:
+    def _gopher_repetition(self, texts, n_chars, tokens, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.gopher_repetition, "gopher_repetition"
         stats = np.array([paragraph_and_line_duplicates(t) for t in texts], dtype=np.float64).reshape(-1, 4)
         _release_after_long(n_chars)
@@ -159,20 +239,21 @@ class RuleEngine:
         _max_rule(checks, _code(family, "dup_line_frac"), line_frac, rules.max_dup_line_frac)
         _max_rule(checks, _code(family, "dup_line_char_frac"), line_chars, rules.max_dup_line_char_frac)
         tops, dups = rules.max_top_ngram_char_frac, rules.max_dup_ngram_char_frac
-        ngrams = NgramRepetition(tokens, n_chars).measure(list(tops), list(dups))
+        size = functools.partial(_ngram_tokens, chars_per_word=runs[0].chars_per_word)
+        ngrams = NgramRepetition(tokens, n_chars).measure(list(map(size, tops)), list(map(size, dups)))
         for n, limit in tops.items():
-            checks.add(_code(family, f"top_{n}gram_char_frac"), ngrams[("top", n)] > limit)
+            checks.add(_code(family, f"top_{n}gram_char_frac"), ngrams[("top", size(n))] > limit)
         for n, limit in dups.items():
-            checks.add(_code(family, f"dup_{n}gram_char_frac"), ngrams[("dup", n)] > limit)
+            checks.add(_code(family, f"dup_{n}gram_char_frac"), ngrams[("dup", size(n))] > limit)
         signals["rule_dup_line_char_frac"] = line_chars
         if dups:
-            signals["rule_dup_ngram_char_frac"] = ngrams[("dup", min(dups))]
+            signals["rule_dup_ngram_char_frac"] = ngrams[("dup", size(min(dups)))]
 
-    def _gopher_quality(self, texts, lines_of, tokens: TokenTable, checks: _Checks, signals) -> None:
+    def _gopher_quality(self, texts, lines_of, tokens: TokenTable, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.gopher_quality, "gopher_quality"
         n_tokens = np.maximum(tokens.counts, 1)
-        n_words = tokens.per_doc_sum(tokens.is_word)
-        mean_length = tokens.per_doc_sum(tokens.lengths * tokens.is_word) / np.maximum(n_words, 1)
+        chars_per_word = runs[0].chars_per_word
+        n_words, mean_length = _words_and_mean_length(tokens, chars_per_word)
         alpha_frac = tokens.per_doc_sum(tokens.has_letter) / n_tokens
         symbols = np.array([max(t.count("#"), t.count("...") + t.count("…")) for t in texts], dtype=np.int64)
         lines = np.array(
@@ -187,6 +268,8 @@ class RuleEngine:
             _code(family, "mean_word_length"),
             _below(mean_length, rules.min_mean_word_length) | _above(mean_length, rules.max_mean_word_length),
         )
+        if chars_per_word != 1.0 and (rules.min_mean_word_length, rules.max_mean_word_length) != (None, None):
+            checks.skip(_code(family, "mean_word_length"))
         _max_rule(checks, _code(family, "symbol_word_ratio"), symbols / n_tokens, rules.max_symbol_word_ratio)
         _max_rule(
             checks, _code(family, "bullet_lines"), lines[:, 1] / lines[:, 0], rules.max_bullet_lines_ratio
@@ -196,15 +279,28 @@ class RuleEngine:
         )
         _min_rule(checks, _code(family, "alpha_words"), alpha_frac, rules.min_alpha_words_ratio)
         if rules.min_stop_words is not None:
-            distinct = distinct_stop_words(tokens, self.stop_words)
-            checks.add(_code(family, "stop_words"), distinct < rules.min_stop_words)
+            code, too_few = _code(family, "stop_words"), np.zeros(len(texts), dtype=bool)
+            for run in runs:
+                stop_words = self._stop_words(run.lang)
+                if stop_words is None:
+                    checks.skip(code, run.docs)
+                    continue
+                distinct = distinct_stop_words(tokens, stop_words, run.start, run.stop)
+                too_few[run.docs] = distinct < rules.min_stop_words
+            checks.add(code, too_few)
         signals["rule_word_count"] = n_words
         signals["rule_mean_word_length"] = mean_length
         signals["rule_alpha_word_frac"] = alpha_frac
 
-    def _c4(self, texts, lines_of, tokens, checks: _Checks, signals) -> None:
+    def _c4(self, texts, lines_of, tokens, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.c4, "c4"
-        results = [c4_document_checks(t, rules, ls) for t, ls in zip(texts, lines_of, strict=True)]
+        results = []
+        for run in runs:
+            punctuation = C4_END_PUNCTUATION if run.lang == ENGLISH else MULTILINGUAL_END_PUNCTUATION
+            results += [
+                c4_document_checks(t, rules, ls, punctuation, char_words=run.unspaced)
+                for t, ls in zip(texts[run.docs], lines_of[run.docs], strict=True)
+            ]
         lorem = np.array([r[0] for r in results], dtype=bool)
         curly = np.array([r[1] for r in results], dtype=bool)
         sentences = np.array([r[2] for r in results], dtype=np.int64)
@@ -215,16 +311,37 @@ class RuleEngine:
         if rules.min_sentences is not None:
             checks.add(_code(family, "too_few_sentences"), sentences < rules.min_sentences)
         if self.bad_words is not None:
-            bad = self.bad_words.count(texts, tokens)
+            code, bad = _code(family, "bad_words"), np.full(len(texts), np.nan)
+            for run in runs:
+                matcher = self._bad_words(run.lang)
+                if matcher is None:
+                    checks.skip(code, run.docs)
+                else:
+                    bad[run.docs] = matcher.count(texts, tokens, run.start, run.stop)
             if rules.reject_bad_words:
-                checks.add(_code(family, "bad_words"), bad > 0)
+                checks.add(code, bad > 0)
             signals["rule_bad_word_count"] = bad
 
-    def _fineweb(self, texts, tokens: TokenTable, checks: _Checks, signals) -> None:
+    # -- per-language lists, loaded on a language's first document ----------------------------------------
+
+    def _stop_words(self, lang: str) -> HashSet | None:
+        if lang not in self._stop_word_sets:
+            words = package_stop_words(lang)
+            self._stop_word_sets[lang] = HashSet(hash_strings(words)) if words else None
+        return self._stop_word_sets[lang]
+
+    def _bad_words(self, lang: str) -> BadWordMatcher | SubstringBadWords | None:
+        if lang not in self._bad_word_matchers:
+            folder = self.rules.c4.bad_words_dir
+            words = ldnoobw_words(folder, lang) if folder is not None else None
+            kind = SubstringBadWords if lang in SUBSTRING_BAD_WORDS else BadWordMatcher
+            self._bad_word_matchers[lang] = kind(words) if words else None
+        return self._bad_word_matchers[lang]
+
+    def _fineweb(self, texts, tokens: TokenTable, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.fineweb, "fineweb"
-        stats = np.array(
-            [fineweb_line_stats(t, rules.short_line_length) for t in texts], dtype=np.float64
-        ).reshape(-1, 4)
+        short_line = _short_line_length(rules.short_line_length, runs[0].chars_per_word)
+        stats = np.array([fineweb_line_stats(t, short_line) for t in texts], dtype=np.float64).reshape(-1, 4)
         n_lines, punctuated, short, dup_chars = stats.T
         lines = np.maximum(n_lines, 1)
         punct_ratio = punctuated / lines
@@ -246,6 +363,41 @@ class RuleEngine:
             rules.max_newline_ratio,
         )
         signals["rule_line_punct_frac"] = punct_ratio
+
+
+def _families(runs: list[LanguageRun]) -> list[list[LanguageRun]]:
+    """Consecutive runs that tokenize and count words alike: spaced languages, then each letters-per-word
+    value of the unspaced ones (group_by_language orders them so)."""
+    families: list[list[LanguageRun]] = []
+    for run in runs:
+        if families and families[-1][0].chars_per_word == run.chars_per_word:
+            families[-1].append(run)
+        else:
+            families.append([run])
+    return families
+
+
+def _words_and_mean_length(tokens: TokenTable, chars_per_word: float) -> tuple[np.ndarray, np.ndarray]:
+    """(words, mean word length) per document: word tokens and their mean length, or for an unspaced
+    script letters / k words and no mean length (NaN: a letter's length says nothing of words)."""
+    n_words = tokens.per_doc_sum(tokens.is_word)
+    if chars_per_word != 1.0:
+        return np.rint(n_words / chars_per_word).astype(np.int64), np.full(tokens.n_docs, np.nan)
+    return n_words, tokens.per_doc_sum(tokens.lengths * tokens.is_word) / np.maximum(n_words, 1)
+
+
+def _short_line_length(chars: int, chars_per_word: float) -> int:
+    """FineWeb's short line (<= 30 characters, ~4 English words) in an unspaced script: as many words,
+    k letters each."""
+    if chars_per_word == 1.0:
+        return chars
+    return max(1, round(chars / ENGLISH_CHARS_PER_WORD * chars_per_word))
+
+
+def _ngram_tokens(n: int, chars_per_word: float) -> int:
+    """Tokens in Gopher's n-word n-gram: n, or round(n * k) letters of an unspaced script (at most 32,
+    the longest n-gram NgramRepetition hashes)."""
+    return n if chars_per_word == 1.0 else max(2, min(32, round(n * chars_per_word)))
 
 
 def _release_after_long(n_chars: np.ndarray) -> None:

@@ -116,8 +116,18 @@ def _is_terminator_token(line: str, start: int, end: int) -> bool:
     return before.isupper() and start >= 2 and line[start - 2].isupper()
 
 
-def c4_document_checks(text: str, rules: C4Rules, lines: list[str] | None = None) -> tuple[bool, bool, int]:
+def c4_document_checks(
+    text: str,
+    rules: C4Rules,
+    lines: list[str] | None = None,
+    end_punctuation: tuple[str, ...] = C4_END_PUNCTUATION,
+    char_words: bool = False,
+) -> tuple[bool, bool, int]:
     """(has lorem ipsum, has a curly bracket, sentences in the lines C4 keeps), in DataTrove's line order.
+
+    `end_punctuation` is what a kept line must end with; `char_words` counts a line's words as its
+    non-space characters, for languages written without spaces (where a "word" longer than
+    `max_word_length` is just a long line, so that check is off too).
 
     Substrings absent from the whole document are never searched per line, and without lorem ipsum or
     '{' only the sentence count can fail, so counting stops as soon as `min_sentences` is reached.
@@ -134,13 +144,15 @@ def c4_document_checks(text: str, rules: C4Rules, lines: list[str] | None = None
     limit = rules.max_word_length
     for raw in text.splitlines() if lines is None else lines:
         line = raw.strip()
-        if not line or (limit and len(line) > limit and not _c4_keeps_line_shape(line, rules)):
+        if not line or (
+            limit and len(line) > limit and not char_words and not _c4_keeps_line_shape(line, rules)
+        ):
             continue
         if rules.remove_citations and "[" in line:
             line = _CITATION_RE.sub("", line)
-        if rules.require_terminal_punct and (not line.endswith(C4_END_PUNCTUATION) or line.endswith("...")):
+        if rules.require_terminal_punct and (not line.endswith(end_punctuation) or line.endswith("...")):
             continue
-        if rules.min_words_per_line and len(raw.split()) < rules.min_words_per_line:
+        if rules.min_words_per_line and _line_words(raw, char_words) < rules.min_words_per_line:
             continue
         lowered_line = line.lower() if (may_lorem or may_javascript or may_policy) else ""
         has_lorem = has_lorem or (may_lorem and "lorem ipsum" in lowered_line)
@@ -153,6 +165,12 @@ def c4_document_checks(text: str, rules: C4Rules, lines: list[str] | None = None
         if stop_early and sentences >= need:
             break
     return has_lorem, has_curly, sentences
+
+
+def _line_words(line: str, char_words: bool) -> int:
+    """Words of a line as C4 counts them (whitespace-separated), or its visible characters."""
+    parts = line.split()
+    return sum(map(len, parts)) if char_words else len(parts)
 
 
 def _lowered_substrings(text: str, needles: Sequence[str]) -> set[str]:

@@ -4,10 +4,11 @@ the published recipes define: stop words, terminal punctuation, bullets, ellipse
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from curate.paths import PathParam
+from curate.paths import PathParam, PathValue
 from curate.stages.base import StageParams
 
 # ----------------------------------------------------------------------------------------------- constants
@@ -20,6 +21,9 @@ TERMINAL_PUNCTUATION = frozenset(".!?‼‽⁇⁈⁉。｡．！？﹒﹖﹗։؟
 ending in one counts as punctuated for FineWeb's line_punct_ratio. The ellipsis is deliberately absent."""
 
 C4_END_PUNCTUATION = (".", "?", "!", '"', "'")
+MULTILINGUAL_END_PUNCTUATION = (*sorted(TERMINAL_PUNCTUATION), '"', "'", "»", "”", "’", "」", "』")
+"""C4's "line ends in terminal punctuation" outside English: any script's sentence terminal (。！？। ...)
+or a closing quote; C4's own tuple stays for English."""
 C4_POLICY_SUBSTRINGS = (
     "terms of use",
     "privacy policy",
@@ -132,7 +136,21 @@ class C4Rules(RuleFamily):
     "hell"), so rejecting on it would drop two thirds of Gutenberg passages. `rule_bad_word_count` is
     always written, for mixing predicates; set true for C4's strict behaviour."""
     bad_words_file: PathParam | None = None
-    """One word or phrase per line; default: the English list shipped in the better-profanity package."""
+    """English: one word or phrase per line; default: the list shipped in the better-profanity package."""
+    bad_words_dir: PathValue | None = None
+    """Other languages: a folder of per-language lists named by language code (`de`, `fr`, `ja`...), as
+    LDNOOBW's repository lays them out (the lists C4 used). A language without a file there, or every
+    non-English language when unset, skips the rule (counted in the stage's stats)."""
+
+    @field_validator("bad_words_dir")
+    @classmethod
+    def _bad_words_dir_is_a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(
+                f"{value} is not a folder: give a folder of word lists named by language code (de, fr...),"
+                " such as LDNOOBW's, or leave bad_words_dir unset"
+            )
+        return value
 
 
 class FineWebRules(RuleFamily):

@@ -65,11 +65,31 @@ _CLASS_BITS = {
             "word",
             "icon",
             "currency",
+            "unspaced",
+            "mark",
             *_CHAR_CLASSES,
         ]
     )
 }
 _HASH_OFFSET = np.uint64(0x9E3779B97F4A7C15)
+_UNSPACED_BLOCKS = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x19E0, 0x19FF),  # Khmer symbols
+    (0x3000, 0x303F),  # CJK symbols and punctuation (、。「」々)
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x31F0, 0x31FF),  # Katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xA9E0, 0xA9FF),  # Myanmar extended-B
+    (0xAA60, 0xAA7F),  # Myanmar extended-A
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF00, 0xFF9F),  # fullwidth punctuation and forms (，！？：Ａ), halfwidth Katakana
+    (0x20000, 0x3134F),  # CJK extensions B-G
+)
+"""Unicode blocks of the scripts written without spaces between words (see `languages.UNSPACED`): their
+letters, and the CJK and fullwidth punctuation that sits between them, are one-character tokens."""
 _DOT_SPLITS_AFTER = frozenset(_CHAR_CLASSES["affix"] + _CHAR_CLASSES["dot_suffix_after"])
 
 
@@ -94,7 +114,13 @@ def _char_flags(char: str) -> int:
     names += ["word"] if major in "LNM" or char == "_" else []
     names += ["icon", "affix"] if category == "So" else []
     names += ["currency"] if category == "Sc" else []
+    names += ["mark"] if major == "M" else []
+    names += ["unspaced"] if major in "LMPS" and _in_unspaced_block(ord(char)) else []
     return _bit(*names)
+
+
+def _in_unspaced_block(code_point: int) -> bool:
+    return any(low <= code_point <= high for low, high in _UNSPACED_BLOCKS)
 
 
 @lru_cache(maxsize=1)
@@ -224,6 +250,14 @@ def _token_starts(
         False
     )
     return starts
+
+
+def _unspaced_letter_starts(flags: np.ndarray) -> np.ndarray:
+    """Token starts of the unspaced-script rule: each letter or punctuation mark of such a script starts
+    a token (combining marks stay with their letter), and so does whatever follows one, unless it is a
+    combining mark."""
+    unspaced = (flags & _bit("unspaced")) != 0
+    return (unspaced | _shifted_right(unspaced)) & ((flags & _bit("mark")) == 0)
 
 
 def _pack_ascii(word: str) -> int:
@@ -442,11 +476,15 @@ class TokenTable:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str]) -> TokenTable:
+    def from_texts(cls, texts: Sequence[str], split_unspaced: bool = False) -> TokenTable:
+        """Tokens of the texts; `split_unspaced` makes each letter of a script written without spaces
+        (CJK, kana, Thai, Lao, Khmer, Myanmar) a word of its own, for documents in such a language."""
         text = "\n".join(texts)
         doc_char_starts = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=doc_char_starts[1:])
-        parts = [_window_tokens(text[a:b], a, doc_char_starts) for a, b in whitespace_windows(text)]
+        parts = [
+            _window_tokens(text[a:b], a, doc_char_starts, split_unspaced) for a, b in whitespace_windows(text)
+        ]
         return cls(
             offsets=_offsets_of([p[0] for p in parts]),
             hashes=np.concatenate([p[1] for p in parts]),
@@ -486,7 +524,9 @@ class TokenTable:
         return self._cache["word_runs"]
 
 
-def _window_tokens(window: str, base: int, doc_char_starts: np.ndarray) -> tuple[np.ndarray, ...]:
+def _window_tokens(
+    window: str, base: int, doc_char_starts: np.ndarray, split_unspaced: bool = False
+) -> tuple[np.ndarray, ...]:
     """(tokens before each document start, then per token: hash, length, has_letter, is_word) of one
     window starting at character `base` of the chunk."""
     code_points = _code_points(window)
@@ -499,7 +539,10 @@ def _window_tokens(window: str, base: int, doc_char_starts: np.ndarray) -> tuple
     last = np.zeros(len(visible), dtype=bool)
     last[:-1] = first[1:]
     last[-1:] = True
-    first_char = np.flatnonzero(_token_starts(visible_flags, first, last, visible_points))
+    starts = _token_starts(visible_flags, first, last, visible_points)
+    if split_unspaced:
+        starts |= _unspaced_letter_starts(visible_flags)
+    first_char = np.flatnonzero(starts)
     return (
         _items_before(visible[first_char] + base, doc_char_starts),
         _segment_hashes(visible_points, first_char),
@@ -532,9 +575,9 @@ def _offsets_of(window_counts: list[np.ndarray]) -> np.ndarray:
     return np.sum(window_counts, axis=0, dtype=np.int64)
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, split_unspaced: bool = False) -> list[str]:
     """The tokens of one text as strings: for tests and debugging (the rules never build strings)."""
-    table = TokenTable.from_texts([text])
+    table = TokenTable.from_texts([text], split_unspaced)
     visible = [i for i, char in enumerate(text) if not char.isspace()]
     starts = np.r_[0, np.cumsum(table.lengths)[:-1]].astype(np.int64)
     return ["".join(text[i] for i in visible[a : a + n]) for a, n in zip(starts, table.lengths, strict=True)]
@@ -582,8 +625,14 @@ class HashSet:
         return np.concatenate(positions), np.concatenate(which)
 
 
-def distinct_stop_words(tokens: TokenTable, stop_words: HashSet) -> np.ndarray:
-    """How many distinct stop words (exact, case-sensitive tokens) each document contains."""
-    hits, which = stop_words.hits(tokens.hashes)
-    keys = np.unique(tokens.doc_of(hits) * len(stop_words) + which)
-    return np.bincount(keys // max(len(stop_words), 1), minlength=tokens.n_docs)
+def distinct_stop_words(
+    tokens: TokenTable, stop_words: HashSet, start: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """How many distinct stop words (exact, case-sensitive tokens) each document of start:stop contains
+    (all documents by default; one language's run of documents when the batch is grouped by language)."""
+    stop = tokens.n_docs if stop is None else stop
+    offsets = tokens.offsets[start : stop + 1]
+    hits, which = stop_words.hits(tokens.hashes[offsets[0] : offsets[-1]])
+    docs = np.searchsorted(offsets - offsets[0], hits, side="right") - 1
+    keys = np.unique(docs * len(stop_words) + which)
+    return np.bincount(keys // max(len(stop_words), 1), minlength=stop - start)
