@@ -45,10 +45,11 @@ def _headline(kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
     if kind == "kenlm":
         keys = ("held_out_ppl", "flag_auc_harmful_vs_clean")
         return {k: metrics[k] for k in keys if k in metrics}
-    if kind == "fasttext-toxicity":
+    if kind == "fasttext-quality" and "dclm" in metrics:
+        return _quality_headline(metrics["dclm"])
+    if kind in ("fasttext-toxicity", "fasttext-quality") and "held_out" in metrics:
+        # the toxicity recipe's, and a user-data model's figures on its held-out documents
         return {k: metrics["held_out"][k] for k in ("precision", "recall", "f1", "roc_auc")}
-    if kind == "fasttext-quality":
-        return _quality_headline(metrics.get("dclm", {}))
     return {}
 
 
@@ -128,7 +129,7 @@ def train_lm(
                 raise ConfigError("--corpus picks a bundled corpus; leave it out with --text")
             settings = LmSettings(order=order, memory=memory)
             model = train_user_lm(
-                _required("--text", name=name),
+                _model_name(_required("--text", name=name), home),
                 text,
                 _language(_required("--text", lang=lang)),
                 text_field,
@@ -211,7 +212,7 @@ def train_toxicity(
             raise ConfigError(str(error)) from None
     else:
         model = train_user_toxicity(
-            name,
+            _model_name(name, home),
             labels,
             text_column,
             label_column,
@@ -253,7 +254,7 @@ def train_quality(
             raise ConfigError(str(error)) from None
     else:
         model = train_user_quality(
-            name,
+            _model_name(name, home),
             _required("--negative", positive=positive),
             _required("--positive", negative=negative),
             text_field,
@@ -265,6 +266,14 @@ def train_quality(
             _stderr,
         )
     return asdict(model.card)
+
+
+def _model_name(name: str, home: Path | None) -> str:
+    """Refuse a name that is no plain folder name before any data is read (model_registry.MODEL_NAME)."""
+    from filters.model_registry import model_dir
+
+    model_dir(name, home)
+    return name
 
 
 def _test_percent(percent: int) -> int:
