@@ -61,7 +61,9 @@ Lang = Annotated[
 TestPercent = Annotated[
     int, typer.Option(help="percent of the user's documents held out for the card's metrics")
 ]
-Epoch = Annotated[int | None, typer.Option(help="fastText epochs (default 5)")]
+Epoch = Annotated[
+    int | None, typer.Option(help="fastText epochs (default: ceil(20000 / training examples), 5 to 25)")
+]
 
 
 @models_app.command("train-lm")
