@@ -82,15 +82,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def quality_card(files: Path, home: Path) -> dict[str, Any]:
-    return cli_json(
-        "models", "train-quality", "--positive", str(files / "good*.gz"),
-        "--negative", str(files / "bad.parquet"), "--text-field", "body", "--name", "q-en", "--lang", "en",
-        "--home", str(home),
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
 def language_models(files: Path, home: Path, shared: Path) -> dict[str, dict[str, Any]]:
     try:
         ensure_tools(install_packages=False, log=lambda _: None)
@@ -103,6 +94,16 @@ def language_models(files: Path, home: Path, shared: Path) -> dict[str, dict[str
         "fr": cli_json("models", "train-lm", "--text", books, "--name", "lm-fr", "--lang", "fr",
                        "--order", "4", "--home", str(home)),
     }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quality_card(files: Path, home: Path, language_models: dict) -> dict[str, Any]:
+    """Ensembled with the English LM trained here (standardised on the user's documents)."""
+    return cli_json(
+        "models", "train-quality", "--positive", str(files / "good*.gz"),
+        "--negative", str(files / "bad.parquet"), "--text-field", "body", "--name", "q-en", "--lang", "en",
+        "--lm", "lm-en", "--home", str(home),
+    )  # fmt: skip
 
 
 def test_quality_model_from_own_positives_and_negatives(files: Path, home: Path, quality_card: dict) -> None:
@@ -118,6 +119,7 @@ def test_quality_model_from_own_positives_and_negatives(files: Path, home: Path,
     assert held["roc_auc"] > 0.7 and held["f1"] > 0.7, held  # DCLM human labels are hard; chance is 0.5
     assert params["lang"] == "en" and params["test_percent"] == 20 and "blake2b" in params["split"]
     assert params["epoch"] == 15  # ceil(20000 / ~1,400 training chunks): more passes for a small set
+    assert params["lm"] == "lm-en" and quality_card["extra"]["ensemble"]["lm-en"]["documents"] == 499
     listed = {row["name"]: row for row in cli_json("models", "list", "--home", str(home))}
     assert listed["q-en"]["metrics"] == {k: held[k] for k in ("precision", "recall", "f1", "roc_auc")}
 
