@@ -16,6 +16,7 @@ import re
 import numpy as np
 import pyarrow as pa
 
+from curate.errors import ConfigError
 from filters.model_registry import Model, require_model
 
 LANG_COLUMN = "lang"
@@ -52,7 +53,7 @@ def language_rows(batch: pa.Table, stage: str, by_language: bool) -> dict[str, n
     if not by_language:
         return {EVERY_LANGUAGE: np.arange(batch.num_rows)}
     if LANG_COLUMN not in batch.column_names:
-        raise ValueError(
+        raise ConfigError(
             f"{stage}: `models` picks a model by the `{LANG_COLUMN}` column, which the documents lack; "
             f"put the langid stage before {stage}"
         )

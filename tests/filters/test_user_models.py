@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from curate.config import parse_config
 from curate.errors import ConfigError
+from curate.stages.registry import get_stage
 from curate.textsources import news_texts
 from filters.kenlm_build import KenLMBuildError, ensure_tools
 from filters.kenlm_lm import load_kenlm, perplexities
@@ -263,3 +264,13 @@ def test_user_errors_are_one_line_naming_the_fix(
         handle.writelines(json.dumps({"text": " ".join(["word"] * 40)}) + "\n" for _ in range(3))
     line = error_line("models", *[arg.format(d=files) for arg in args], "--home", str(home))
     assert line.startswith(expected.format(d=files)), line
+
+
+def test_models_by_language_without_a_lang_column_names_the_langid_stage(
+    home: Path, language_models: dict
+) -> None:
+    stage = get_stage("perplexity")(PerplexityParams(models={"en": "lm-en"}, models_dir=home))
+    stage.setup()
+    batch = pa.table({"id": ["a"], "text": pa.array(["The committee met on Tuesday."], pa.large_string())})
+    with pytest.raises(ConfigError, match="lack; put the langid stage before perplexity"):
+        stage.process(batch)
