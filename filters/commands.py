@@ -164,7 +164,8 @@ def _only_with(mode: str, **options: Any) -> None:
     """Options that only mean something with `mode` (the user's own data) are refused without it."""
     given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value not in (None, [], False)]
     if given:
-        raise ConfigError(f"{', '.join(given)} only apply with {mode}; add {mode} or leave them out")
+        them = "it" if len(given) == 1 else "them"
+        raise ConfigError(f"{', '.join(given)}: only used with {mode}; add {mode} or leave {them} out")
 
 
 def calibrate_lm(

@@ -252,6 +252,7 @@ CLASSES = [*TWEETS, "--label-column", "class"]
         ([*CLASSES, "--positive-label", "0", "--positive-label", "1", "--positive-label", "2"],
          "error: every labelled row is toxic under the rule"),
         (["train-lm", "--text", "{d}/english.jsonl", "--name", "lm"], "error: --text needs --lang"),
+        (["train-lm", "--lang", "fr"], "error: --lang: only used with --text; add --text or leave it out"),
         (["train-lm", "--text", "{d}/english.jsonl", "--name", "../lm", "--lang", "en"],
          "error: model name '../lm' is not valid"),
         (["train-quality", *GOOD, *BAD, "--name", "a/b"], "error: model name 'a/b' is not valid"),
