@@ -129,6 +129,8 @@ def card_lm(model: Model) -> str | None:
 
 @dataclass(frozen=True)
 class QualityScorer:
+    """One language's classifier, with the LM and standardisation constants of its ensemble if any."""
+
     classifier: Any
     lm: Any | None
     stats: dict[str, float] | None
