@@ -8,8 +8,10 @@ name: `.txt`, `.md`, none), which is reflowed and cut into passages of about `PA
 breaks, one document each. Labels come from one table (CSV/TSV, JSONL or Parquet) with a text column and
 a label column.
 
-Every file read becomes a card entry (`file_entry`: path, bytes, sha256, documents), so a model's card
-says exactly what it was trained on. Mistakes are `ConfigError`s naming the option and the fix: a glob
+A document's id is the first 16 hex digits of its file's sha256 and its offset (or passage number) in
+the file, so the held-out split (by a hash of the id) depends on the content alone, not on where the
+files lie. Every file read becomes a card entry (path, bytes, sha256, documents), so a model's card says
+exactly what it was trained on. Mistakes are `ConfigError`s naming the option and the fix: a glob
 that matches nothing, a file with no readable text, a missing column, one class only.
 """
 
@@ -48,8 +50,11 @@ class Documents:
 
 
 def expand_glob(pattern: str, option: str) -> list[Path]:
-    """The files a glob matches (`**` recursive), sorted; none is a ConfigError naming the option."""
-    matches = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser()), recursive=True))
+    """The files a glob matches (`**` recursive; a folder stands for every file under it), sorted; none is
+    a ConfigError naming the option."""
+    path = Path(pattern).expanduser()
+    wanted = str(path / "**" / "*") if path.is_dir() else str(path)
+    matches = sorted(Path(p) for p in glob.glob(wanted, recursive=True))
     files = [path for path in matches if path.is_file()]
     if not files:
         raise ConfigError(f"{option} {pattern} matches no file; check the path or quote the glob")
@@ -61,35 +66,38 @@ def read_documents(pattern: str, option: str, text_field: str | None = None) -> 
     fields = FieldMap(text=[text_field]) if text_field else FieldMap()
     out = Documents()
     for path in expand_glob(pattern, option):
-        docs = list(_file_documents(path, fields))
+        entry = file_checksum(path)
+        docs = [(f"{entry['sha256'][:16]}:{where}", text) for where, text in _file_documents(path, fields)]
         if not docs:
             raise ConfigError(
                 f"{option}: {path} has no readable document with text in field(s) "
                 f"{', '.join(fields.text)}; name the text field with --text-field"
             )
         out.docs += docs
-        out.files.append({**file_checksum(path), "documents": len(docs), "option": option})
+        out.files.append({**entry, "documents": len(docs), "option": option})
     return out
 
 
-def _file_documents(path: Path, fields: FieldMap) -> Iterator[corpora.Doc]:
+def _file_documents(path: Path, fields: FieldMap) -> Iterator[tuple[int, str]]:
+    """(record offset or passage number, text) of one file."""
     fmt = infer_format(path)
     if fmt is None:
         yield from plain_text_documents(path)
         return
     for item in reader_for(fmt)(path, fields):
         if isinstance(item, RawDoc) and item.text.strip():
-            yield f"{path}:{item.offset}", item.text
+            yield item.offset, item.text
 
 
-def plain_text_documents(path: Path) -> Iterator[corpora.Doc]:
-    """A plain-text file (gzip or zstd allowed), reflowed and cut into passages at paragraph breaks."""
+def plain_text_documents(path: Path) -> Iterator[tuple[int, str]]:
+    """A plain-text file (gzip or zstd allowed), reflowed and cut into numbered passages at paragraph
+    breaks."""
     with open(path, "rb") as raw, open_decoded(raw) as handle:
         text = handle.read().decode("utf-8", errors="replace")
     paragraphs = corpora.reflow(text).split("\n")
     for index, passage in enumerate(corpora.passages(paragraphs, PASSAGE_CHARS)):
         if passage.strip():
-            yield f"{path}:{index}", passage
+            yield index, passage
 
 
 def require_documents(found: Documents, option: str, minimum: int) -> None:
