@@ -98,14 +98,15 @@ def book_documents(books: Path, passage_chars: int = 4000, max_chars: int | None
     total = 0
     for path in sorted(books.glob("*.txt")):
         paragraphs = reflow(strip_gutenberg(path.read_text(encoding="utf-8", errors="replace"))).split("\n")
-        for index, passage in enumerate(_passages(paragraphs, passage_chars)):
+        for index, passage in enumerate(passages(paragraphs, passage_chars)):
             if max_chars is not None and total >= max_chars:
                 return
             total += len(passage)
             yield f"books/{path.stem}/{index}", passage
 
 
-def _passages(paragraphs: list[str], passage_chars: int) -> Iterator[str]:
+def passages(paragraphs: list[str], passage_chars: int) -> Iterator[str]:
+    """Consecutive paragraphs joined until a passage reaches `passage_chars` (the last may be shorter)."""
     current: list[str] = []
     size = 0
     for paragraph in paragraphs:

@@ -84,8 +84,12 @@ def train_classifier(
     hyperparams: dict[str, Any] | None = None,
     skipgram: dict[str, Any] | None = None,
     unlabelled: Sequence[str] = (),
+    min_examples: int = MIN_EXAMPLES,
 ) -> dict[str, Any]:
     """Train a fastText classifier on (text, label, group) examples and save it to `path`.
+
+    Fewer than `min_examples` non-empty lines is a ValueError (the bundled recipes keep MIN_EXAMPLES;
+    a user's own data is checked by document counts first and may be smaller).
 
     With `skipgram` (settings over `DEFAULT_SKIPGRAM`), word vectors are first trained without labels on
     the examples' distinct texts plus `unlabelled` texts, and the classifier starts from them
@@ -98,8 +102,8 @@ def train_classifier(
         for line, (_, label, _) in zip(lines, examples, strict=True)
         if line
     ]
-    if len(rows) < MIN_EXAMPLES:
-        raise ValueError(f"{len(rows)} training examples; fastText needs at least {MIN_EXAMPLES} to train")
+    if len(rows) < min_examples:
+        raise ValueError(f"{len(rows)} training examples; fastText needs at least {min_examples} to train")
     corpus: list[str] = []
     vectors = None
     if skipgram is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable
@@ -109,9 +110,17 @@ def train_command(kind: str, name: str) -> str:
     return f"{TRAIN_COMMANDS.get(kind, 'curate models train-...')} --name {name}"
 
 
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+"""A model name is one folder under the models home: letters, digits, `_`, `.` and `-`, no separator."""
+
+
 def model_dir(name: str, home: Path | None = None) -> Path:
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"model name {name!r} is not valid; use a plain name such as 'wiki-5gram'")
+    """The model's folder; a name that could leave the models home (`/`, `\\`, `..`) is refused."""
+    if not MODEL_NAME.fullmatch(name or "") or ".." in name:
+        raise ConfigError(
+            f"model name {name!r} is not valid; use letters, digits, '_', '.' and '-' only, "
+            "such as 'wiki-5gram' or 'fr-5gram'"
+        )
     return (home or models_home()) / name
 
 

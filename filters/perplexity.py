@@ -13,6 +13,10 @@ Two stages share one implementation:
   corpus ("Perplexed by Quality", 2022). Column `harmful_ppl`; `drop_below` (a number, or `card` for the
   threshold chosen at training time on held-out harmful vs clean documents) drops as `harmful_ppl:below`.
 
+Both stages take `models: {en: wiki-5gram, fr: fr-5gram}` to score each document with the model of its
+language (`lang`, from the langid stage), each with its own card's cut-offs; documents of a language
+without a model get a null score, counted as `<stage>:no_model_for_<lang>` (filters.language_models).
+
 Models are named (`wiki-5gram`, `harmful-5gram` by default) and resolved in the model registry; a
 missing model is a config error naming `curate models train-lm`. How they are trained, evaluated and
 calibrated: `filters.perplexity_recipe` (this module only scores, so a worker never imports the training
@@ -22,7 +26,8 @@ code).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +37,7 @@ from pydantic import Field, model_validator
 from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.kenlm_lm import load_kenlm, perplexities
+from filters.language_models import EVERY_LANGUAGE, check_language_models, language_rows, language_warning
 from filters.model_registry import ModelFolderParams, pinned_home, require_model
 
 KIND = "kenlm"
@@ -40,6 +46,12 @@ BUCKETS = ("head", "middle", "tail")
 
 class PerplexityParams(ModelFolderParams, StageParams):
     model: str = Field(default="wiki-5gram", description="model name in the registry")
+    models: dict[str, str] | None = Field(
+        default=None,
+        description="a model per language of the `lang` column (langid first), e.g. {en: wiki-5gram, "
+        "fr: fr-5gram}; other languages get a null score, counted as <stage>:no_model_for_<lang>",
+        exclude_if=lambda models: models is None,  # unset, it leaves the config hash of older configs as is
+    )
     models_dir: PathValue | None = Field(
         default=None,
         description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
@@ -53,21 +65,42 @@ class PerplexityParams(ModelFolderParams, StageParams):
         default=None, description="drop documents with perplexity below this (harmful-text models)"
     )
 
+    stage_name: ClassVar[str] = "perplexity"
+
     @model_validator(mode="after")
-    def _model_exists(self) -> PerplexityParams:
+    def _models_exist(self) -> PerplexityParams:
         self.models_dir = pinned_home(self.models_dir)
-        model = require_model(self.model, KIND, self.models_dir)
-        if self.drop_below == "card" and "flag_below" not in model.card.extra:
-            raise ValueError(f"model {self.model!r} has no flag_below in its card; give drop_below a number")
+        if self.models is not None and "model" in self.model_fields_set:
+            raise ValueError("give `model` (one for every document) or `models` (one per language), not both")
+        if self.models is not None and self.cutoffs is not None:
+            raise ValueError(
+                "`cutoffs` would apply to every language's model; with `models`, calibrate each model on "
+                "text of its language instead (`curate models calibrate-lm`)"
+            )
         if self.cutoffs is not None and self.cutoffs[0] > self.cutoffs[1]:
             raise ValueError(f"cutoffs {list(self.cutoffs)} must be ascending")
+        if self.models is not None:
+            check_language_models(self.models, KIND, self.models_dir)
+        for name in self.model_names():
+            model = require_model(name, KIND, self.models_dir)
+            if self.drop_below == "card" and "flag_below" not in model.card.extra:
+                raise ValueError(f"model {name!r} has no flag_below in its card; give drop_below a number")
         return self
 
+    def models_by_language(self) -> dict[str, str]:
+        """`models`, or the single `model` for every language (EVERY_LANGUAGE)."""
+        return self.models if self.models is not None else {EVERY_LANGUAGE: self.model}
+
     def model_names(self) -> list[str]:
-        return [self.model]
+        return list(self.models_by_language().values())
+
+    def run_warnings(self) -> list[str]:
+        """Said when a run starts and kept in its manifest: with `models`, which documents get no score."""
+        return [] if self.models is None else [language_warning(self.stage_name, self.models, self.column)]
 
 
 class HarmfulPerplexityParams(PerplexityParams):
+    stage_name: ClassVar[str] = "harmful_ppl"
     model: str = "harmful-5gram"
     column: str = "harmful_ppl"
     bucket_column: str | None = None
@@ -87,38 +120,65 @@ class Perplexity(Stage):
         return fields
 
     def setup(self) -> None:
-        model = require_model(self.params.model, KIND, self.params.models_dir)
-        self._model = load_kenlm(str(model.path("model")))
-        self._cutoffs = list(self.params.cutoffs or model.card.extra["cutoffs"])
+        self._scorers = {lang: self._scorer(name) for lang, name in self.params.models_by_language().items()}
+
+    def _scorer(self, name: str) -> LmScorer:
+        model = require_model(name, KIND, self.params.models_dir)
         below = self.params.drop_below
-        self._drop_below = model.card.extra["flag_below"] if below == "card" else below
+        return LmScorer(
+            load_kenlm(str(model.path("model"))),
+            list(self.params.cutoffs or model.card.extra["cutoffs"]),
+            model.card.extra["flag_below"] if below == "card" else below,
+        )
 
     def process(self, batch: pa.Table) -> StageResult:
-        ppl = perplexities(self._model, batch.column("text"))
-        ppl_array = pa.array(ppl.astype(np.float32), from_pandas=True)  # NaN (no tokens) -> null
-        columns: dict[str, pa.Array] = {self.params.column: ppl_array}
+        text = batch.column("text")
+        ppl = np.full(batch.num_rows, np.nan)
+        drop_below = np.full(batch.num_rows, np.nan)
+        buckets = np.full(batch.num_rows, None, dtype=object)
         stats: Counter = Counter()
-        buckets = None
+        by_language = self.params.models is not None
+        for lang, rows in language_rows(batch, self.name, by_language).items():
+            scorer = self._scorers.get(lang)
+            if scorer is None:
+                stats[f"{self.name}:no_model_for_{lang}"] += len(rows)
+                continue
+            ppl[rows] = perplexities(scorer.model, text.take(rows) if by_language else text)
+            if scorer.drop_below is not None:
+                drop_below[rows] = scorer.drop_below
+            if self.params.bucket_column:
+                buckets[rows] = bucketize(ppl[rows], scorer.cutoffs).to_pylist()
+        ppl_array = pa.array(ppl.astype(np.float32), from_pandas=True)  # NaN (no tokens, no model) -> null
+        columns: dict[str, pa.Array] = {self.params.column: ppl_array}
         if self.params.bucket_column:
-            buckets = bucketize(ppl, self._cutoffs)
-            columns[self.params.bucket_column] = buckets
-            stats.update({f"bucket:{b}": n for b, n in Counter(buckets.to_pylist()).items() if b})
-        reasons = self._reasons(ppl, buckets)
+            columns[self.params.bucket_column] = pa.array(buckets.tolist(), pa.string())
+            stats.update({f"bucket:{b}": n for b, n in Counter(buckets.tolist()).items() if b})
+        reasons = self._reasons(ppl, drop_below, buckets)
         return StageResult(set_columns(batch, columns), reasons, stats)
 
-    def _reasons(self, ppl: np.ndarray, buckets: pa.Array | None) -> pa.Array:
+    def _reasons(self, ppl: np.ndarray, drop_below: np.ndarray, buckets: np.ndarray) -> pa.Array:
+        """`drop_below` per row (NaN: no threshold), as each row's model has its own `flag_below`."""
         prefix = self.params.column
         reasons: list[str | None] = [None] * len(ppl)
         for i, value in enumerate(ppl):
             if not np.isfinite(value):
                 continue
-            if self._drop_below is not None and value < self._drop_below:
+            if value < drop_below[i]:
                 reasons[i] = f"{prefix}:below"
             elif self.params.max_ppl is not None and value > self.params.max_ppl:
                 reasons[i] = f"{prefix}:above_max"
-            elif buckets is not None and buckets[i].as_py() in self.params.drop_buckets:
-                reasons[i] = f"{prefix}:bucket_{buckets[i].as_py()}"
+            elif buckets[i] in self.params.drop_buckets:
+                reasons[i] = f"{prefix}:bucket_{buckets[i]}"
         return pa.array(reasons, pa.string())
+
+
+@dataclass(frozen=True)
+class LmScorer:
+    """One loaded model with its bucket cut-offs and drop threshold (from its card unless overridden)."""
+
+    model: Any
+    cutoffs: list[float]
+    drop_below: float | None
 
 
 class HarmfulPerplexity(Perplexity):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,38 +104,78 @@ def train_lm(
     """
     shared = shared_data_dir()
     books_chars = None if books_mb is None else int(books_mb * 1e6)
-    docs = training_documents(corpus, shared, books_chars)
-    train, held = split_held_out(docs)
-    prune = prune if prune is not None else ([0, 0, 1] if order >= 3 else [])
-    log(f"training {order}-gram {name!r} on {len(train):,} {corpus} documents ({_mb(train):.1f} MB)")
+    train, held = split_held_out(training_documents(corpus, shared, books_chars))
+    return register_lm(
+        name,
+        LmData(train, held, _data_entries(train), bucket_sample(shared, held)),
+        {"corpus": corpus, "books_mb": books_mb},
+        LmSettings(order, prune, memory, percentiles),
+        home,
+        log,
+    )
+
+
+@dataclass(frozen=True)
+class LmData:
+    """What a KenLM model is trained and evaluated on: training and held-out documents, the card's data
+    entries, and the (source, texts) sample whose perplexity percentiles set the bucket cut-offs."""
+
+    train: list[corpora.Doc]
+    held: list[corpora.Doc]
+    entries: list[dict[str, Any]]
+    bucket_sample: tuple[str, list[str]]
+
+
+@dataclass(frozen=True)
+class LmSettings:
+    order: int = 5
+    prune: list[int] | None = None  # default: [0, 0, 1] from order 3 (singleton 3+-grams dropped)
+    memory: str = "1G"
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+
+
+def register_lm(
+    name: str, data: LmData, params: dict[str, Any], settings: LmSettings, home: Path | None, log=print
+) -> Model:
+    """lmplz + build_binary on the training documents, evaluated on the held-out ones, registered with
+    its card (`params` says where the text came from: corpus, books_mb, or a user's files and language).
+    A `harmful` corpus also gets the `flag_below` threshold."""
+    order = settings.order
+    prune = settings.prune if settings.prune is not None else ([0, 0, 1] if order >= 3 else [])
+    corpus = params.get("corpus")
+    size = f"{len(data.train):,} {corpus} documents ({_mb(data.train):.1f} MB)"
+    log(f"training {order}-gram {name!r} on {size}")
     with ModelWriter(name, home) as writer:
-        stats = write_corpus((text for _, text in train), writer.directory / "corpus.txt")
-        facts = train_kenlm(writer.directory / "corpus.txt", writer.directory, order, prune, memory, log=log)
+        stats = write_corpus((text for _, text in data.train), writer.directory / "corpus.txt")
+        facts = train_kenlm(
+            writer.directory / "corpus.txt", writer.directory, order, prune, settings.memory, log=log
+        )
         (writer.directory / "corpus.txt").unlink()
         model = load_kenlm(str(writer.directory / facts["binary"]))
         metrics: dict[str, Any] = {
-            "held_out_documents": len(held),
-            "held_out_ppl": round(corpus_perplexity(model, [t for _, t in held]), 3),
+            "train_documents": len(data.train),
+            "held_out_documents": len(data.held),
+            "held_out_ppl": round(corpus_perplexity(model, [t for _, t in data.held]), 3),
             **stats,
             **facts,
         }
-        extra = _bucket_extra(model, shared, held, percentiles)
+        extra = _bucket_extra(model, data.bucket_sample, settings.percentiles)
         if corpus == "harmful":
-            extra.update(_flag_threshold(model, held, metrics))
+            extra.update(_flag_threshold(model, data.held, metrics))
         card = ModelCard(
             name=name,
             kind=KIND,
             files={"model": facts["binary"]},
             params={
-                "corpus": corpus,
+                **params,
                 "order": order,
                 "prune": prune,
-                "books_mb": books_mb,
-                "memory": memory,
+                "memory": settings.memory,
+                "split": f"every {HELD_OUT_EVERY}th document held out (position {HELD_OUT_EVERY // 2})",
                 "normalisation": "ccnet (lowercase, accents stripped, digits->0, punctuation map) "
                 "+ punctuation split",
             },
-            data=_data_entries(train),
+            data=data.entries,
             metrics=metrics,
             extra=extra,
         )
@@ -156,10 +197,8 @@ def _data_entries(docs: list[corpora.Doc]) -> list[dict[str, Any]]:
     return [texts_checksum(family, texts) for family, texts in families.items()]
 
 
-def _bucket_extra(
-    model, shared: Path | None, held: list[corpora.Doc], percentiles: tuple[float, float]
-) -> dict[str, Any]:
-    source, sample = bucket_sample(shared, held)
+def _bucket_extra(model, bucket: tuple[str, list[str]], percentiles: tuple[float, float]) -> dict[str, Any]:
+    source, sample = bucket
     ppl = perplexities(model, sample)
     return {
         "percentiles": list(percentiles),
