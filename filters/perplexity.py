@@ -111,6 +111,11 @@ class Perplexity(Stage):
     name = "perplexity"
     Params = PerplexityParams
     params: PerplexityParams
+    drops = {
+        "ppl:bucket_<b>": "the document's bucket is in `drop_buckets`",
+        "ppl:above_max": "`ppl` above `max_ppl` (when set)",
+        "ppl:below": "`ppl` below `drop_below` (when set)",
+    }
     resources = Resources(cpus=1.0, memory_mb=2048)
 
     def output_fields(self) -> list[pa.Field]:
@@ -185,6 +190,10 @@ class HarmfulPerplexity(Perplexity):
     name = "harmful_ppl"
     Params = HarmfulPerplexityParams
     params: HarmfulPerplexityParams
+    drops = {
+        "harmful_ppl:below": "`harmful_ppl` below `drop_below` (default: the threshold on the card)",
+        "harmful_ppl:above_max": "`harmful_ppl` above `max_ppl` (when set)",
+    }
 
 
 def bucketize(ppl: np.ndarray, cutoffs: list[float]) -> pa.Array:

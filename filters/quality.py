@@ -146,6 +146,7 @@ class Quality(Stage):
     name = "quality"
     Params = QualityParams
     params: QualityParams
+    drops = {"quality:below_min": "`quality` below `min_quality` (when set)"}
     resources = Resources(cpus=1.0, memory_mb=1024)
 
     def output_fields(self) -> list[pa.Field]:
