@@ -26,11 +26,21 @@ def _run(function: Any, *args: Any, **kwargs: Any) -> None:
 
 
 @models_app.command("list")
-def models_list(home: Home = None) -> None:
-    """Every trained model: name, kind, creation time, headline metrics, folder."""
+def models_list(
+    home: Home = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the models as JSON")] = False,
+) -> None:
+    """Every trained model: name, kind, creation time, headline metrics (and, with --json, its folder)."""
     from filters.commands import models_list as run
 
-    _run(run, home)
+    rows = run(home)
+    if as_json:
+        _print(rows)
+        return
+    typer.echo(f"{'name':<24} {'kind':<18} {'created':<21} metrics")
+    for row in rows:
+        metrics = ", ".join(f"{k}={v}" for k, v in row["metrics"].items())
+        typer.echo(f"{row['name']:<24} {row['kind']:<18} {row['created'] or '':<21} {metrics}".rstrip())
 
 
 @models_app.command("show")

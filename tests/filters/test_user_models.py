@@ -123,8 +123,11 @@ def test_quality_model_from_own_positives_and_negatives(files: Path, home: Path,
     assert params["lang"] == "en" and params["test_percent"] == 20 and "blake2b" in params["split"]
     assert params["epoch"] == math.ceil(20_000 / metrics["train_examples"]) > 5  # more passes: a small set
     assert params["lm"] == "lm-en" and quality_card["extra"]["ensemble"]["lm-en"]["documents"] == 499
-    listed = {row["name"]: row for row in cli_json("models", "list", "--home", str(home))}
+    listed = {row["name"]: row for row in cli_json("models", "list", "--home", str(home), "--json")}
     assert listed["q-en"]["metrics"] == {k: held[k] for k in ("precision", "recall", "f1", "roc_auc")}
+    table = run_cli("models", "list", "--home", str(home)).stdout.splitlines()
+    assert table[0].split() == ["name", "kind", "created", "metrics"]
+    assert any(line.split()[:2] == ["q-en", "fasttext-quality"] for line in table[1:])
 
 
 def test_toxicity_model_from_a_labels_csv(files: Path, home: Path) -> None:
