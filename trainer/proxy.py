@@ -307,23 +307,26 @@ def _check_same_tokenizer(run_dir: Path, shards: TokenShards) -> None:
         )
 
 
-def tokenize_target_set(path: Path, name: str, run_dir: Path) -> Path:
-    """Token shards (one domain, ``name``) of a user's text file, cached under RUN/targets/NAME."""
+def target_texts(path: Path, name: str) -> list[str]:
+    """The non-empty texts of a target set's JSONL/Parquet/WARC file (field ``text``)."""
     from curate.readers.fields import FieldMap
     from curate.readers.formats import infer_format, reader_for
     from curate.readers.records import RawDoc
 
+    fmt = infer_format(path)
+    if fmt is None or not path.is_file():
+        raise ConfigError(f"target set {name}: {path} is not a readable JSONL/Parquet/WARC file")
+    return [item.text for item in reader_for(fmt)(path, FieldMap()) if isinstance(item, RawDoc) and item.text]
+
+
+def tokenize_target_set(path: Path, name: str, run_dir: Path) -> Path:
+    """Token shards (one domain, ``name``) of a user's text file, cached under RUN/targets/NAME."""
     folder = run_dir / "targets" / name
     source = {"path": str(path.resolve())}
     marker = folder / "source.json"
     if is_token_dir(folder) and marker.is_file() and json.loads(marker.read_text()) == source:
         return folder
-    fmt = infer_format(path)
-    if fmt is None or not path.is_file():
-        raise ConfigError(f"target set {name}: {path} is not a readable JSONL/Parquet/WARC file")
-    texts = [
-        item.text for item in reader_for(fmt)(path, FieldMap()) if isinstance(item, RawDoc) and item.text
-    ]
+    texts = target_texts(path, name)
     if not texts:
         raise ConfigError(f"target set {name}: {path} holds no texts")
     tok = load_tokenizer(run_dir / "tokenizer.json")
