@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.dedup import estimate_jaccard
-from curate.storage import files_under, register_filesystems
+from curate.storage import Location, files_under, register_filesystems
 from curate.writer import SKETCH_DIR
 from mixers.corpus import CorpusSet
 from mixers.errors import MixError, warn
@@ -146,10 +146,11 @@ def exclude_near_duplicates(
         )
     if not sketches:
         return 0, unchecked
-    register_filesystems(con, [path for _, path in sketches])
+    register_filesystems(con, [path for _, path in sketches])  # Locations: local or on an object store
     columns = "id, source, exact_hash, bands, signature"
     union = " UNION ALL ".join(
-        f"SELECT {index} AS corpus, {columns} FROM read_parquet({_quoted(path)})" for index, path in sketches
+        f"SELECT {index} AS corpus, {columns} FROM read_parquet({_quoted(str(path))})"
+        for index, path in sketches
     )
     con.execute(f"CREATE TEMP TABLE sketch AS {union}")
     pairs = con.execute(
@@ -188,11 +189,11 @@ def exclude_near_duplicates(
     return int(added[0][0]) if added else 0, unchecked
 
 
-def _sketch_files(corpora: CorpusSet) -> tuple[list[tuple[int, str]], list[int]]:
+def _sketch_files(corpora: CorpusSet) -> tuple[list[tuple[int, Location]], list[int]]:
     found, missing = [], []
     for index, root in enumerate(corpora.roots):
         files = files_under(root / SKETCH_DIR, "*.parquet")
-        found += [(index, str(path)) for path in files]
+        found += [(index, path) for path in files]
         if not files:
             missing.append(index)
     return found, missing

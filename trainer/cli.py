@@ -73,8 +73,24 @@ def score(
     weight: Repeat = None,
     threads: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
-    """Train + evaluate in one: the mixture's proxy score (weighted mean held-out bits per byte)."""
+    """Train + evaluate in one: the mixture's proxy score (weighted mean bits per byte on its evaluation
+    suite, whose hash result.json records; compare runs with `curate compare`)."""
     from trainer.commands import score_command
 
     _run(score_command, mixture=mixture, out=out, size=size, precision=precision, tokens=tokens, seed=seed,
          weight=weight, threads=threads)  # fmt: skip
+
+
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="run folders of `curate train` / `curate score`")],
+    allow_different_suites: Annotated[
+        bool, typer.Option("--allow-different-suites", help="show scores on different suites, with a warning")
+    ] = False,
+) -> None:
+    """Rank runs by score; refused when they were scored on different evaluation suites."""
+    from trainer.commands import compare_command
+
+    record = compare_command(runs, allow_different_suites)
+    if record.get("warning"):
+        typer.secho(f"WARNING: {record['warning']}", err=True, fg="red", bold=True)
+    typer.echo(json.dumps(record, indent=2, default=str))
