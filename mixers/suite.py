@@ -5,7 +5,8 @@ them trained on. So the held-out split is chosen at the corpus level, before any
 mixture spec decides (weights, `where`, seed, tokenizer): per domain (the folder `domain=NAME`), documents
 are ranked by md5 of a fixed salt and their id and taken until `eval.tokens` (estimated as characters / 4,
 so the choice does not depend on a tokenizer) or `eval.max_share` of the domain is reached, whichever is
-smaller; a domain of one document gives none, and every domain keeps at least one training document.
+smaller (the cap); a document longer than the cap is never chosen, so one huge file cannot become the
+whole suite. A domain of one document gives none, and every domain keeps at least one training document.
 
 The sampler never draws a suite document, nor a near-duplicate of one: a corpus document whose dedup
 sketch (`OUT/_dedup/`, written by `curate run` with `dedup:`) shares an exact hash with a suite document,
@@ -84,18 +85,21 @@ def select_suite(
     con.execute(
         """
         CREATE TEMP TABLE suite AS
-        SELECT * EXCLUDE (position, before, domain_docs, domain_tokens) FROM (
-            SELECT r.*,
-                row_number() OVER w AS position,
-                sum(est_tokens) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                    - est_tokens AS before,
-                count(*) OVER (PARTITION BY domain) AS domain_docs,
-                sum(est_tokens) OVER (PARTITION BY domain) AS domain_tokens
+        WITH sized AS (
+            SELECT r.*, count(*) OVER (PARTITION BY domain) AS domain_docs,
+                least(?, floor(? * sum(est_tokens) OVER (PARTITION BY domain))) AS cap
             FROM suite_ranked r
+        ),
+        ordered AS (
+            SELECT s.*, row_number() OVER w AS position,
+                sum(est_tokens) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                    - est_tokens AS before
+            FROM sized s
+            WHERE est_tokens <= cap AND domain_docs >= 2
             WINDOW w AS (PARTITION BY domain ORDER BY rank, id, source, corpus, row)
         )
-        WHERE domain_docs >= 2 AND position < domain_docs
-              AND before < least(?, floor(? * domain_tokens))
+        SELECT * EXCLUDE (position, before, domain_docs, cap) FROM ordered
+        WHERE before < cap AND position < domain_docs
         """,
         [settings.tokens, settings.max_share],
     )
@@ -235,8 +239,6 @@ def write_suite(
     near: tuple[int, list[int]],
 ) -> dict[str, Any]:
     """MIX/eval/documents.parquet and suite.json; returns the mixture manifest's `eval_suite` entry."""
-    from trainer.proxy import target_texts
-
     folder.mkdir(parents=True, exist_ok=True)
     held = con.sql(
         f"""
@@ -246,20 +248,8 @@ def write_suite(
         ORDER BY q.domain, q.rank, q.id, q.source, q.corpus, q.row
         """
     ).to_arrow_table()
-    tables = [held.cast(DOC_SCHEMA)]
-    target_docs = {}
-    for name, files in targets.items():
-        rows = [
-            (f"{path.name}:{i}", str(path), text)
-            for path in files
-            for i, text in enumerate(target_texts(path, name))
-        ]
-        target_docs[name] = {"files": [str(p) for p in files], "documents": len(rows)}
-        ids, sources, texts = zip(*rows, strict=True)
-        tables.append(
-            pa.table([[TARGET] * len(rows), [name] * len(rows), ids, sources, texts], schema=DOC_SCHEMA)
-        )
-    documents = pa.concat_tables(tables)
+    target_docs, tables = target_tables(targets)
+    documents = pa.concat_tables([held.cast(DOC_SCHEMA), *tables])
     pq.write_table(documents, folder / SUITE_DOCS, compression="zstd")
     suite = {
         "kind": SUITE_KIND,
@@ -284,6 +274,26 @@ def write_suite(
         "documents": documents.num_rows,
         "near_duplicates_excluded": near[0],
     }
+
+
+def target_tables(targets: dict[str, list[Path]]) -> tuple[dict[str, Any], list[pa.Table]]:
+    """Each target set's texts as suite rows (domain = its name), and what suite.json says of it."""
+    if not targets:
+        return {}, []
+    from trainer.proxy import target_texts  # imports torch: only when there are target sets
+
+    described, tables = {}, []
+    for name, files in targets.items():
+        rows = [
+            (f"{p.name}:{i}", str(p), text) for p in files for i, text in enumerate(target_texts(p, name))
+        ]
+        if not rows:
+            raise MixError(f"eval.targets.{name}: {', '.join(map(str, files))} hold no texts")
+        described[name] = {"files": [str(p) for p in files], "documents": len(rows)}
+        ids, sources, texts = zip(*rows, strict=True)
+        kinds, names = [TARGET] * len(rows), [name] * len(rows)
+        tables.append(pa.table([kinds, names, list(ids), list(sources), list(texts)], schema=DOC_SCHEMA))
+    return described, tables
 
 
 def suite_hash(documents: pa.Table) -> str:
