@@ -36,9 +36,8 @@ def mix(
 ) -> None:
     """Sample curated corpora into MIX/part-*.parquet + MIX/manifest.json by domain weights and budget.
 
-    Each domain's share lands within `share_tolerance` (default 1 point) of its request, or a warning
-    says why not. MIX/eval/ holds the evaluation suite: held-out documents chosen per corpus (the same for
-    every mixture of these corpora, never sampled, near-duplicates excluded) plus the target sets.
+    Shares land within `share_tolerance` (default 1 point) of the request, or a warning says why not.
+    MIX/eval/: the evaluation suite, the same for every mixture of these corpora, never sampled.
     """
     from mixers.sampler import mix_file
     from trainer.proxy import parse_pairs

@@ -40,7 +40,8 @@ def train(
     threads: Annotated[int | None, typer.Option(min=1)] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
 ) -> None:
-    """Train a proxy LM on a mixture in the chosen precision, then score it (RUN/result.json)."""
+    """Train a proxy LM on a mixture in the chosen precision, then score it on the mixture's evaluation
+    suite (MIX/eval/, its hash in RUN/result.json; token shards or Parquet: a held-out 5% of their own)."""
     from trainer.commands import train_command
 
     _run(train_command, mixture=mixture, out=out, size=size, precision=precision, steps=steps, tokens=tokens,
@@ -57,7 +58,8 @@ def evaluate(
     weight: Repeat = None,
     device: str = "auto",
 ) -> None:
-    """Per-domain bits-per-byte on held-out documents (and target sets); rewrites RUN/result.json."""
+    """Per-domain bits-per-byte on the run's evaluation suite or held-out documents (and target sets);
+    rewrites RUN/result.json."""
     from trainer.commands import eval_command
 
     _run(eval_command, run=run, token_dir=token_dir, sets=sets, weight=weight, device=device)

@@ -19,6 +19,7 @@ COMMANDS = [
     ("train",),
     ("eval",),
     ("score",),
+    ("compare",),
     ("mixsearch",),
     ("serve",),
     ("jobs",),
