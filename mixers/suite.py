@@ -136,9 +136,10 @@ def warn_short_domains(domains: dict[str, SuiteDomain], settings: EvalSpec, note
 def exclude_near_duplicates(
     con: duckdb.DuckDBPyConnection, corpora: CorpusSet, threshold: float, notes: list[str]
 ) -> tuple[int, list[int]]:
-    """Create the temp table `held_out` (corpus, id, source): the suite plus every near-duplicate of a
-    suite document found through the corpora's dedup sketches. Returns (near-duplicates, corpora with
-    no sketches)."""
+    """Create the temp table `held_out` (corpus, id, source): the suite plus every corpus document that is
+    a near-duplicate of a suite document, found through the corpora's dedup sketches (which also hold
+    documents dedup removed later: those are not counted). Returns (near-duplicates, corpora with no
+    sketches)."""
     con.execute("CREATE TEMP TABLE held_out (corpus INTEGER, id VARCHAR, source VARCHAR, reason VARCHAR)")
     con.execute("INSERT INTO held_out SELECT corpus, id, source, 'suite' FROM suite")
     sketches, unchecked = _sketch_files(corpora)
@@ -188,6 +189,7 @@ def exclude_near_duplicates(
         """
         INSERT INTO held_out SELECT corpus, id, source, 'near_duplicate' FROM near_dups
         ANTI JOIN held_out h USING (corpus, id, source)
+        SEMI JOIN suite_ranked r USING (corpus, id, source)
         """
     ).fetchall()
     return int(added[0][0]) if added else 0, unchecked
