@@ -252,6 +252,8 @@ def test_the_cli_takes_target_sets_and_says_what_it_held_out(corpus: Path, tmp_p
     assert "evaluation suite:" in result.stderr
     suite = json.loads((tmp_path / "mix" / "eval" / "suite.json").read_text())
     assert suite["targets"]["qa"]["documents"] == 1 and suite["near_duplicates"] == "checked"
+    inspected = CliRunner().invoke(app, ["inspect", str(tmp_path / "mix")])
+    assert f"evaluation suite {suite['hash'][:12]}: " in inspected.stdout
     bad = CliRunner().invoke(app, ["mix", str(spec), "--target", "web=nothing/*.jsonl"])
     assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
         "error: eval.targets.web: a domain of the corpora has that name; rename the target set"
