@@ -15,7 +15,8 @@ Per domain: documents are ranked by md5(seed:epoch:id) within each epoch, epochs
 documents are taken in that order while they fit: the domain's tokens stay within `slack` of its target
 (slack = share_tolerance x budget / active domains, which keeps every achieved share within
 share_tolerance of its request). A document that would overshoot by more is skipped, not truncated, and
-later (shorter) ones fill the rest, so one 73k-token file cannot triple a 40k-token share. A domain reaches
+later (shorter) ones fill the rest, so one 73k-token file cannot triple a 40k-token share; only when no
+remaining document fits is the shortest one taken, so a domain always reaches its target. A domain reaches
 its target without replacement when it can; otherwise it repeats (each epoch in a new order) up to its
 `max_epochs`, with a warning; a share that still misses its tolerance is a warning and a manifest record.
 """
@@ -489,6 +490,22 @@ class Session:
         reader.close()
         if chosen:
             self.con.executemany("INSERT INTO picked VALUES (?, ?, ?)", [(domain, *row) for row in chosen])
+        if taken + sum(n for _, n in chosen) < target:
+            self._smallest_overshoot(domain, last)
+
+    def _smallest_overshoot(self, domain: str, last: int) -> None:
+        """Nothing left fits: the budget is still met, by the shortest remaining document (the share may
+        then miss its tolerance, which `check_shares` reports)."""
+        self.con.execute(
+            """
+            INSERT INTO picked
+            SELECT r.domain, r.position, r.n_tokens FROM ranked r
+            ANTI JOIN picked p ON p.domain = r.domain AND p.position = r.position
+            WHERE r.domain = ? AND r.position > ?
+            ORDER BY r.n_tokens, r.position LIMIT 1
+            """,
+            [domain, last],
+        )
 
     def write(self, staging: Path) -> dict[str, Any]:
         """Stream the selected rows, shuffled across domains, into the parts; returns the manifest."""

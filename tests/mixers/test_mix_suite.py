@@ -224,7 +224,8 @@ def test_a_planted_long_document_cannot_blow_a_share(corpus: Path, tmp_path: Pat
 
 
 def test_a_share_that_cannot_be_met_is_a_warning_and_a_record(corpus: Path, tmp_path: Path) -> None:
-    """Pile of the long document only (`where`): nothing fits a 2% share, so the mix says so."""
+    """Pile of the long document only (`where`): nothing fits a 2% share, so the budget is met by that
+    document and the mix says the share is off."""
     spec = _spec(
         corpus,
         {"web": 0.98, "pile": 0.02},
@@ -232,10 +233,10 @@ def test_a_share_that_cannot_be_met_is_a_warning_and_a_record(corpus: Path, tmp_
         share_tolerance=0.005,
         domains={"web": {"weight": 0.98}, "pile": {"weight": 0.02, "where": f"id == '{LONG_ID}'"}},
     )
-    with pytest.warns(MixWarning, match=r"domain pile: achieved share 0\.00% .* vs 2\.00% requested"):
+    with pytest.warns(MixWarning, match=r"domain pile: achieved share [\d.]+% .* vs 2\.00% requested"):
         manifest = build_mixture(parse_spec(spec), tmp_path / "mix")
     pile = manifest["domains"]["pile"]
-    assert pile["requested_tokens"] == 240 and pile["achieved_tokens"] == 0 and pile["share_error"] == -0.02
+    assert pile["requested_tokens"] == 240 < pile["achieved_tokens"] and pile["share_error"] > 0.005
     assert any("domain pile: achieved share" in note for note in manifest["notes"])
 
 
