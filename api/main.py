@@ -231,6 +231,7 @@ def _register_package_commands() -> None:
     app.command("train")(train_cli.train)
     app.command("eval")(train_cli.evaluate)
     app.command("score")(train_cli.score)
+    app.command("compare")(train_cli.compare)
     app.command("mix")(mix_cli.mix)
     app.command("serve")(serve_command)
     app.add_typer(jobs_app, name="jobs")

@@ -107,6 +107,7 @@ def build_arm(
         "tokenizer": {"path": str(tokenizer.resolve())},
         "max_epochs": 1,
         "domains": {POOL_DOMAIN: domain},
+        "eval": {"tokens": 0},  # scored on the bench's own evaluation sets; the budget may be the whole pool
     }
     shutil.rmtree(out, ignore_errors=True)
     return build_mixture(parse_spec(spec, where=f"bench filtering {out.name}"), out, tokens=True)

@@ -27,14 +27,28 @@ def mix(
     tokens: Annotated[bool, typer.Option("--tokens", help="also write MIX/tokens/ (token shards)")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="refuse weights that do not sum to 1")] = False,
     out: Annotated[str | None, typer.Option(help="mixture folder (overrides `output:` in the spec)")] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=GLOB: a target set of texts scored beside the domains (eval.targets), repeatable"
+        ),
+    ] = None,
 ) -> None:
-    """Sample curated corpora into MIX/part-*.parquet + MIX/manifest.json by domain weights and budget."""
-    from mixers.sampler import mix_file
+    """Sample curated corpora into MIX/part-*.parquet + MIX/manifest.json by domain weights and budget.
 
+    Shares land within `share_tolerance` (default 1 point) of the request, or a warning says why not.
+    MIX/eval/: the evaluation suite, the same for every mixture of these corpora, never sampled.
+    """
+    from mixers.sampler import mix_file
+    from trainer.proxy import parse_pairs
+
+    targets = parse_pairs(target or [], "--target")
     with warnings.catch_warnings():
         warnings.simplefilter("always", MixWarning)
         warnings.showwarning = _print_warning
-        manifest = mix_file(spec, out, tokens, strict, echo=lambda line: typer.echo(line, err=True))
+        manifest = mix_file(
+            spec, out, tokens, strict, echo=lambda line: typer.echo(line, err=True), targets=targets
+        )
     totals = manifest["totals"]
     typer.echo(
         f"{totals['documents']:,} documents, {totals['achieved_tokens']:,} tokens "

@@ -57,6 +57,7 @@ def inspect_mixture(mix: Path, plots: Path | None = None) -> dict[str, Any]:
         "score_columns": scores,
         "totals": manifest["totals"],
         "notes": manifest.get("notes", []),
+        "eval_suite": manifest.get("eval_suite"),
     }
     figures["plots"] = write_plots(rows, histograms, plots or mix / REPORT_DIR)
     return figures
@@ -192,6 +193,12 @@ def render_mixture_report(report: dict[str, Any]) -> None:
         f"requested {totals['requested_tokens']:,} tokens, achieved {totals['achieved_tokens']:,} "
         f"in {totals['documents']:,} documents"
     )
+    suite = report.get("eval_suite")
+    if suite:
+        console.print(
+            f"evaluation suite {suite['hash'][:12]}: {suite['documents']:,} documents in "
+            f"{suite['path']}/, {suite['near_duplicates_excluded']:,} near-duplicates kept out of training"
+        )
     for note in report["notes"]:
         console.print(f"note: {note}")
     console.print("plots: " + ", ".join(report["plots"]))

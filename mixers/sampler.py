@@ -8,10 +8,17 @@ Determinism: every order is a total order on seeded md5 hashes of document ids w
 tie-breaks, never `random()` or scan order, so one seed gives the same rows in the same order on any
 thread count, and the writer turns them into the same bytes.
 
+Before any sampling, the evaluation suite (mixers.suite) is chosen at the corpus level and, with every
+near-duplicate of its documents, removed from the candidates: no mixture trains on what it is scored on.
+
 Per domain: documents are ranked by md5(seed:epoch:id) within each epoch, epochs follow one another, and
-documents are taken while the tokens before them are under the domain's target. A domain reaches its
-target without replacement when it can; otherwise it repeats (each epoch in a new order) up to its
-`max_epochs`, with a warning. The overshoot is at most one document per domain.
+documents are taken in that order while they fit: the domain's tokens stay within `slack` of its target
+(slack = share_tolerance x budget / active domains, which keeps every achieved share within
+share_tolerance of its request). A document that would overshoot by more is skipped, not truncated, and
+later (shorter) ones fill the rest, so one 73k-token file cannot triple a 40k-token share; only when no
+remaining document fits is the shortest one taken, so a domain always reaches its target. A domain reaches
+its target without replacement when it can; otherwise it repeats (each epoch in a new order) up to its
+`max_epochs`, with a warning; a share that still misses its tolerance is a warning and a manifest record.
 """
 
 from __future__ import annotations
@@ -47,6 +54,15 @@ from mixers.output import (
 from mixers.predicates import Predicate, check_predicate, compile_predicate, parse_predicate, quote_identifier
 from mixers.shards import write_tokens
 from mixers.spec import MixtureSpec, domain_targets, load_spec
+from mixers.suite import (
+    SUITE_DIR,
+    SuiteDomain,
+    check_targets,
+    exclude_near_duplicates,
+    select_suite,
+    warn_short_domains,
+    write_suite,
+)
 from mixers.tokens import TokenCounter, count_parts, estimate_sql, make_counter, missing_counts, sidecar_path
 
 ADDED_COLUMNS = {"epoch": pa.int32(), "n_tokens": pa.int64()}
@@ -76,10 +92,21 @@ class MixPlan:
     counter: TokenCounter
     domains: dict[str, DomainPlan]
     write_tokens: bool
+    targets: dict[str, list[Path]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def active(self) -> list[DomainPlan]:
         return [d for d in self.domains.values() if d.requested > 0]
+
+    @property
+    def has_suite(self) -> bool:
+        return self.spec.eval.tokens > 0 or bool(self.targets)
+
+    def slack(self) -> int:
+        """Tokens a domain may exceed its target by: |share error| <= tolerance for every domain."""
+        active = self.active()
+        total = sum(d.requested for d in active)
+        return math.floor(self.spec.share_tolerance * total / len(active)) if active else 0
 
     def parts(self) -> list[PartFile]:
         return self.corpora.parts_for({d.name for d in self.active()})
@@ -91,7 +118,9 @@ def plan_mixture(
     """All user errors, found from the spec, the corpora's manifests and Parquet footers only."""
     target = out if out is not None else spec.output
     if target is not None and is_url(str(target)):
-        raise MixError(f"--out {target}: a mixture is written to a local folder (its corpora may be on s3://)")
+        raise MixError(
+            f"--out {target}: a mixture is written to a local folder (its corpora may be on s3://)"
+        )
     out_path = Path(target) if target is not None else None
     if out_path is None:
         raise MixError("no output folder: set `output:` in the spec or pass --out MIX")
@@ -115,7 +144,8 @@ def plan_mixture(
     if tokens and counter.mode != "exact":
         raise MixError("--tokens needs a tokenizer: set `tokenizer: {path: ...}` in the spec")
     check_output(out_path, corpora.roots)
-    return MixPlan(spec, out_path, corpora, counter, domains, tokens, notes)
+    targets = check_targets(spec.eval, corpora.domains())
+    return MixPlan(spec, out_path, corpora, counter, domains, tokens, targets, notes)
 
 
 def preflight_mixture(
@@ -199,9 +229,15 @@ def mix_file(
     tokens: bool = False,
     strict: bool = False,
     echo: Echo | None = None,
+    targets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`curate mix SPEC`: load the spec file (paths relative to it) and build the mixture."""
-    return build_mixture(load_spec(spec_path), out, tokens, strict, echo)
+    """`curate mix SPEC`: load the spec file (paths relative to it) and build the mixture; `targets`
+    (NAME -> file or glob, from --target) join the spec's `eval.targets`."""
+    spec = load_spec(spec_path)
+    if targets:
+        settings = spec.eval.model_copy(update={"targets": {**spec.eval.targets, **targets}})
+        spec = spec.model_copy(update={"eval": settings})
+    return build_mixture(spec, out, tokens, strict, echo)
 
 
 class Phases:
@@ -240,11 +276,16 @@ class Session:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, plan: MixPlan, say: Echo, clock: Phases) -> None:
         self.con, self.plan, self.say, self.clock = con, plan, say, clock
-        self.parts = plan.parts()
+        self.parts = plan.parts()  # the parts sampled from (and token-counted)
+        self.viewed = plan.corpora.parts if plan.has_suite else self.parts  # the suite spans every domain
+        self.suite: dict[str, SuiteDomain] = {}
+        self.near: tuple[int, list[int]] = (0, [])
 
     def prepare(self) -> None:
-        """Corpus view, token counts and candidates; the budget is checked before any output exists."""
+        """Corpus view, suite, token counts and candidates; the budget is checked before any output exists."""
         self._views()
+        with self.clock("suite"):
+            self._suite()
         if self.plan.counter.mode == "exact":
             with self.clock("count"):
                 self._exact_counts()
@@ -256,6 +297,7 @@ class Session:
     def preflight(self) -> None:
         """The budget check alone, never tokenizing: exact counts when cached, else the byte bound."""
         self._views()
+        self._suite()
         if self.plan.counter.mode == "exact" and missing_counts(
             self.plan.corpora, self.parts, self.plan.counter
         ):
@@ -269,22 +311,37 @@ class Session:
     def _views(self) -> None:
         files = pa.table(
             {
-                "file_idx": [p.index for p in self.parts],
-                "filename": [str(p.path) for p in self.parts],
-                "domain": [p.domain for p in self.parts],
+                "file_idx": [p.index for p in self.viewed],
+                "corpus": pa.array([p.corpus for p in self.viewed], pa.int32()),
+                "filename": [str(p.path) for p in self.viewed],
+                "domain": [p.domain for p in self.viewed],
             }
         )
         self.con.register("files_arrow", files)
         self.con.execute("CREATE TEMP TABLE files AS SELECT * FROM files_arrow")
         self.con.unregister("files_arrow")
-        register_filesystems(self.con, [p.path for p in self.parts])
+        register_filesystems(self.con, [p.path for p in self.viewed])
         self.con.read_parquet(
-            [str(p.path) for p in self.parts],
+            [str(p.path) for p in self.viewed],
             union_by_name=True,
             filename=True,
             file_row_number=True,
             hive_partitioning=False,
         ).create_view("corpus")
+
+    def _suite(self) -> None:
+        """The evaluation suite and its near-duplicates, in the temp table `held_out` (empty without one)."""
+        if not self.plan.has_suite:
+            self.con.execute("CREATE TEMP TABLE held_out (corpus INTEGER, id VARCHAR, source VARCHAR)")
+            return
+        settings = self.plan.spec.eval
+        self.suite = select_suite(self.con, settings, self.plan.corpora.columns())
+        warn_short_domains(self.suite, settings, self.plan.notes)
+        self.near = exclude_near_duplicates(
+            self.con, self.plan.corpora, settings.near_threshold, self.plan.notes
+        )
+        held = sum(d.documents for d in self.suite.values())
+        self.say(f"evaluation suite: {held:,} documents held out, {self.near[0]:,} near-duplicates excluded")
 
     def _filter_sql(self) -> tuple[str, list[Any]]:
         clauses, params = [], []
@@ -343,11 +400,12 @@ class Session:
             CREATE TEMP TABLE candidates AS
             SELECT f.file_idx, c.row, c.id, c.domain, {outer_tokens} AS n_tokens
             FROM (
-                SELECT filename, file_row_number AS row, id, domain, {inner_tokens} AS est_tokens
+                SELECT filename, file_row_number AS row, id, source, domain, {inner_tokens} AS est_tokens
                 FROM corpus WHERE {where}
             ) c
             JOIN files f ON f.filename = c.filename
             {counts_join}
+            ANTI JOIN held_out h ON h.corpus = f.corpus AND h.id = c.id AND h.source = c.source
             """,
             inner_params + params,
         )
@@ -380,21 +438,73 @@ class Session:
         self.con.executemany("INSERT INTO targets VALUES (?, ?)", targets)
         self.con.execute(
             """
-            CREATE TEMP TABLE selection AS
-            SELECT r.file_idx, r.row, r.id, r.domain, r.epoch, r.n_tokens
-            FROM (
-                SELECT c.*, e.epoch,
-                    sum(c.n_tokens) OVER (
-                        PARTITION BY c.domain
-                        ORDER BY e.epoch, md5_number(? || ':' || CAST(e.epoch AS VARCHAR) || ':' || c.id),
-                                 c.file_idx, c.row
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-                    ) - c.n_tokens AS before
-                FROM candidates c JOIN epochs e ON e.domain = c.domain
-            ) r JOIN targets t ON t.domain = r.domain
-            WHERE r.before < t.target
+            CREATE TEMP TABLE ranked AS
+            SELECT c.file_idx, c.row, c.id, c.domain, c.n_tokens, e.epoch,
+                row_number() OVER w AS position,
+                sum(c.n_tokens) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                    - c.n_tokens AS before
+            FROM candidates c JOIN epochs e ON e.domain = c.domain
+            WINDOW w AS (
+                PARTITION BY c.domain
+                ORDER BY e.epoch, md5_number(? || ':' || CAST(e.epoch AS VARCHAR) || ':' || c.id),
+                         c.file_idx, c.row
+            )
             """,
             [str(self.plan.spec.seed)],
+        )
+        slack = self.plan.slack()
+        self.con.execute(  # the prefix of each domain's order that fits: no overshoot beyond the slack
+            """
+            CREATE TEMP TABLE picked AS
+            SELECT r.domain, r.position, r.n_tokens FROM ranked r JOIN targets t ON t.domain = r.domain
+            WHERE r.before < t.target AND r.before + r.n_tokens <= t.target + ?
+            """,
+            [slack],
+        )
+        for name, target in targets:
+            self._fill(name, target, slack)
+        self.con.execute(
+            """
+            CREATE TEMP TABLE selection AS
+            SELECT r.file_idx, r.row, r.id, r.domain, r.epoch, r.n_tokens
+            FROM ranked r SEMI JOIN picked p ON p.domain = r.domain AND p.position = r.position
+            """
+        )
+
+    def _fill(self, domain: str, target: int, slack: int) -> None:
+        """Past a document too long for the rest of the target, take the next ones that still fit, in
+        order, until the target is reached (the rows are streamed; the loop ends as soon as it is)."""
+        taken, last = self.con.execute(
+            "SELECT COALESCE(sum(n_tokens), 0), COALESCE(max(position), 0) FROM picked WHERE domain = ?",
+            [domain],
+        ).fetchall()[0]
+        if taken >= target:
+            return
+        limit = target + slack
+        reader = self.con.sql(
+            "SELECT position, n_tokens FROM ranked WHERE domain = ? AND position > ? AND n_tokens <= ? "
+            "ORDER BY position",
+            params=[domain, last, limit - taken],
+        ).to_arrow_reader(OUTPUT_BATCH)
+        chosen = fill_in_order(reader, taken, target, limit)
+        reader.close()
+        if chosen:
+            self.con.executemany("INSERT INTO picked VALUES (?, ?, ?)", [(domain, *row) for row in chosen])
+        if taken + sum(n for _, n in chosen) < target:
+            self._smallest_overshoot(domain, last)
+
+    def _smallest_overshoot(self, domain: str, last: int) -> None:
+        """Nothing left fits: the budget is still met, by the shortest remaining document (the share may
+        then miss its tolerance, which `check_shares` reports)."""
+        self.con.execute(
+            """
+            INSERT INTO picked
+            SELECT r.domain, r.position, r.n_tokens FROM ranked r
+            ANTI JOIN picked p ON p.domain = r.domain AND p.position = r.position
+            WHERE r.domain = ? AND r.position > ?
+            ORDER BY r.n_tokens, r.position LIMIT 1
+            """,
+            [domain, last],
         )
 
     def write(self, staging: Path) -> dict[str, Any]:
@@ -421,7 +531,15 @@ class Session:
         for batch in reader:
             writer.add(batch)
         parts = writer.close()
-        return build_manifest(self.plan, self._achieved(), parts, staging)
+        achieved = self._achieved()
+        check_shares(self.plan, achieved)
+        manifest = build_manifest(self.plan, achieved, parts, staging)
+        if self.plan.has_suite:
+            manifest["eval_suite"] = write_suite(
+                self.con, staging / SUITE_DIR, self.plan.spec.eval, self.plan.corpora, self.suite,
+                self.plan.targets, self.near,
+            )  # fmt: skip
+        return manifest
 
     def _selected_rows(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM selection").fetchall()[0][0])
@@ -466,6 +584,39 @@ def check_budget(plan: MixPlan, available: dict[str, tuple[int, int]], note: str
         )
 
 
+def fill_in_order(reader: pa.RecordBatchReader, taken: int, target: int, limit: int) -> list[tuple[int, int]]:
+    """(position, n_tokens) of the documents taken, in order, while the total stays within `limit`,
+    until it reaches `target`."""
+    chosen = []
+    for batch in reader:
+        for position, n_tokens in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+            if taken + n_tokens <= limit:
+                chosen.append((position, n_tokens))
+                taken += n_tokens
+                if taken >= target:
+                    return chosen
+    return chosen
+
+
+def check_shares(plan: MixPlan, achieved: dict[str, dict[str, int]]) -> None:
+    """Warn (and note in the manifest) for every domain whose share misses its request by more than the
+    tolerance: it ran out of documents that fit (too small, too few short documents, max_epochs)."""
+    requested = sum(d.requested for d in plan.active())
+    total = sum(a["tokens"] for a in achieved.values())
+    tolerance = plan.spec.share_tolerance
+    for domain in plan.active():
+        got = achieved.get(domain.name, {"tokens": 0})["tokens"]
+        want, share = domain.requested / requested, _ratio(got, total)
+        if abs(share - want) > tolerance + 1e-9:
+            warn(
+                f"domain {domain.name}: achieved share {share:.2%} ({got:,} tokens) vs {want:.2%} requested "
+                f"({domain.requested:,}), beyond the share tolerance of {tolerance:.2%}: its "
+                f"{domain.tokens:,} available tokens x max_epochs {domain.max_epochs:g} hold too few "
+                "documents that fit; lower its share, raise max_epochs or share_tolerance",
+                plan.notes,
+            )
+
+
 def build_manifest(
     plan: MixPlan, achieved: dict[str, dict[str, int]], parts: list, staging: Path
 ) -> dict[str, Any]:
@@ -484,6 +635,9 @@ def build_manifest(
             "requested_share": _ratio(domain.requested, total_requested),
             "achieved_tokens": got["tokens"],
             "achieved_share": _ratio(got["tokens"], total_achieved),
+            "share_error": round(
+                _ratio(got["tokens"], total_achieved) - _ratio(domain.requested, total_requested), 6
+            ),
             "documents": got["docs"],
             "unique_documents": got["unique_docs"],
             "available_documents": domain.docs if domain.requested else None,  # inactive: never counted
@@ -505,6 +659,7 @@ def build_manifest(
             for root, digest in zip(plan.corpora.roots, plan.corpora.manifest_sha256, strict=True)
         ],
         "domains": domains,
+        "share_tolerance": plan.spec.share_tolerance,
         "totals": {
             "requested_tokens": total_requested,
             "achieved_tokens": total_achieved,

@@ -11,6 +11,12 @@ domains:
   web:  {weight: 0.6, where: "quality >= 0.2 and toxicity < 0.1"}
   wiki: {weight: 0.3, max_epochs: 3}
   code: 0.1                      # shorthand for {weight: 0.1}
+share_tolerance: 0.01           # achieved share within 1 percentage point of the request, or a warning
+eval:                            # the evaluation suite, held out of every mixture of these corpora
+  tokens: 50_000                 # per domain (estimated as characters / 4); 0: no suite
+  max_share: 0.1                 # never more than this share of a domain
+  near_threshold: 0.7            # a training document this similar (MinHash) to a suite one is dropped
+  targets: {books: held_out/*.jsonl}   # named target sets, scored beside the domains
 output: mix/                     # or --out MIX
 ```
 
@@ -85,6 +91,17 @@ class DomainSpec(BaseModel):
         return self
 
 
+class EvalSpec(BaseModel):
+    """The evaluation suite: a corpus-level held-out split plus named target sets (see mixers.suite)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: int = Field(default=50_000, ge=0, description="held-out tokens per domain (chars / 4); 0: none")
+    max_share: float = Field(default=0.1, gt=0, le=0.5, description="largest share of a domain held out")
+    near_threshold: float = Field(default=0.7, gt=0, le=1, description="MinHash Jaccard of a near-duplicate")
+    targets: dict[DomainName, str] = Field(default_factory=dict, description="NAME: file or glob of texts")
+
+
 class MixtureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -96,6 +113,10 @@ class MixtureSpec(BaseModel):
     max_epochs: float = Field(default=1.0, ge=1)
     where: str | list[str] | None = None
     strict: bool = Field(default=False, description="refuse weights that do not sum to 1")
+    share_tolerance: float = Field(
+        default=0.01, ge=0, lt=1, description="allowed |achieved - requested| share"
+    )
+    eval: EvalSpec = Field(default_factory=EvalSpec)
     output: PathParam | None = None
 
     @field_validator("domains", mode="before")
@@ -163,8 +184,14 @@ def resolve_spec_paths(spec: MixtureSpec, base: Path) -> MixtureSpec:
     if tokenizer.path is not None:
         tokenizer = tokenizer.model_copy(update={"path": absolute(tokenizer.path)})
     output = absolute(spec.output) if spec.output else None
+    targets = {name: absolute(glob) for name, glob in spec.eval.targets.items()}
     return spec.model_copy(
-        update={"corpora": [absolute(c) for c in spec.corpora], "tokenizer": tokenizer, "output": output}
+        update={
+            "corpora": [absolute(c) for c in spec.corpora],
+            "tokenizer": tokenizer,
+            "output": output,
+            "eval": spec.eval.model_copy(update={"targets": targets}),
+        }
     )
 
 

@@ -40,7 +40,8 @@ def train(
     threads: Annotated[int | None, typer.Option(min=1)] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
 ) -> None:
-    """Train a proxy LM on a mixture in the chosen precision, then score it (RUN/result.json)."""
+    """Train a proxy LM on a mixture in the chosen precision, then score it on the mixture's evaluation
+    suite (MIX/eval/, its hash in RUN/result.json; token shards or Parquet: a held-out 5% of their own)."""
     from trainer.commands import train_command
 
     _run(train_command, mixture=mixture, out=out, size=size, precision=precision, steps=steps, tokens=tokens,
@@ -57,7 +58,8 @@ def evaluate(
     weight: Repeat = None,
     device: str = "auto",
 ) -> None:
-    """Per-domain bits-per-byte on held-out documents (and target sets); rewrites RUN/result.json."""
+    """Per-domain bits-per-byte on the run's evaluation suite or held-out documents (and target sets);
+    rewrites RUN/result.json."""
     from trainer.commands import eval_command
 
     _run(eval_command, run=run, token_dir=token_dir, sets=sets, weight=weight, device=device)
@@ -73,8 +75,24 @@ def score(
     weight: Repeat = None,
     threads: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
-    """Train + evaluate in one: the mixture's proxy score (weighted mean held-out bits per byte)."""
+    """Train + evaluate in one: the mixture's proxy score (weighted mean bits per byte on its evaluation
+    suite, whose hash result.json records; compare runs with `curate compare`)."""
     from trainer.commands import score_command
 
     _run(score_command, mixture=mixture, out=out, size=size, precision=precision, tokens=tokens, seed=seed,
          weight=weight, threads=threads)  # fmt: skip
+
+
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="run folders of `curate train` / `curate score`")],
+    allow_different_suites: Annotated[
+        bool, typer.Option("--allow-different-suites", help="show scores on different suites, with a warning")
+    ] = False,
+) -> None:
+    """Rank runs by score; refused when they were scored on different evaluation suites."""
+    from trainer.commands import compare_command
+
+    record = compare_command(runs, allow_different_suites)
+    if record.get("warning"):
+        typer.secho(f"WARNING: {record['warning']}", err=True, fg="red", bold=True)
+    typer.echo(json.dumps(record, indent=2, default=str))

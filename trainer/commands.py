@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from trainer.proxy import eval_proxy, parse_target_sets, parse_weights, train_proxy
+from trainer.proxy import compare_runs, eval_proxy, parse_target_sets, parse_weights, train_proxy
 
 Size = Literal["tiny", "small", "base"]
 Precision = Literal["fp32", "bf16", "fp8", "nvfp4"]
@@ -45,11 +45,14 @@ def train_command(
     """`curate train --mixture MIX --out RUN`: train a proxy LM on a mixture, then score it.
 
     MIX is a mixture folder (its token shards when written, else its Parquet parts), a token-shard folder,
-    or Parquet with `text` and `domain`. Give --steps or --tokens (exactly one). Rerunning the same
-    command resumes from RUN's last checkpoint. --weight DOMAIN=W (repeatable) weights the score; default
-    equal weights. --high-precision-last N keeps the last N blocks (or a fraction < 1) in bf16 under fp8
-    and nvfp4. Writes RUN/metrics.jsonl, RUN/checkpoint/, RUN/result.json; returns result.json's content
-    plus a "train" summary.
+    or Parquet with `text` and `domain`. A mixture of `curate mix` is scored on its evaluation suite
+    (MIX/eval/: the same held-out documents for every mixture of its corpora, plus its target sets; the
+    suite's hash goes into result.json) and trains on all its documents; anything else is scored on a
+    held-out 5% of its own documents (eval_suite null). Give --steps or --tokens (exactly one).
+    Rerunning the same command resumes from RUN's last checkpoint. --weight DOMAIN=W (repeatable)
+    weights the score; default equal weights. --high-precision-last N keeps the last N blocks (or a
+    fraction < 1) in bf16 under fp8 and nvfp4. Writes RUN/metrics.jsonl, RUN/checkpoint/,
+    RUN/result.json; returns result.json's content plus a "train" summary.
     """
     weights = parse_weights(weight or []) or None
     return train_proxy(
@@ -70,7 +73,7 @@ def eval_command(
 ) -> dict[str, Any]:
     """`curate eval RUN [--token-dir DIR] [--set NAME=FILE ...] [--weight NAME=W ...]`: re-score a run.
 
-    Without --token-dir the run's own held-out documents are evaluated (never its training documents);
+    Without --token-dir the run's evaluation suite, or else its own held-out documents, are evaluated;
     with it, every document of DIR (tokenized with the run's tokenizer). --set adds a target set: a
     JSONL/Parquet/WARC file of texts, scored as domain NAME. Rewrites RUN/result.json and returns it.
     """
@@ -90,3 +93,10 @@ def score_command(mixture: Path, out: Path, size: Size = "tiny", precision: Prec
     return train_command(
         mixture, out, size, precision, tokens=tokens, seed=seed, weight=weight, threads=threads
     )
+
+
+def compare_command(runs: list[Path], allow_different_suites: bool = False) -> dict[str, Any]:
+    """`curate compare RUN RUN ...`: the runs' scores, best first; refused unless every run was scored on
+    the same evaluation suite (same hash in result.json), or shown with a warning with
+    --allow-different-suites."""
+    return compare_runs(runs, allow_different_suites)

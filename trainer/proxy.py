@@ -5,6 +5,12 @@ shards are used as they are when present, else its Parquet parts), or any Parque
 ``text`` and ``domain`` columns. Parquet is tokenized once into ``OUT/tokens`` with the mixture's own
 tokenizer, a given one, or a BPE trained on a sample of it (cached by the sample's hash), so a rerun
 resumes training instead of re-tokenizing. Both functions write ``OUT/result.json`` and return its content.
+
+A mixture with an evaluation suite (``MIX/eval/``, see ``mixers.suite``) trains on every one of its
+documents and is scored on the suite: the same documents for every mixture of the same corpora, none of
+them (nor a near-duplicate) in any of their training sets. ``result.json`` records the suite's hash, and
+:func:`compare_runs` refuses to rank runs scored on different suites. Without a suite (token shards, plain
+Parquet) a per-mixture held-out split is used and ``eval_suite`` is null: such scores rank nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from trainer.train import (
 
 SCORE = "result.json"
 TOKENIZER_SAMPLE_DOCS = 20_000
+SUITE_RUN_FILE = "eval_suite.json"  # RUN/: which suite the run is scored on, and its token shards
+SUITE_TOKENS = "eval_suite"  # RUN/eval_suite/: the suite tokenized with the run's tokenizer
+SUITE_DOCS = "documents.parquet"  # MIX/eval/documents.parquet (kind, domain, id, source, text)
 
 
 MIX_KIND = "curate-mixture"  # manifest.json "kind" of a folder written by the mixture writer (mixers/)
@@ -50,6 +59,7 @@ class Source:
     token_dir: Path | None
     files: list[Path]
     tokenizer: Path | None = None  # the mixture's own tokenizer, when its manifest names one that exists
+    suite: dict[str, Any] | None = None  # the mixture's evaluation suite: {"hash", "path"} (absolute)
 
 
 def resolve_source(path: Path) -> Source:
@@ -60,13 +70,26 @@ def resolve_source(path: Path) -> Source:
     manifest = _mixture_manifest(path)
     if manifest is None:
         return Source(None, mixture_files(path))
+    suite = _suite_of(path, manifest)
     shards = manifest.get("token_shards") or {}
     if shards.get("path") and is_token_dir(path / shards["path"]):
-        return Source(path / shards["path"], [])
+        return Source(path / shards["path"], [], suite=suite)
     named = (manifest.get("tokenizer") or {}).get("path")
     existing = [p for p in (Path(named), path / named) if p.is_file()] if named else []
     files = _checked([path / entry["path"] for entry in manifest.get("files", [])], path)
-    return Source(None, files, existing[0] if existing else None)
+    return Source(None, files, existing[0] if existing else None, suite)
+
+
+def _suite_of(path: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    entry = manifest.get("eval_suite")
+    if not entry:
+        return None
+    folder = (path / entry["path"]).resolve()
+    if not (folder / SUITE_DOCS).is_file():
+        raise ConfigError(
+            f"{path}: its manifest names the evaluation suite {folder} but it is gone; rebuild it"
+        )
+    return {"hash": entry["hash"], "path": str(folder)}
 
 
 def _mixture_manifest(path: Path) -> dict[str, Any] | None:
@@ -173,6 +196,8 @@ def train_proxy(
     if not source.exists():
         raise ConfigError(f"{source}: no such mixture or token-shard folder")
     resolved = resolve_source(source)
+    if resolved.suite is not None:
+        train_options["eval_fraction"] = 0.0  # every mixture document is training data; the suite scores
     from_mixture = resolved.token_dir is None
     if tokenizer is not None and not Path(tokenizer).exists():
         raise ConfigError(f"--tokenizer {tokenizer}: no such file; give a tokenizer.json or leave it out")
@@ -194,17 +219,66 @@ def train_proxy(
         tokenize_mixture(
             resolved.files, cfg.token_dir, vocab_size, tokenizer or resolved.tokenizer, tokenizer_cache
         )
-    if not len(TokenShards(cfg.token_dir).split(cfg.eval_fraction, seed=cfg.split_seed).eval):
+    if resolved.suite is None and not len(
+        TokenShards(cfg.token_dir).split(cfg.eval_fraction, seed=cfg.split_seed).eval
+    ):
         raise ConfigError(
             f"{source}: no held-out documents to score (needs >= 2 documents in some domain "
             "and eval_fraction > 0)"
         )
     run, summary = train_run(cfg)
     result = {"train": summary}
-    if summary["finished"]:
+    if resolved.suite is not None:
+        suite_dir = tokenize_suite(resolved.suite, out_dir, run.shards.tokenizer_path)
+    if summary["finished"] and resolved.suite is not None:
+        evaluate = _evaluator(run.model, run.recipe, cfg, None)
+        per_domain, targets = evaluate_suite(evaluate, suite_dir)
+        result |= write_score(out_dir, cfg, run.step, per_domain, targets, weights, resolved.suite)
+    elif summary["finished"]:
         per_domain = evaluate_held_out(run, cfg, max_eval_tokens_per_domain)
         result |= write_score(out_dir, cfg, run.step, per_domain, {}, weights)
     return result
+
+
+def tokenize_suite(suite: dict[str, Any], run_dir: Path, tokenizer_path: Path) -> Path:
+    """RUN/eval_suite/: the suite's held-out documents (domain = their domain) and target sets (domain =
+    the set's name), tokenized with the run's tokenizer; RUN/eval_suite.json names the suite."""
+    folder = run_dir / SUITE_TOKENS
+    marker = run_dir / SUITE_RUN_FILE
+    if is_token_dir(folder) and marker.is_file() and json.loads(marker.read_text()) == suite:
+        return folder
+    table = pq.read_table(Path(suite["path"]) / SUITE_DOCS, columns=["kind", "domain", "text"])
+    tok = load_tokenizer(tokenizer_path)
+    texts = [text or "" for text in table.column("text").to_pylist()]
+    names = [
+        f"{kind}:{domain}"
+        for kind, domain in zip(
+            table.column("kind").to_pylist(), table.column("domain").to_pylist(), strict=True
+        )
+    ]
+    encoded = (
+        (ids, name, n_bytes) for (ids, n_bytes), name in zip(encode_documents(tok, texts), names, strict=True)
+    )
+    write_token_shards(folder, encoded, tok.get_vocab_size(with_added_tokens=True), tokenizer_path)
+    marker.write_text(json.dumps(suite) + "\n")
+    return folder
+
+
+def evaluate_suite(evaluate: Any, suite_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(held-out domains, target sets) of a tokenized suite, every document scored whole."""
+    shards = TokenShards(suite_dir)
+    figures = evaluate(shards, np.arange(len(shards)))
+    split: dict[str, dict[str, Any]] = {"held_out": {}, "target": {}}
+    for name, values in figures.items():
+        kind, _, domain = name.partition(":")
+        split[kind][domain] = values
+    return split["held_out"], split["target"]
+
+
+def run_suite(run_dir: Path) -> dict[str, Any] | None:
+    """The evaluation suite a run is scored on ({"hash", "path"}), or None (a per-mixture split)."""
+    marker = run_dir / SUITE_RUN_FILE
+    return json.loads(marker.read_text()) if marker.is_file() else None
 
 
 def write_score(
@@ -214,8 +288,11 @@ def write_score(
     per_domain: dict[str, dict[str, float]],
     targets: dict[str, dict[str, float]],
     weights: dict[str, float] | None,
+    suite: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """result.json: the weighted score plus every figure it was computed from."""
+    """result.json: the weighted score plus every figure it was computed from, and the evaluation
+    suite it was scored on (null: a held-out split of this mixture's own documents, comparable to no
+    other mixture's score)."""
     clash = sorted(set(per_domain) & set(targets))
     if clash:
         raise ConfigError(f"target set name(s) {clash} equal domain names; rename the target sets")
@@ -229,6 +306,7 @@ def write_score(
         "precision": cfg.precision.name,
         "tokens_trained": step * cfg.batch_size * cfg.seq_len,
         "token_dir": str(cfg.token_dir),
+        "eval_suite": suite,
     }
     tmp = out_dir / (SCORE + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -277,17 +355,57 @@ def eval_proxy(
     if token_dir is not None and not is_token_dir(Path(token_dir)):
         raise ConfigError(f"{token_dir}: not a token-shard folder (no tokens.json)")
     cfg, model, recipe, step = load_run(run_dir, device)
-    shards = TokenShards(Path(token_dir) if token_dir else cfg.token_dir)
-    _check_same_tokenizer(run_dir, shards)
-    same_data = shards.folder.resolve() == Path(cfg.token_dir).resolve()
-    docs = shards.split(cfg.eval_fraction, seed=cfg.split_seed).eval if same_data else np.arange(len(shards))
-    evaluate = _evaluator(model, recipe, cfg, max_eval_tokens_per_domain)
-    per_domain = evaluate(shards, docs)
+    suite = run_suite(run_dir) if token_dir is None else None
     targets: dict[str, dict[str, float]] = {}
+    if suite is not None:
+        per_domain, targets = evaluate_suite(_evaluator(model, recipe, cfg, None), run_dir / SUITE_TOKENS)
+    else:
+        shards = TokenShards(Path(token_dir) if token_dir else cfg.token_dir)
+        _check_same_tokenizer(run_dir, shards)
+        same_data = shards.folder.resolve() == Path(cfg.token_dir).resolve()
+        docs = (
+            shards.split(cfg.eval_fraction, seed=cfg.split_seed).eval if same_data else np.arange(len(shards))
+        )
+        per_domain = _evaluator(model, recipe, cfg, max_eval_tokens_per_domain)(shards, docs)
+    evaluate = _evaluator(model, recipe, cfg, max_eval_tokens_per_domain)
     for name, path in (target_sets or {}).items():
         target_shards = TokenShards(tokenize_target_set(Path(path), name, run_dir))
         targets |= {name: evaluate(target_shards, np.arange(len(target_shards)))[name]}
-    return write_score(run_dir, cfg, step, per_domain, targets, weights)
+    return write_score(run_dir, cfg, step, per_domain, targets, weights, suite)
+
+
+def compare_runs(runs: list[Path], allow_different_suites: bool = False) -> dict[str, Any]:
+    """The runs' scores, best first, when they were scored on one evaluation suite.
+
+    Scores on different documents rank nothing: runs without a suite (a per-mixture held-out split) or
+    with different suite hashes are refused, or, with ``allow_different_suites``, returned with
+    ``comparable: false`` and a ``warning`` for the caller to print loudly.
+    """
+    rows = []
+    for path in runs:
+        run_dir = run_dir_of(path)
+        if not (run_dir / SCORE).is_file():
+            raise ConfigError(f"{run_dir}: no {SCORE}; finish training it (or `curate eval` it) first")
+        result = json.loads((run_dir / SCORE).read_text())
+        rows.append({"run": str(run_dir), "suite": (result.get("eval_suite") or {}).get("hash"), **result})
+    suites = {row["suite"] for row in rows}
+    record: dict[str, Any] = {"comparable": len(suites) == 1 and None not in suites}
+    if not record["comparable"]:
+        shown = ", ".join(f"{row['run']}: {(row['suite'] or 'no suite')[:12]}" for row in rows)
+        message = (
+            f"these runs were scored on different documents ({shown}); their scores are not comparable: "
+            "score mixtures of the same corpora built by `curate mix` (same eval settings)"
+        )
+        if not allow_different_suites:
+            raise ConfigError(message)
+        record["warning"] = message
+    record["eval_suite"] = rows[0]["suite"] if record["comparable"] else None
+    record["runs"] = sorted(
+        ({"run": r["run"], "score": r["score"], "eval_suite": r["suite"],
+          "bpb": {d: v["bpb"] for d, v in {**r["domains"], **r["targets"]}.items()}} for r in rows),
+        key=lambda row: row["score"],
+    )  # fmt: skip
+    return record
 
 
 def _evaluator(model: TransformerLM, recipe: Recipe, cfg: TrainConfig, max_tokens: int | None) -> Any:
@@ -307,23 +425,26 @@ def _check_same_tokenizer(run_dir: Path, shards: TokenShards) -> None:
         )
 
 
-def tokenize_target_set(path: Path, name: str, run_dir: Path) -> Path:
-    """Token shards (one domain, ``name``) of a user's text file, cached under RUN/targets/NAME."""
+def target_texts(path: Path, name: str) -> list[str]:
+    """The non-empty texts of a target set's JSONL/Parquet/WARC file (field ``text``)."""
     from curate.readers.fields import FieldMap
     from curate.readers.formats import infer_format, reader_for
     from curate.readers.records import RawDoc
 
+    fmt = infer_format(path)
+    if fmt is None or not path.is_file():
+        raise ConfigError(f"target set {name}: {path} is not a readable JSONL/Parquet/WARC file")
+    return [item.text for item in reader_for(fmt)(path, FieldMap()) if isinstance(item, RawDoc) and item.text]
+
+
+def tokenize_target_set(path: Path, name: str, run_dir: Path) -> Path:
+    """Token shards (one domain, ``name``) of a user's text file, cached under RUN/targets/NAME."""
     folder = run_dir / "targets" / name
     source = {"path": str(path.resolve())}
     marker = folder / "source.json"
     if is_token_dir(folder) and marker.is_file() and json.loads(marker.read_text()) == source:
         return folder
-    fmt = infer_format(path)
-    if fmt is None or not path.is_file():
-        raise ConfigError(f"target set {name}: {path} is not a readable JSONL/Parquet/WARC file")
-    texts = [
-        item.text for item in reader_for(fmt)(path, FieldMap()) if isinstance(item, RawDoc) and item.text
-    ]
+    texts = target_texts(path, name)
     if not texts:
         raise ConfigError(f"target set {name}: {path} holds no texts")
     tok = load_tokenizer(run_dir / "tokenizer.json")

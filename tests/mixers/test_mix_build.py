@@ -84,6 +84,7 @@ def _sha256(path: Path) -> str:
 def test_predicates_select_exactly_the_matching_documents(mix_corpus: MixCorpus, tmp_path: Path) -> None:
     spec = mix_corpus.spec(
         budget=50_000,
+        eval={"tokens": 0},  # no evaluation suite: every matching document is available
         where="n_words >= 20",
         domains={
             "wiki": {"weight": 0.5, "where": "quality >= 0.77 and ppl_bucket in [head, middle]"},
@@ -121,7 +122,10 @@ def test_small_domains_repeat_up_to_max_epochs_with_a_warning(mix_corpus: MixCor
         ).fetchall()[0][0]
     wanted = int(news_chars * 2.5)
     spec = mix_corpus.spec(
-        budget=wanted * 2, max_epochs=1, domains={"wiki": 0.5, "news": {"weight": 0.5, "max_epochs": 3}}
+        budget=wanted * 2,
+        max_epochs=1,
+        domains={"wiki": 0.5, "news": {"weight": 0.5, "max_epochs": 3}},
+        eval={"tokens": 0},  # the whole domain is available
     )
     with pytest.warns(MixWarning, match=r"domain news repeats: 2\.50 epochs"):
         manifest = build_mixture(parse_spec(spec), tmp_path / "mix")
@@ -170,9 +174,10 @@ def test_several_corpora_are_one_pool(mix_corpus: MixCorpus, tmp_path: Path) -> 
 
     copy = tmp_path / "copy"
     shutil.copytree(mix_corpus.out, copy)
-    alone = build_mixture(parse_spec(mix_corpus.spec()), tmp_path / "one")
+    alone = build_mixture(parse_spec(mix_corpus.spec(eval={"tokens": 0})), tmp_path / "one")
     both = build_mixture(
-        parse_spec(mix_corpus.spec(corpora=[str(mix_corpus.out), str(copy)])), tmp_path / "two"
+        parse_spec(mix_corpus.spec(corpora=[str(mix_corpus.out), str(copy)], eval={"tokens": 0})),
+        tmp_path / "two",
     )
     for name in ("wiki", "news"):
         assert (
