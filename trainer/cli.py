@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from trainer.choices import Optimizer, Precision, Schedule, Size
+
 Repeat = Annotated[list[str] | None, typer.Option(help="NAME=VALUE, repeatable")]
 
 
@@ -21,16 +23,16 @@ def _run(function: Callable[..., dict[str, Any]], **kwargs: Any) -> None:
 def train(
     mixture: Annotated[Path, typer.Option(help="mixture folder, token shards, or Parquet with text+domain")],
     out: Annotated[Path, typer.Option(help="run folder (re-running resumes from its checkpoint)")],
-    size: Annotated[str, typer.Option(help="tiny (~1M), small (~10M), base (~100M)")] = "tiny",
-    precision: Annotated[str, typer.Option(help="fp32, bf16, fp8 or nvfp4")] = "nvfp4",
+    size: Annotated[Size, typer.Option(help="tiny (~1M), small (~10M), base (~100M) parameters")] = "tiny",
+    precision: Annotated[Precision, typer.Option(help="number format of the matmuls")] = "nvfp4",
     steps: Annotated[int | None, typer.Option(min=1)] = None,
     tokens: Annotated[int | None, typer.Option(min=1, help="token budget (instead of --steps)")] = None,
     seed: int = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     seq_len: Annotated[int, typer.Option(min=8)] = 128,
     lr: float | None = None,
-    schedule: Annotated[str, typer.Option(help="cosine or wsd")] = "cosine",
-    optimizer: Annotated[str, typer.Option(help="adamw or muon")] = "adamw",
+    schedule: Annotated[Schedule, typer.Option(help="learning-rate schedule")] = "cosine",
+    optimizer: Annotated[Optimizer, typer.Option()] = "adamw",
     vocab_size: Annotated[int, typer.Option(min=256)] = 8192,
     tokenizer: Annotated[Path | None, typer.Option(help="an existing tokenizer.json")] = None,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 100,
@@ -68,8 +70,8 @@ def evaluate(
 def score(
     mixture: Annotated[Path, typer.Argument(help="a mixture folder of `curate mix`")],
     out: Annotated[Path, typer.Option(help="run folder")] = Path(".cache/score"),
-    size: str = "tiny",
-    precision: str = "nvfp4",
+    size: Annotated[Size, typer.Option(help="tiny (~1M), small (~10M), base (~100M) parameters")] = "tiny",
+    precision: Annotated[Precision, typer.Option(help="number format of the matmuls")] = "nvfp4",
     tokens: Annotated[int, typer.Option(min=1)] = 2_000_000,
     seed: int = 0,
     weight: Repeat = None,

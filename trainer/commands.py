@@ -9,14 +9,10 @@ JSON-able dict it also wrote to disk (``OUT/result.json``), for ``--json`` outpu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from trainer.choices import Optimizer, Precision, Schedule, Size
 from trainer.proxy import compare_runs, eval_proxy, parse_target_sets, parse_weights, train_proxy
-
-Size = Literal["tiny", "small", "base"]
-Precision = Literal["fp32", "bf16", "fp8", "nvfp4"]
-Schedule = Literal["cosine", "wsd"]
-Optimizer = Literal["adamw", "muon"]
 
 
 def train_command(

@@ -39,9 +39,10 @@ from torch import nn
 
 from kernels.dispatch import hadamard_16
 from kernels.nvfp4_reference import Mode
+from trainer.choices import Precision
 from trainer.quantize import NVFP4Operand, fp8_fake_quantize, fp8_quantize, nvfp4_mm, nvfp4_operand
 
-PrecisionName = Literal["fp32", "bf16", "fp8", "nvfp4"]
+PrecisionName = Precision  # the names live in trainer.choices, which the CLI reads without torch
 Fp8Backend = Literal["auto", "emulated", "scaled_mm"]
 E4M3, E5M2 = torch.float8_e4m3fn, torch.float8_e5m2
 
