@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from curate.config import load_config
+from curate.errors import ConfigError
 from curate.jsonl_files import write_jsonl
 from curate.run import RUN_RECORD, run_pipeline
 from curate.textsources import book_passages, news_texts, shared_data_dir, stdlib_sources, wikipedia_pages
@@ -166,12 +167,22 @@ DEMO_PROXY_TOKENS = 100_000
 
 def demo_proxy_score(mix: Path, run: Path) -> dict[str, Any]:
     """The main job ends where training starts: a tiny NVFP4 proxy trained on the mixture, scored by
-    held-out bits per byte per domain. Re-running resumes from (or reuses) the run's checkpoint."""
+    bits per byte per domain on the mixture's evaluation suite. Re-running resumes from (or reuses) the
+    run's checkpoint; a run the demo trained under an older config of its own is retrained."""
     from trainer.commands import score_command
 
-    return score_command(
-        mix, run, size="tiny", precision="nvfp4", tokens=DEMO_PROXY_TOKENS, seed=0, threads=1
-    )
+    def score() -> dict[str, Any]:
+        return score_command(
+            mix, run, size="tiny", precision="nvfp4", tokens=DEMO_PROXY_TOKENS, seed=0, threads=1
+        )
+
+    try:
+        return score()
+    except ConfigError:
+        if not (run / "config.json").is_file():
+            raise
+        shutil.rmtree(run)  # the demo's own folder, left by an earlier version of the demo
+        return score()
 
 
 def discard_stale_demo_output(out: Path, index: Path, config_hash: str) -> None:

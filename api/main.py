@@ -152,7 +152,8 @@ def demo(
     typer.echo(f"mixture: {out.parent / 'mix'}  " + json.dumps(mixture.get("totals", {})))
     proxy = manifest["proxy"]
     per_domain = {d: round(v["bpb"], 3) for d, v in proxy.get("domains", {}).items() if "bpb" in v}
-    typer.echo(f"proxy score (mean held-out bits per byte, lower is better): {proxy.get('score'):.4f}")
+    score = proxy["score"]
+    typer.echo(f"proxy score (mean bits per byte on the evaluation suite, lower is better): {score:.4f}")
     typer.echo(f"  per domain: {per_domain}")
 
 
