@@ -12,12 +12,17 @@ under that language. Without `models` the stages keep their single default model
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from curate.errors import ConfigError
 from filters.model_registry import Model, require_model
+
+S = TypeVar("S")  # a stage's scorer for one language
 
 LANG_COLUMN = "lang"
 NO_LANGUAGE = "und"
@@ -61,6 +66,20 @@ def language_rows(batch: pa.Table, stage: str, by_language: bool) -> dict[str, n
     for row, lang in enumerate(batch.column(LANG_COLUMN).to_pylist()):
         groups.setdefault(lang or NO_LANGUAGE, []).append(row)
     return {lang: np.asarray(rows, dtype=np.int64) for lang, rows in groups.items()}
+
+
+def scorer_groups(
+    batch: pa.Table, stage: str, scorers: Mapping[str, S], by_language: bool, stats: Counter
+) -> Iterator[tuple[S, np.ndarray, pa.ChunkedArray]]:
+    """(scorer, rows, their texts) per language of the batch; a language without a scorer is counted as
+    `<stage>:no_model_for_<lang>` and its rows are left for the caller's null."""
+    text = batch.column("text")
+    for lang, rows in language_rows(batch, stage, by_language).items():
+        scorer = scorers.get(lang)
+        if scorer is None:
+            stats[f"{stage}:no_model_for_{lang}"] += len(rows)
+            continue
+        yield scorer, rows, text.take(rows) if by_language else text
 
 
 def language_warning(stage: str, models: dict[str, str], column: str) -> str:

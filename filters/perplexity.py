@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.kenlm_lm import load_kenlm, perplexities
-from filters.language_models import EVERY_LANGUAGE, check_language_models, language_rows, language_warning
+from filters.language_models import EVERY_LANGUAGE, check_language_models, language_warning, scorer_groups
 from filters.model_registry import ModelFolderParams, pinned_home, require_model
 
 KIND = "kenlm"
@@ -137,18 +137,13 @@ class Perplexity(Stage):
         )
 
     def process(self, batch: pa.Table) -> StageResult:
-        text = batch.column("text")
         ppl = np.full(batch.num_rows, np.nan)
         drop_below = np.full(batch.num_rows, np.nan)
         buckets = np.full(batch.num_rows, None, dtype=object)
         stats: Counter = Counter()
         by_language = self.params.models is not None
-        for lang, rows in language_rows(batch, self.name, by_language).items():
-            scorer = self._scorers.get(lang)
-            if scorer is None:
-                stats[f"{self.name}:no_model_for_{lang}"] += len(rows)
-                continue
-            ppl[rows] = perplexities(scorer.model, text.take(rows) if by_language else text)
+        for scorer, rows, texts in scorer_groups(batch, self.name, self._scorers, by_language, stats):
+            ppl[rows] = perplexities(scorer.model, texts)
             if scorer.drop_below is not None:
                 drop_below[rows] = scorer.drop_below
             if self.params.bucket_column:

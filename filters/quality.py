@@ -27,7 +27,7 @@ from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.fasttext_scoring import load_classifier, score_texts
 from filters.kenlm_lm import load_kenlm, perplexities
-from filters.language_models import EVERY_LANGUAGE, check_language_models, language_rows, language_warning
+from filters.language_models import EVERY_LANGUAGE, check_language_models, language_warning, scorer_groups
 from filters.model_registry import Model, ModelFolderParams, pinned_home, require_model
 from filters.perplexity import KIND as KENLM_KIND
 
@@ -168,16 +168,11 @@ class Quality(Stage):
         )
 
     def process(self, batch: pa.Table) -> StageResult:
-        text = batch.column("text")
         score = np.full(batch.num_rows, np.nan)
         stats: Counter = Counter()
         by_language = self.params.models is not None
-        for lang, rows in language_rows(batch, self.name, by_language).items():
-            scorer = self._scorers.get(lang)
-            if scorer is None:
-                stats[f"{self.name}:no_model_for_{lang}"] += len(rows)
-                continue
-            score[rows] = scorer.score(text.take(rows) if by_language else text)
+        for scorer, rows, texts in scorer_groups(batch, self.name, self._scorers, by_language, stats):
+            score[rows] = scorer.score(texts)
         reasons = pa.nulls(batch.num_rows, pa.string())
         if self.params.min_quality is not None:
             low = score < self.params.min_quality  # NaN (no model for the language) is never low
