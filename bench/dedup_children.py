@@ -219,7 +219,7 @@ def _child_global(job: dict[str, Any]) -> dict[str, Any]:
     """The real `run_dedup` on an output folder that already holds a shard phase's files (see
     :mod:`bench.dedup_global`): wall and CPU seconds, each step's seconds, and memory above the imports."""
     import curate.dedup.phase as phase_module
-    from bench.dedup_global import pipeline_config
+    from bench.dedup_corpus import pipeline_config
     from curate.plan import build_plan
 
     out = Path(job["out"])

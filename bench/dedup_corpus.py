@@ -198,3 +198,25 @@ def write_subset(texts: Sequence[str], path: Path) -> None:
     with open(path, "wb") as sink:
         for n, text in enumerate(texts):
             sink.write(orjson.dumps({"id": f"d{n:08d}", "text": text}) + b"\n")
+
+
+def pipeline_config(files: Sequence[Path], first: int, out: Path, dedup: dict[str, Any]) -> Any:
+    """The config of a normalize + dedup run over ``files``; input i is named by its place in the whole
+    corpus (``first`` + i), so a document's `source` is the same in every chunk and every size."""
+    from curate.config import parse_config, resolve_paths
+    from curate.schema import UNASSIGNED_DOMAIN
+
+    raw = {
+        "inputs": [
+            {
+                "path": glob.escape(str(f)),
+                "name": f"s{first + i:05d}",
+                "format": "jsonl",
+                "domain": UNASSIGNED_DOMAIN,
+            }
+            for i, f in enumerate(files)
+        ],
+        "stages": [{"normalize": {}}],
+        "dedup": dedup,
+    }
+    return resolve_paths(parse_config(raw, "bench"), out.parent, str(out))

@@ -20,7 +20,6 @@ each clustering step, and memory: ``rss_before_mb`` (the process with its import
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dedup_children import run_child
-from bench.dedup_corpus import BENCH_CACHE, DedupCorpusSpec, build_dedup_corpus
+from bench.dedup_corpus import BENCH_CACHE, DedupCorpusSpec, build_dedup_corpus, pipeline_config
 from curate.errors import ConfigError
 
 CHUNK_DOCS = 1_000_000
@@ -38,28 +37,6 @@ GLOBAL_DIR = "global"
 # The global phase sees sketches only, whose size does not depend on a document's length: short documents
 # (two passages of 100-300 characters) give it the same work per document for a fifth of the shard phase.
 PASSAGE_CHARS = (100, 300)
-
-
-def pipeline_config(files: Sequence[Path], first: int, out: Path, dedup: dict[str, Any]) -> Any:
-    """The config of a normalize + dedup run over ``files``; input i is named by its place in the whole
-    corpus (``first`` + i), so a document's `source` is the same in every chunk and every size."""
-    from curate.config import parse_config, resolve_paths
-    from curate.schema import UNASSIGNED_DOMAIN
-
-    raw = {
-        "inputs": [
-            {
-                "path": glob.escape(str(f)),
-                "name": f"s{first + i:05d}",
-                "format": "jsonl",
-                "domain": UNASSIGNED_DOMAIN,
-            }
-            for i, f in enumerate(files)
-        ],
-        "stages": [{"normalize": {}}],
-        "dedup": dedup,
-    }
-    return resolve_paths(parse_config(raw, "bench"), out.parent, str(out))
 
 
 def build_chunk(files: Sequence[Path], first: int, folder: Path, dedup: dict[str, Any], workers: int) -> Path:
