@@ -21,7 +21,7 @@ from typing import Any
 
 from curate.errors import ConfigError
 from curate.locks import exclusive
-from curate.storage import Location, write_atomic, write_parquet
+from curate.storage import Location, write_atomic
 
 INDEX_FILE = "index.json"
 LOCK_FILE = "index.lock"
@@ -40,7 +40,7 @@ class DedupIndex:
 
     def segments(self, excluding_run: str | None = None) -> list[Location]:
         return [
-            self.path / "segments" / f"{entry['run']}.parquet"
+            self.segment_path(entry["run"])
             for entry in self.read()["segments"]
             if entry["run"] != excluding_run
         ]
@@ -60,6 +60,10 @@ class DedupIndex:
                 "use the index's values or a new index"
             )
 
+    def segment_path(self, run: str) -> Location:
+        """Where a run's segment file goes; `add_segment` registers it once it is in place."""
+        return self.path / "segments" / f"{run}.parquet"
+
     def add_segment(self, run: str, documents: int, sketch: dict[str, int] | None = None) -> int:
         """Register a finished segment file (already at its final name) and return the new version."""
         with exclusive(self.path / LOCK_FILE, wait=True):
@@ -73,11 +77,6 @@ class DedupIndex:
                 updated["sketch"] = recorded
             write_atomic(self.path / INDEX_FILE, json.dumps(updated, indent=1))
             return updated["version"]
-
-    def write_segment(self, run: str, table: Any) -> Location:
-        final = self.path / "segments" / f"{run}.parquet"
-        write_parquet(final, table, compression="zstd")
-        return final
 
 
 def sketch_parameters(config: Any) -> dict[str, int]:

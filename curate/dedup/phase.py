@@ -37,9 +37,12 @@ from curate.dedup.settings import DedupConfig
 from curate.plan import RunPlan
 from curate.storage import (
     Location,
+    commit,
+    discard,
     files_under,
     is_remote,
     location,
+    parquet_writer,
     register_filesystems,
     scratch_dir,
     write_atomic,
@@ -254,36 +257,57 @@ def extend_index(plan: RunPlan, run: str) -> int | None:
     state = _local_state(plan)
     counts = state / RUN_COUNTS
     has_counts = config.paragraphs.enabled and counts.exists() and pq.read_metadata(counts).num_rows > 0
-    table = _kept_sketches(plan, state)
-    if table.num_rows == 0 and not has_counts:
+    segment = index.segment_path(run)
+    kept = _write_kept_sketches(plan, state, segment)
+    if kept == 0 and not has_counts:
         return index.read()["version"]
     if has_counts:
         write_parquet(index_folder(index.path, config.paragraphs) / f"{run}.parquet", pq.read_table(counts))
-    if table.num_rows:
-        index.write_segment(run, table)
-    return index.add_segment(run, table.num_rows, sketch_parameters(config))
+    return index.add_segment(run, kept, sketch_parameters(config))
 
 
-def _kept_sketches(plan: RunPlan, local_state: Path) -> pa.Table:
-    """Sketches of the documents this run emitted: not duplicates, not rejected as boilerplate only."""
+SEGMENT_BATCH_ROWS = 50_000
+
+
+def _write_kept_sketches(plan: RunPlan, local_state: Path, segment: Location) -> int:
+    """Stream the sketches of the documents this run emitted (not duplicates, not rejected as boilerplate
+    only), sorted by id, into the index segment; returns how many. DuckDB sorts within the dedup memory
+    cap and spills to the scratch disk, and batches pass through, so memory does not grow with the run."""
+    assert plan.config.dedup is not None
     sketches = files_under(plan.out / SKETCH_DIR, "*.parquet")
     if not sketches:
-        return pa.table({"id": pa.array([], pa.string())})
-    con = duckdb.connect()
+        return 0
+    con = open_work_db(scratch_dir(plan.out, STATE) / "index.duckdb", plan.config.dedup)
     removed = ["SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS source WHERE false"]
     members = member_files(plan.out / STATE)  # read by DuckDB, never loaded whole (the Ray path's are big)
     register_filesystems(con, [*sketches, *members])
     if members:
         removed.append(f"SELECT id, source FROM read_parquet({sql_list(members)}) WHERE reason IS NOT NULL")
-    if plan.config.dedup is not None and plan.config.dedup.paragraphs.enabled:
+    if plan.config.dedup.paragraphs.enabled:
         decisions = Decisions(local_state)
         con.register("rejected", decisions.rejected())
         decisions.close()
         removed.append("SELECT id, source FROM rejected")
     columns = "s.id, s.n_chars, s.crawl_date, s.quality, s.exact_hash, s.bands, s.signature"
-    table = con.sql(
+    reader = con.sql(
         f"SELECT {columns} FROM read_parquet({sql_list(sketches)}) s "
         f"ANTI JOIN ({' UNION ALL '.join(removed)}) r ON s.id = r.id AND s.source = r.source ORDER BY s.id"
-    ).to_arrow_table()
-    con.close()
-    return table
+    ).to_arrow_reader(SEGMENT_BATCH_ROWS)
+    written, writer = 0, None
+    try:
+        for batch in reader:
+            if batch.num_rows:
+                writer = writer or parquet_writer(segment, batch.schema, compression="zstd")
+                writer.write_batch(batch)
+                written += batch.num_rows
+        if writer is not None:
+            writer.close()
+            commit(segment)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            discard(segment)
+        raise
+    finally:
+        con.close()
+    return written

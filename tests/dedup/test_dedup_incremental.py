@@ -66,14 +66,21 @@ def index_state(index: Path) -> dict[str, Any]:
     return json.loads((index / "index.json").read_text(encoding="utf-8"))
 
 
-def test_a_later_batch_loses_its_copies_of_an_earlier_batch(tmp_path: Path, passages: list[str]) -> None:
+def test_a_later_batch_loses_its_copies_of_an_earlier_batch(
+    tmp_path: Path, passages: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     batch_a, batch_b = make_batches(tmp_path, passages)
     index = tmp_path / "index"
+    monkeypatch.setattr("curate.dedup.phase.SEGMENT_BATCH_ROWS", 3)  # the segment streams in batches
     first = run(batch_a, tmp_path / "out-a", index)
     assert first["totals"]["duplicates"] == 0
     assert first["dedup"]["index_version_before"] == 0 and first["dedup"]["index_version_after"] == 1
     state = index_state(index)
     assert state["version"] == 1 and [s["documents"] for s in state["segments"]] == [20]
+    streamed = pq.ParquetFile(index / "segments" / f"{state['segments'][0]['run']}.parquet")
+    ids = streamed.read().column("id").to_pylist()
+    assert streamed.num_row_groups >= 7 and ids == sorted(ids) and len(ids) == 20
+    monkeypatch.undo()
 
     second = run(batch_b, tmp_path / "out-b", index)
     assert second["totals"]["read"] == 20 and second["totals"]["duplicates"] == 10
