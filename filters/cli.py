@@ -9,12 +9,20 @@ from typing import Annotated, Any
 import typer
 
 from curate.errors import ConfigError
+from filters.model_registry import local_home
 
 models_app = typer.Typer(
     help="Train, list and evaluate the filter models (KenLM, fastText).", no_args_is_help=True
 )
 
-Home = Annotated[Path | None, typer.Option(help="model folder (default $CURATE_MODELS, $CURATE_HOME/models)")]
+Home = Annotated[
+    Path | None,
+    typer.Option(
+        parser=local_home,
+        metavar="<path|url>",
+        help="model folder or object-store URL (default $CURATE_MODELS, $CURATE_HOME/models)",
+    ),
+]
 
 
 def _print(result: Any) -> None:

@@ -9,6 +9,12 @@ perplexity percentiles that define buckets). Pipelines name models; stages resol
 The models home is `$CURATE_MODELS`, else `$CURATE_HOME/models`, else `.cache/models`. A model is written
 into a temporary sibling directory and renamed into place, so a half-trained model is never visible and
 re-training replaces the old one in one step.
+
+A home on an object store (`s3://bucket/models`, as `$CURATE_MODELS` or a stage's `models_dir`) stands as
+a local mirror, `<mirror root>/s3/bucket/models` (`$CURATE_MODEL_MIRROR`, else `<tmp>/curate-model-mirror`):
+fastText and KenLM load from local files. Looking a model up fetches its folder into the mirror when the
+store's card differs from the mirror's (so a re-trained model is seen), and a model trained into such a
+home is uploaded after its local commit. The mirror path names its URL, so no lookup table is kept.
 """
 
 from __future__ import annotations
@@ -22,12 +28,23 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
 
 from curate.errors import ConfigError
+from curate.paths import PathValue
+from curate.storage import files_under, is_url, location, relative
+from filters.model_mirror import (
+    CARD_FILE,
+    local_home,
+    refresh_mirror,
+    replace_folder,
+    source_url,
+    store_errors,
+)
 
 MODELS_ENV = "CURATE_MODELS"
-CARD_FILE = "card.json"
 
 TRAIN_COMMANDS = {
     "kenlm": "curate models train-lm",
@@ -44,9 +61,9 @@ class ModelMissingError(ConfigError):
 def models_home() -> Path:
     """Where named models live; see the module docstring for the precedence of the environment."""
     if os.environ.get(MODELS_ENV):
-        return Path(os.environ[MODELS_ENV])
+        return local_home(os.environ[MODELS_ENV])
     if os.environ.get("CURATE_HOME"):
-        return Path(os.environ["CURATE_HOME"]) / "models"
+        return local_home(os.environ["CURATE_HOME"].rstrip("/") + "/models")
     return Path(".cache/models")
 
 
@@ -88,6 +105,12 @@ def pinned_home(home: Path | None) -> Path:
     return (home or models_home()).resolve()
 
 
+def _models_dir_value(value: Any) -> Any:
+    """A stage's `models_dir` as given: a URL becomes its local mirror before it is read as a path (a
+    `Path` would fold `s3://` into `s3:/`); confinement then judges the mirror, a local folder."""
+    return str(local_home(value)) if isinstance(value, str) and is_url(value) else value
+
+
 class ModelFolderParams:
     """Stage params mixin: the registry folders the stage loads, and a copy that reads them from another
     home; this is `curate.stages.model_folders.UsesModelFolders`, so the Ray executor can ship the folders
@@ -127,6 +150,7 @@ def model_dir(name: str, home: Path | None = None) -> Path:
 def find_model(name: str, home: Path | None = None) -> Model | None:
     """The model called `name`, or None when it has no card (never trained, or training died midway)."""
     directory = model_dir(name, home)
+    refresh_mirror(directory)
     card_path = directory / CARD_FILE
     if not card_path.is_file():
         return None
@@ -158,6 +182,12 @@ def require_model(name: str, kind: str, home: Path | None = None) -> Model:
 def list_models(home: Path | None = None) -> list[ModelCard]:
     """Cards of every model under the home, sorted by name."""
     root = home or models_home()
+    url = source_url(root)
+    if url is not None:  # a store's models: refresh each into the mirror first
+        with store_errors(url):
+            cards = files_under(location(url), f"*/{CARD_FILE}")
+        for card in cards:
+            refresh_mirror(root / card.parent.name)
     if not root.is_dir():
         return []
     cards = []
@@ -191,11 +221,15 @@ class ModelWriter:
     def commit(self, card: ModelCard) -> Model:
         card.created = card.created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (self.directory / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
-        old = self.final.with_name(f".{self.name}.old-{os.getpid()}")
-        if self.final.exists():
-            self.final.replace(old)
-        self.directory.replace(self.final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(self.directory, self.final)
+        url = source_url(self.final.parent)
+        if url is not None:  # a home on a store: upload the files, the card last (readers trust a card)
+            remote = location(f"{url}/{self.name}")
+            files = sorted(files_under(self.final), key=lambda path: path.name == CARD_FILE)
+            with store_errors(url):
+                for path in files:
+                    target = remote / relative(path, self.final)
+                    target.fs.put_file(str(path), target.path)
         return Model(self.final, card)
 
 
@@ -217,3 +251,11 @@ def texts_checksum(source: str, texts: Iterable[str]) -> dict[str, Any]:
         count += 1
         size += len(encoded)
     return {"source": source, "texts": count, "bytes": size, "sha256": digest.hexdigest()}
+
+
+ModelsDir = Annotated[
+    PathValue | None,
+    BeforeValidator(_models_dir_value),
+    Field(description="registry folder or object-store URL (default: CURATE_MODELS, else .cache/models)"),
+]
+"""A stage's `models_dir`: a folder, or a URL read through its local mirror; pinned absolute."""

@@ -34,11 +34,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.kenlm_lm import load_kenlm, perplexities
 from filters.language_models import EVERY_LANGUAGE, check_language_models, language_warning, scorer_groups
-from filters.model_registry import ModelFolderParams, pinned_home, require_model
+from filters.model_registry import ModelFolderParams, ModelsDir, pinned_home, require_model
 
 KIND = "kenlm"
 BUCKETS = ("head", "middle", "tail")
@@ -52,10 +51,7 @@ class PerplexityParams(ModelFolderParams, StageParams):
         "fr: fr-5gram}; other languages get a null score, counted as <stage>:no_model_for_<lang>",
         exclude_if=lambda models: models is None,  # unset, it leaves the config hash of older configs as is
     )
-    models_dir: PathValue | None = Field(
-        default=None,
-        description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
-    )
+    models_dir: ModelsDir = None
     column: str = "ppl"
     bucket_column: str | None = "ppl_bucket"
     cutoffs: tuple[float, float] | None = Field(default=None, description="override the card's cut-offs")

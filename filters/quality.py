@@ -23,12 +23,11 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.fasttext_scoring import load_classifier, score_texts
 from filters.kenlm_lm import load_kenlm, perplexities
 from filters.language_models import EVERY_LANGUAGE, check_language_models, language_warning, scorer_groups
-from filters.model_registry import Model, ModelFolderParams, pinned_home, require_model
+from filters.model_registry import Model, ModelFolderParams, ModelsDir, pinned_home, require_model
 from filters.perplexity import KIND as KENLM_KIND
 
 KIND = "fasttext-quality"
@@ -59,10 +58,7 @@ class QualityParams(ModelFolderParams, StageParams):
         "quality:no_model_for_<lang>",
         exclude_if=lambda models: models is None,  # unset, it leaves the config hash of older configs as is
     )
-    models_dir: PathValue | None = Field(
-        default=None,
-        description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
-    )
+    models_dir: ModelsDir = None
     ppl_model: str | None = Field(
         default="card",
         description="KenLM model to ensemble with; `card` = the one the model was trained with, if any; "

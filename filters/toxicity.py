@@ -24,11 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from curate.paths import PathValue
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from curate.textsources import shared_data_dir
 from filters.fasttext_scoring import load_classifier, score_texts
-from filters.model_registry import ModelFolderParams, find_model, pinned_home, require_model
+from filters.model_registry import ModelFolderParams, ModelsDir, find_model, pinned_home, require_model
 
 KIND = "fasttext-toxicity"
 MAX_CHARS = 20_000
@@ -61,10 +60,7 @@ def profanity_rate(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 class ToxicityParams(ModelFolderParams, StageParams):
     model: str = Field(default="toxicity", description="model name in the registry")
-    models_dir: PathValue | None = Field(
-        default=None,
-        description="registry folder (default: CURATE_MODELS, else .cache/models); pinned absolute",
-    )
+    models_dir: ModelsDir = None
     fallback: Literal["auto", "wordlist", "error"] = Field(
         default="auto", description="without a model: auto = word list only when ../shared/data is absent"
     )

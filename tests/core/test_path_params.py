@@ -31,6 +31,7 @@ PATH_LIKE = re.compile(
 NOT_PATHS = {
     "model": "a model's name in the registry; model_dir refuses '/' and a leading '.'",
     "ppl_model": "a model's name in the registry, as `model`",
+    "models": "language -> a model's name in the registry, as `model`",
     "url_glob": "matched against document URLs, never opened",
 }
 
