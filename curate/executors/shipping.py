@@ -57,15 +57,17 @@ class StageShipment:
 
 
 def ship_stage_files(plan: RunPlan) -> StageShipment:
-    """Pack each model folder and named path of the stages once (two stages may share one); `ray.put` it."""
+    """Pack each model folder and named path of the stages once (two stages may share one); `ray.put` it.
+
+    Everything is checked and packed before the first `ray.put`: a missing model is a config error that
+    leaves no Ray behind (a `ray.put` without a running Ray would start one)."""
     import ray
 
-    archives: dict[str, Any] = {}
+    packed: dict[str, bytes] = {}
 
-    def put(data: bytes) -> str:
+    def keep(data: bytes) -> str:
         checksum = hashlib.sha256(data).hexdigest()
-        if checksum not in archives:  # the same bytes travel once
-            archives[checksum] = ray.put(data)
+        packed.setdefault(checksum, data)  # the same bytes travel once
         return checksum
 
     homes, paths = [], []
@@ -77,14 +79,15 @@ def ship_stage_files(plan: RunPlan) -> StageShipment:
                     f"stage {spec.name!r} reads model folder {folder}, which is gone from the driver; "
                     "restore or re-train the model there (the run ships it to the workers)"
                 )
-        homes.append({name: put(pack_folder(folder)) for name, folder in folders.items()})
+        homes.append({name: keep(pack_folder(folder)) for name, folder in folders.items()})
         skip = {folder.parent.resolve() for folder in folders.values()}  # the models home: shipped by name
         shipped = {}
         for value, marker in path_values(spec):
-            packed = pack_path(value, marker, skip)
-            if packed is not None:
-                shipped[value] = ShippedPath(put(packed[0]), packed[1])
+            found = pack_path(value, marker, skip)
+            if found is not None:
+                shipped[value] = ShippedPath(keep(found[0]), found[1])
         paths.append(shipped)
+    archives = {checksum: ray.put(data) for checksum, data in packed.items()}
     return StageShipment(archives, homes, paths)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import ray
 
 from curate.config import load_config
 from curate.errors import ConfigError
@@ -95,6 +96,7 @@ def test_a_model_folder_gone_before_packing_is_one_config_line(
         ConfigError, match=f"stage 'toxicity' reads model folder {driver_copy / MODEL}, which is gone"
     ):
         ship_stage_files(plan)
+    assert not ray.is_initialized(), "a refused shipment starts no Ray (a ray.put would)"
 
 
 SHARDS = 7  # web/*.jsonl
@@ -145,11 +147,15 @@ def test_cluster_actors_load_the_shipped_model_after_the_drivers_folder_is_gone(
     assert shipment.stage_homes == [{}, {}, {}, {MODEL: checksum}]
     (blocklist,) = shipment.stage_paths[1].values()
     assert blocklist.inside == BLOCKLIST and set(shipment.archives) == {checksum, blocklist.checksum}
-    for node in WORKER_NODES:  # Ray Data spreads the two actors: each node unpacked the model once
+    # Actors are spread over the nodes, best effort: every node that ran one unpacked the model once
+    used = [node for node in WORKER_NODES if (cache(cluster, node) / checksum).is_dir()]
+    assert used, "the shipped model was unpacked on the worker nodes"
+    for node in used:
         unpacked = cache(cluster, node) / checksum
         assert sorted(p.name for p in unpacked.iterdir()) == ["card.json", "model.bin"], node
         (home,) = cache(cluster, node).glob("home-*")
         assert (home / MODEL).resolve() == unpacked.resolve()
+        assert (cache(cluster, node) / blocklist.checksum / BLOCKLIST).read_text() == BLOCKED_SITES
 
 
 def curate_run(config: Path, address: str) -> list[str]:
