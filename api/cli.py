@@ -19,16 +19,12 @@ import typer
 from api.client import ApiClient, ApiError, read_document
 from api.kinds import REGISTRY
 from api.store import STATES
+from curate.executors import Executor
 
 # Choices typer checks and lists in --help, from the same tables the service validates against.
 JobKindName = StrEnum("JobKindName", [(name, name) for name, entry in REGISTRY.items() if entry.submittable])
 DEFAULT_KIND = JobKindName("curate")
 JobStateName = StrEnum("JobStateName", [(state, state) for state in STATES])
-
-
-class ExecutorName(StrEnum):
-    local = "local"
-    ray = "ray"
 
 
 Url = Annotated[
@@ -115,14 +111,14 @@ def jobs_submit(
         Path, typer.Argument(help="the job's config: YAML or JSON (paths relative to the data root)")
     ],
     kind: Annotated[JobKindName, typer.Option(help="what the job runs")] = DEFAULT_KIND,
-    executor: Annotated[ExecutorName | None, typer.Option(help="curate jobs: the executor")] = None,
+    executor: Annotated[Executor | None, typer.Option(help="curate jobs: the executor")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="curate jobs: processes or actors")] = None,
     wait: Annotated[bool, typer.Option(help="wait until the job ends, then print it")] = False,
     url: Url = None,
     token: Token = None,
 ) -> None:
     """Submit a job; prints its id (or, with --wait, the finished job as JSON; exit 1 unless it succeeded)."""
-    chosen = {"executor": executor.value if executor else None, "workers": workers}
+    chosen = {"executor": executor, "workers": workers}
     options = {k: v for k, v in chosen.items() if v is not None}
     with ApiClient(url, token) as client:
         job = client.submit_job(kind.value, read_document(config), options)

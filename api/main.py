@@ -18,9 +18,9 @@ import typer
 from typer.core import TyperGroup
 
 import curate
-from api.cli import ExecutorName
 from curate.config import load_config
 from curate.errors import ConfigError
+from curate.executors import Executor
 
 
 def hide_flag_types(command: click.Command) -> None:
@@ -76,8 +76,8 @@ def root(
 def run(
     config: Annotated[Path, typer.Argument(help="pipeline YAML (inputs, stages, output)")],
     executor: Annotated[
-        ExecutorName, typer.Option(help="local process pool (embedded default) or a Ray cluster")
-    ] = ExecutorName.local,
+        Executor, typer.Option(help="local process pool (embedded default) or a Ray cluster")
+    ] = "local",
     workers: Annotated[int, typer.Option(min=1, help="worker processes (local) or actors (ray)")] = 1,
     ray_address: Annotated[
         str | None, typer.Option(help="join this Ray cluster instead of starting one")
@@ -90,7 +90,7 @@ def run(
     """Curate the config's input shards into OUT/corpus, OUT/rejects and OUT/manifest.json (resumable)."""
     from curate.run import run_pipeline
 
-    manifest = run_pipeline(load_config(config, out), executor.value, workers, ray_address)  # type: ignore[arg-type]
+    manifest = run_pipeline(load_config(config, out), executor, workers, ray_address)
     print_summary(manifest)
 
 

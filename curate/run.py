@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from curate.config import PipelineConfig
 from curate.dedup.index import DedupIndex, sketch_parameters
 from curate.dedup.phase import extend_index, run_dedup, run_id
 from curate.errors import ConfigError
+from curate.executors import Executor
 from curate.executors.local import run_local
 from curate.locks import LockBusy, exclusive
 from curate.manifest import build_manifest, write_manifest
@@ -30,7 +31,6 @@ from curate.shard_runner import STATE_DIR, ShardReport, load_completion, pending
 from curate.storage import Location, files_under, is_remote, location, write_atomic
 from curate.writer import stale_outputs
 
-Executor = Literal["local", "ray"]
 RUN_RECORD = "_state/run.json"
 LOCK_FILE = "_state/run.lock"  # beside the run record; taken before the output is claimed
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,7 @@ from api.security import PathPolicy
 from api.store import Job
 from curate.config import PipelineConfig, parse_config, resolve_paths
 from curate.errors import ConfigError
+from curate.executors import Executor
 from curate.shard_runner import STATE_DIR
 from curate.storage import files_under, is_url, location
 
@@ -30,7 +31,7 @@ CONFIG = ("body", "config")
 class CurateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    executor: Literal["local", "ray"] = Field(
+    executor: Executor = Field(
         default="local", description="local process pool, or Ray (the cluster the server was started with)"
     )
     workers: int = Field(default=1, ge=1, description="processes (local) or actors (ray) for this job")
