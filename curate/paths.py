@@ -48,10 +48,17 @@ def confined_paths(confine: Confine) -> Iterator[None]:
         _confine.reset(token)
 
 
+def confine_path(value: str, marker: PathField) -> str:
+    """`value` through the active confinement (unchanged when none is active). For a field that turns
+    the value it is given into another before its type's check (a URL read through a local copy), so
+    the value the config names is the one judged."""
+    confine = _confine.get()
+    return value if confine is None else confine(value, marker)
+
+
 def _confined(marker: PathField) -> Callable[[Any], Any]:
     def validate(value: P) -> P:
-        confine = _confine.get()
-        return value if confine is None else type(value)(confine(str(value), marker))
+        return type(value)(confine_path(str(value), marker))
 
     return validate
 

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field
 
 from curate.errors import ConfigError
-from curate.paths import PathValue
+from curate.paths import PATH, confine_path
 from curate.storage import files_under, is_url, location, relative
 from filters.model_mirror import (
     CARD_FILE,
@@ -106,9 +106,14 @@ def pinned_home(home: Path | None) -> Path:
 
 
 def _models_dir_value(value: Any) -> Any:
-    """A stage's `models_dir` as given: a URL becomes its local mirror before it is read as a path (a
-    `Path` would fold `s3://` into `s3:/`); confinement then judges the mirror, a local folder."""
-    return str(local_home(value)) if isinstance(value, str) and is_url(value) else value
+    """A stage's `models_dir`, confined as the config names it (so a service may allow a URL under an
+    object-store data root); a URL then becomes its local mirror before it is read as a path (a `Path`
+    would fold `s3://` into `s3:/`). The mirror is the host's cache, which no config can name, so it is
+    not judged again."""
+    if value is None:
+        return None
+    confined = confine_path(str(value), PATH)
+    return str(local_home(confined)) if is_url(confined) else confined
 
 
 class ModelFolderParams:
@@ -254,7 +259,7 @@ def texts_checksum(source: str, texts: Iterable[str]) -> dict[str, Any]:
 
 
 ModelsDir = Annotated[
-    PathValue | None,
+    Annotated[Path, PATH] | None,
     BeforeValidator(_models_dir_value),
     Field(description="registry folder or object-store URL (default: CURATE_MODELS, else .cache/models)"),
 ]

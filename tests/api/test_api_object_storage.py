@@ -1,5 +1,6 @@
 """The service with an object-store data root (a real S3 server on 127.0.0.1): a job reads and writes
-under it; paths outside it, or climbing out of it, are refused at submission as local paths are."""
+under it, and loads its models from it; paths outside it, or climbing out of it, are refused at
+submission as local paths are."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 import s3fs
 from api_harness import Server, curate_config, make_shards
 
+from curate.textsources import shared_data_dir
+from tests.core.tiny_models import train_tiny_toxicity
 from tests.s3_server import S3Server
 
 
@@ -22,7 +25,10 @@ def store(s3_server: S3Server) -> str:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, store: str) -> Iterator[Server]:
     local = tmp_path_factory.mktemp("local-root")
-    server = Server(tmp_path_factory.mktemp("state"), local, extra=("--data-root", f"{store}/root")).start()
+    mirror = {"CURATE_MODEL_MIRROR": str(tmp_path_factory.mktemp("mirror"))}
+    server = Server(
+        tmp_path_factory.mktemp("state"), local, extra=("--data-root", f"{store}/root"), env=mirror
+    ).start()
     yield server
     server.stop()
 
@@ -61,3 +67,33 @@ def test_paths_outside_the_s3_data_root_are_refused(served: Server, store: str) 
             response = api.http.post("/v1/jobs", json={"kind": "curate", "config": config})
             assert response.status_code == 422, (name, response.text)
             assert "data root" in response.text, (name, response.text)
+
+
+def toxicity_config(store: str, models_dir: str, output: str) -> dict[str, Any]:
+    config = curate_config(f"{store}/root/raw-models/*.jsonl.gz", output)
+    config["stages"] = [{"normalize": {}}, {"toxicity": {"models_dir": models_dir, "fallback": "error"}}]
+    return config
+
+
+def test_a_job_loads_its_models_from_the_s3_data_root(
+    served: Server,
+    store: str,
+    s3_server: S3Server,
+    tmp_path: Path,
+    texts: dict[str, list[dict[str, Any]]],
+) -> None:
+    """`models_dir` is judged as the URL the job names, not as the host's local mirror of it."""
+    shared = shared_data_dir()
+    if shared is None:
+        pytest.skip("../shared/data (toxicity labels to train a tiny model) is absent")
+    train_tiny_toxicity(shared, tmp_path / "models", "toxicity")
+    s3_server.upload(tmp_path / "models", f"{store}/root/models")
+    make_shards(tmp_path / "raw", texts["wiki"][:16], per_shard=8)
+    s3_server.upload(tmp_path / "raw", f"{store}/root/raw-models")
+    with served.client() as api:
+        job = api.submit_job("curate", toxicity_config(store, f"{store}/root/models", f"{store}/root/out-m"))
+        done = api.wait_job(job["id"], timeout=600)
+        assert done["state"] == "succeeded", done  # `fallback: error`: no word-list run without the model
+        outside = toxicity_config(store, f"{store}/elsewhere/models", f"{store}/root/out-m2")
+        response = api.http.post("/v1/jobs", json={"kind": "curate", "config": outside})
+    assert response.status_code == 422 and "data root" in response.text, response.text
