@@ -8,7 +8,8 @@
     result = make_strategy("regmix").propose(env, problem)         # weights, schedule, JSON report
 
 Strategies: ``uniform``, ``natural``, ``temperature`` (baselines.py), ``regmix`` (regmix.py), ``doremi``
-(doremi.py), ``agent`` (agent.py: collect -> train -> run); ``compare.py`` scores them at equal compute.
+(doremi.py), ``skillit`` (skillit.py), ``agent`` (agent.py: collect -> train -> run); `curate bench
+mixing` scores them at equal compute.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from curate.errors import ConfigError
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy
 
-STRATEGIES = ("uniform", "natural", "temperature", "fixed", "regmix", "doremi", "agent")
+STRATEGIES = ("uniform", "natural", "temperature", "fixed", "regmix", "doremi", "skillit", "agent")
 
 __all__ = ["STRATEGIES", "Budget", "MixProblem", "MixResult", "Objective", "Strategy", "make_strategy"]
 
@@ -29,6 +30,7 @@ def make_strategy(name: str, **params: Any) -> Strategy:
     from mixers.strategies.baselines import Fixed, Natural, Temperature, Uniform
     from mixers.strategies.doremi import DoReMi
     from mixers.strategies.regmix import RegMix
+    from mixers.strategies.skillit import SkillIt
 
     classes: dict[str, type[Strategy]] = {
         "uniform": Uniform,
@@ -37,6 +39,7 @@ def make_strategy(name: str, **params: Any) -> Strategy:
         "fixed": Fixed,
         "regmix": RegMix,
         "doremi": DoReMi,
+        "skillit": SkillIt,
         "agent": Agent,
     }
     if name not in classes:
