@@ -288,3 +288,26 @@ def bench_mixing(
 
     figures = run_bench(out, seed, BenchSettings.quick() if quick else BenchSettings(), parallel)
     typer.echo(json.dumps(figures["results"], indent=2))
+
+
+@bench_app.command("critical-ratio")
+def bench_critical_ratio(
+    out: Annotated[Path, typer.Option(help="folder for bench-critical-ratio.json")] = Path(
+        ".cache/bench/critical-ratio"
+    ),
+    domain: Annotated[str | None, typer.Option(help="the new domain (default math, else code)")] = None,
+    budget: Annotated[
+        list[int] | None, typer.Option(help="proxy steps of the continual runs; repeat (default 40 120 360)")
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="allowed relative rise of the general loss")] = 0.01,
+    seeds: Annotated[int, typer.Option(min=1, help="paired seeds (a base model each)")] = 3,
+    base_steps: Annotated[int, typer.Option(min=1, help="proxy steps of each base model")] = 200,
+    parallel: Parallel = False,
+) -> None:
+    """Critical mixture ratio of continual pretraining on a domain, at several budgets, with its fit."""
+    from bench.critical_ratio import bench_critical_ratio as run_bench
+    from bench.critical_ratio import format_table
+
+    budgets = tuple(budget) if budget else (40, 120, 360)
+    figures = run_bench(out, domain, budgets, tolerance, seeds, base_steps, parallel=parallel)
+    typer.echo(format_table(figures))

@@ -11,6 +11,8 @@ starting model's. Found here on proxies:
 3. the general loss is the general mix's weighted bits per byte on the fixed evaluation sets; the CMR
    is where the mean relative rise over seeds first crosses the tolerance, interpolated linearly
    between grid points (or "at least the largest ratio" / "below the smallest" when it never crosses);
+   each ratio also says, by a paired test over the seeds, whether its general loss is significantly above
+   or below the tolerated one, or not distinguishable from it;
 4. across budgets, CMR = a * tokens^b by least squares in log-log space (the paper fits power laws in
    tokens), reported when two or more budgets cross inside the grid.
 """
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curate.errors import ConfigError
+from mixers.significance import paired_comparison
 from mixers.strategies.base import Objective
 from mixers.strategies.environment import RunRequest
 from mixers.strategies.parallel import Runner, run_request
@@ -146,12 +149,21 @@ def _budget_row(
 ) -> dict[str, Any]:
     """One budget: per ratio, the mean relative rise of the general loss over the paired seeds."""
     runs, rises = [], []
+    allowed = [base * (1 + search.tolerance) for base in base_loss]
     for ratio in ratios:
         seeds = [next(results) for _ in search.seeds]
-        rise = [general_loss.value(r.bpb) / base - 1 for r, base in zip(seeds, base_loss, strict=True)]
-        domain = [r.bpb[search.domain] for r in seeds]
+        general = [general_loss.value(r.bpb) for r in seeds]
+        rise = [loss / base - 1 for loss, base in zip(general, base_loss, strict=True)]
         rises.append(float(np.mean(rise)))
-        runs.append({"ratio": ratio, "general_rise": rise, "domain_bpb": domain})
+        names = (f"{ratio:g} {search.domain}", f"base +{search.tolerance:g}")
+        runs.append(
+            {
+                "ratio": ratio,
+                "general_rise": rise,
+                "domain_bpb": [r.bpb[search.domain] for r in seeds],
+                "versus_tolerance": paired_comparison(general, allowed, names),
+            }
+        )
     return {
         "steps": budget,
         "tokens": budget * env.config.tokens_per_step,
