@@ -45,6 +45,7 @@ def test_a_search_reports_every_budget_with_paired_seeds():
         assert row["tokens"] == row["steps"] * TINY.tokens_per_step
         assert [run["ratio"] for run in row["runs"]] == [0.2, 0.5, 0.8]
         assert all(len(run["general_rise"]) == 2 for run in row["runs"])
+        assert all(run["versus_tolerance"]["pairs"] == 2 for run in row["runs"])  # paired by seed
         domain = [np.mean(run["domain_bpb"]) for run in row["runs"]]
         assert domain[0] > domain[-1]  # more of the domain, lower its loss
         if row["bound"] == "inside":
