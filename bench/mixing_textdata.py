@@ -153,8 +153,7 @@ def cached_text_shards(
     return write_text_shards(folder / "tokens", pairs, vocab_size, tokenizer_cache=folder)
 
 
-MIXTURE_VERSION = "text-mixture-v1"
-TRAIN_SHARE = 0.8  # of each domain's tokens in the mixture: under what the suite leaves, so never short
+MIXTURE_VERSION = "text-mixture-v2"
 
 
 def cached_text_mixture(
@@ -171,8 +170,9 @@ def cached_text_mixture(
     Why a real corpus and mixture rather than shards of the texts: the mixing benchmark must score every
     strategy on the corpus's fixed evaluation suite (``mixers.suite``) exactly as ``curate mixsearch`` does
     on a mixture folder, and only ``curate run`` + ``curate mix`` produce one (dedup sketches included, so
-    near-duplicates of suite documents stay out of training). Each domain gives ``TRAIN_SHARE`` of its
-    tokens, so the mixture keeps the corpus's natural proportions.
+    near-duplicates of suite documents stay out of training). The mixture takes every document the suite
+    leaves, so it keeps the corpus's natural proportions: a first, one-token-per-domain build reads what is
+    available (the manifest's ``available_tokens``), the second asks for exactly that.
     """
     suite = suite or {"tokens": 4_000, "max_share": 0.15}
     key = json.dumps([MIXTURE_VERSION, _source_key(domains, max_docs, max_chars, vocab_size), suite])
@@ -181,24 +181,19 @@ def cached_text_mixture(
     if (mix / "manifest.json").is_file():
         return mix
     pairs = corpus(domains, max_docs, max_chars)
-    corpus_dir = _curated_corpus(folder, pairs)
-    from trainer.tokenizer import encode_documents, load_tokenizer, train_tokenizer
-
-    tokenizer = train_tokenizer([text for text, _ in pairs], vocab_size, folder / "tokenizers")
-    lengths: dict[str, int] = {}
-    encoded = encode_documents(load_tokenizer(tokenizer), [text for text, _ in pairs])
-    for (ids, _), (_, domain) in zip(encoded, pairs, strict=True):
-        lengths[domain] = lengths.get(domain, 0) + len(ids)
-    spec = {
-        "corpora": [str(corpus_dir)],
-        "seed": 0,
-        "tokenizer": {"path": str(tokenizer)},
-        "domains": {d: {"tokens": int(TRAIN_SHARE * n)} for d, n in sorted(lengths.items())},
-        "eval": suite,
-    }
     from mixers.sampler import build_mixture
     from mixers.spec import parse_spec
+    from trainer.tokenizer import train_tokenizer
 
+    spec = {
+        "corpora": [str(_curated_corpus(folder, pairs))],
+        "seed": 0,
+        "tokenizer": {"path": str(train_tokenizer([t for t, _ in pairs], vocab_size, folder / "tokenizers"))},
+        "domains": {d: {"tokens": 1} for d in sorted(set(domains))},
+        "eval": suite,
+    }
+    probe = build_mixture(parse_spec(spec, where="bench text mixture"), folder / "probe")
+    spec["domains"] = {d: {"tokens": entry["available_tokens"]} for d, entry in probe["domains"].items()}
     build_mixture(parse_spec(spec, where="bench text mixture"), mix, tokens=True)
     return mix
 
