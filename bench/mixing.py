@@ -19,8 +19,9 @@ hindsight objectives that exclude any objective targeting ``code``.
 
 ``--setting target-small`` asks one question where a search should pay if it ever does: a target domain
 that is small in the natural mix (``math``, or ``news`` without ../shared/data), the objective its bits
-per byte on the suite, RegMix and the agent against uniform and natural at equal search compute, scored
-on more fresh paired seeds than the standard setting (:func:`bench_target_small`).
+per byte on the suite, RegMix (with and without its trust region) and the agent against uniform and
+natural at equal search compute, scored on more fresh paired seeds than the standard setting
+(:func:`bench_target_small`).
 
 Everything is a function of the seed; figures go to OUT/bench-mixing.json, a table and a PNG plot.
 """
@@ -276,7 +277,8 @@ def bench_target_small(
     )
     with runner.session():
         agent, agent_cost = target_agent(env, settings, problem, runner)
-        result = compare(env, problem, [Uniform(), Natural(), RegMix(), agent], runner, settings.eval_seeds)
+        chosen = [Uniform(), Natural(), RegMix(), RegMix(trust_region=False), agent]
+        result = compare(env, problem, chosen, runner, settings.eval_seeds)
     figures = {
         "setting": "target-small",
         "settings": {**asdict(settings), "seed": seed, "domains": list(env.domains), "target": target},
