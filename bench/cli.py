@@ -279,14 +279,23 @@ def bench_mixing(
         ".cache/bench/mixing"
     ),
     seed: int = 0,
+    setting: Annotated[
+        str,
+        typer.Option(
+            help="standard: search, continual, unseen target; target-small: a small target domain, "
+            "RegMix and the agent vs uniform and natural on 5 fresh paired seeds"
+        ),
+    ] = "standard",
     quick: Annotated[bool, typer.Option("--quick", help="a one-minute smoke run of the same code")] = False,
     parallel: Parallel = False,
 ) -> None:
-    """Every strategy at equal proxy compute: mixture search, continual pretraining, unseen target."""
-    from bench.mixing import BenchSettings
+    """Every strategy at equal proxy compute, scored on the corpus's fixed evaluation suite."""
+    from bench.mixing import BenchSettings, bench_target_small
     from bench.mixing import bench_mixing as run_bench
 
-    figures = run_bench(out, seed, BenchSettings.quick() if quick else BenchSettings(), parallel)
+    settings = BenchSettings.named(setting, quick)
+    run = bench_target_small if setting == "target-small" else run_bench
+    figures = run(out, seed, settings, parallel)
     typer.echo(json.dumps(figures["results"], indent=2))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine
-from mixers.significance import mean_and_se
+from mixers.significance import format_comparison, mean_and_se
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective, Strategy
 from mixers.strategies.environment import ProxyEnvironment
 from mixers.strategies.evaluation import BASELINES, evaluation_seeds, score_answers, versus_baselines
@@ -105,6 +105,8 @@ def compare(
     rows.sort(key=lambda row: row["objective"])
     return {
         "problem": problem.describe(),
+        "eval_suite": env.suite_hash,
+        "scored_on": sorted({str(r.eval_suite) for results in grouped.values() for r in results}),
         "environment": env.describe(),
         "evaluation": {"seeds": seeds, "steps": steps},
         "rows": rows,
@@ -129,4 +131,18 @@ def format_table(comparison: Mapping[str, Any]) -> str:
         tests = versus.get(row["strategy"], {})
         cells += [tests[f"vs_{base}"]["verdict"] if f"vs_{base}" in tests else "-" for base in BASELINES]
         lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def format_tests(comparison: Mapping[str, Any]) -> str:
+    """One line per strategy and baseline: both means +- SE, the paired difference and its p-value."""
+    lines = []
+    for label, tests in comparison["versus_baselines"].items():
+        for key, test in tests.items():
+            diff = test["difference"]
+            p_value = "-" if test["p_value"] is None else f"{test['p_value']:.3g}"
+            lines.append(
+                f"- {format_comparison(test, (label, key.removeprefix('vs_')))}; difference "
+                f"{diff['mean']:+.4f} +- {diff['se']:.4f}, p={p_value}"
+            )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import platform
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -151,3 +152,79 @@ def cached_text_shards(
         return folder / "tokens"
     pairs = corpus(domains, max_docs, max_chars)
     return write_text_shards(folder / "tokens", pairs, vocab_size, tokenizer_cache=folder)
+
+
+MIXTURE_VERSION = "text-mixture-v2"
+
+
+def cached_text_mixture(
+    domains: Sequence[str] = DEFAULT_DOMAINS,
+    max_docs: int | dict[str, int] = 60,
+    max_chars: int = 4000,
+    vocab_size: int = 512,
+    suite: dict[str, float] | None = None,
+    cache_dir: Path | None = None,
+) -> Path:
+    """A natural mixture with its evaluation suite and token shards (``curate mix --tokens``) over a
+    curated corpus of :func:`corpus` texts, built once under ``.cache/strategies/text/<key>/mix``.
+
+    Why a real corpus and mixture rather than shards of the texts: the mixing benchmark must score every
+    strategy on the corpus's fixed evaluation suite (``mixers.suite``) exactly as ``curate mixsearch`` does
+    on a mixture folder, and only ``curate run`` + ``curate mix`` produce one (dedup sketches included, so
+    near-duplicates of suite documents stay out of training). The mixture takes every document the suite
+    leaves, so it keeps the corpus's natural proportions: a first, one-token-per-domain build reads what is
+    available (the manifest's ``available_tokens``), the second asks for exactly that.
+    """
+    suite = suite or {"tokens": 4_000, "max_share": 0.15}
+    key = json.dumps([MIXTURE_VERSION, _source_key(domains, max_docs, max_chars, vocab_size), suite])
+    folder = (cache_dir or DEFAULT_CACHE) / hashlib.sha256(key.encode()).hexdigest()[:16]
+    mix = folder / "mix"
+    if (mix / "manifest.json").is_file():
+        return mix
+    pairs = corpus(domains, max_docs, max_chars)
+    from mixers.sampler import build_mixture
+    from mixers.spec import parse_spec
+    from trainer.tokenizer import train_tokenizer
+
+    spec = {
+        "corpora": [str(_curated_corpus(folder, pairs))],
+        "seed": 0,
+        "tokenizer": {"path": str(train_tokenizer([t for t, _ in pairs], vocab_size, folder / "tokenizers"))},
+        "domains": {d: {"tokens": 1} for d in sorted(set(domains))},
+        "eval": suite,
+    }
+    with warnings.catch_warnings():  # the probe's one-token shares miss their tolerance: by design
+        warnings.simplefilter("ignore")
+        probe = build_mixture(parse_spec(spec, where="bench text mixture"), folder / "probe")
+    spec["domains"] = {d: {"tokens": entry["available_tokens"]} for d, entry in probe["domains"].items()}
+    build_mixture(parse_spec(spec, where="bench text mixture"), mix, tokens=True)
+    return mix
+
+
+def _source_key(domains: Sequence[str], max_docs: int | dict[str, int], max_chars: int, vocab: int) -> list:
+    """What the texts depend on: the arguments and the versions of their sources (stdlib, gensim)."""
+    import gensim
+
+    return [list(domains), max_docs, max_chars, vocab, platform.python_version(), gensim.__version__]
+
+
+def _curated_corpus(folder: Path, pairs: list[tuple[str, str]]) -> Path:
+    """`curate run` (normalize + exact and near dedup, one local worker) over the texts; returns OUT."""
+    from curate.config import parse_config, resolve_paths
+    from curate.jsonl_files import write_jsonl
+    from curate.run import run_pipeline
+
+    shards = folder / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    names = sorted({domain for _, domain in pairs})
+    for name in names:
+        rows = ({"id": f"{name}/{i}", "text": t} for i, (t, d) in enumerate(pairs) if d == name)
+        write_jsonl(shards / f"{name}.jsonl", rows)
+    raw = {
+        "inputs": [{"path": str(shards / f"{n}.jsonl"), "name": n, "domain": n} for n in names],
+        "stages": [{"normalize": {}}],
+        "dedup": {},
+    }
+    config = resolve_paths(parse_config(raw, where="bench text corpus"), base=folder, out=str(folder / "out"))
+    run_pipeline(config, "local", 1, progress=False)
+    return folder / "out"

@@ -63,6 +63,12 @@ def mixsearch(
     result = report["result"]
     shown = ", ".join(f"{d}={w:.3f}" for d, w in result["weights"].items())
     typer.echo(f"{result['strategy']}: {shown}; wrote {report['spec']} (take it with `curate mix`)")
+    suite = report["eval_suite"]
+    typer.echo(
+        f"  scored on evaluation suite {suite[:12]}"
+        if suite
+        else "  no evaluation suite (plain token shards): a held-out split of their own documents scored"
+    )
     for base, test in (report["check"] or {}).get("versus", {}).items():
         typer.echo(f"  {base.replace('_', ' ')}: {format_comparison(test, (result['strategy'], base[3:]))}")
 

@@ -5,8 +5,16 @@ offer. Batches are drawn by domain weights that change between stages; DoReMi re
 domain at every step from per-token losses; the agent observes per-domain evaluation between stages; a
 continual run starts from a given model state; and a search trains hundreds of runs that need no run
 folder, checkpoint or resume. Everything else is the trainer's: the model (``TransformerLM``), the
-precision ``Recipe``, AdamW with its warmup + cosine schedule, the token-shard reader, its document split
-and ``WindowSampler``, and the exact bits-per-byte evaluation. Only the loop lives here.
+precision ``Recipe``, AdamW with its warmup + cosine schedule, the token-shard reader, ``WindowSampler``,
+the suite tokenizer and the exact bits-per-byte evaluation. Only the loop lives here.
+
+Scoring: given a mixture folder written by ``curate mix --tokens`` (or its ``tokens/`` folder), every
+candidate is scored on the corpus's evaluation suite (``mixers.suite``): documents chosen by a hash of
+their id before any sampling, which the sampler never drew, so no candidate trains on them and all are
+scored on the same documents, whatever their weights. The proxies then train on every document of the
+shards, and the suite's hash goes into every run's result and every report. Plain token shards without a
+suite fall back to a seeded held-out split of their own documents (``eval_suite`` null): it is fixed for
+one search, but scores on it compare with no other corpus's.
 
 Determinism: a run is a pure function of (environment spec, request): model initialisation uses a
 forked torch RNG seeded by the run's seed, batch ``k`` of domain ``d`` is a pure function of (seed, d, k),
@@ -17,6 +25,7 @@ number of torch threads a run gives the same figures in this process or in a Ray
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,14 +38,18 @@ import torch
 
 from curate.errors import ConfigError
 from mixers.strategies.weights import Controller, Schedule, Weights, as_vector, normalise
+from mixers.suite import HELD_OUT, TARGET
 from trainer.evaluate import bits_per_byte, documents_nats
 from trainer.model import TransformerLM, lm_loss, model_config
 from trainer.optim import build_optimizers, lr_factor, set_lr
 from trainer.precision import PrecisionConfig, Recipe
-from trainer.token_shards import TokenShards, WindowSampler
+from trainer.proxy import MIX_KIND, resolve_source, tokenize_suite
+from trainer.token_shards import TokenShards, WindowSampler, is_token_dir
 from trainer.train import padded_vocab
 
 RowWeights = Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
+SUITE_CACHE = Path(".cache/strategies/suites")
+HELD_OUT_PREFIX, TARGET_PREFIX = f"{HELD_OUT}:", f"{TARGET}:"  # a tokenized suite's domain names
 
 
 @dataclass(frozen=True)
@@ -54,9 +67,9 @@ class ProxyConfig:
     warmup_fraction: float = 0.1
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
-    eval_fraction: float = 0.1
+    eval_fraction: float = 0.1  # held-out split of plain token shards only (a mixture's suite is fixed)
     max_eval_docs: int = 32
-    eval_tokens: int = 4096
+    eval_tokens: int = 4096  # per evaluation set: its leading documents (suite order) up to this many
     split_seed: int = 0
     precision: str = "fp32"
     threads: int = 1
@@ -71,13 +84,16 @@ class EnvSpec:
     """Everything needed to rebuild an environment in another process (a Ray worker).
 
     ``domains`` restricts training to a subset of the shards' domains (default: all of them);
-    ``eval_sets`` attaches extra token-shard folders, tokenized with the same tokenizer, evaluated whole.
+    ``eval_sets`` attaches extra token-shard folders, tokenized with the same tokenizer, evaluated whole;
+    ``suite`` is the mixture's evaluation suite as (hash, its documents tokenized with the shards'
+    tokenizer), None for plain token shards.
     """
 
     token_dir: str
     config: ProxyConfig = field(default_factory=ProxyConfig)
     eval_sets: tuple[tuple[str, str], ...] = ()
     domains: tuple[str, ...] | None = None
+    suite: tuple[str, str] | None = None
 
     @classmethod
     def create(
@@ -87,13 +103,55 @@ class EnvSpec:
         eval_sets: Mapping[str, Path | str] | None = None,
         domains: Sequence[str] | None = None,
     ) -> EnvSpec:
+        """``token_dir``: token shards, a mixture folder with token shards, or its ``tokens/`` folder; a
+        mixture's suite is tokenized here, once, so Ray workers only read it."""
         sets = tuple(sorted((name, str(Path(path).resolve())) for name, path in (eval_sets or {}).items()))
+        shards, suite = shards_and_suite(Path(token_dir))
         return cls(
-            str(Path(token_dir).resolve()),
+            str(shards),
             config or ProxyConfig(),
             sets,
             tuple(sorted(domains)) if domains is not None else None,
+            tokenized_suite(suite, shards) if suite else None,
         )
+
+
+def shards_and_suite(path: Path) -> tuple[Path, dict[str, Any] | None]:
+    """(token shards, the mixture's suite {hash, path} or None) of token shards, a mixture folder, or a
+    mixture's ``tokens/`` folder (its suite is the mixture's: those shards never hold a suite document)."""
+    path = path.resolve()
+    for folder in (path, path.parent):
+        if not _is_mixture(folder):
+            continue
+        source = resolve_source(folder)
+        if source.token_dir is None:
+            raise ConfigError(
+                f"{folder}: a mixture without token shards; build it with `curate mix --tokens`"
+            )
+        if folder == path or source.token_dir.resolve() == path:
+            return source.token_dir.resolve(), source.suite
+    if not is_token_dir(path):
+        raise ConfigError(f"{path}: neither token shards (tokens.json) nor a mixture folder of `curate mix`")
+    return path, None
+
+
+def _is_mixture(folder: Path) -> bool:
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return False
+    content = json.loads(manifest.read_text(encoding="utf-8"))
+    return isinstance(content, dict) and content.get("kind") == MIX_KIND
+
+
+def tokenized_suite(suite: dict[str, Any], shards: Path) -> tuple[str, str]:
+    """(hash, folder) of the suite tokenized with the shards' tokenizer, cached under
+    ``.cache/strategies/suites/`` by suite hash and tokenizer (the trainer's ``tokenize_suite``)."""
+    tokens = TokenShards(shards)
+    key = f"{suite['hash'][:16]}-{tokens.meta['tokenizer']['sha256'][:16]}"
+    cache = (SUITE_CACHE / key).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    folder = tokenize_suite(suite, cache, tokens.tokenizer_path)
+    return suite["hash"], str(folder)
 
 
 @dataclass(frozen=True)
@@ -153,6 +211,7 @@ class RunResult:
     tokens: int
     seed: int
     seconds: float
+    eval_suite: str | None = None  # hash of the evaluation suite scored on (None: a held-out split)
     state: Any = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -202,17 +261,21 @@ class ProxyEnvironment:
         self.spec, self.config = spec, spec.config
         self.shards = TokenShards(Path(spec.token_dir))
         self.domains = self._choose_domains(spec.domains)
-        split = self.shards.split(
-            self.config.eval_fraction, self.config.max_eval_docs, self.config.split_seed
-        )
-        self.train_docs = {d: self._of_domain(split.train, d) for d in self.domains}
+        self.suite_hash = spec.suite[0] if spec.suite else None
+        held_out = 0.0 if spec.suite else self.config.eval_fraction  # a suite scores: train on everything
+        split = self.shards.split(held_out, self.config.max_eval_docs, self.config.split_seed)
+        self.train_docs = {d: self._of_domain(self.shards, split.train, d) for d in self.domains}
         self._check_enough_tokens()
         self.natural = normalise(
             {d: float(self.shards.lengths[docs].sum()) for d, docs in self.train_docs.items()}, self.domains
         )
-        self.eval_sets = {
-            d: (self.shards, self._capped(self.shards, self._of_domain(split.eval, d))) for d in self.domains
-        }
+        if spec.suite:
+            self.eval_sets = self._suite_sets(TokenShards(Path(spec.suite[1])))
+        else:
+            self.eval_sets = {
+                d: (self.shards, self._capped(self.shards, self._of_domain(self.shards, split.eval, d)))
+                for d in self.domains
+            }
         for name, path in spec.eval_sets:
             self.eval_sets[name] = self._extra_set(name, Path(path))
         self.model_config = model_config(
@@ -246,9 +309,30 @@ class ProxyEnvironment:
             )
         return sorted(wanted)
 
-    def _of_domain(self, docs: np.ndarray, domain: str) -> np.ndarray:
-        domain_id = self.shards.domains.index(domain)
-        return docs[self.shards.domain_ids[docs] == domain_id]
+    @staticmethod
+    def _of_domain(shards: TokenShards, docs: np.ndarray, domain: str) -> np.ndarray:
+        if domain not in shards.domains:
+            return docs[:0]
+        return docs[shards.domain_ids[docs] == shards.domains.index(domain)]
+
+    def _suite_sets(self, suite: TokenShards) -> dict[str, tuple[TokenShards, np.ndarray]]:
+        """Each training domain's suite documents, and each target set of the suite under its name."""
+        every = np.arange(len(suite))
+        sets = {
+            d: (suite, self._capped(suite, self._of_domain(suite, every, HELD_OUT_PREFIX + d)))
+            for d in self.domains
+        }
+        empty = [d for d, (_, docs) in sets.items() if not len(docs)]
+        if empty:
+            raise ConfigError(
+                f"the evaluation suite holds no document of domain(s) {empty}; raise the mixture's "
+                "`eval.tokens` / `eval.max_share`, or leave those domains out"
+            )
+        for name in suite.domains:
+            if name.startswith(TARGET_PREFIX):
+                target = name.removeprefix(TARGET_PREFIX)
+                sets[target] = (suite, self._capped(suite, self._of_domain(suite, every, name)))
+        return sets
 
     def _capped(self, shards: TokenShards, docs: np.ndarray) -> np.ndarray:
         """Leading documents within the evaluation token cap (at least one): evaluation stays cheap."""
@@ -292,6 +376,7 @@ class ProxyEnvironment:
             "token_dir": self.spec.token_dir,
             "domains": self.domains,
             "natural": self.natural,
+            "eval_suite": self.suite_hash,
             "eval_sets": {name: int(docs.size) for name, (_, docs) in self.eval_sets.items()},
             "proxy": asdict(self.config),
             "parameters": self.parameters(),
@@ -339,6 +424,7 @@ class ProxyEnvironment:
             tokens=request.steps * self.config.tokens_per_step,
             seed=request.seed,
             seconds=time.perf_counter() - started,
+            eval_suite=self.suite_hash,
             state=proxy.model.state_dict() if request.return_state else None,
         )
 

@@ -1,7 +1,7 @@
 """``curate mixsearch CONFIG``: run a strategy on proxies and write a mixture spec ``curate mix`` takes.
 
 ```yaml
-tokens: mix-natural/tokens        # token shards of the corpus (`curate mix --tokens` of a natural mix)
+tokens: mix-natural/              # a mixture of `curate mix --tokens` (or its tokens/): scored on its suite
 eval_sets: {gsm8k: gsm8k/tokens}  # optional extra held-out sets (same tokenizer), usable in the objective
 domains: [web, wiki, code]        # optional subset of the shards' domains
 proxy: {d_model: 48, n_layers: 2, seq_len: 64, batch_size: 8}   # ProxyConfig fields
@@ -24,6 +24,11 @@ output: mix.yaml                  # the spec; the search report goes beside it a
 
 Paths are relative to the config file. A staged answer (agent) writes its average weights into the spec
 (``curate mix`` builds one static mixture) and the whole schedule into the report.
+
+Every proxy run, search and check alike, is scored on the mixture's evaluation suite (``mixers.suite``:
+documents chosen by a hash of their id before any sampling, never in the token shards), so candidates
+compete on the same documents; the report records the suite's hash (``eval_suite``). Plain token shards
+have no suite: a seeded held-out split of their own documents scores, and ``eval_suite`` is null.
 """
 
 from __future__ import annotations
@@ -199,6 +204,7 @@ def check_answer(
     return {
         "seeds": seeds,
         "steps": steps,
+        "scored_on": sorted({str(r.eval_suite) for outcomes in runs.values() for r in outcomes}),
         "objective_per_seed": per_seed,
         "versus": versus_baselines(per_seed).get(result.strategy, {}),
     }
@@ -225,6 +231,7 @@ def mixsearch(config_path: Path, out: Path | None = None, parallel: str | None =
     output = Path(out) if out else Path(_resolve(base, cfg.output))
     spec = write_spec(result, cfg, base, output)
     report = {
+        "eval_suite": env.suite_hash,
         "result": result.to_json(),
         "problem": problem.describe(),
         "continual": continual,
