@@ -19,7 +19,7 @@ hindsight objectives that exclude any objective targeting ``code``.
 
 ``--setting target-small`` asks one question where a search should pay if it ever does: a target domain
 that is small in the natural mix (``math``, or ``news`` without ../shared/data), the objective its bits
-per byte on the suite, RegMix (with and without its trust region) and the agent against uniform and
+per byte on the suite, RegMix (with and without its trust region), Skill-It and the agent against uniform and
 natural at equal search compute, scored on more fresh paired seeds than the standard setting
 (:func:`bench_target_small`).
 
@@ -49,6 +49,7 @@ from mixers.strategies.doremi import DoReMi
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.parallel import Runner
 from mixers.strategies.regmix import RegMix
+from mixers.strategies.skillit import SkillIt
 
 ROW_KEYS = ("strategy", "objective", "objective_se", "objective_per_seed", "bpb", "weights", "compute")
 SETTINGS = ("standard", "target-small")
@@ -117,6 +118,7 @@ def strategies(agent: Agent | None, source: dict[str, float] | None) -> list[Str
         RegMix(),
         RegMix(trust_region=False),
         DoReMi(),
+        SkillIt(),
     ]
     if source is not None:
         chosen.append(Fixed(source, label="source"))
@@ -255,7 +257,7 @@ def bench_target_small(
     parallel: bool = False,
     domains: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """RegMix and the agent against uniform and natural on a target domain small in the natural mix,
+    """RegMix, Skill-It and the agent against uniform and natural on a target domain small in the mix,
     objective the target's bits per byte on the suite; writes OUT/bench-mixing.{json,md,png}.
 
     Fair by construction: every strategy searches with the same proxy budget and seed, every answer is
@@ -277,7 +279,7 @@ def bench_target_small(
     )
     with runner.session():
         agent, agent_cost = target_agent(env, settings, problem, runner)
-        chosen = [Uniform(), Natural(), RegMix(), RegMix(trust_region=False), agent]
+        chosen = [Uniform(), Natural(), RegMix(), RegMix(trust_region=False), SkillIt(), agent]
         result = compare(env, problem, chosen, runner, settings.eval_seeds)
     figures = {
         "setting": "target-small",

@@ -5,7 +5,7 @@ tokens: mix-natural/              # a mixture of `curate mix --tokens` (or its t
 eval_sets: {gsm8k: gsm8k/tokens}  # optional extra held-out sets (same tokenizer), usable in the objective
 domains: [web, wiki, code]        # optional subset of the shards' domains
 proxy: {d_model: 48, n_layers: 2, seq_len: 64, batch_size: 8}   # ProxyConfig fields
-strategy: regmix                  # uniform | natural | temperature | fixed | regmix | doremi | agent
+strategy: regmix                  # uniform natural temperature fixed regmix doremi skillit agent
 params: {model: auto, top_k: 100} # the strategy's settings (agent: {policy: agents/default})
 objective: {average: [web, wiki]} # or {weights: {web: 0.7, gsm8k: 0.3}}
                                   # or {balanced: {source: [web], target: [gsm8k], balance: 0.5}}

@@ -14,7 +14,7 @@
 
 The answer is that rule as a controller (acting closed-loop when evaluated, as the agent's does) and the
 schedule it chose on its own proxy run. Equal compute: warm-up, graph runs and the online run together
-spend the budget (``runs * steps`` updates); each short run is ``steps`` long.
+spend the budget (``runs * steps`` updates); the short runs share ``graph_share`` of it equally.
 """
 
 from __future__ import annotations
@@ -76,24 +76,24 @@ class SkillIt(Strategy):
 
     name = "skillit"
 
-    def __init__(self, eta: float = 2.0) -> None:
-        if not eta > 0:
-            raise ConfigError(f"skillit needs eta > 0, got {eta}")
-        self.eta = eta
+    def __init__(self, eta: float = 2.0, graph_share: float = 0.5) -> None:
+        if not eta > 0 or not 0 < graph_share < 1:
+            raise ConfigError(f"skillit needs eta > 0 and 0 < graph_share < 1, got {eta}, {graph_share}")
+        self.eta, self.graph_share = eta, graph_share
 
     def propose(self, env: ProxyEnvironment, problem: MixProblem, runner: Runner | None = None) -> MixResult:
         runner = runner or Runner()
-        steps, continual = problem.budget.steps, problem.init_state is not None
-        online = problem.budget.total_steps - steps * (len(env.domains) + (0 if continual else 1))
-        if online < steps:
-            need = steps * (len(env.domains) + 2 - continual)
+        total, continual = problem.budget.total_steps, problem.init_state is not None
+        probes = len(env.domains) + (0 if continual else 1)  # warm-up (from scratch) + one run per domain
+        short = int(self.graph_share * total) // probes
+        if short < 1:
             raise ConfigError(
-                f"skillit needs {need} proxy steps (warm-up, one run per domain, then the online run of at "
-                f"least {steps}); the budget gives {problem.budget.total_steps}: raise runs"
+                f"skillit spends graph_share {self.graph_share} of the budget on {probes} short runs: "
+                f"{total} proxy steps give them none; raise runs or steps"
             )
-        base_state, before = self._base(env, problem, runner)
+        base_state, before = self._base(env, problem, short, runner)
         sets = sorted(problem.objective.weights)
-        after = runner.map(run_request, env.spec, self._graph_requests(env, problem, base_state))
+        after = runner.map(run_request, env.spec, self._graph_requests(env, problem, short, base_state))
         graph = skills_graph(before, [result.bpb for result in after], sets)
         controller = SkillItController(
             tuple(env.domains),
@@ -102,28 +102,27 @@ class SkillIt(Strategy):
             tuple(float(problem.objective.weights[name]) for name in sets),
             self.eta,
         )
-        [run] = runner.map(run_request, env.spec, [self._online_request(problem, online, controller)])
+        online = self._online_request(problem, total - short * probes, controller)
+        [run] = runner.map(run_request, env.spec, [online])
         report = {
             "params": self.params(),
             "graph": {"rows": list(env.domains), "columns": sets, "values": graph.round(6).tolist()},
             "base_bpb": before,
+            "short_run_steps": short,
             "online": run.to_json(),
         }
-        runs = len(env.domains) + 1 + (0 if continual else 1)
-        spent = problem.budget.total_steps  # warm-up + graph runs + online run, by construction
-        return MixResult(
-            self.name, average_schedule(run.schedule), run.schedule, report, runs, spent, controller
-        )
+        weights = average_schedule(run.schedule)
+        return MixResult(self.name, weights, run.schedule, report, probes + 1, total, controller)
 
     def _base(
-        self, env: ProxyEnvironment, problem: MixProblem, runner: Runner
+        self, env: ProxyEnvironment, problem: MixProblem, steps: int, runner: Runner
     ) -> tuple[Any, dict[str, float]]:
         """The model the graph starts from and its scores: the continual start, or a uniform warm-up."""
         if problem.init_state is not None:
             start = env.new_run(problem.seed, 1, problem.init_state)
             return problem.init_state, env.evaluate(start.model, start.recipe)
         request = RunRequest(
-            steps=problem.budget.steps,
+            steps=steps,
             seed=problem.seed,
             schedule=(uniform_weights(env.domains),),
             return_state=True,
@@ -131,10 +130,12 @@ class SkillIt(Strategy):
         [warm] = runner.map(run_request, env.spec, [request])
         return warm.state, warm.bpb
 
-    def _graph_requests(self, env: ProxyEnvironment, problem: MixProblem, state: Any) -> list[RunRequest]:
+    def _graph_requests(
+        self, env: ProxyEnvironment, problem: MixProblem, steps: int, state: Any
+    ) -> list[RunRequest]:
         return [
             RunRequest(
-                steps=problem.budget.steps,
+                steps=steps,
                 seed=problem.seed,
                 schedule=({domain: 1.0},),
                 init_state=state,

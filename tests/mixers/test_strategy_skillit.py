@@ -51,7 +51,8 @@ def test_skillit_measures_a_graph_and_steers_a_staged_run(env: ProxyEnvironment)
     assert values.shape == (3, 1) and (values >= 0).all()
     assert env.domains[int(values[:, 0].argmax())] == "code"  # code teaches code most
     assert len(result.schedule) == 3 and all(is_distribution(w) for w in result.schedule)
-    assert result.report["online"]["steps"] == 36 - 6 * 4  # warm-up and one run per domain spent first
+    assert result.report["short_run_steps"] == 18 // 4  # half the budget over warm-up + 3 domain runs
+    assert result.report["online"]["steps"] == 36 - 4 * 4  # the online run takes what they left
     assert (result.runs_used, result.steps_used) == (5, 36)
     code_share = [weights["code"] for weights in result.schedule]
     assert code_share[0] > 1 / 3  # the graph sends the first stage toward the target
@@ -63,6 +64,6 @@ def test_skillit_measures_a_graph_and_steers_a_staged_run(env: ProxyEnvironment)
 
 
 def test_a_budget_too_small_for_the_graph_is_one_line(env: ProxyEnvironment):
-    problem = MixProblem(Objective.average(env.domains), Budget(runs=4, steps=6), seed=0)
-    with pytest.raises(ConfigError, match="skillit needs 30 proxy steps"):
+    problem = MixProblem(Objective.average(env.domains), Budget(runs=1, steps=6), seed=0)
+    with pytest.raises(ConfigError, match="6 proxy steps give them none"):
         make_strategy("skillit").propose(env, problem)
