@@ -315,8 +315,8 @@ def bench_critical_ratio(
 ) -> None:
     """Critical mixture ratio of continual pretraining on a domain, at several budgets, with its fit."""
     from bench.critical_ratio import bench_critical_ratio as run_bench
-    from bench.critical_ratio import format_table
+    from mixers.strategies.critical_ratio import format_report
 
     budgets = tuple(budget) if budget else (40, 120, 360)
     figures = run_bench(out, domain, budgets, tolerance, seeds, base_steps, parallel=parallel)
-    typer.echo(format_table(figures))
+    typer.echo(format_report(figures))

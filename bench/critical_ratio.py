@@ -48,25 +48,3 @@ def bench_critical_ratio(
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench-critical-ratio.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
-
-
-def format_table(figures: dict[str, Any]) -> str:
-    """One row per budget and ratio: the mean relative rise of the general loss and the paired verdict."""
-    lines = [
-        f"critical mixture ratio of {figures['domain']} (general loss may rise {figures['tolerance']:.1%})",
-        f"{'steps':>6} {'tokens':>10} {'ratio':>6} {'general rise':>13} {'domain bpb':>11}  verdict",
-    ]
-    for row in figures["budgets"]:
-        for run in row["runs"]:
-            rise = sum(run["general_rise"]) / len(run["general_rise"])
-            bpb = sum(run["domain_bpb"]) / len(run["domain_bpb"])
-            verdict = run["versus_tolerance"]["verdict"]
-            where = f"{row['steps']:>6} {row['tokens']:>10,} {run['ratio']:>6g}"
-            lines.append(f"{where} {rise:>+13.4f} {bpb:>11.4f}  {verdict}")
-        cmr = row["cmr"] if row["cmr"] is not None else row["bound"]
-        lines.append(f"{'':>6} {'':>10} CMR: {cmr}")
-    fit = figures["fit"]
-    lines.append(
-        f"fit: CMR = {fit['a']:.4g} * tokens^{fit['b']:.3f}" if fit else "fit: fewer than two crossings"
-    )
-    return "\n".join(lines)

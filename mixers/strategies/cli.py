@@ -55,11 +55,16 @@ def mixsearch(
     out: Annotated[Path | None, typer.Option(help="spec to write (overrides `output:`)")] = None,
     ray: Annotated[bool | None, typer.Option("--ray/--sequential", help="override `parallel:`")] = None,
 ) -> None:
-    """Choose domain weights with a strategy on tiny proxies; write a mixture spec for `curate mix`."""
+    """Choose domain weights with a strategy on tiny proxies (or, with the objective critical_ratio, the
+    largest share of a domain a continual run can take); write a mixture spec for `curate mix`."""
     from mixers.significance import format_comparison
     from mixers.strategies.search import mixsearch as run_search
 
     report = run_search(config, out, None if ray is None else ("ray" if ray else "sequential"))
+    if "critical_ratio" in report:
+        from mixers.strategies.critical_ratio import format_report
+
+        typer.echo(format_report(report["critical_ratio"]))
     result = report["result"]
     shown = ", ".join(f"{d}={w:.3f}" for d, w in result["weights"].items())
     typer.echo(f"{result['strategy']}: {shown}; wrote {report['spec']} (take it with `curate mix`)")
@@ -69,7 +74,7 @@ def mixsearch(
         if suite
         else "  no evaluation suite (plain token shards): a held-out split of their own documents scored"
     )
-    for base, test in (report["check"] or {}).get("versus", {}).items():
+    for base, test in (report.get("check") or {}).get("versus", {}).items():
         typer.echo(f"  {base.replace('_', ' ')}: {format_comparison(test, (result['strategy'], base[3:]))}")
 
 

@@ -9,6 +9,7 @@ strategy: regmix                  # uniform natural temperature fixed regmix dor
 params: {model: auto, top_k: 100} # the strategy's settings (agent: {policy: agents/default})
 objective: {average: [web, wiki]} # or {weights: {web: 0.7, gsm8k: 0.3}}
                                   # or {balanced: {source: [web], target: [gsm8k], balance: 0.5}}
+                                  # or {critical_ratio: {domain: code, tolerance: 0.01, budgets: [40, 120]}}
 budget: {runs: 32, steps: 50}     # or {runs: 32, tokens: 2_000_000}
 stages: 1
 seed: 0
@@ -29,6 +30,12 @@ Every proxy run, search and check alike, is scored on the mixture's evaluation s
 documents chosen by a hash of their id before any sampling, never in the token shards), so candidates
 compete on the same documents; the report records the suite's hash (``eval_suite``). Plain token shards
 have no suite: a seeded held-out split of their own documents scores, and ``eval_suite`` is null.
+
+``critical_ratio`` asks another question: not which weights, but how large a share of one domain a
+continual run can take while the other domains' loss stays within ``tolerance`` of a model of them
+(mixers/strategies/critical_ratio.py); it takes no strategy, budget, continual or stages (its section
+has ``budgets`` in proxy steps, ``ratios``, ``base_steps`` and paired ``seeds``). The spec gets the
+general mix with the domain at its critical ratio at the largest budget.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from curate.paths import PathParam
 from curate.yamlfile import read_yaml
 from mixers.strategies import make_strategy
 from mixers.strategies.base import Budget, MixProblem, MixResult, Objective
+from mixers.strategies.critical_ratio import DEFAULT_RATIOS, CriticalRatioSearch, find_critical_ratio, mixed
 from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
 from mixers.strategies.evaluation import BASELINES, evaluation_seeds, score_answers, versus_baselines
 from mixers.strategies.parallel import Runner
@@ -72,6 +80,27 @@ class ContinualSection(BaseModel):
     steps: int = Field(gt=0)
 
 
+class CriticalRatioSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    tolerance: float = Field(default=0.01, gt=0, lt=1)
+    budgets: list[int] = Field(min_length=1)
+    ratios: list[float] = Field(default_factory=lambda: list(DEFAULT_RATIOS))
+    base_steps: int = Field(default=200, gt=0)
+    seeds: int = Field(default=2, gt=0)
+
+    def search(self) -> CriticalRatioSearch:
+        return CriticalRatioSearch(
+            self.domain,
+            tuple(self.budgets),
+            self.tolerance,
+            tuple(self.ratios),
+            self.base_steps,
+            tuple(range(self.seeds)),
+        )
+
+
 class CheckSection(BaseModel):
     """After the search: its answer, uniform and natural trained again on `seeds` fresh paired seeds, so
     the report says whether the answer beats them beyond seed noise. `seeds: 0` skips it."""
@@ -89,10 +118,10 @@ class SearchConfig(BaseModel):
     eval_sets: dict[str, PathParam] = Field(default_factory=dict)
     domains: list[str] | None = None
     proxy: dict[str, Any] = Field(default_factory=dict)
-    strategy: str
+    strategy: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     objective: dict[str, Any] = Field(default_factory=lambda: {"average": None})
-    budget: BudgetSection
+    budget: BudgetSection | None = None
     stages: int = Field(default=1, gt=0)
     seed: int = 0
     continual: ContinualSection | None = None
@@ -100,6 +129,18 @@ class SearchConfig(BaseModel):
     check: CheckSection = Field(default_factory=CheckSection)
     mixture: dict[str, Any]
     output: PathParam = "mix.yaml"
+
+    @model_validator(mode="after")
+    def _one_question(self) -> SearchConfig:
+        if "critical_ratio" in self.objective:
+            if self.strategy or self.budget or self.continual or self.stages != 1:
+                raise ValueError(
+                    "objective critical_ratio searches a share, not weights: drop strategy, budget, "
+                    "continual and stages (its budgets and base model are set in critical_ratio)"
+                )
+        elif self.strategy is None or self.budget is None:
+            raise ValueError("give `strategy:` and `budget:` (or the objective critical_ratio)")
+        return self
 
 
 def parse_objective(section: dict[str, Any], env: ProxyEnvironment) -> Objective:
@@ -149,6 +190,7 @@ def _resolve(base: Path, value: str) -> str:
 
 def build_problem(cfg: SearchConfig, env: ProxyEnvironment) -> tuple[MixProblem, dict[str, Any]]:
     """The problem a config describes; a continual start is trained here, once."""
+    assert cfg.budget is not None
     steps = cfg.budget.steps or max(
         1, (cfg.budget.tokens or 0) // max(cfg.budget.runs, 1) // env.config.tokens_per_step
     )
@@ -219,16 +261,18 @@ def mixsearch(config_path: Path, out: Path | None = None, parallel: str | None =
     env = ProxyEnvironment.open(
         _resolve(base, cfg.tokens), proxy_config(cfg.proxy), eval_sets=eval_sets, domains=cfg.domains
     )
+    runner = Runner.create(parallel or cfg.parallel)
+    output = Path(out) if out else Path(_resolve(base, cfg.output))
+    if cfg.strategy is None:
+        return critical_ratio_search(cfg, env, runner, base, output)
     params = dict(cfg.params)
     if cfg.strategy == "agent" and "policy" in params:
         params["policy"] = _resolve(base, params["policy"])
     strategy = make_strategy(cfg.strategy, **params)
     problem, continual = build_problem(cfg, env)
-    runner = Runner.create(parallel or cfg.parallel)
     with runner.session():
         result = strategy.propose(env, problem, runner)
         check = check_answer(env, problem, result, runner, cfg.check) if cfg.check.seeds else None
-    output = Path(out) if out else Path(_resolve(base, cfg.output))
     spec = write_spec(result, cfg, base, output)
     report = {
         "eval_suite": env.suite_hash,
@@ -243,4 +287,43 @@ def mixsearch(config_path: Path, out: Path | None = None, parallel: str | None =
     output.with_name(f"{output.stem}.search.json").write_text(
         json.dumps(report, indent=2, default=str) + "\n"
     )
+    return report
+
+
+def critical_ratio_search(
+    cfg: SearchConfig, env: ProxyEnvironment, runner: Runner, base: Path, output: Path
+) -> dict[str, Any]:
+    """The critical ratio at each budget; the spec mixes the domain in at the largest budget's ratio.
+    With no ratio of the grid within tolerance there is no spec to write: the report is written and the
+    run fails, naming the fix."""
+    section = cfg.objective["critical_ratio"]
+    if len(cfg.objective) != 1 or not isinstance(section, dict):
+        raise ConfigError("objective.critical_ratio: give it alone, as a mapping (domain, budgets, ...)")
+    try:
+        search = CriticalRatioSection.model_validate(section).search()
+    except ValidationError as error:
+        item = error.errors()[0]
+        where = ".".join(str(p) for p in item["loc"])
+        raise ConfigError(f"objective.critical_ratio.{where}: {item['msg']}") from None
+    with runner.session():
+        found = find_critical_ratio(env, search, runner)
+    report = {"eval_suite": env.suite_hash, "critical_ratio": found, "environment": env.describe()}
+    last = max(found["budgets"], key=lambda row: row["steps"])
+    share = last["cmr"] if last["bound"] == "inside" else max(search.ratios)
+    report_path = output.with_name(f"{output.stem}.search.json")
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    if last["bound"].startswith("below"):
+        report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        raise ConfigError(
+            f"no ratio of {search.domain} in the grid keeps the general loss within {search.tolerance}; "
+            f"add smaller ratios (report: {report_path})"
+        )
+    weights = mixed(found["general_mix"], search.domain, share)
+    result = MixResult("critical_ratio", weights, [weights], {"share": share, "budget_steps": last["steps"]})
+    report |= {
+        "result": result.to_json(),
+        "spec": str(output),
+        "mixture": write_spec(result, cfg, base, output),
+    }
+    report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report

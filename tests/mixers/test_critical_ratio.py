@@ -3,15 +3,22 @@ proxies of real text."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from bench.mixing_textdata import cached_text_shards
 from curate.errors import ConfigError
-from mixers.strategies.critical_ratio import CriticalRatioSearch, crossing, find_critical_ratio, power_law
-from mixers.strategies.environment import ProxyConfig, ProxyEnvironment
+from mixers.spec import load_spec
+from mixers.strategies.critical_ratio import CriticalRatioSearch, crossing, power_law
+from mixers.strategies.environment import ProxyConfig
+from tests.conftest import run_cli
 
 TINY = ProxyConfig(d_model=32, n_layers=2, n_heads=2, seq_len=32, batch_size=8, eval_tokens=1024)
+PROXY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 32, "batch_size": 8, "eval_tokens": 1024}
 
 
 def test_crossing_is_interpolated_between_grid_points_or_named_as_a_bound():
@@ -34,13 +41,27 @@ def test_bad_settings_are_one_line():
         CriticalRatioSearch("code", (10,), ratios=(0.0, 0.5))
 
 
-def test_a_search_reports_every_budget_with_paired_seeds():
-    shards = cached_text_shards(max_docs={"wiki": 30, "news": 60, "code": 20}, max_chars=3000)
-    env = ProxyEnvironment.open(shards, TINY)
-    search = CriticalRatioSearch("code", (8, 32), ratios=(0.2, 0.5, 0.8), base_steps=40, seeds=(0, 1))
-    report = find_critical_ratio(env, search)
+def search_config(tmp_path: Path, section: dict, **extra) -> Path:
+    config = {
+        "tokens": str(cached_text_shards(max_docs={"wiki": 30, "news": 60, "code": 20}, max_chars=3000)),
+        "proxy": PROXY,
+        "objective": {"critical_ratio": section},
+        "mixture": {"corpora": ["corpus/"], "budget": 1_000_000, "tokenizer": {"chars_per_token": 4.0}},
+        **extra,
+    }
+    path = tmp_path / "cmr.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_mixsearch_finds_the_ratio_at_each_budget_and_writes_its_mixture(tmp_path: Path):
+    section = {"domain": "code", "budgets": [8, 32], "ratios": [0.2, 0.5, 0.8], "base_steps": 40}
+    result = run_cli("mixsearch", str(search_config(tmp_path, section)))
+    assert result.returncode == 0, result.stderr
+    assert "critical mixture ratio of code" in result.stdout
+    report = json.loads((tmp_path / "mix.search.json").read_text())["critical_ratio"]
     assert set(report["general_mix"]) == {"news", "wiki"}  # the new domain is not part of the general mix
-    assert len(report["base"]["general_bpb"]) == 2
+    assert len(report["base"]["general_bpb"]) == 2  # two paired seeds by default
     for row in report["budgets"]:
         assert row["tokens"] == row["steps"] * TINY.tokens_per_step
         assert [run["ratio"] for run in row["runs"]] == [0.2, 0.5, 0.8]
@@ -48,7 +69,19 @@ def test_a_search_reports_every_budget_with_paired_seeds():
         assert all(run["versus_tolerance"]["pairs"] == 2 for run in row["runs"])  # paired by seed
         domain = [np.mean(run["domain_bpb"]) for run in row["runs"]]
         assert domain[0] > domain[-1]  # more of the domain, lower its loss
-        if row["bound"] == "inside":
-            assert 0.2 <= row["cmr"] <= 0.8
-    with pytest.raises(ConfigError, match="not a training domain"):
-        find_critical_ratio(env, CriticalRatioSearch("maths", (8,)))
+    last = report["budgets"][-1]
+    share = last["cmr"] if last["bound"] == "inside" else 0.8
+    spec = load_spec(tmp_path / "mix.yaml")
+    assert spec.domains["code"].weight == pytest.approx(share, abs=1e-5)
+
+
+def test_mixsearch_critical_ratio_errors_are_one_line(tmp_path: Path):
+    cases = [
+        ({"domain": "maths", "budgets": [8]}, {}, "not a training domain"),
+        ({"domain": "code", "budgets": [8]}, {"strategy": "regmix"}, "drop strategy"),
+        ({"domain": "code"}, {}, "budgets"),
+    ]
+    for section, extra, message in cases:
+        result = run_cli("mixsearch", str(search_config(tmp_path, section, **extra)))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
