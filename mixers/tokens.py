@@ -209,6 +209,7 @@ def count_tokens(tokenizer: Any, texts: list[str], extra: int = 0) -> np.ndarray
 NOT_PLAIN = "\t\n\x0b\x0c\r\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
 NOT_PLAIN += "\u2028\u2029\u202f\u205f\u3000"  # ... but the plain space
 SPACES = " " + NOT_PLAIN
+SPACE_SET = frozenset(SPACES)
 _S = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in SPACES) + "]"  # any whitespace
 _SN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in NOT_PLAIN) + "]"  # whitespace but the plain space
 _OTHER = _S[:1] + "^" + _S[1:-1] + "\\pL\\pN]"  # neither whitespace, letter nor number
@@ -240,7 +241,8 @@ class PieceCounter:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.model = tokenizer.model
-        self.known: dict[str, tuple[int, int]] = {}
+        self.known: dict[str, int] = {}  # tokens of a piece (as a text's last piece, for whitespace)
+        self.split_space: dict[str, int] = {}  # whitespace pieces before a text's end: W[:-1] and W[-1]
 
     @staticmethod
     def fits(tokenizer: Any) -> bool:
@@ -282,28 +284,41 @@ class PieceCounter:
         return counts
 
     def _lengths(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of each distinct piece as a text's last piece (`whole`) and anywhere before it (`body`)."""
+        """Tokens of each distinct piece as a text's last piece (`whole`) and anywhere before it (`body`):
+        they differ only for whitespace, which stands for two pre-tokens before a text's end."""
         if len(self.known) + len(pieces) > MAX_KNOWN:
-            self.known = {}
-        known = self.known
-        for piece in pieces:
-            if piece not in known:
-                known[piece] = self._piece_counts(piece)
-        whole = np.fromiter((known[p][0] for p in pieces), dtype=np.int64, count=len(pieces))
-        body = np.fromiter((known[p][1] for p in pieces), dtype=np.int64, count=len(pieces))
+            self.known, self.split_space = {}, {}
+        self._learn([p for p in pieces if p not in self.known])
+        whole = np.fromiter(map(self.known.__getitem__, pieces), dtype=np.int64, count=len(pieces))
+        body = whole.copy()
+        split_space = self.split_space
+        for index, piece in enumerate(pieces):
+            if piece in split_space:
+                body[index] = split_space[piece]
         return whole, body
 
-    def _piece_counts(self, piece: str) -> tuple[int, int]:
-        """(whole, body) from the piece's pre-tokens (see PIECES), each through the tokenizer's model."""
+    def _learn(self, new: list[str]) -> None:
+        """Count new pieces: one pre-token each, but for those starting with two whitespace characters."""
+        tokenize, table = self.model.tokenize, BYTE_LEVEL
+        alone = [p for p in new if not (p[:1] in SPACE_SET and p[1:2] in SPACE_SET)]
+        self.known.update(
+            (p, len(tokenize(p.encode("utf-8").decode("latin-1").translate(table)))) for p in alone if p
+        )
+        self.known[""] = 0
+        for piece in new:
+            if piece[:1] in SPACE_SET and piece[1:2] in SPACE_SET:
+                self._learn_spaced(piece)
+
+    def _learn_spaced(self, piece: str) -> None:
+        """A whitespace run `W`: one pre-token at a text's end, else `W[:-1]` and `W[-1]`; `W X` glued
+        from `W[:-1]` and ` X` (see PIECES)."""
         rest = piece.lstrip(SPACES)
         lead = len(piece) - len(rest)
-        if not rest:  # whitespace: one pre-token at a text's end, else `W[:-1]` and `W[-1]`
-            return self._model_tokens(piece), self._model_tokens(piece[:-1]) + self._model_tokens(piece[-1:])
-        if lead > 1:  # `W X` glued from `W[:-1]` and ` X`
-            glued = self._model_tokens(piece[: lead - 1]) + self._model_tokens(piece[lead - 1 :])
-            return glued, glued
-        alone = self._model_tokens(piece)
-        return alone, alone
+        if rest:
+            self.known[piece] = self._model_tokens(piece[: lead - 1]) + self._model_tokens(piece[lead - 1 :])
+            return
+        self.known[piece] = self._model_tokens(piece)
+        self.split_space[piece] = self._model_tokens(piece[:-1]) + self._model_tokens(piece[-1:])
 
     def _model_tokens(self, pretoken: str) -> int:
         """Tokens of one pre-token: its UTF-8 bytes as the byte-level pre-tokenizer maps them, then the
