@@ -9,7 +9,8 @@ and the 1-minute load average at the end of each phase (latency is only comparab
 
 A benchmark, not a test: it prints JSON figures (requests/s, latency percentiles, errors) for
 BENCHMARKS.md. Everything stays on this machine: the server is started on a free 127.0.0.1 port in a
-temporary folder, the job curates package-shipped text, and the request loop is bounded in time.
+temporary folder, the job curates package-shipped text (hard-linked `JOB_COPIES` times, so it outlasts
+a phase), and the request loop is bounded in time.
 """
 
 from __future__ import annotations
