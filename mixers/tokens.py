@@ -299,15 +299,11 @@ class PieceCounter:
 
     def _learn(self, new: list[str]) -> None:
         """Count new pieces: one pre-token each, but for those starting with two whitespace characters."""
-        tokenize, table = self.model.tokenize, BYTE_LEVEL
-        alone = [p for p in new if not (p[:1] in SPACE_SET and p[1:2] in SPACE_SET)]
-        self.known.update(
-            (p, len(tokenize(p.encode("utf-8").decode("latin-1").translate(table)))) for p in alone if p
-        )
-        self.known[""] = 0
         for piece in new:
             if piece[:1] in SPACE_SET and piece[1:2] in SPACE_SET:
                 self._learn_spaced(piece)
+            else:
+                self.known[piece] = self._model_tokens(piece)
 
     def _learn_spaced(self, piece: str) -> None:
         """A whitespace run `W`: one pre-token at a text's end, else `W[:-1]` and `W[-1]`; `W X` glued

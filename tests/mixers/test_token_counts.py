@@ -124,15 +124,15 @@ def whitespace_runs(count: int) -> list[str]:
     return ["".join(rng.choices(pieces, k=rng.randint(1, 14))) for _ in range(count)]
 
 
+FORMS = ("a{0}b", "1{0}2", "  {0}x", "{0}{0} y", "x {0}")  # each code point as letter, number, after spaces
+
+
 def test_counts_equal_the_tokenizer_on_edge_cases(tokenizer: Tokenizer) -> None:
     rng = random.Random(1)
     code_points = [chr(c) for c in itertools.chain(range(0x3000), rng.sample(range(0x3000, 0x110000), 4_000))]
     unicode = [form.format(c) for c in code_points if not 0xD800 <= ord(c) < 0xE000 for form in FORMS]
     special = ["", "<|endoftext|>", "a <|endoftext|>\n\nb", f"x{MARK}y  z", MARK, "  \n", "tail \t\n "]
     assert_same_counts(tokenizer, whitespace_runs(5_000) + unicode + special)
-
-
-FORMS = ("a{0}b", "1{0}2", "  {0}x", "{0}{0} y", "x {0}")
 
 
 def test_null_texts_count_nothing_but_the_end_of_text(tokenizer: Tokenizer) -> None:
