@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from api.errors import Conflict, FieldError, RequestErrors
@@ -26,7 +27,7 @@ from api.security import BearerAuth, BodySizeLimit, RequestOrigin
 from api.settings import ServiceSettings, write_worker_settings
 from api.store import STATES, TERMINAL_STATES, Job, JobStore, new_job_id
 from api.supervisor import Supervisor, job_log_path
-from api.views import JobList, JobRequest, JobView, RunOutcome, ScheduleView
+from api.views import JobList, JobRequest, JobView, RunOutcome, ScheduleView, job_progress
 from curate.inspect import inspect_output
 
 STATIC = Path(__file__).parent / "static"
@@ -35,6 +36,7 @@ DASHBOARD_CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 MAX_LOG_BYTES = 1 << 20
+PROGRESS_TTL = 1.0  # seconds a running job's progress (a listing of its output) is shared by all pollers
 
 
 class Service:
@@ -46,6 +48,7 @@ class Service:
         self.ctx = KindContext.of(settings)
         self.supervisor = Supervisor(settings, self.store)
         self.scheduler = Scheduler(settings, self.store, on_started=self.supervisor.poke)
+        self._progress: dict[str, tuple[float, tuple[int | None, int | None]]] = {}
 
     def start(self) -> None:
         write_worker_settings(self.settings)
@@ -63,6 +66,19 @@ class Service:
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         return job
+
+    async def progress(self, job: Job) -> tuple[int | None, int | None]:
+        """A running job's progress lists its output (on disk or on a store): done in a worker thread, at
+        most once per PROGRESS_TTL per job, however many clients poll it. Other jobs' is as recorded."""
+        if job.state != "running":
+            self._progress.pop(job.id, None)
+            return job_progress(job)
+        cached = self._progress.get(job.id)
+        if cached is not None and time.monotonic() - cached[0] < PROGRESS_TTL:
+            return cached[1]
+        value = await run_in_threadpool(job_progress, job)
+        self._progress[job.id] = (time.monotonic(), value)
+        return value
 
 
 def create_app(settings: ServiceSettings, background: bool = True) -> FastAPI:
@@ -180,9 +196,13 @@ def _jobs_router(service: Service) -> APIRouter:
             next_offset=next_offset,
         )
 
-    @router.get("/jobs/{job_id}")
-    def show_job(job_id: str) -> JobView:
-        return JobView.of(service.job(job_id))
+    @router.get("/jobs/{job_id}", response_model=JobView)
+    async def show_job(job_id: str) -> Response:
+        """What clients poll while a job runs, so it is kept cheap: async (no thread hand-offs), one indexed
+        SQLite read, progress shared by all pollers (`Service.progress`), JSON rendered by pydantic-core."""
+        job = service.job(job_id)
+        view = JobView.of(job, await service.progress(job))
+        return Response(view.model_dump_json(), media_type="application/json")
 
     @router.post("/jobs/{job_id}/cancel", status_code=202)
     def cancel_job(job_id: str) -> JobView:

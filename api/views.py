@@ -63,11 +63,9 @@ class JobView(BaseModel):
     options: dict[str, Any]
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
-        try:
-            done, planned = get_kind(job.kind).progress(job)
-        except LookupError:
-            done, planned = job.done, job.planned
+    def of(cls, job: Job, progress: tuple[int | None, int | None] | None = None) -> JobView:
+        """`progress` as `job_progress(job)` gave it (read now when not given)."""
+        done, planned = job_progress(job) if progress is None else progress
         fraction = round(done / planned, 4) if done is not None and planned else None
         if job.state == "succeeded" and fraction is None:
             fraction = 1.0
@@ -90,6 +88,14 @@ class JobView(BaseModel):
             config=job.config,
             options=job.options,
         )
+
+
+def job_progress(job: Job) -> tuple[int | None, int | None]:
+    """(done, planned): a running job's read from its output on disk by its kind, else as recorded."""
+    try:
+        return get_kind(job.kind).progress(job)
+    except LookupError:
+        return job.done, job.planned
 
 
 class JobList(BaseModel):

@@ -28,6 +28,9 @@ from curate.errors import ConfigError
 from curate.process import request_parent_death_signal
 
 STALE_ATTEMPT = 3
+# Added to the worker's niceness, so a job (and every process it starts) yields the CPU to the server:
+# status polls stay fast while a job keeps every core busy.
+JOB_NICENESS = 10
 
 
 def log(message: str) -> None:
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", required=True)
     parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
+    os.nice(JOB_NICENESS)
     end_with_server(args.parent)
     settings = read_worker_settings(args.state_dir)
     store = JobStore(settings.db_path)

@@ -4,11 +4,13 @@ Two phases, each over a freshly submitted curation job: `paced`, every client po
 1/`rate` seconds (what a fleet of dashboards and CLIs does; the figure that matters is p99 latency), then
 `saturation`, every client polling as fast as it can (the ceiling). For each, the server process's own
 CPU seconds (from /proc, job workers excluded) give the CPU cost per request and so the saturation rate
-in requests/s per core, independent of what else the machine runs.
+in requests/s per core, independent of what else the machine runs. `summary` holds the headline figures
+and the 1-minute load average at the end of each phase (latency is only comparable at equal load).
 
 A benchmark, not a test: it prints JSON figures (requests/s, latency percentiles, errors) for
 BENCHMARKS.md. Everything stays on this machine: the server is started on a free 127.0.0.1 port in a
-temporary folder, the job curates package-shipped text, and the request loop is bounded in time.
+temporary folder, the job curates package-shipped text (hard-linked `JOB_COPIES` times, so it outlasts
+a phase), and the request loop is bounded in time.
 """
 
 from __future__ import annotations
@@ -106,6 +108,16 @@ JOB_CONFIG = {
 }
 
 
+JOB_COPIES = 12  # the package shards, hard-linked under other names: a job that outlasts a phase
+
+
+def repeat_shards(folder: Path, copies: int) -> None:
+    """More shards of the same text, so the polled job is still running when a phase ends."""
+    for shard in sorted(folder.glob("*.jsonl.*")):
+        for index in range(1, copies):
+            os.link(shard, folder / f"copy{index}-{shard.name}")
+
+
 QUANTILES = (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
 
 
@@ -130,15 +142,13 @@ def run_phase(
         "poll_interval_s": interval,
         "requests": len(latencies),
         "requests_per_s": round(len(latencies) / seconds, 1),
-        "latency_ms": {
-            q: round(_percentile(latencies, p) * 1000, 1)
-            for q, p in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))
-        },
+        "latency_ms": {q: round(_percentile(latencies, p) * 1000, 1) for q, p in QUANTILES},
         "errors": len(errors),
         "error_kinds": sorted(set(errors)),
         "server_cpu_ms_per_request": round(cpu_ms, 3),
         "requests_per_s_per_core": round(1000 / cpu_ms, 1) if cpu_ms > 0 else None,
         "job_state_at_end": final["state"],
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -150,6 +160,7 @@ def bench_api(clients: int = 50, seconds: float = 30.0, rate: float = 1.0) -> di
     with tempfile.TemporaryDirectory(prefix="curate-bench-api-") as tmp:
         folder = Path(tmp)
         build_package_shards(folder / "data" / "shards")
+        repeat_shards(folder / "data" / "shards", JOB_COPIES)
         process, url = _start_server(folder, token)
         try:
             paced = run_phase(url, token, process.pid, clients, seconds, 1.0 / rate)
@@ -162,6 +173,14 @@ def bench_api(clients: int = 50, seconds: float = 30.0, rate: float = 1.0) -> di
         "machine": machine(),
         "clients": clients,
         "seconds_per_phase": seconds,
+        "summary": {
+            "paced_p50_ms": paced["latency_ms"]["p50"],
+            "paced_p99_ms": paced["latency_ms"]["p99"],
+            "paced_errors": paced["errors"],
+            "paced_server_cpu_ms_per_request": paced["server_cpu_ms_per_request"],
+            "saturation_requests_per_s_per_core": saturation["requests_per_s_per_core"],
+            "load_average_1m": [paced["load_average_1m"], saturation["load_average_1m"]],
+        },
         "paced": paced,
         "saturation": saturation,
     }

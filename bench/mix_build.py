@@ -7,17 +7,24 @@ are MB/s of corpus Parquet on disk (what a mixer must scan) and of text written 
 Runs: `scan` (the peer: DuckDB reading every text once, the floor for any mixer), `estimate`
 (chars_per_token, no tokenizer pass), and with `exact=True` `exact_cold` (tokenizer
 pass over every candidate part, sidecars written) then `exact_warm` (the same mixture from the cached
-counts), so the cost of exact counting and the value of its cache are both visible.
+counts), so the cost of exact counting and the value of its cache are both visible. Before those,
+`exact_count_cold` times counting alone (`count_parts` over every part, no sidecar yet) in CPU seconds
+of this process, every thread included (the tokenizer's and Arrow's): MB of text per core-second, next
+to the tokenizer's own batch encoder (the reference path) on the first parts, whose counts must agree.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import resource
 import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
 
 from bench.pipeline import build_corpus, machine
 from curate.config import parse_config, resolve_paths
@@ -25,13 +32,14 @@ from curate.run import run_pipeline
 from mixers.corpus import open_corpora
 from mixers.db import connect
 from mixers.sampler import build_mixture
-from mixers.spec import parse_spec
-from mixers.tokens import SIDECAR_DIR
+from mixers.spec import TokenizerSpec, parse_spec
+from mixers.tokens import SIDECAR_DIR, count_parts, count_tokens, make_counter, sidecar_path
 
 BENCH_DIR = Path(".cache/bench/mix")
 TEXT_PER_DISK = 2.6  # text MB per Parquet MB after curation (zstd), measured on these sources
 BUDGET_FRACTION = 0.5
 BENCH_VOCAB = 8192
+REFERENCE_TEXT_MB = 16  # text the reference encoder counts (it is ~5x slower): enough for a stable rate
 
 
 def disk_mb(folder: Path) -> float:
@@ -125,6 +133,56 @@ def timed_scan(corpus: Path, corpus_mb: float) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "corpus_mb_per_s": round(corpus_mb / seconds, 1)}
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process, all threads (Rayon's, Arrow's, DuckDB's) included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_count(corpus: Path, tokenizer: Path, text_mb: float) -> dict[str, Any]:
+    """Exact counts of every part from scratch (sidecars written), then the reference on the first parts."""
+    shutil.rmtree(corpus / SIDECAR_DIR, ignore_errors=True)
+    corpora = open_corpora([str(corpus)])
+    counter = make_counter(TokenizerSpec(path=str(tokenizer)))
+    cpu, started = cpu_seconds(), time.perf_counter()
+    count_parts(corpora, corpora.parts, counter)
+    cpu, wall = cpu_seconds() - cpu, time.perf_counter() - started
+    reference = reference_count(corpora, counter)
+    return {
+        "text_mb": round(text_mb, 1),
+        "cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 2),
+        "text_mb_per_cpu_s": round(text_mb / cpu, 2),
+        "reference_text_mb_per_cpu_s": reference["text_mb_per_cpu_s"],
+        "speedup": round(text_mb / cpu / reference["text_mb_per_cpu_s"], 2),
+        "reference_text_mb": reference["text_mb"],
+        "reference_agrees": reference["agrees"],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def reference_count(corpora: Any, counter: Any) -> dict[str, Any]:
+    """The tokenizer's batch encoder, 512 texts a call (the counting path before PieceCounter), over the
+    first parts up to REFERENCE_TEXT_MB of text; `agrees` when its counts equal the sidecars'."""
+    from trainer.tokenizer import eot_id
+
+    tokenizer = counter.load()
+    tokenizer.encode_special_tokens = True
+    extra = 0 if eot_id(tokenizer) is None else 1
+    text_mb, cpu, agrees = 0.0, 0.0, True
+    for part in corpora.parts:
+        texts = [t or "" for t in pq.read_table(part.path, columns=["text"])["text"].to_pylist()]
+        started = cpu_seconds()
+        counts = [count_tokens(tokenizer, texts[i : i + 512], extra) for i in range(0, len(texts), 512)]
+        cpu += cpu_seconds() - started
+        sidecar = pq.read_table(sidecar_path(part, corpora.roots[part.corpus], counter))["n_tokens"]
+        agrees = agrees and bool((np.concatenate(counts) == sidecar.to_numpy()).all())
+        text_mb += sum(len(t.encode()) for t in texts) / 1e6
+        if text_mb >= REFERENCE_TEXT_MB:
+            break
+    return {"text_mb": round(text_mb, 1), "text_mb_per_cpu_s": round(text_mb / cpu, 2), "agrees": agrees}
+
+
 def bench_mix(megabytes: int = 1024, workers: int = 2, exact: bool = False) -> dict[str, Any]:
     """MB/s to mix a corpus of >= `megabytes` MB on disk: estimate always, exact cold/warm on request."""
     corpus = bench_corpus(megabytes, workers)
@@ -141,6 +199,7 @@ def bench_mix(megabytes: int = 1024, workers: int = 2, exact: bool = False) -> d
         from api.demo_mixture import corpus_tokenizer
 
         tokenizer = corpus_tokenizer(corpus, vocab_size=BENCH_VOCAB)
+        results["runs"]["exact_count_cold"] = timed_count(corpus, tokenizer, text_mb)
         shutil.rmtree(corpus / SIDECAR_DIR, ignore_errors=True)
         spec = bench_spec(corpus, figures, {"path": str(tokenizer)})
         results["runs"]["exact_cold"] = timed_mix("exact", spec, figures["disk_mb"], text_mb)

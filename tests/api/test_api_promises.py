@@ -4,6 +4,7 @@ job slot (so a job can be held in the queue), and a token given three ways at on
 * the token: --token-file wins over $CURATE_API_TOKEN_FILE, which wins over $CURATE_API_TOKEN;
 * the state folder: no job may read or write it, though it lies inside the data root;
 * workers never see the token (their environment and command line, read from /proc);
+* workers and their pools run at a lower CPU priority than the server;
 * the worker checks paths again before running: a folder swapped for a symlink out of the root after
   submission fails the job, and nothing is read from outside;
 * a job whose worker dies three times fails instead of being retried forever.
@@ -121,6 +122,19 @@ def test_workers_never_see_the_token(blocker: dict[str, Any]) -> None:
         assert environ and b"CURATE_API_TOKEN" not in environ, pid
         for token in TOKENS.values():
             assert token.encode() not in environ and token.encode() not in cmdline, pid
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_jobs_yield_the_cpu_to_the_server(server: Server, blocker: dict[str, Any]) -> None:
+    """The worker and its pool run at a lower priority than the server, so polls stay fast."""
+    assert server.process is not None
+    processes = group_members(blocker["worker_pid"])
+    assert len(processes) >= 3
+    for pid in processes:
+        assert niceness(pid) >= niceness(server.process.pid) + 10, pid
 
 
 def test_worker_rechecks_paths_before_running(
