@@ -416,6 +416,7 @@ def bench_proxy_fidelity(
     mixtures = build_mixtures(out, corpus, tokenizer, settings)
     say(f"corpus and {len(mixtures)} mixtures ready after {time.perf_counter() - started:.0f} s")
     runs = train_all(out, mixtures, settings, say)
+    suites = one_suite(runs)
     figures = {
         "settings": _settings_json(settings),
         "parameters": {
@@ -425,7 +426,7 @@ def bench_proxy_fidelity(
         "tokens": {"small": settings.small_tokens, "large": settings.large_tokens},
         "corpus": str(corpus),
         "tokenizer": str(tokenizer),
-        "eval_suites": sorted({m["eval_suite"] for m in mixtures.values()}),
+        "eval_suites": suites,
         "mixtures": mixtures,
         **fidelity(runs),
         "runs": runs,
@@ -439,6 +440,17 @@ def bench_proxy_fidelity(
     }
     (out / "proxy-fidelity.json").write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+def one_suite(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
+    """The one evaluation suite every run was scored on; scores on different documents rank nothing."""
+    suites = {r["eval_suite"] for by_mix in runs.values() for records in by_mix.values() for r in records}
+    if len(suites) != 1 or None in suites:
+        shown = ", ".join(str(s)[:12] for s in sorted(suites, key=str))
+        raise ConfigError(
+            f"runs were scored on different evaluation suites ({shown}); delete OUT/mixes and rerun"
+        )
+    return sorted(suites)
 
 
 def _settings_json(settings: FidelitySettings) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from bench.proxy_fidelity import (
     fidelity,
     format_table,
     mixture_catalog,
+    one_suite,
     pairwise_agreement,
     parse_size,
     spearman,
@@ -70,6 +71,14 @@ def test_default_sizes_and_mixtures_are_what_the_bench_promises() -> None:
             parse_size(bad, 1e-3)
     with pytest.raises(ConfigError, match="--seeds"):
         FidelitySettings(seeds=(0, 0)).check()
+
+
+def test_runs_scored_on_different_suites_are_refused() -> None:
+    same = {"small": {"a": [{"eval_suite": "h1"}]}, "large": {"a": [{"eval_suite": "h1"}]}}
+    assert one_suite(same) == ["h1"]
+    for other in ("h2", None):
+        with pytest.raises(ConfigError, match="different evaluation suites"):
+            one_suite({**same, "large": {"a": [{"eval_suite": other}]}})
 
 
 @pytest.mark.slow
