@@ -51,6 +51,7 @@ BENCH_DIR = Path(".cache/bench/proxy-fidelity")
 DOMAINS = ("web", "books", "wiki", "news", "code")
 MAX_EPOCHS = 100.0  # a cap, not a target: a heavily filtered small domain repeats to fill its share
 SCORE_COLUMN = "quality"
+TIMING = "bench-timing.json"  # RUN/: CPU and wall seconds of the run, for a resumed bench's figures
 
 WEIGHTINGS: dict[str, dict[str, float]] = {
     "uniform": dict.fromkeys(DOMAINS, 0.2),
@@ -270,28 +271,31 @@ def train_and_score(
     mix: Path, run_dir: Path, size: ModelSize, tokens: int, seed: int, settings: FidelitySettings
 ) -> dict[str, Any]:
     """One run through the trainer's own entry point (a finished run in RUN is reused, not retrained);
-    returns its suite score, per-domain bits per byte, the suite hash and its CPU seconds."""
+    returns its suite score, per-domain bits per byte, the suite hash and the CPU seconds it took."""
     from trainer.proxy import SCORE, train_proxy
 
-    started, cpu = time.perf_counter(), time.process_time()
-    if (run_dir / SCORE).is_file():
-        result = json.loads((run_dir / SCORE).read_text())
-        fresh = False
-    else:
-        result = train_proxy(
+    timing = run_dir / TIMING
+    reused = (run_dir / SCORE).is_file()
+    if not reused:
+        started, cpu = time.perf_counter(), time.process_time()
+        train_proxy(
             mix, run_dir, preset="tiny", precision="fp32", tokens=tokens, seed=seed,
             batch_size=settings.batch_size, seq_len=settings.seq_len, model=size.overrides(), lr=size.lr,
             threads=settings.threads, checkpoint_every=10**9, progress=False, device="cpu",
         )  # fmt: skip
-        fresh = True
+        seconds = {"cpu_seconds": round(time.process_time() - cpu, 1),
+                   "wall_seconds": round(time.perf_counter() - started, 1),
+                   "load_average_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+        timing.write_text(json.dumps(seconds) + "\n")
+    result = json.loads((run_dir / SCORE).read_text())
     return {
         "seed": seed,
         "score": result["score"],
         "bpb": {domain: values["bpb"] for domain, values in result["domains"].items()},
         "tokens_trained": result["tokens_trained"],
         "eval_suite": (result.get("eval_suite") or {}).get("hash"),
-        "cpu_seconds": round(time.process_time() - cpu, 1) if fresh else None,
-        "wall_seconds": round(time.perf_counter() - started, 1) if fresh else None,
+        "reused": reused,  # a finished run of an earlier (interrupted) invocation
+        **(json.loads(timing.read_text()) if timing.is_file() else {"cpu_seconds": None}),
     }
 
 
@@ -432,6 +436,7 @@ def bench_proxy_fidelity(
         "runs": runs,
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
+        "train_cpu_seconds": {size: train_cpu(by_mix) for size, by_mix in runs.items()},
         "load_average": {
             "start": [round(x, 2) for x in load_before],
             "end": [round(x, 2) for x in os.getloadavg()],
@@ -451,6 +456,14 @@ def one_suite(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> list[str]:
             f"runs were scored on different evaluation suites ({shown}); delete OUT/mixes and rerun"
         )
     return sorted(suites)
+
+
+def train_cpu(by_mixture: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """CPU seconds of one size's runs (those timed: runs of an interrupted bench before timings were
+    kept have none), so a resumed bench still reports what its runs cost."""
+    timed = [r["cpu_seconds"] for records in by_mixture.values() for r in records if r["cpu_seconds"]]
+    runs = sum(len(records) for records in by_mixture.values())
+    return {"total": round(sum(timed), 1), "runs_timed": len(timed), "runs": runs}
 
 
 def _settings_json(settings: FidelitySettings) -> dict[str, Any]:
@@ -494,6 +507,10 @@ def format_table(figures: dict[str, Any]) -> str:
         f"large {p['large_difference']:+.4f}"
         for p in figures["pair_table"]
         if not p["agree"]
+    ]
+    lines += [
+        f"training CPU, {size}: {cost['total']:.0f} s over {cost['runs_timed']} of {cost['runs']} runs timed"
+        for size, cost in figures["train_cpu_seconds"].items()
     ]
     lines.append(
         f"{figures['seconds']:.0f} s wall, {figures['cpu_seconds']:.0f} s CPU, load average "

@@ -112,5 +112,11 @@ def test_tiny_bench_scores_every_run_on_one_suite_with_paired_seeds(
     )
     assert (tmp_path / "proxy-fidelity.json").is_file()
     assert "pairwise agreement" in format_table(figures)
-    again = bench_proxy_fidelity(tmp_path, settings)  # cached runs are reused, figures unchanged
+    again = bench_proxy_fidelity(tmp_path, settings)  # finished runs are reused, figures and costs kept
     assert again["means"] == figures["means"]
+    assert again["train_cpu_seconds"] == figures["train_cpu_seconds"]
+    assert figures["train_cpu_seconds"]["large"]["runs_timed"] == 6
+    reused = [
+        r["reused"] for by_mix in again["runs"].values() for records in by_mix.values() for r in records
+    ]
+    assert all(reused) and len(reused) == 12
