@@ -353,23 +353,28 @@ def pair_table(small: dict[str, list[float]], large: dict[str, list[float]]) -> 
         small_test = paired_comparison(small[a], small[b], (a, b))
         large_test = paired_comparison(large[a], large[b], (a, b))
         small_diff, large_diff = small_test["difference"]["mean"], large_test["difference"]["mean"]
-        p_value = small_test["p_value"]
         rows.append({
             "a": a,
             "b": b,
             "small_difference": small_diff,
             "large_difference": large_diff,
             "agree": _sign(small_diff) == _sign(large_diff),
-            "small_p_value": p_value,
-            "small_significant": p_value is not None and p_value < ALPHA,
+            "small_p_value": small_test["p_value"],
+            "small_significant": _significant(small_test),
             "small_verdict": small_test["verdict"],
+            "large_significant": _significant(large_test),  # is the reference itself beyond seed noise?
             "large_verdict": large_test["verdict"],
         })  # fmt: skip
     return rows
 
 
+def _significant(test: dict[str, Any]) -> bool:
+    return test["p_value"] is not None and test["p_value"] < ALPHA
+
+
 def fidelity(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
-    """Both rankings, Spearman, pairwise agreement (all pairs, and those the small model separates)."""
+    """Both rankings, Spearman, pairwise agreement (all pairs, those the small model separates beyond seed
+    noise, and those the large one does: a reference ranking that is itself noise proves nothing)."""
     scores = {size: {name: [r["score"] for r in records] for name, records in by_mix.items()}
               for size, by_mix in runs.items()}  # fmt: skip
     means = {size: {name: mean_and_se(values)[0] for name, values in by_mix.items()}
@@ -377,17 +382,16 @@ def fidelity(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
     names = list(means["small"])
     small, large = [means["small"][n] for n in names], [means["large"][n] for n in names]
     pairs = pair_table(scores["small"], scores["large"])
-    separated = [p for p in pairs if p["small_significant"]]
     return {
         "ranking": {size: ranking(values) for size, values in means.items()},
         "spearman": spearman(small, large),
         "pairwise_agreement": pairwise_agreement(small, large),
         "pairs": len(pairs),
-        "pairs_small_significant": len(separated),
-        "agreement_small_significant": (
-            sum(p["agree"] for p in separated) / len(separated) if separated else None
-        ),
+        "pairs_small_significant": sum(p["small_significant"] for p in pairs),
+        "agreement_small_significant": _share([p["agree"] for p in pairs if p["small_significant"]]),
         "agreement_small_not_significant": _share([p["agree"] for p in pairs if not p["small_significant"]]),
+        "pairs_large_significant": sum(p["large_significant"] for p in pairs),
+        "agreement_large_significant": _share([p["agree"] for p in pairs if p["large_significant"]]),
         "pair_table": pairs,
         "means": {
             size: {n: {"mean": m, "se": mean_and_se(scores[size][n])[1]} for n, m in values.items()}
@@ -398,6 +402,10 @@ def fidelity(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]
 
 def _share(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
 
 
 # ------------------------------------------------------------------------------------------ the bench
@@ -494,13 +502,14 @@ def format_table(figures: dict[str, Any]) -> str:
             f"{name:<18}{s['mean']:>11.4f}{s['se']:>8.4f}{rank['small'].index(name) + 1:>6}"
             f"{g['mean']:>12.4f}{g['se']:>8.4f}{rank['large'].index(name) + 1:>6}"
         )
-    significant = figures["agreement_small_significant"]
-    lines += [
+    lines.append(
         f"Spearman {figures['spearman']:.3f}; pairwise agreement {figures['pairwise_agreement']:.1%} "
-        f"(DataDecide: ~80% between 150M and 1B)",
-        f"small model's difference significant (p < {ALPHA}) in {figures['pairs_small_significant']} of "
-        f"{figures['pairs']} pairs; agreement there "
-        + (f"{significant:.1%}" if significant is not None else "-"),
+        f"(DataDecide: ~80% between 150M and 1B)"
+    )
+    lines += [
+        f"{size} model's difference significant (p < {ALPHA}) in {figures[f'pairs_{size}_significant']} of "
+        f"{figures['pairs']} pairs; agreement there {_percent(figures[f'agreement_{size}_significant'])}"
+        for size in ("small", "large")
     ]
     lines += [
         f"  disagree: {p['a']} vs {p['b']}: small {p['small_difference']:+.4f} ({p['small_verdict']}), "

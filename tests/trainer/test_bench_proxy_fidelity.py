@@ -46,13 +46,15 @@ def test_pairs_say_whether_the_small_models_difference_is_beyond_seed_noise() ->
         }
 
     small = {"a": [1.00, 1.10, 1.20], "b": [2.00, 2.12, 2.19], "c": [1.05, 1.02, 1.31]}
-    large = {"a": [3.0, 3.1, 3.2], "b": [2.0, 2.1, 2.2], "c": [3.5, 3.6, 3.7]}
+    large = {"a": [3.0, 3.1, 3.2], "b": [2.0, 2.05, 2.25], "c": [3.5, 3.6, 3.7]}
     figures = fidelity({"small": runs(small), "large": runs(large)})
     assert figures["ranking"] == {"small": ["a", "c", "b"], "large": ["b", "a", "c"]}
     pairs = {(p["a"], p["b"]): p for p in figures["pair_table"]}
     assert pairs[("a", "b")]["small_significant"] and not pairs[("a", "b")]["agree"]
     assert not pairs[("a", "c")]["small_significant"] and pairs[("a", "c")]["agree"]
     assert pairs[("a", "b")]["small_difference"] == pytest.approx(-1.0033333, abs=1e-6)
+    assert pairs[("a", "b")]["large_significant"]  # b is 1.0 better in every seed of the large model
+    assert figures["agreement_small_significant"] == 0.0
     assert figures["pairwise_agreement"] == pytest.approx(1 / 3)
     assert figures["pairwise_agreement"] == sum(p["agree"] for p in pairs.values()) / len(pairs)
     assert figures["spearman"] == pytest.approx(-0.5)
