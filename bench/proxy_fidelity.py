@@ -132,7 +132,7 @@ def mixture_catalog() -> list[Mixture]:
 
 @dataclass(frozen=True)
 class FidelitySettings:
-    """Sizes of the bench; the defaults take ~30-40 CPU-minutes on one core (see BENCHMARKS.md)."""
+    """Sizes of the bench; the defaults took ~20 CPU-minutes on one core (see BENCHMARKS.md)."""
 
     mixtures: int = 6
     small_tokens: int = 20_480
@@ -159,6 +159,8 @@ class FidelitySettings:
             raise ConfigError(f"--mixtures {self.mixtures}: choose 2 to {len(mixture_catalog())}")
         if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
             raise ConfigError(f"--seeds {list(self.seeds)}: give at least one seed, each once")
+        if min(self.small.lr, self.large.lr) <= 0:
+            raise ConfigError(f"--small-lr {self.small.lr:g} / --large-lr {self.large.lr:g}: must be > 0")
         if self.scale < 1 or self.small_tokens < self.batch_size * self.seq_len:
             raise ConfigError(
                 f"--small-tokens {self.small_tokens} / --scale {self.scale}: need at least one batch "

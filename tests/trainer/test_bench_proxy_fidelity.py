@@ -73,6 +73,8 @@ def test_default_sizes_and_mixtures_are_what_the_bench_promises() -> None:
             parse_size(bad, 1e-3)
     with pytest.raises(ConfigError, match="--seeds"):
         FidelitySettings(seeds=(0, 0)).check()
+    with pytest.raises(ConfigError, match="--large-lr"):
+        FidelitySettings(large=ModelSize(128, 6, 4, 0.0)).check()
 
 
 def test_runs_scored_on_different_suites_are_refused() -> None:
