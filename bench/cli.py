@@ -320,3 +320,41 @@ def bench_critical_ratio(
     budgets = tuple(budget) if budget else (40, 120, 360)
     figures = run_bench(out, domain, budgets, tolerance, seeds, base_steps, parallel=parallel)
     typer.echo(format_report(figures))
+
+
+@bench_app.command("proxy-fidelity")
+def bench_proxy_fidelity(
+    out: Annotated[Path, typer.Option(help="cache folder (corpus, mixtures, runs) and the JSON")] = Path(
+        ".cache/bench/proxy-fidelity"
+    ),
+    mixtures: Annotated[int, typer.Option(min=2, help="mixtures to rank (weights x quality keep share)")] = 6,
+    small_tokens: Annotated[int, typer.Option(min=1, help="tokens the small proxy trains on")] = 20_480,
+    scale: Annotated[
+        int, typer.Option(min=1, help="the large model trains on this many times the tokens")
+    ] = 10,
+    seeds: Annotated[
+        str, typer.Option(help="comma-separated seeds, shared by every mixture and size")
+    ] = "0,1,2",
+    small_size: Annotated[str, typer.Option(help="small proxy, width x layers x heads")] = "48x2x4",
+    large_size: Annotated[str, typer.Option(help="large model, width x layers x heads")] = "128x6x4",
+    small_lr: Annotated[float, typer.Option(min=0.0)] = 1e-2,
+    large_lr: Annotated[float, typer.Option(min=0.0)] = 3e-3,
+    json_output: Annotated[bool, typer.Option("--json", help="print every figure as JSON")] = False,
+) -> None:
+    """Do the ~105k-parameter proxy and a >= 10x larger model (on 10x the tokens) rank mixtures alike?
+    Both rankings on the mixtures' shared evaluation suite, Spearman, pairwise agreement, and per pair
+    whether the small model's difference is beyond seed noise (needs ../shared/data)."""
+    from bench.proxy_fidelity import FidelitySettings, format_table, parse_size
+    from bench.proxy_fidelity import bench_proxy_fidelity as run_bench
+    from curate.errors import ConfigError
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1,2") from None
+    settings = FidelitySettings(
+        mixtures=mixtures, small_tokens=small_tokens, scale=scale, seeds=seed_list,
+        small=parse_size(small_size, small_lr), large=parse_size(large_size, large_lr),
+    )  # fmt: skip
+    figures = run_bench(out, settings, say=lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps(figures, indent=2, default=str) if json_output else format_table(figures))
