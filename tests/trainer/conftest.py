@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.filtering_pool import FilterModels
 from curate.textsources import news_texts, stdlib_sources, wikipedia_pages
 from trainer.token_shards import write_token_shards
 from trainer.tokenizer import encode_documents, load_tokenizer, train_tokenizer
@@ -52,3 +53,17 @@ def token_dir(
     folder = tmp_path_factory.mktemp("shards")
     write_token_shards(folder, docs, tokenizer.get_vocab_size(), tokenizer_path)
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_quality_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> FilterModels:
+    """A quick classifier-only quality model (no KenLM: building lmplz would cost minutes), trained once for
+    the benches that rank by quality (filtering, proxy fidelity)."""
+    from filters.quality_recipe import train_quality
+
+    home = tmp_path_factory.mktemp("bench-filtering-models")
+    hyperparams = {"epoch": 2, "dim": 16, "bucket": 50_000}
+    train_quality(
+        "quality-bench", lm=None, books_mb=0.5, hyperparams=hyperparams, home=home, log=lambda _: None
+    )
+    return FilterModels(lm=None, quality="quality-bench", home=home)

@@ -25,7 +25,6 @@ from bench.proxy_fidelity import (
     spearman,
 )
 from curate.errors import ConfigError
-from tests.trainer.test_trainer_bench_filtering import small_quality_model  # noqa: F401 (a fixture)
 
 
 def test_spearman_and_pairwise_agreement_on_known_rankings() -> None:

@@ -13,19 +13,6 @@ from bench.filtering import ARMS, bench_filtering, format_table
 from bench.filtering_pool import FilterModels, is_held_out
 
 
-@pytest.fixture(scope="module")
-def small_quality_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> FilterModels:
-    """A quick classifier-only quality model (no KenLM: building lmplz would cost minutes)."""
-    from filters.quality_recipe import train_quality
-
-    home = tmp_path_factory.mktemp("bench-filtering-models")
-    hyperparams = {"epoch": 2, "dim": 16, "bucket": 50_000}
-    train_quality(
-        "quality-bench", lm=None, books_mb=0.5, hyperparams=hyperparams, home=home, log=lambda _: None
-    )
-    return FilterModels(lm=None, quality="quality-bench", home=home)
-
-
 def test_both_arms_train_the_same_tokens_with_one_tokenizer(
     small_quality_model: FilterModels, tmp_path: Path
 ) -> None:
