@@ -51,6 +51,8 @@ from trainer.train import Run, TrainConfig, evaluate_held_out, parse_train_confi
 BENCH_DIR = Path(".cache/bench/meco")
 CHUNK_CHARS = 3000
 EVAL_FRACTION = 0.1
+MAX_EVAL_TOKENS = 16_384  # per domain, whole documents
+SITE_DOCS = 8  # held-out documents per site in the conditional scoring (3 passes each)
 
 
 def _chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
@@ -157,7 +159,7 @@ def site_scores(run: Run, cfg: TrainConfig, sites: list[str]) -> dict[str, dict[
     prefix = dict(zip(sites, encode_prefixes(shards.tokenizer_path, list(sites), 64), strict=True))
     scores: dict[str, dict[str, float]] = {}
     for index, site in enumerate(sites):
-        chosen = np.array([d for d in docs if doc_sites[int(d)] == site], dtype=np.int64)
+        chosen = np.array([d for d in docs if doc_sites[int(d)] == site][:SITE_DOCS], dtype=np.int64)
         if not len(chosen):
             continue
         wrong = sites[(index + 1) % len(sites)]
@@ -211,7 +213,7 @@ def bench_meco(
             )  # fmt: skip
             cpu = time.process_time()
             run, summary = train_run(cfg)
-            per_domain = evaluate_held_out(run, cfg, 32_768)
+            per_domain = evaluate_held_out(run, cfg, MAX_EVAL_TOKENS)
             results[arm].append({
                 "seed": seed, "steps": steps, "tokens": steps * batch_size * seq_len,
                 "eval_bpb": pooled_bpb(per_domain), "domains": {d: v["bpb"] for d, v in per_domain.items()},
