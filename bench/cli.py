@@ -247,6 +247,9 @@ def bench_meco(
     cooldown: Annotated[float, typer.Option(min=0, max=0.99)] = 0.1,
     size: str = "tiny",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = 1,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="keep earlier runs in --out (finished ones are only re-scored)")
+    ] = False,
 ) -> None:
     """Metadata conditioning then cooldown vs plain training on real text: held-out bits per byte at equal
     tokens and at 2/3 of them (paired seeds), and scoring a site's documents with the right/wrong site."""
@@ -255,7 +258,7 @@ def bench_meco(
 
     if field not in ("url", "site"):
         raise ConfigError(f"--field {field!r}: choose url or site")
-    figures = run_bench(out, tokens, _seeds(seeds), field, cooldown, size, threads)  # type: ignore[arg-type]
+    figures = run_bench(out, tokens, _seeds(seeds), field, cooldown, size, threads, resume=resume)  # type: ignore[arg-type]
     typer.echo(json.dumps(figures, indent=2, default=str))
 
 

@@ -195,15 +195,19 @@ def bench_meco(
     batch_size: int = 16,
     seq_len: int = 128,
     sites: tuple[str, ...] = ("wikipedia.org", "gutenberg.org", "github.com"),
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train the three arms per seed and return the JSON figures (see the module doc)."""
+    """Train the three arms per seed and return the JSON figures (see the module doc). ``resume`` keeps
+    the run folders of an earlier invocation (finished runs are only evaluated again; ``cpu_s`` then
+    counts this invocation's work only)."""
     token_dir = url_corpus_token_shards(out_dir / "corpus")
     started_cpu, started_wall = time.process_time(), time.perf_counter()
     results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in ARMS}
     for seed in seeds:
         for arm, (share, conditioned) in ARMS.items():
             run_dir = out_dir / "runs" / f"{arm}-s{seed}"
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if not resume:
+                shutil.rmtree(run_dir, ignore_errors=True)
             steps = math.ceil(share * tokens / (batch_size * seq_len))
             cfg = parse_train_config(
                 token_dir=token_dir, out_dir=run_dir, preset=preset, precision={"name": "fp32"}, steps=steps,
@@ -266,7 +270,7 @@ def _site_summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         runs = results[arm]
         for site in runs[0]["sites"] or {}:
             figures = [r["sites"][site] for r in runs]
-            right, wrong, plain = ([f[k] for f in figures] for k in ("right_site", "wrong", "plain"))
+            right, wrong, plain = ([f[k] for f in figures] for k in ("right_site", "wrong_site", "plain"))
             summary[f"{arm}:{site}"] = {
                 "right_vs_wrong": paired_comparison(right, wrong, ("right", "wrong")),
                 "right_vs_plain": paired_comparison(right, plain, ("right", "plain")),
