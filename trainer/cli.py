@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trainer.choices import Optimizer, Precision, Schedule, Size
+from trainer.choices import MetadataField, Optimizer, Precision, Schedule, Size, TrainRecipe
 
 Repeat = Annotated[list[str] | None, typer.Option(help="NAME=VALUE, repeatable")]
 
@@ -32,7 +32,18 @@ def train(
     seq_len: Annotated[int, typer.Option(min=8)] = 128,
     lr: float | None = None,
     schedule: Annotated[Schedule, typer.Option(help="learning-rate schedule")] = "cosine",
-    optimizer: Annotated[Optimizer, typer.Option()] = "adamw",
+    optimizer: Annotated[
+        Optimizer | None, typer.Option(help="default: the recipe's (adamw; osp: muon)")
+    ] = None,
+    recipe: Annotated[
+        TrainRecipe, typer.Option(help="osp: Muon, single-scale RMSNorm, embedding projection (4-bit-safe)")
+    ] = "standard",
+    metadata_conditioning: Annotated[
+        MetadataField | None, typer.Option(help="prepend each document's url or site (MeCo), loss-free")
+    ] = None,
+    cooldown: Annotated[
+        float, typer.Option(min=0, max=0.99, help="with --metadata-conditioning: last share of tokens plain")
+    ] = 0.1,
     vocab_size: Annotated[int, typer.Option(min=256)] = 8192,
     tokenizer: Annotated[Path | None, typer.Option(help="an existing tokenizer.json")] = None,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 100,
@@ -43,11 +54,13 @@ def train(
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model")] = False,
 ) -> None:
     """Train a proxy LM on a mixture in the chosen precision, then score it on the mixture's evaluation
-    suite (MIX/eval/, its hash in RUN/result.json; token shards or Parquet: a held-out 5% of their own)."""
+    suite (MIX/eval/, its hash in RUN/result.json; token shards or Parquet: a held-out 5% of their own).
+    Evaluation is always on plain documents, with or without --metadata-conditioning."""
     from trainer.commands import train_command
 
     _run(train_command, mixture=mixture, out=out, size=size, precision=precision, steps=steps, tokens=tokens,
          seed=seed, batch_size=batch_size, seq_len=seq_len, lr=lr, schedule=schedule, optimizer=optimizer,
+         recipe=recipe, metadata_conditioning=metadata_conditioning, cooldown=cooldown,
          vocab_size=vocab_size, tokenizer=tokenizer, checkpoint_every=checkpoint_every,
          high_precision_last=high_precision_last, weight=weight, device=device, threads=threads,
          compile=compile)  # fmt: skip

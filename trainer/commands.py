@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainer.choices import Optimizer, Precision, Schedule, Size
+from trainer.choices import MetadataField, Optimizer, Precision, Schedule, Size, TrainRecipe
 from trainer.proxy import compare_runs, eval_proxy, parse_target_sets, parse_weights, train_proxy
+from trainer.train import recipe_optimizer
 
 
 def train_command(
@@ -27,7 +28,10 @@ def train_command(
     seq_len: int = 128,
     lr: float | None = None,
     schedule: Schedule = "cosine",
-    optimizer: Optimizer = "adamw",
+    optimizer: Optimizer | None = None,
+    recipe: TrainRecipe = "standard",
+    metadata_conditioning: MetadataField | None = None,
+    cooldown: float = 0.1,
     vocab_size: int = 8192,
     tokenizer: Path | None = None,
     checkpoint_every: int = 100,
@@ -47,14 +51,21 @@ def train_command(
     held-out 5% of its own documents (eval_suite null). Give --steps or --tokens (exactly one).
     Rerunning the same command resumes from RUN's last checkpoint. --weight DOMAIN=W (repeatable)
     weights the score; default equal weights. --high-precision-last N keeps the last N blocks (or a
-    fraction < 1) in bf16 under fp8 and nvfp4. Writes RUN/metrics.jsonl, RUN/checkpoint/,
-    RUN/result.json; returns result.json's content plus a "train" summary.
+    fraction < 1) in bf16 under fp8 and nvfp4. --recipe osp trains the outlier-safe model (Muon,
+    single-scale RMSNorm, a learnable embedding projection; --optimizer defaults to the recipe's).
+    --metadata-conditioning url|site prepends each training document's URL or site ("URL: VALUE" and a
+    blank line, in tokens, no loss on them) for the first (1 - --cooldown) of the steps; documents without
+    it, and evaluation, stay plain. The Parquet needs a `url` / `site` column (kept in the token shards).
+    Writes RUN/metrics.jsonl, RUN/checkpoint/, RUN/result.json; returns result.json's content plus a
+    "train" summary.
     """
     weights = parse_weights(weight or []) or None
     return train_proxy(
         mixture, out, size, precision, steps, seed, tokens=tokens, batch_size=batch_size, seq_len=seq_len,
         vocab_size=vocab_size, tokenizer=tokenizer, weights=weights, lr=lr, schedule=schedule,
-        optimizer=optimizer, checkpoint_every=checkpoint_every, high_precision_last=high_precision_last,
+        optimizer=recipe_optimizer(recipe, optimizer), recipe=recipe,
+        metadata_conditioning=metadata_conditioning, cooldown=cooldown, checkpoint_every=checkpoint_every,
+        high_precision_last=high_precision_last,
         device=device, threads=threads, compile=compile, progress=progress,
     )  # fmt: skip
 

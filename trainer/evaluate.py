@@ -14,7 +14,7 @@ domain weighs the same, so a mixture cannot score well by sacrificing a small do
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -35,13 +35,17 @@ def documents_nats(
     seq_len: int,
     batch_size: int,
     device: torch.device,
+    prefix_of: Callable[[int], np.ndarray | None] | None = None,
 ) -> tuple[float, int]:
-    """(summed token loss in nats, predicted tokens) over whole documents, without gradients."""
+    """(summed token loss in nats, predicted tokens) over whole documents, without gradients.
+
+    ``prefix_of(doc)`` conditions each document on prefix tokens (metadata conditioning's steering by
+    site); the prefix is context, never counted. Scores of a run are always plain (no prefix)."""
     total, count = 0.0, 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for batch in eval_batches(shards, docs, seq_len, batch_size):
+        for batch in eval_batches(shards, docs, seq_len, batch_size, prefix_of):
             inputs = torch.from_numpy(batch.inputs).to(device)
             with recipe.autocast():
                 logits = model(inputs)

@@ -5,6 +5,13 @@ matmuls run in 4 bits), a ReLU² or SwiGLU MLP, an untied output head and no bia
 inside a block is an ``nn.Linear`` so a precision recipe can swap it for a quantised one while keeping
 the same parameter (and so the same checkpoint keys).
 
+Two switches serve the OSP recipe ("Outlier-Safe Pre-Training for Robust 4-Bit Quantization", Park et
+al. 2025; see ``trainer.train.TRAIN_RECIPES``): ``norm="single_scale"`` gives every RMSNorm one learnable
+scalar instead of a per-channel gain (a per-channel gain can grow a few channels into the outliers
+that ruin 4-bit quantisation), and ``embed_proj`` puts a learnable d x d projection after the token
+embedding (the embedding is trained by AdamW, whose per-coordinate steps also breed outlier channels;
+the projection, a matrix Muon trains, mixes them away).
+
 Preset sizes are counted without the embedding and head (the usual convention: RegMix's "1M" proxies,
 Chinchilla's N), because those two scale with the vocabulary, not with the model.
 """
@@ -21,6 +28,7 @@ from torch import nn
 
 MLPKind = Literal["relu2", "swiglu"]
 PresetName = Literal["tiny", "small", "base"]
+NormKind = Literal["rms", "single_scale"]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"d_model": 128, "n_layers": 5, "n_heads": 4},  # ~0.98M non-embedding parameters
@@ -47,6 +55,8 @@ class ModelConfig(BaseModel):
     rope_theta: float = Field(default=10_000.0, gt=0)
     norm_eps: float = Field(default=1e-6, gt=0)
     qk_norm: bool = True
+    norm: NormKind = Field(default="rms", description="per-channel RMSNorm gain, or one scalar per norm")
+    embed_proj: bool = Field(default=False, description="a learnable d x d projection after the embedding")
     init_std: float = Field(default=0.02, gt=0)
 
     @model_validator(mode="after")
@@ -79,17 +89,24 @@ def model_config(preset: PresetName, vocab_size: int, **overrides: Any) -> Model
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm computed in fp32 whatever the autocast dtype: norms stay high precision in every recipe."""
+    """RMSNorm computed in fp32 whatever the autocast dtype: norms stay high precision in every recipe.
 
-    def __init__(self, dim: int, eps: float) -> None:
+    ``single_scale``: one gain shared by every channel (OSP's single-scale RMSNorm), so the norm can
+    rescale the stream but never single out a channel."""
+
+    def __init__(self, dim: int, eps: float, single_scale: bool = False) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.ones(1 if single_scale else dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return (normed * self.weight.float()).to(x.dtype)
+
+
+def make_norm(cfg: ModelConfig, dim: int) -> RMSNorm:
+    return RMSNorm(dim, cfg.norm_eps, single_scale=cfg.norm == "single_scale")
 
 
 class Rotary(nn.Module):
@@ -116,8 +133,8 @@ class Attention(nn.Module):
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else nn.Identity()
+        self.q_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else nn.Identity()
+        self.k_norm = make_norm(cfg, cfg.head_dim) if cfg.qk_norm else nn.Identity()
         self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,9 +166,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn_norm = make_norm(cfg, cfg.d_model)
         self.attn = Attention(cfg)
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp_norm = make_norm(cfg, cfg.d_model)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,18 +181,22 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if cfg.embed_proj else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.norm = make_norm(cfg, cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Normal(0, std) everywhere, output projections scaled by 1/sqrt(2L) so the residual stream's
-        variance does not grow with depth (GPT-2); norms start at one."""
+        variance does not grow with depth (GPT-2); norms start at one, the embedding projection at the
+        identity (the model starts as the one without it)."""
         std = self.cfg.init_std
         for name, param in self.named_parameters():
             if name.endswith("norm.weight"):
                 nn.init.ones_(param)
+            elif name == "embed_proj.weight":
+                nn.init.eye_(param)
             elif name.endswith(("attn.out.weight", "mlp.down.weight")):
                 nn.init.normal_(param, std=std / math.sqrt(2 * self.cfg.n_layers))
             else:
@@ -186,6 +207,8 @@ class TransformerLM(nn.Module):
         if idx.shape[1] > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
         x = self.embed(idx)
+        if self.embed_proj is not None:
+            x = self.embed_proj(x)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))

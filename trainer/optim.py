@@ -1,8 +1,9 @@
 """Optimisers and the learning-rate schedule of the proxy trainer.
 
 AdamW is the default. Muon (momentum + Newton-Schulz orthogonalisation, Keller Jordan 2024) is an option
-for the 2D weights inside the blocks, with AdamW for embeddings, head and norms, as Muon is meant to be
-used. Every param group remembers its ``base_lr`` so one schedule factor drives all optimisers.
+for the 2D weights inside the blocks (and the embedding projection of the OSP recipe), with AdamW for
+embeddings, head and norms, as Muon is meant to be used. Every param group remembers its ``base_lr`` so
+one schedule factor drives all optimisers.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class Muon(torch.optim.Optimizer):
                 param.add_(update.to(param.dtype), alpha=-group["lr"] * scale)
 
 
+MUON_MODULES = ("blocks.", "embed_proj.")  # hidden matrices; never the embedding or the head
+
+
 def _decays(name: str, param: nn.Parameter) -> bool:
     """Weight decay on matrices only; never on norms or the token embedding (rows of rare tokens)."""
     return param.ndim >= 2 and not name.startswith("embed.")
@@ -96,7 +100,7 @@ def build_optimizers(
 ) -> list[torch.optim.Optimizer]:
     """AdamW over everything, or Muon over the blocks' matrices plus AdamW over the rest."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    muon_params = [p for n, p in named if name == "muon" and n.startswith("blocks.") and p.ndim == 2]
+    muon_params = [p for n, p in named if name == "muon" and n.startswith(MUON_MODULES) and p.ndim == 2]
     muon_ids = {id(p) for p in muon_params}
     rest = [(n, p) for n, p in named if id(p) not in muon_ids]
     groups = [

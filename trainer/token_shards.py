@@ -9,6 +9,8 @@ A token-shard folder holds three files::
                           length   int64   number of tokens of the document
                           domain   string  mixing group (web, wiki, code, ...)
                           n_bytes  int64   UTF-8 bytes of the document's text (for exact bits-per-byte)
+                          url      string  the document's URL, null when unknown   (optional: metadata
+                          site     string  its registered domain, null when unknown  conditioning, MeCo)
     tokens.json         {"format": "curate-token-shards", "version": 1, "dtype": "uint16"|"uint32",
                          "vocab_size", "n_tokens", "n_documents", "eot_id" (int or null),
                          "tokenizer": {"path", "sha256"}, "domains": {domain: {"documents", "tokens"}}}
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +46,20 @@ TOKENS_BIN = "tokens.bin"
 DOCUMENTS = "documents.parquet"
 META = "tokens.json"
 DOC_SCHEMA = pa.schema(
-    [("start", pa.int64()), ("length", pa.int64()), ("domain", pa.string()), ("n_bytes", pa.int64())]
+    [
+        ("start", pa.int64()),
+        ("length", pa.int64()),
+        ("domain", pa.string()),
+        ("n_bytes", pa.int64()),
+        ("url", pa.string()),
+        ("site", pa.string()),
+    ]
 )
+METADATA_FIELDS = ("url", "site")  # per-document metadata a mixture's Parquet may carry
 ROWS_PER_BATCH = 65_536
 
-Doc = tuple[Any, str] | tuple[Any, str, int]
+Metadata = dict[str, str | None]  # {"url": ..., "site": ...}, either may be missing or None
+Doc = tuple[Any, str] | tuple[Any, str, int] | tuple[Any, str, int, Metadata]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -70,8 +81,9 @@ class _DocumentRows:
         self.writer = pq.ParquetWriter(path, DOC_SCHEMA)
         self.rows: dict[str, list] = {name: [] for name in DOC_SCHEMA.names}
 
-    def add(self, start: int, length: int, domain: str, n_bytes: int) -> None:
-        for name, value in zip(DOC_SCHEMA.names, (start, length, domain, n_bytes), strict=True):
+    def add(self, start: int, length: int, domain: str, n_bytes: int, metadata: Metadata) -> None:
+        values = (start, length, domain, n_bytes, *(metadata.get(name) or None for name in METADATA_FIELDS))
+        for name, value in zip(DOC_SCHEMA.names, values, strict=True):
             self.rows[name].append(value)
         if len(self.rows["start"]) >= ROWS_PER_BATCH:
             self.flush()
@@ -86,8 +98,9 @@ class _DocumentRows:
         self.writer.close()
 
 
-def _unpack_doc(doc: Doc, vocab_size: int, bytes_of: Any) -> tuple[np.ndarray, str, int]:
-    """Validate one (tokens, domain[, n_bytes]) item; n_bytes is decoded from the tokens when absent."""
+def _unpack_doc(doc: Doc, vocab_size: int, bytes_of: Any) -> tuple[np.ndarray, str, int, Metadata]:
+    """Validate one (tokens, domain[, n_bytes[, metadata]]) item; n_bytes is decoded from the tokens when
+    absent."""
     tokens = np.asarray(doc[0])
     if tokens.ndim != 1 or (tokens.size and not np.issubdtype(tokens.dtype, np.integer)):
         raise ValueError("each document's tokens must be a flat sequence of integer ids")
@@ -97,7 +110,8 @@ def _unpack_doc(doc: Doc, vocab_size: int, bytes_of: Any) -> tuple[np.ndarray, s
     if not isinstance(domain, str) or not domain:
         raise ValueError(f"domain must be a non-empty string, got {domain!r}")
     n_bytes = int(doc[2]) if len(doc) > 2 else bytes_of(tokens)
-    return tokens, domain, n_bytes
+    metadata = doc[3] if len(doc) > 3 else {}
+    return tokens, domain, n_bytes, metadata
 
 
 def _byte_counter(tokenizer_path: Path) -> Any:
@@ -114,7 +128,8 @@ PARQUET_READ_ROWS = 512
 def write_parquet_token_shards(
     folder: Path, files: list[Path], tokenizer: Any, tokenizer_path: Path
 ) -> dict[str, Any]:
-    """Token shards of Parquet files with `text` and `domain` columns, rows in file order.
+    """Token shards of Parquet files with `text` and `domain` columns, rows in file order; their `url`
+    and `site` columns, when present, are kept as document metadata (for metadata conditioning).
 
     The one path from Parquet documents to this format, for a mixture's `tokens/` (`curate mix --tokens`)
     and for the trainer given a Parquet mixture, so both count and encode documents the same way."""
@@ -125,22 +140,26 @@ def write_parquet_token_shards(
     return write_token_shards(folder, documents, vocab_size, tokenizer_path, eot_id=eot_id(tokenizer))
 
 
-def _parquet_documents(files: list[Path], tokenizer: Any) -> Iterator[tuple[np.ndarray, str, int]]:
+def _parquet_documents(files: list[Path], tokenizer: Any) -> Iterator[Doc]:
     from trainer.tokenizer import encode_documents
 
     for path in files:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_READ_ROWS, columns=["text", "domain"])
-        for batch in batches:
+        parquet = pq.ParquetFile(path)
+        extra = [name for name in METADATA_FIELDS if name in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=PARQUET_READ_ROWS, columns=["text", "domain", *extra]):
             texts = [text or "" for text in batch.column("text").to_pylist()]
             domains = batch.column("domain").to_pylist()
-            for (ids, n_bytes), domain in zip(encode_documents(tokenizer, texts), domains, strict=True):
-                yield ids, domain, n_bytes
+            metadata = batch.select(extra).to_pylist() if extra else [{}] * batch.num_rows
+            encoded = encode_documents(tokenizer, texts)
+            for (ids, n_bytes), domain, meta in zip(encoded, domains, metadata, strict=True):
+                yield ids, domain, n_bytes, meta
 
 
 def write_token_shards(
     folder: Path, docs: Iterable[Doc], vocab_size: int, tokenizer_path: Path, eot_id: int | None = None
 ) -> dict[str, Any]:
-    """Stream ``docs`` ((tokens, domain) or (tokens, domain, n_bytes)) into a token-shard folder.
+    """Stream ``docs`` ((tokens, domain), (tokens, domain, n_bytes) or (tokens, domain, n_bytes,
+    {"url": ..., "site": ...})) into a token-shard folder.
 
     Files are written under temporary names and renamed, ``tokens.json`` last, so a crash leaves no
     folder that looks complete. ``eot_id`` defaults to the tokenizer's ``<|endoftext|>``. Returns the
@@ -165,9 +184,9 @@ def write_token_shards(
         for doc in docs:
             if len(doc) < 3 and bytes_of is None:
                 bytes_of = _byte_counter(tokenizer_path)
-            tokens, domain, n_bytes = _unpack_doc(doc, vocab_size, bytes_of)
+            tokens, domain, n_bytes, metadata = _unpack_doc(doc, vocab_size, bytes_of)
             handle.write(tokens.astype(dtype, copy=False).tobytes())
-            rows.add(n_tokens, len(tokens), domain, n_bytes)
+            rows.add(n_tokens, len(tokens), domain, n_bytes, metadata)
             counts = domains.setdefault(domain, {"documents": 0, "tokens": 0})
             counts["documents"] += 1
             counts["tokens"] += len(tokens)
@@ -247,6 +266,16 @@ class TokenShards:
     def __len__(self) -> int:
         return len(self.starts)
 
+    def metadata(self, field: str) -> list[str | None]:
+        """Every document's ``url`` or ``site`` (None where unknown; all None for shards written before
+        the column existed). Read on demand: only metadata conditioning needs it."""
+        if field not in METADATA_FIELDS:
+            raise ValueError(f"unknown document metadata {field!r}; known: {', '.join(METADATA_FIELDS)}")
+        path = self.folder / DOCUMENTS
+        if field not in pq.read_schema(path).names:
+            return [None] * len(self)
+        return pq.read_table(path, columns=[field]).column(field).to_pylist()
+
     def document(self, index: int) -> np.ndarray:
         """Token ids of one document (a copy, as int64)."""
         start = int(self.starts[index])
@@ -297,16 +326,30 @@ class WindowSampler:
             )
         self.next_index = 0
 
+    def _virtual_positions(self, index: int, total: int) -> np.ndarray:
+        """(B, T+1) positions in a virtual stream of ``total`` tokens, a pure function of (seed, index)."""
+        rng = np.random.default_rng((self.seed, index))
+        offsets = rng.integers(0, total - self.seq_len, size=self.batch_size)
+        return offsets[:, None] + np.arange(self.seq_len + 1)
+
     def batch(self, index: int) -> np.ndarray:
         """Batch ``index`` as int64 (B, T+1); windows may span document boundaries (packed training)."""
-        rng = np.random.default_rng((self.seed, index))
-        offsets = rng.integers(0, self.total - self.seq_len, size=self.batch_size)
-        virtual = offsets[:, None] + np.arange(self.seq_len + 1)
+        virtual = self._virtual_positions(index, self.total)
         doc = np.searchsorted(self.ends, virtual, side="right")
         real = self.shards.starts[self.docs[doc]] + (
             virtual - (self.ends[doc] - self.shards.lengths[self.docs[doc]])
         )
         return np.asarray(self.shards.tokens[real.ravel()], dtype=np.int64).reshape(virtual.shape)
+
+    def masked_batch(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Batch ``index`` and the (B, T) mask of targets that count in the loss (None: all of them)."""
+        return self.batch(index), None
+
+    def next_masked(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The next batch with its loss mask; advances like ``next()``."""
+        batch = self.masked_batch(self.next_index)
+        self.next_index += 1
+        return batch
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self
@@ -325,6 +368,54 @@ class WindowSampler:
         self.next_index = int(state["next_index"])
 
 
+class PrefixedWindowSampler(WindowSampler):
+    """Windows over documents each preceded by its own prefix tokens (metadata conditioning, MeCo), for
+    the first ``prefixed_batches`` batches; plain windows after that (the cooldown).
+
+    The virtual stream is ``prefix_1 doc_1 prefix_2 doc_2 ...``: a prefix is context only, so the targets
+    that are prefix tokens get mask False and weigh nothing in the loss; the document's first token,
+    predicted from its prefix, counts. A document with an empty prefix (no metadata) trains plain. Batch
+    ``k`` still depends only on (seed, k), so resuming mid-run, even across the switch, is exact.
+    """
+
+    def __init__(
+        self,
+        shards: TokenShards,
+        docs: np.ndarray,
+        batch_size: int,
+        seq_len: int,
+        seed: int,
+        prefixes: list[np.ndarray],
+        prefixed_batches: int,
+    ) -> None:
+        super().__init__(shards, docs, batch_size, seq_len, seed)
+        if len(prefixes) != len(self.docs):
+            raise ValueError(f"{len(prefixes)} prefixes for {len(self.docs)} documents")
+        self.prefixed_batches = prefixed_batches
+        self.prefix_lengths = np.array([len(p) for p in prefixes], dtype=np.int64)
+        self.prefix_starts = np.concatenate(([0], np.cumsum(self.prefix_lengths)[:-1])).astype(np.int64)
+        # one spare slot, so the gather below never indexes an empty array
+        self.prefix_tokens = np.concatenate([*(np.asarray(p, dtype=np.int64) for p in prefixes), [0]])
+        self.prefixed_lengths = shards.lengths[self.docs] + self.prefix_lengths
+        self.prefixed_ends = np.cumsum(self.prefixed_lengths)
+
+    def masked_batch(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if index >= self.prefixed_batches:
+            return self.batch(index), None
+        virtual = self._virtual_positions(index, int(self.prefixed_ends[-1]))
+        doc = np.searchsorted(self.prefixed_ends, virtual, side="right")
+        within = virtual - (self.prefixed_ends[doc] - self.prefixed_lengths[doc])
+        in_prefix = within < self.prefix_lengths[doc]
+        prefix_at = self.prefix_starts[doc] + np.minimum(within, np.maximum(self.prefix_lengths[doc] - 1, 0))
+        doc_at = self.shards.starts[self.docs[doc]] + np.maximum(within - self.prefix_lengths[doc], 0)
+        tokens = np.where(
+            in_prefix,
+            self.prefix_tokens[prefix_at],
+            np.asarray(self.shards.tokens[doc_at.ravel()]).reshape(doc_at.shape),
+        )
+        return tokens.astype(np.int64), ~in_prefix[:, 1:]
+
+
 @dataclass(frozen=True)
 class EvalBatch:
     """Inputs/targets (B, T) int64 and a mask of the target positions that count."""
@@ -334,27 +425,39 @@ class EvalBatch:
     mask: np.ndarray
 
 
+Window = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs, targets, which targets count
+
+
 def document_windows(
-    tokens: np.ndarray, seq_len: int, eot_id: int | None
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(inputs, targets) chunks of one document, predicting every token exactly once.
+    tokens: np.ndarray, seq_len: int, eot_id: int | None, prefix: np.ndarray | None = None
+) -> Iterator[Window]:
+    """(inputs, targets, counted) chunks of one document, predicting every token exactly once.
 
     With an end-of-text id the document is preceded by it, so even the first token is predicted (from a
-    document boundary, as in training); without one the first token is context only.
+    document boundary, as in training); without one the first token is context only. A ``prefix``
+    (metadata conditioning) goes between the boundary and the document: context, never a counted target.
     """
-    sequence = tokens if eot_id is None else np.concatenate(([eot_id], tokens))
+    head = ([] if eot_id is None else [eot_id]) + ([] if prefix is None else list(prefix))
+    sequence = np.concatenate((np.asarray(head, dtype=np.int64), tokens)) if head else tokens
+    skip = max(len(head) - 1, 0)  # targets that are prefix tokens
     for begin in range(0, len(sequence) - 1, seq_len):
         chunk = sequence[begin : begin + seq_len + 1]
-        yield chunk[:-1], chunk[1:]
+        yield chunk[:-1], chunk[1:], np.arange(begin, begin + len(chunk) - 1) >= skip
 
 
 def eval_batches(
-    shards: TokenShards, docs: Iterable[int], seq_len: int, batch_size: int
+    shards: TokenShards,
+    docs: Iterable[int],
+    seq_len: int,
+    batch_size: int,
+    prefix_of: Callable[[int], np.ndarray | None] | None = None,
 ) -> Iterator[EvalBatch]:
-    """Padded batches of held-out windows over ``docs`` (one domain's, typically)."""
-    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    """Padded batches of held-out windows over ``docs`` (one domain's, typically); ``prefix_of(doc)``
+    gives a document's prefix tokens when scoring conditioned on metadata (plain evaluation: None)."""
+    rows: list[Window] = []
     for index in docs:
-        for window in document_windows(shards.document(int(index)), seq_len, shards.eot_id):
+        prefix = prefix_of(int(index)) if prefix_of is not None else None
+        for window in document_windows(shards.document(int(index)), seq_len, shards.eot_id, prefix):
             rows.append(window)
             if len(rows) == batch_size:
                 yield _pad(rows, seq_len)
@@ -363,10 +466,10 @@ def eval_batches(
         yield _pad(rows, seq_len)
 
 
-def _pad(rows: list[tuple[np.ndarray, np.ndarray]], seq_len: int) -> EvalBatch:
+def _pad(rows: list[Window], seq_len: int) -> EvalBatch:
     inputs = np.zeros((len(rows), seq_len), dtype=np.int64)
     targets = np.zeros_like(inputs)
     mask = np.zeros(inputs.shape, dtype=bool)
-    for i, (x, y) in enumerate(rows):
-        inputs[i, : len(x)], targets[i, : len(y)], mask[i, : len(y)] = x, y, True
+    for i, (x, y, counted) in enumerate(rows):
+        inputs[i, : len(x)], targets[i, : len(y)], mask[i, : len(y)] = x, y, counted
     return EvalBatch(inputs, targets, mask)

@@ -30,11 +30,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from curate.errors import ConfigError
+from trainer.choices import MetadataField, TrainRecipe
 from trainer.evaluate import evaluate_domains
+from trainer.metadata import conditioned_steps, document_prefixes
 from trainer.model import ModelConfig, PresetName, TransformerLM, lm_loss, model_config
 from trainer.optim import OptimizerName, ScheduleName, build_optimizers, lr_factor, set_lr
 from trainer.precision import PrecisionConfig, Recipe
-from trainer.token_shards import Split, TokenShards, WindowSampler
+from trainer.token_shards import PrefixedWindowSampler, Split, TokenShards, WindowSampler
 
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint/state.pt"
@@ -42,6 +44,18 @@ METRIC_FIELDS = ("step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s")
 # Fields that may change between a run and its resumption.
 RESUME_FREE = {"stop_after", "compile", "progress", "threads", "device"}
 DEFAULT_LR = {"tiny": 3e-3, "small": 1.5e-3, "base": 6e-4}
+# Training recipes (`--recipe`): model switches and the optimiser they need. OSP ("Outlier-Safe
+# Pre-Training", Park et al. 2025): Muon, single-scale RMSNorm and a learnable embedding projection, which
+# together keep activations free of the outlier channels that make 4-bit quantisation lossy.
+TRAIN_RECIPES: dict[str, dict[str, Any]] = {
+    "standard": {"model": {}, "optimizer": None},
+    "osp": {"model": {"norm": "single_scale", "embed_proj": True}, "optimizer": "muon"},
+}
+
+
+def recipe_optimizer(recipe: TrainRecipe, optimizer: OptimizerName | None) -> OptimizerName:
+    """The optimiser a recipe trains with: the one named, else the recipe's, else AdamW."""
+    return optimizer or TRAIN_RECIPES[recipe]["optimizer"] or "adamw"
 
 
 class TrainConfig(BaseModel):
@@ -62,6 +76,11 @@ class TrainConfig(BaseModel):
     lr: float | None = Field(default=None, gt=0, description="peak AdamW learning rate; default per preset")
     muon_lr: float = Field(default=0.02, gt=0)
     optimizer: OptimizerName = "adamw"
+    recipe: TrainRecipe = Field(default="standard", description="osp: Muon + single-scale norms + embed proj")
+    metadata_conditioning: MetadataField | None = Field(
+        default=None, description="prepend each document's url or site (MeCo), loss-masked"
+    )
+    cooldown: float = Field(default=0.1, ge=0, lt=1, description="MeCo: last share of steps without metadata")
     schedule: ScheduleName = "cosine"
     warmup_steps: int | None = Field(default=None, ge=0, description="default: 5% of the steps, at least 1")
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
@@ -82,6 +101,15 @@ class TrainConfig(BaseModel):
     progress: bool = True
 
     @model_validator(mode="after")
+    def _recipe_has_its_optimizer(self) -> TrainConfig:
+        needed = TRAIN_RECIPES[self.recipe]["optimizer"]
+        if needed and self.optimizer != needed:
+            raise ValueError(
+                f"recipe {self.recipe} trains with {needed}, not {self.optimizer}; drop --optimizer"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _model_is_buildable(self) -> TrainConfig:
         """Check the model overrides now (with a stand-in vocabulary), not after the data is loaded."""
         unknown = set(self.model) - set(ModelConfig.model_fields)
@@ -99,8 +127,10 @@ class TrainConfig(BaseModel):
         return self
 
     def model_settings(self, vocab_size: int) -> ModelConfig:
-        """The preset with this run's overrides; rotary tables cover at least 1024 positions."""
-        return model_config(self.preset, vocab_size, **{"max_seq_len": max(self.seq_len, 1024), **self.model})
+        """The preset with the recipe's switches and this run's overrides; rotary tables cover at least
+        1024 positions."""
+        fields = {"max_seq_len": max(self.seq_len, 1024), **TRAIN_RECIPES[self.recipe]["model"], **self.model}
+        return model_config(self.preset, vocab_size, **fields)
 
     @property
     def peak_lr(self) -> float:
@@ -181,7 +211,8 @@ class Run:
         self.device = resolve_device(cfg.device)
         self.shards = TokenShards(cfg.token_dir)
         self.split: Split = self.shards.split(cfg.eval_fraction, seed=cfg.split_seed)
-        self.sampler = WindowSampler(self.shards, self.split.train, cfg.batch_size, cfg.seq_len, cfg.seed)
+        self.conditioning: dict[str, Any] | None = None  # metadata conditioning's figures, when on
+        self.sampler = self._sampler(cfg)
         self.model_cfg = cfg.model_settings(padded_vocab(self.shards.vocab_size))
         seed_everything(cfg.seed)
         self.recipe = Recipe(cfg.precision, self.device, cfg.seed, compile=cfg.compile)
@@ -191,6 +222,23 @@ class Run:
         )
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.step = 0
+
+    def _sampler(self, cfg: TrainConfig) -> WindowSampler:
+        """Plain windows, or (metadata conditioning) windows of prefixed documents until the cooldown."""
+        docs = self.split.train
+        if cfg.metadata_conditioning is None:
+            return WindowSampler(self.shards, docs, cfg.batch_size, cfg.seq_len, cfg.seed)
+        prefixes = document_prefixes(self.shards, docs, cfg.metadata_conditioning, cfg.seq_len)
+        steps = conditioned_steps(cfg.steps, cfg.cooldown)
+        self.conditioning = {
+            "field": cfg.metadata_conditioning,
+            "documents_with_metadata": sum(1 for p in prefixes if len(p)),
+            "training_documents": len(docs),
+            "conditioned_steps": steps,
+        }
+        return PrefixedWindowSampler(
+            self.shards, docs, cfg.batch_size, cfg.seq_len, cfg.seed, prefixes, steps
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -219,10 +267,13 @@ class Run:
             lr_factor(self.step, cfg.steps, cfg.warmup, cfg.schedule, cfg.min_lr_ratio, cfg.decay_fraction),
         )
         started = time.perf_counter()
-        batch = torch.from_numpy(next(self.sampler)).to(self.device)
+        tokens, mask = self.sampler.next_masked()
+        batch = torch.from_numpy(tokens).to(self.device)
         with self.recipe.autocast():
             logits = self.forward(batch[:, :-1])
-        loss = lm_loss(logits, batch[:, 1:])
+        loss = masked_lm_loss(
+            logits, batch[:, 1:], None if mask is None else torch.from_numpy(mask).to(self.device)
+        )
         loss.backward()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -231,15 +282,27 @@ class Run:
             optimizer.zero_grad(set_to_none=True)
         loss_value = loss.item()  # synchronises, so the timing below covers the whole step
         self.step += 1
-        tokens = cfg.batch_size * cfg.seq_len
-        return {
+        per_step = cfg.batch_size * cfg.seq_len
+        record = {
             "step": self.step,
-            "tokens": self.step * tokens,
+            "tokens": self.step * per_step,
             "loss": loss_value,
             "lr": lr,
             "grad_norm": float(grad_norm),
-            "tokens_per_s": tokens / (time.perf_counter() - started),
+            "tokens_per_s": per_step / (time.perf_counter() - started),
         }
+        if self.conditioning is not None:
+            record["conditioned"] = mask is not None
+        return record
+
+
+def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean token loss over the targets the mask keeps (all without one): metadata prefixes weigh zero."""
+    if mask is None:
+        return lm_loss(logits, targets)
+    losses = lm_loss(logits, targets, reduction="none")
+    weights = mask.flatten().to(losses.dtype)
+    return (losses * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 def padded_vocab(vocab_size: int) -> int:
@@ -335,6 +398,8 @@ def train_run(cfg: TrainConfig) -> tuple[Run, dict[str, Any]]:
         "tokens_per_s": _mean_rate(history),
         "wall_tokens_per_s": _wall_rate(history, first_step_done),
     }
+    if run.conditioning is not None:
+        summary["metadata_conditioning"] = run.conditioning
     return run, summary
 
 

@@ -38,7 +38,7 @@ def test_round_trip_of_documents_domains_and_bytes(corpus, tokenizer_path, token
         assert shards.domains[shards.domain_ids[index]] == domain
         assert shards.n_bytes[index] == n_bytes
     table = pq.read_table(token_dir / "documents.parquet")
-    assert table.schema.names == ["start", "length", "domain", "n_bytes"]
+    assert table.schema.names == ["start", "length", "domain", "n_bytes", "url", "site"]  # metadata: null
     assert str(table.schema.field("start").type) == "int64"
     meta = json.loads((token_dir / "tokens.json").read_text())
     assert meta["tokenizer"]["sha256"] and meta["eot_id"] == 0
