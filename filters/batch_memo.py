@@ -14,6 +14,7 @@ last few batches are kept (`MAX_ENTRIES`), so a worker holds at most that many d
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ MAX_ENTRIES = 8
 previous one, and bounds the memory held to a couple of batches' derived columns."""
 
 _entries: OrderedDict[Hashable, tuple[tuple[Any, ...], Any]] = OrderedDict()
+_lock = threading.Lock()  # stages of a threaded executor share the process
 
 
 def array_identity(array: pa.Array | pa.ChunkedArray) -> tuple:
@@ -42,14 +44,16 @@ def memoized(kind: str, array: pa.Array | pa.ChunkedArray, extra: tuple, compute
     """`compute()`'s value for (`kind`, this very array, `extra`), computed once while the entry lives.
     `extra` holds the other inputs (objects are kept alive with the entry, so their ids stay unique)."""
     key = (kind, array_identity(array), tuple(id(x) if _by_identity(x) else x for x in extra))
-    hit = _entries.get(key)
-    if hit is not None:
-        _entries.move_to_end(key)
-        return hit[1]
-    value = compute()
-    _entries[key] = ((array, *extra), value)
-    while len(_entries) > MAX_ENTRIES:
-        _entries.popitem(last=False)
+    with _lock:
+        hit = _entries.get(key)
+        if hit is not None:
+            _entries.move_to_end(key)
+            return hit[1]
+    value = compute()  # outside the lock: two threads may both compute, never read a half-made entry
+    with _lock:
+        _entries[key] = ((array, *extra), value)
+        while len(_entries) > MAX_ENTRIES:
+            _entries.popitem(last=False)
     return value
 
 
@@ -59,4 +63,5 @@ def _by_identity(value: Any) -> bool:
 
 def clear() -> None:
     """Forget every entry (tests use it to compute a reference without reuse)."""
-    _entries.clear()
+    with _lock:
+        _entries.clear()

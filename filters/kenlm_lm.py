@@ -83,13 +83,16 @@ def normalize_for_lm(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.utf8_trim(texts, " \n")
 
 
-def non_ascii_chars(texts: pa.Array | pa.ChunkedArray) -> set[str]:
+def non_ascii_chars(texts: pa.Array | pa.ChunkedArray) -> set[str] | AllCharacters:
     """Every non-ASCII character in the texts' UTF-8 data (a superset for a sliced array), found with
     numpy on the raw bytes: one cheap pass that lets `normalize_for_lm` skip the punctuation passes (all
-    of non-ASCII characters) that could change nothing in this batch."""
+    of non-ASCII characters) that could change nothing in this batch. A layout other than (large_)string
+    answers "any character", so no pass is skipped."""
     chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
     found: set[str] = set()
     for chunk in chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return AllCharacters()
         data = chunk.buffers()[2]
         if data is None or data.size == 0:
             continue
@@ -104,6 +107,16 @@ def non_ascii_chars(texts: pa.Array | pa.ChunkedArray) -> set[str]:
         for code in np.unique(codes).tolist():
             found.add(code.to_bytes(4, "big").rstrip(b"\0").decode("utf-8", errors="ignore"))
     return found
+
+
+class AllCharacters:
+    """Stands for "every character may be present"."""
+
+    def __contains__(self, char: object) -> bool:
+        return True
+
+    def intersection(self, chars: str) -> set[str]:
+        return set(chars)
 
 
 def _re2_class(chars: str) -> str:
