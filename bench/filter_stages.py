@@ -7,7 +7,9 @@ On one corpus (any JSONL shard or folder of shards given with `--input`, else >=
   one on the documents as read, batch by batch as the executors hand them over (2000 docs / 64 MB);
 - the whole chain in that order in annotate mode: every stage sees every document (drop reasons are
   ignored and the stages that can are configured not to compute them), the output of one stage feeding
-  the next, as in a pipeline run;
+  the next, as in a pipeline run, so later stages reuse what earlier ones derived from the batch's text
+  (`filters.batch_memo`: the CCNet normalisation, classifier lines, quality's KenLM perplexities); a
+  stage alone gets an empty memo for every batch;
 - when `datatrove` (and spaCy) are importable, DataTrove's FineWeb chain (GopherRepetition, GopherQuality,
   C4Quality, FineWebQuality, see `bench.rule_chain.datatrove_chain`) on an evenly spaced subset of the
   same documents (`peer_docs`; it runs at ~50 docs/s), next to our heuristics stage and our annotate chain
@@ -44,6 +46,7 @@ from curate.readers.fields import FieldMap
 from curate.readers.formats import infer_format
 from curate.stages.base import Stage
 from curate.stages.registry import get_stage
+from filters import batch_memo
 
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -175,16 +178,20 @@ def _one_line(error: Exception) -> str:
 
 
 def time_stage(stage: Stage, batches: Sequence[pa.Table]) -> dict[str, float]:
-    """CPU and wall seconds of one stage over every batch (outputs are discarded)."""
+    """CPU and wall seconds of one stage over every batch (outputs are discarded). The shared per-batch
+    memo is emptied before each batch: a stage alone has no earlier stage to reuse from."""
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in batches:
+        batch_memo.clear()
         stage.process(batch)
     return {"cpu_seconds": time.process_time() - cpu, "wall_seconds": time.perf_counter() - wall}
 
 
 def time_chain(stages: Sequence[Stage], batches: Sequence[pa.Table]) -> dict[str, Any]:
-    """The stages in order, each fed the previous one's table, no row dropped; total and per-stage CPU."""
+    """The stages in order, each fed the previous one's table, no row dropped; total and per-stage CPU.
+    Later stages reuse what earlier ones derived from the same batch (filters.batch_memo), as in a run."""
     per_stage = dict.fromkeys((s.name for s in stages), 0.0)
+    batch_memo.clear()
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in batches:
         table = batch

@@ -8,7 +8,8 @@ digits -> 0, punctuation map, punctuation split into tokens) and joins paragraph
 fastText reads one example per line. Documents are cut to `max_chars` first: classifiers need the gist,
 not a whole book, and the cap bounds time per document. Training prepares its examples the same way, so a
 model sees text at scoring time as it saw it in training. A whole Arrow batch is scored in one fastText
-call.
+call, and its lines are built once per text column (toxicity and quality share them, and share the
+normalisation with the KenLM stages: filters.batch_memo).
 """
 
 from __future__ import annotations
@@ -20,17 +21,40 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from filters.kenlm_lm import normalize_for_lm
+from filters.batch_memo import memoized
+from filters.kenlm_lm import lm_normalized, normalize_for_lm
 
 POSITIVE = "__label__1"
 NEGATIVE = "__label__0"
 
 
 def classifier_lines(texts: pa.Array | pa.ChunkedArray | Sequence[str | None], max_chars: int) -> list[str]:
-    """Documents as single normalised lines (see the module docstring)."""
-    array = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, pa.large_string())
-    array = pc.utf8_slice_codeunits(pc.fill_null(array, ""), 0, max_chars)
-    return pc.replace_substring(normalize_for_lm(array), "\n", " ").to_pylist()
+    """Documents as single normalised lines (see the module docstring); a batch's text column gets its
+    lines once (filters.batch_memo), a list (training data) directly."""
+    if isinstance(texts, pa.Array | pa.ChunkedArray):
+        return memoized("classifier_lines", texts, (max_chars,), lambda: _column_lines(texts, max_chars))
+    prefixes = pc.utf8_slice_codeunits(pc.fill_null(pa.array(texts, pa.large_string()), ""), 0, max_chars)
+    return _one_line(normalize_for_lm(prefixes)).to_pylist()
+
+
+def _column_lines(texts: pa.Array | pa.ChunkedArray, max_chars: int) -> list[str]:
+    """The same lines for a text column: a text no longer than the cap is its own prefix, so its line comes
+    from the column's memoised normalisation (`lm_normalized`, shared with the KenLM stages); only the
+    longer texts are normalised again, cut."""
+    filled = pc.fill_null(texts, "")
+    prefixes = pc.utf8_slice_codeunits(filled, 0, max_chars)
+    cut = pc.not_equal(pc.binary_length(prefixes), pc.binary_length(filled))
+    longer = np.flatnonzero(cut.to_numpy(zero_copy_only=False))
+    lines = _one_line(lm_normalized(texts)).to_pylist()
+    if len(longer):
+        cut_lines = _one_line(normalize_for_lm(prefixes.take(pa.array(longer)))).to_pylist()
+        for row, line in zip(longer.tolist(), cut_lines, strict=True):
+            lines[row] = line
+    return lines
+
+
+def _one_line(normalized: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    return pc.replace_substring(normalized, "\n", " ")
 
 
 @lru_cache(maxsize=4)

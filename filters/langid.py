@@ -10,6 +10,14 @@ Decisions: a document is dropped as `lang:low_score` when its top score is below
 default, FineWeb's and DCLM's value), as `lang:not_kept` when `langs` is a keep-list without its language,
 and as `lang:empty` when it has no text at all. `langs: null` with `min_score: 0` only tags.
 
+Long documents are read on a sample (`sample_chars`, 1000 by default): fastText's cost grows with the
+text, and the first 1000 characters nearly always carry the language. Where that sample's top score is
+below 0.9 (a boilerplate header, mixed languages, a language lid.176 hardly knows) the whole text is
+classified again. Measured against whole-text labels (BENCHMARKS.md, "Filters"): the same `lang` on
+99.96% of 5,435 English web documents and 99.8% of 516 multilingual ones (UDHR2 in 388 languages, French
+books cut into 8,000-character pieces), at ~24% of the whole-text cost on web text. `lang_score` is then
+the sample's score (mean difference 0.005-0.01). `sample_chars: null` classifies every text whole.
+
 How accurate lid.176 is (UDHR2 in ~120 languages): `filters.langid_recipe`, which this module does not
 import.
 """
@@ -29,6 +37,9 @@ from pydantic import Field, field_validator
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 
 LABEL_PREFIX = "__label__"
+SAMPLE_CHARS = 1000
+SAMPLE_CONFIDENCE = 0.9
+"""A sample whose top score is below this is not trusted: the whole text is classified again."""
 
 
 @lru_cache(maxsize=1)
@@ -71,11 +82,32 @@ def predict_languages(texts: list[str]) -> tuple[list[str], np.ndarray]:
     return langs, np.minimum(top, 1.0)  # fastText's softmax can round to a hair above 1
 
 
+def predict_sampled(texts: list[str], sample_chars: int | None) -> tuple[list[str], np.ndarray]:
+    """`predict_languages`, reading a text longer than `sample_chars` on its first `sample_chars` only,
+    and again whole when that sample's top score is below SAMPLE_CONFIDENCE (see the module docstring)."""
+    if sample_chars is None:
+        return predict_languages(texts)
+    langs, scores = predict_languages([text[:sample_chars] for text in texts])
+    unsure = [i for i, text in enumerate(texts) if len(text) > sample_chars and scores[i] < SAMPLE_CONFIDENCE]
+    if unsure:
+        whole_langs, whole_scores = predict_languages([texts[i] for i in unsure])
+        for i, lang in zip(unsure, whole_langs, strict=True):
+            langs[i] = lang
+        scores[unsure] = whole_scores
+    return langs, scores
+
+
 class LangIdParams(StageParams):
     langs: list[str] | None = Field(default=None, description="keep-list of lid.176 codes; null keeps any")
     min_score: float = Field(default=0.65, ge=0.0, le=1.0, description="drop below this top-label score")
     max_chars: int | None = Field(
         default=None, gt=0, description="classify only the first N characters (speed); null = whole text"
+    )
+    sample_chars: int | None = Field(
+        default=SAMPLE_CHARS,
+        gt=0,
+        description="read a longer text on its first N characters, whole only when that sample scores "
+        f"below {SAMPLE_CONFIDENCE}; null = always whole",
     )
 
     @field_validator("langs")
@@ -112,7 +144,7 @@ class LangId(Stage):
 
     def process(self, batch: pa.Table) -> StageResult:
         text = batch.column("text")
-        langs, scores = predict_languages(one_line(text, self.params.max_chars))
+        langs, scores = predict_sampled(one_line(text, self.params.max_chars), self.params.sample_chars)
         empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), True)
         lang = pc.if_else(empty, pa.scalar(None, pa.string()), pa.array(langs, pa.string()))
         score = pc.if_else(empty, 0.0, pa.array(scores.astype(np.float32)))

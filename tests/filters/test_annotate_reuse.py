@@ -1,0 +1,181 @@
+"""The faster annotate chain gives today's answers, on real documents from ../shared/data.
+
+What changed for speed, and the tolerance each change is held to here (BENCHMARKS.md, "Filters", says
+the same):
+
+- stages reuse what an earlier stage derived from the same text column (`filters.batch_memo`): the CCNet
+  normalisation, the classifier lines, quality's KenLM perplexities. Tolerance: none. The chain with
+  reuse and the chain with the memo emptied before every stage give identical columns and drop reasons.
+- KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop. Tolerance: none
+  (bit-identical float64 to the loop it replaced, which this file keeps as the reference).
+- classifier lines come from the shared normalisation for documents within the cap. Tolerance: none.
+- langid reads a long document on its first 1000 characters, whole when that sample scores below 0.9.
+  Tolerance: the same `lang` as the whole text on >= 99.5% of documents, English web and multilingual
+  alike; a text within the sample is classified exactly as before.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from curate.schema import BASE_SCHEMA, conform
+from curate.stages.registry import get_stage
+from curate.textsources import book_passages, wikipedia_pages
+from filters import batch_memo
+from filters.fasttext_scoring import classifier_lines
+from filters.kenlm_lm import document_perplexities, load_kenlm, normalize_for_lm, perplexities
+from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled
+from filters.model_registry import find_model, models_home
+from tests.filters.web_docs import web_docs
+
+CHAIN = ("langid", "heuristics", "perplexity", "harmful_ppl", "toxicity", "quality")
+MODELS = {
+    "perplexity": "wiki-5gram",
+    "harmful_ppl": "harmful-5gram",
+    "toxicity": "toxicity",
+    "quality": "quality",
+}
+TRAIN = "curate models train-lm; curate models train-lm --corpus harmful; train-toxicity; train-quality"
+MIN_LANG_AGREEMENT = 0.995
+
+
+@pytest.fixture(scope="module")
+def real_texts(shared: Path) -> list[str]:
+    """Web pages, Wikipedia pages and book passages (a few longer than the classifiers' 20,000-char cap)."""
+    texts = [doc.text for doc in web_docs(shared / "web")]
+    texts += [text for _, text in islice(wikipedia_pages(), 120)]
+    texts += [text for _, text in islice(book_passages(shared / "domains" / "books"), 120)]
+    texts += [text for _, text in islice(book_passages(shared / "domains" / "books", 60_000), 4)]
+    return texts
+
+
+def batch_of(texts: list[str | None]) -> pa.Table:
+    ids = [f"doc{i}" for i in range(len(texts))]
+    table = pa.table({"id": ids, "text": pa.array(texts, pa.large_string()), "source": ["test"] * len(texts)})
+    return conform(table, BASE_SCHEMA)
+
+
+def loop_perplexities(model, normalized: list[str | None]) -> np.ndarray:
+    """The per-document loop `document_perplexities` replaced, kept as the reference."""
+    out = []
+    for text in normalized:
+        log10, length = 0.0, 0
+        for line in (text or "").split("\n"):
+            if line:
+                log10 += model.score(line, bos=True, eos=True)
+                length += line.count(" ") + 2
+        out.append(10.0 ** (-log10 / length) if length else np.nan)
+    return np.asarray(out, dtype=np.float64)
+
+
+def bigram_arpa(texts: list[str], path: Path) -> Path:
+    """A real KenLM model (ARPA bigrams from these texts' counts, no smoothing worth the name), so no
+    lmplz build is needed: what is under test is the summing, not the model."""
+    words: Counter[str] = Counter()
+    pairs: Counter[tuple[str, str]] = Counter()
+    for text in normalize_for_lm(pa.array(texts, pa.large_string())).to_pylist():
+        for line in text.split("\n"):
+            tokens = ["<s>", *line.split(), "</s>"]
+            words.update(tokens)
+            pairs.update(zip(tokens, tokens[1:], strict=False))
+    vocab = {w for w, n in words.items() if n > 1} | {"<s>", "</s>"}
+    total = sum(words.values())
+    unigrams = [f"{np.log10(n / total):.6f}\t{w}\t-0.3" for w, n in words.items() if w in vocab - {"<s>"}]
+    unigrams += ["-99\t<s>\t-0.3", f"{np.log10(1 / total):.6f}\t<unk>\t0"]
+    bigrams = [
+        f"{np.log10(n / words[a]):.6f}\t{a} {b}"
+        for (a, b), n in pairs.items()
+        if n > 1 and a in vocab and b in vocab
+    ]
+    header = f"\\data\\\nngram 1={len(unigrams)}\nngram 2={len(bigrams)}\n\n"
+    body = "\\1-grams:\n" + "\n".join(unigrams) + "\n\n\\2-grams:\n" + "\n".join(bigrams)
+    path.write_text(header + body + "\n\n\\end\\\n")
+    return path
+
+
+def test_document_perplexities_are_bit_identical_to_the_loop(real_texts: list[str], tmp_path: Path) -> None:
+    model = load_kenlm(str(bigram_arpa(real_texts[::10], tmp_path / "bigram.arpa")))
+    texts = [*real_texts, "", None, "  \n\n ", "!"]
+    normalized = normalize_for_lm(pa.array(texts, pa.large_string()))
+    got = document_perplexities(model, normalized)
+    assert np.array_equal(got, loop_perplexities(model, normalized.to_pylist()), equal_nan=True)
+    assert np.isnan(got[-3:-1]).all() and np.isfinite(got[: len(real_texts)]).all()
+    batch_memo.clear()
+    column = pa.chunked_array(
+        [pa.array(texts[:50], pa.large_string()), pa.array(texts[50:], pa.large_string())]
+    )
+    assert perplexities(model, column) is perplexities(model, column)  # the second call is the memo's
+    assert np.array_equal(perplexities(model, column), got, equal_nan=True)
+
+
+def test_classifier_lines_of_a_column_equal_normalising_each_cut_text(real_texts: list[str]) -> None:
+    texts = [*real_texts, None, ""]
+    assert max(map(len, real_texts)) > 20_000  # the cut path is exercised
+    cut = pc.utf8_slice_codeunits(pc.fill_null(pa.array(texts, pa.large_string()), ""), 0, 20_000)
+    expected = pc.replace_substring(normalize_for_lm(cut), "\n", " ").to_pylist()
+    batch_memo.clear()
+    assert classifier_lines(pa.array(texts, pa.large_string()), 20_000) == expected
+    assert classifier_lines(texts, 20_000) == expected  # a list (training data) takes the direct path
+
+
+def test_langid_sample_agrees_with_the_whole_text(shared: Path, real_texts: list[str]) -> None:
+    udhr = []
+    with zipfile.ZipFile(shared / "langid" / "udhr2.zip") as archive:
+        for info in archive.infolist():
+            if not info.is_dir():
+                udhr.append(archive.read(info).decode("utf-8", errors="replace"))
+    for name, texts in {"web, wiki, books": real_texts, "UDHR in 388 languages": udhr}.items():
+        lines = one_line(pa.array(texts, pa.large_string()))
+        whole, whole_scores = predict_languages(lines)
+        sampled, sampled_scores = predict_sampled(lines, SAMPLE_CHARS)
+        agreement = np.mean(np.array(whole) == np.array(sampled))
+        assert agreement >= MIN_LANG_AGREEMENT, (name, agreement)
+        short = np.array([len(line) <= SAMPLE_CHARS for line in lines])
+        assert np.array_equal(sampled_scores[short], whole_scores[short]), name
+
+
+@pytest.fixture(scope="module")
+def chain_stages():
+    """The chain's stages with their pipeline defaults and the trained models of the models home."""
+    missing = [name for name in MODELS.values() if find_model(name, models_home()) is None]
+    if missing:
+        pytest.skip(f"models {', '.join(missing)} not trained in {models_home()} ({TRAIN})")
+    stages = []
+    for name in CHAIN:
+        cls = get_stage(name)
+        stage = cls(cls.Params.model_validate({}))
+        stage.setup()
+        stages.append(stage)
+    return stages
+
+
+def run_chain(stages, batch: pa.Table, reuse: bool) -> tuple[pa.Table, dict[str, list]]:
+    """Each stage on the previous one's table, nothing dropped; with `reuse` off the memo is emptied
+    before every stage, so each computes everything itself."""
+    batch_memo.clear()
+    reasons = {}
+    for stage in stages:
+        if not reuse:
+            batch_memo.clear()
+        result = stage.process(batch)
+        batch, reasons[stage.name] = result.table, result.drop_reason
+    return batch, {name: (r.to_pylist() if r is not None else None) for name, r in reasons.items()}
+
+
+def test_chain_with_reuse_gives_identical_columns_and_drops(chain_stages, real_texts: list[str]) -> None:
+    batch = batch_of(real_texts)
+    fast, fast_reasons = run_chain(chain_stages, batch, reuse=True)
+    reference, reference_reasons = run_chain(chain_stages, batch, reuse=False)
+    assert fast_reasons == reference_reasons
+    assert fast.column_names == reference.column_names
+    for name in fast.column_names:  # rule_flags, lang, ppl, harmful_ppl, toxicity, quality, ...: exact
+        assert fast.column(name).equals(reference.column(name)), name
+    assert pc.count(fast.column("quality")).as_py() == len(real_texts)  # every document scored
