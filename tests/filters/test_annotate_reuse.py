@@ -43,7 +43,6 @@ MODELS = {
     "toxicity": "toxicity",
     "quality": "quality",
 }
-TRAIN = "curate models train-lm; curate models train-lm --corpus harmful; train-toxicity; train-quality"
 MIN_LANG_AGREEMENT = 0.995
 
 
@@ -142,16 +141,41 @@ def test_langid_sample_agrees_with_the_whole_text(shared: Path, real_texts: list
         assert np.array_equal(sampled_scores[short], whole_scores[short]), name
 
 
+def tiny_models(shared: Path, home: Path) -> Path:
+    """The chain's four models under their default names, small (a minute or two): quality is the
+    ensemble with the same KenLM model, so its reuse of perplexity's scores is exercised."""
+    from filters.kenlm_build import KenLMBuildError, ensure_tools
+    from filters.perplexity_recipe import train_lm
+    from filters.quality_recipe import train_quality
+    from tests.core.tiny_models import train_tiny_toxicity
+
+    try:
+        ensure_tools(install_packages=False, log=lambda _: None)
+    except KenLMBuildError as error:
+        pytest.skip(f"KenLM's lmplz cannot be built on this machine: {error}")
+    quiet = {"home": home, "log": lambda _: None}
+    train_lm(MODELS["perplexity"], books_mb=0, **quiet)
+    train_lm(MODELS["harmful_ppl"], corpus="harmful", order=3, **quiet)
+    train_tiny_toxicity(shared, home, MODELS["toxicity"])
+    small = {"epoch": 2, "dim": 16, "bucket": 50_000}
+    train_quality(
+        MODELS["quality"], MODELS["perplexity"], books_mb=0.5, hyperparams=small, skipgram=None, **quiet
+    )
+    return home
+
+
 @pytest.fixture(scope="module")
-def chain_stages():
-    """The chain's stages with their pipeline defaults and the trained models of the models home."""
-    missing = [name for name in MODELS.values() if find_model(name, models_home()) is None]
-    if missing:
-        pytest.skip(f"models {', '.join(missing)} not trained in {models_home()} ({TRAIN})")
+def chain_stages(shared: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The chain's stages with their pipeline defaults, on the trained models of the models home, or on
+    tiny ones trained here when that home lacks them (a fresh clone)."""
+    home = models_home()
+    if any(find_model(name, home) is None for name in MODELS.values()):
+        home = tiny_models(shared, tmp_path_factory.mktemp("chain-models"))
     stages = []
     for name in CHAIN:
         cls = get_stage(name)
-        stage = cls(cls.Params.model_validate({}))
+        params = {"models_dir": str(home)} if name in MODELS else {}
+        stage = cls(cls.Params.model_validate(params))
         stage.setup()
         stages.append(stage)
     return stages
