@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from trainer.choices import MetadataField, Size
+
 bench_app = typer.Typer(help="Benchmarks that print JSON figures (see BENCHMARKS.md).", no_args_is_help=True)
 Parallel = Annotated[bool, typer.Option("--ray/--sequential", help="proxy runs as parallel Ray tasks")]
 
@@ -217,7 +219,7 @@ def bench_train(
     token_dir: Annotated[
         Path | None, typer.Option(help="token shards (default: built from package text)")
     ] = None,
-    size: str = "tiny",
+    size: Size = "tiny",
     tokens: Annotated[int, typer.Option(min=1)] = 2_000_000,
     threads: Annotated[int | None, typer.Option(min=1)] = None,
     compile: Annotated[bool, typer.Option("--compile")] = False,
@@ -243,9 +245,9 @@ def bench_meco(
     out: Path = Path(".cache/bench/meco"),
     tokens: Annotated[int, typer.Option(min=10_000, help="tokens of the plain and full MeCo arms")] = 300_000,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (paired across arms)")] = "0,1,2",
-    field: Annotated[str, typer.Option(help="metadata to prepend: url or site")] = "site",
+    field: Annotated[MetadataField, typer.Option(help="metadata to prepend")] = "site",
     cooldown: Annotated[float, typer.Option(min=0, max=0.99)] = 0.1,
-    size: str = "tiny",
+    size: Size = "tiny",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = 1,
     resume: Annotated[
         bool, typer.Option("--resume", help="keep earlier runs in --out (finished ones are only re-scored)")
@@ -254,10 +256,7 @@ def bench_meco(
     """Metadata conditioning then cooldown vs plain training on real text: held-out bits per byte at equal
     tokens and at 2/3 of them (paired seeds), and scoring a site's documents with the right/wrong site."""
     from bench.meco import bench_meco as run_bench
-    from curate.errors import ConfigError
 
-    if field not in ("url", "site"):
-        raise ConfigError(f"--field {field!r}: choose url or site")
     figures = run_bench(out, tokens, _seeds(seeds), field, cooldown, size, threads, resume=resume)  # type: ignore[arg-type]
     typer.echo(json.dumps(figures, indent=2, default=str))
 
@@ -267,7 +266,7 @@ def bench_osp(
     out: Path = Path(".cache/bench/osp"),
     tokens: Annotated[int, typer.Option(min=10_000, help="tokens each run trains on")] = 300_000,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (paired across recipes)")] = "0,1,2",
-    size: str = "tiny",
+    size: Size = "tiny",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = 1,
 ) -> None:
     """Standard vs outlier-safe (osp) recipe trained in bf16: residual-stream kurtosis and the eval-loss gap
@@ -284,7 +283,7 @@ def bench_filtering(
     tokens: Annotated[int, typer.Option(min=1, help="tokens each arm trains on")] = 1_000_000,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (mixture sample + model init)")] = "0,1,2",
     keep: Annotated[float, typer.Option(help="share of pool documents the quality filter keeps")] = 0.4,
-    size: str = "tiny",
+    size: Size = "tiny",
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp8 or nvfp4")] = "fp32",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads per run")] = 1,
     max_docs: Annotated[
