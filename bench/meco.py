@@ -11,7 +11,9 @@ seed (paired: same initialisation and split):
 
 Each is scored as every run is, in bits per byte of held-out documents WITHOUT metadata (lower is
 better), and compared paired with ``plain`` (mean +- SE, paired t-test). Conditional scoring: held-out
-documents of each site scored with their own site as prefix, with another site's, and without one.
+documents of each site scored with their own site as prefix, with another site's, and without one; and
+conditional generation: continuations sampled after each site's prefix, each matched to the site whose
+held-out documents its words resemble most (the share that land on their own site; 1/3 is chance).
 
 The corpus is real text with real identities: Wikipedia pages (gensim's sample) at their
 ``en.wikipedia.org/wiki/TITLE`` URLs, Gutenberg books (``../shared/data``) at ``gutenberg.org/ebooks/ID``,
@@ -26,9 +28,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import resource
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,7 @@ from curate.textsources import news_texts, shared_data_dir, stdlib_sources, wiki
 from mixers.significance import mean_and_se, paired_comparison
 from trainer.choices import MetadataField
 from trainer.evaluate import bits_per_byte, documents_nats
+from trainer.generate import sample_continuation
 from trainer.metadata import encode_prefixes
 from trainer.token_shards import TokenShards, is_token_dir, write_parquet_token_shards
 from trainer.tokenizer import load_tokenizer, train_tokenizer
@@ -52,6 +57,7 @@ BENCH_DIR = Path(".cache/bench/meco")
 CHUNK_CHARS = 3000
 EVAL_FRACTION = 0.1
 MAX_EVAL_TOKENS = 16_384  # per domain, whole documents
+GENERATIONS, GENERATED_TOKENS = 4, 48  # continuations sampled per site prefix, their length
 SITE_DOCS = 8  # held-out documents per site in the conditional scoring (3 passes each)
 
 
@@ -181,6 +187,46 @@ def site_scores(run: Run, cfg: TrainConfig, sites: list[str]) -> dict[str, dict[
     return scores
 
 
+def site_generations(run: Run, cfg: TrainConfig, sites: list[str], seed: int) -> dict[str, Any]:
+    """Continuations sampled after each site's prefix, and which site's held-out documents each is
+    closest to by word frequencies (cosine): a model steered by the prefix writes like that site."""
+    shards, docs = run.shards, run.split.eval
+    tokenizer = load_tokenizer(shards.tokenizer_path)
+    doc_sites = shards.metadata("site")
+    profiles = {
+        site: _word_profile(
+            tokenizer.decode(shards.document(int(d)).tolist()) for d in docs if doc_sites[int(d)] == site
+        )
+        for site in sites
+    }
+    prefix = dict(zip(sites, encode_prefixes(shards.tokenizer_path, list(sites), 64), strict=True))
+    samples: dict[str, list[dict[str, str]]] = {}
+    for index, site in enumerate(sites):
+        samples[site] = []
+        for sample in range(GENERATIONS):
+            ids = sample_continuation(
+                run.model, run.recipe, prefix[site], GENERATED_TOKENS, cfg.seq_len,
+                seed * 1000 + index * GENERATIONS + sample, shards.vocab_size,
+            )  # fmt: skip
+            text = tokenizer.decode(ids.tolist())
+            samples[site].append({"text": text, "closest_site": _closest(_word_profile([text]), profiles)})
+    matched = [s["closest_site"] == site for site, drawn in samples.items() for s in drawn]
+    return {"samples": samples, "own_site_share": sum(matched) / len(matched) if matched else None}
+
+
+def _word_profile(texts: Any) -> Counter[str]:
+    return Counter(word for text in texts for word in re.findall(r"[a-z]{2,}", text.lower()))
+
+
+def _closest(profile: Counter[str], profiles: dict[str, Counter[str]]) -> str:
+    def cosine(a: Counter[str], b: Counter[str]) -> float:
+        dot = sum(count * b[word] for word, count in a.items())
+        norm = math.sqrt(sum(v * v for v in a.values()) * sum(v * v for v in b.values()))
+        return dot / norm if norm else 0.0
+
+    return max(profiles, key=lambda site: cosine(profile, profiles[site]))
+
+
 ARMS = {"plain": (1.0, False), "meco": (1.0, True), "meco_two_thirds": (2 / 3, True)}
 
 
@@ -218,10 +264,12 @@ def bench_meco(
             cpu = time.process_time()
             run, summary = train_run(cfg)
             per_domain = evaluate_held_out(run, cfg, MAX_EVAL_TOKENS)
+            full_tokens = arm != "meco_two_thirds"  # the site figures compare plain and MeCo at equal tokens
             results[arm].append({
                 "seed": seed, "steps": steps, "tokens": steps * batch_size * seq_len,
                 "eval_bpb": pooled_bpb(per_domain), "domains": {d: v["bpb"] for d, v in per_domain.items()},
-                "sites": site_scores(run, cfg, list(sites)) if arm != "meco_two_thirds" else None,
+                "sites": site_scores(run, cfg, list(sites)) if full_tokens else None,
+                "generations": site_generations(run, cfg, list(sites), seed) if full_tokens else None,
                 "metadata_conditioning": summary.get("metadata_conditioning"),
                 "cpu_s": time.process_time() - cpu,
             })  # fmt: skip
@@ -255,6 +303,11 @@ def _figures(
             bpb["meco_two_thirds"], bpb["plain"], ("meco_two_thirds", "plain")
         ),
         "site_conditioning": _site_summary(results),
+        "generation_own_site_share": {
+            arm: mean_and_se([r["generations"]["own_site_share"] for r in runs])
+            for arm, runs in results.items()
+            if runs and runs[0]["generations"]
+        },
         "runs": results,
         "cpu_s": time.process_time() - started_cpu,
         "children_cpu_s": resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime,
