@@ -254,7 +254,8 @@ def bench_meco(
     ] = False,
 ) -> None:
     """Metadata conditioning then cooldown vs plain training on real text: held-out bits per byte at equal
-    tokens and at 2/3 of them (paired seeds), and scoring a site's documents with the right/wrong site."""
+    tokens and at 2/3 of them (paired seeds), scoring a site's documents with the right/wrong site, and
+    text sampled after each site's prefix (does it read like that site?)."""
     from bench.meco import bench_meco as run_bench
 
     figures = run_bench(out, tokens, _seeds(seeds), field, cooldown, size, threads, resume=resume)  # type: ignore[arg-type]
