@@ -170,9 +170,14 @@ def load_config(path: Path) -> SearchConfig:
     try:
         return SearchConfig.model_validate(raw)
     except ValidationError as error:
-        item = error.errors()[0]
-        where = ".".join(str(p) for p in item["loc"])
-        raise ConfigError(f"{path}: {where}: {item['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(f"{path}: {first_error(error)}") from None
+
+
+def first_error(error: ValidationError) -> str:
+    """`where.in.the.config: what is wrong`, from pydantic's first complaint, as one line."""
+    item = error.errors()[0]
+    where = ".".join(str(p) for p in item["loc"])
+    return f"{where}: {item['msg'].removeprefix('Value error, ')}"
 
 
 def proxy_config(fields_given: dict[str, Any]) -> ProxyConfig:
@@ -302,9 +307,7 @@ def critical_ratio_search(
     try:
         search = CriticalRatioSection.model_validate(section).search()
     except ValidationError as error:
-        item = error.errors()[0]
-        where = ".".join(str(p) for p in item["loc"])
-        raise ConfigError(f"objective.critical_ratio.{where}: {item['msg']}") from None
+        raise ConfigError(f"objective.critical_ratio.{first_error(error)}") from None
     with runner.session():
         found = find_critical_ratio(env, search, runner)
     report = {"eval_suite": env.suite_hash, "critical_ratio": found, "environment": env.describe()}
