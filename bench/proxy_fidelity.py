@@ -34,11 +34,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.filtering import pool_tokenizer, quality_threshold
 from bench.filtering_pool import FilterModels, corpus_rows, curate_pool, ensure_filter_models, pool_documents
@@ -46,6 +49,7 @@ from bench.machine import machine
 from bench.mixing_textdata import domain_texts
 from curate.errors import ConfigError
 from mixers.significance import ALPHA, mean_and_se, paired_comparison
+from mixers.strategies.regmix import average_ranks
 
 BENCH_DIR = Path(".cache/bench/proxy-fidelity")
 DOMAINS = ("web", "books", "wiki", "news", "code")
@@ -330,10 +334,11 @@ def ranking(means: dict[str, float]) -> list[str]:
 
 
 def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman's rank correlation (average ranks for ties); nan when either side is constant."""
-    from scipy import stats
-
-    return float(stats.spearmanr(a, b).statistic)
+    """Spearman's rank correlation (Pearson's r of RegMix's average ranks, ties shared); nan when either
+    side is constant."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    return float(np.corrcoef(average_ranks(np.asarray(a)), average_ranks(np.asarray(b)))[0, 1])
 
 
 def pairwise_agreement(a: list[float], b: list[float]) -> float:
