@@ -230,14 +230,35 @@ def train_proxy(
     result = {"train": summary}
     if resolved.suite is not None:
         suite_dir = tokenize_suite(resolved.suite, out_dir, run.shards.tokenizer_path)
-    if summary["finished"] and resolved.suite is not None:
+    scoring = {"weights": weights, "max_eval_tokens_per_domain": max_eval_tokens_per_domain}
+    if not summary["finished"]:
+        return result
+    trained_now = summary["final_loss"] is not None
+    stored = None if trained_now else stored_score(out_dir, run.step, resolved.suite, scoring)
+    if stored is not None:
+        return result | stored
+    if resolved.suite is not None:
         evaluate = _evaluator(run.model, run.recipe, cfg, None)
         per_domain, targets = evaluate_suite(evaluate, suite_dir)
-        result |= write_score(out_dir, cfg, run.step, per_domain, targets, weights, resolved.suite)
-    elif summary["finished"]:
-        per_domain = evaluate_held_out(run, cfg, max_eval_tokens_per_domain)
-        result |= write_score(out_dir, cfg, run.step, per_domain, {}, weights)
-    return result
+        return result | write_score(
+            out_dir, cfg, run.step, per_domain, targets, weights, resolved.suite, scoring
+        )
+    per_domain = evaluate_held_out(run, cfg, max_eval_tokens_per_domain)
+    return result | write_score(out_dir, cfg, run.step, per_domain, {}, weights, None, scoring)
+
+
+def stored_score(
+    out_dir: Path, step: int, suite: dict[str, Any] | None, scoring: dict[str, Any]
+) -> dict[str, Any] | None:
+    """result.json when it already scores this checkpoint (nothing trained in this call) on this suite
+    with these settings: a rerun of a finished run (the demo's second run) then costs no evaluation.
+    A score written by `curate eval` (other shards, target sets) has no ``scored_with``: never reused."""
+    path = out_dir / SCORE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    same = (record.get("step"), record.get("eval_suite"), record.get("scored_with")) == (step, suite, scoring)
+    return record if same else None
 
 
 def tokenize_suite(suite: dict[str, Any], run_dir: Path, tokenizer_path: Path) -> Path:
@@ -289,6 +310,7 @@ def write_score(
     targets: dict[str, dict[str, float]],
     weights: dict[str, float] | None,
     suite: dict[str, Any] | None = None,
+    scored_with: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """result.json: the weighted score plus every figure it was computed from, and the evaluation
     suite it was scored on (null: a held-out split of this mixture's own documents, comparable to no
@@ -307,6 +329,7 @@ def write_score(
         "tokens_trained": step * cfg.batch_size * cfg.seq_len,
         "token_dir": str(cfg.token_dir),
         "eval_suite": suite,
+        "scored_with": scored_with,
     }
     tmp = out_dir / (SCORE + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -100,6 +100,22 @@ def test_eval_proxy_reproduces_the_score_and_takes_weights(run_dir):
         eval_proxy(out, weights={"wikii": 1.0}, max_eval_tokens_per_domain=4096)
 
 
+def test_a_finished_run_rerun_reuses_its_score_until_a_setting_changes(token_dir, tmp_path):
+    run = tmp_path / "run"
+    first = train_proxy(token_dir, run, **RUN_OPTIONS)
+    written = (run / "result.json").stat().st_mtime_ns
+    again = train_proxy(token_dir, run, **RUN_OPTIONS)
+    assert (run / "result.json").stat().st_mtime_ns == written, "nothing trained, nothing re-scored"
+    assert again | {"train": None} == first | {"train": None}
+    assert again["train"]["final_loss"] is None
+    domain = sorted(first["domains"])[0]
+    weighted = train_proxy(token_dir, run, **RUN_OPTIONS, weights={domain: 1.0})
+    assert weighted["weights"] == {domain: 1.0} and weighted["score"] == first["domains"][domain]["bpb"]
+    eval_proxy(run, max_eval_tokens_per_domain=4096, device="cpu")  # a score `curate eval` wrote ...
+    rescored = train_proxy(token_dir, run, **RUN_OPTIONS)  # ... is scored again, not trusted
+    assert rescored["score"] == first["score"] and rescored["scored_with"] == first["scored_with"]
+
+
 def test_target_sets_are_scored_with_the_run_tokenizer(run_dir, tmp_path):
     out, _ = run_dir
     unseen = list(itertools.islice(news_texts(), 200, 210))  # news articles the run never saw
