@@ -200,7 +200,11 @@ class RuleEngine:
         # lines first: their arrays are freed before the tokens and the n-gram walk reach their peak
         lines = measure_lines(texts, rules, runs)
         release()
-        tokens = TokenTable.from_texts(texts, split_unspaced=runs[0].unspaced) if needs_tokens else None
+        tokens = (
+            TokenTable.from_texts(texts, runs[0].unspaced, word_runs=self._matches_word_runs(runs))
+            if needs_tokens
+            else None
+        )
         release()
         checks = _Checks(len(texts))
         checks.add(EMPTY, empty)
@@ -306,6 +310,11 @@ class RuleEngine:
             words = package_stop_words(lang)
             self._stop_word_sets[lang] = HashSet(hash_strings(words)) if words else None
         return self._stop_word_sets[lang]
+
+    def _matches_word_runs(self, runs: list[LanguageRun]) -> bool:
+        """Whether C4's bad words of some run are matched on word runs (found with the tokens, then)."""
+        matchers = [self._bad_words(run.lang) for run in runs] if self.bad_words is not None else []
+        return any(isinstance(matcher, BadWordMatcher) for matcher in matchers)
 
     def _bad_words(self, lang: str) -> BadWordMatcher | SubstringBadWords | None:
         if lang not in self._bad_word_matchers:

@@ -476,16 +476,20 @@ class TokenTable:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str], split_unspaced: bool = False) -> TokenTable:
+    def from_texts(
+        cls, texts: Sequence[str], split_unspaced: bool = False, word_runs: bool = False
+    ) -> TokenTable:
         """Tokens of the texts; `split_unspaced` makes each letter of a script written without spaces
-        (CJK, kana, Thai, Lao, Khmer, Myanmar) a word of its own, for documents in such a language."""
+        (CJK, kana, Thai, Lao, Khmer, Myanmar) a word of its own, for documents in such a language.
+        `word_runs`: find the word runs too (see `word_runs`), from the same code points."""
         text = "\n".join(texts)
         doc_char_starts = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=doc_char_starts[1:])
         parts = [
-            _window_tokens(text[a:b], a, doc_char_starts, split_unspaced) for a, b in whitespace_windows(text)
+            _window_tokens(text[a:b], a, doc_char_starts, split_unspaced, word_runs)
+            for a, b in whitespace_windows(text)
         ]
-        return cls(
+        table = cls(
             offsets=_offsets_of([p[0] for p in parts]),
             hashes=np.concatenate([p[1] for p in parts]),
             lengths=np.concatenate([p[2] for p in parts]),
@@ -494,6 +498,13 @@ class TokenTable:
             text=text,
             doc_char_starts=doc_char_starts,
         )
+        if word_runs:
+            runs = [p[5] for p in parts]
+            table._cache["word_runs"] = (
+                np.concatenate([r[1] for r in runs]),
+                _offsets_of([r[0] for r in runs]),
+            )
+        return table
 
     @property
     def n_docs(self) -> int:
@@ -525,12 +536,13 @@ class TokenTable:
 
 
 def _window_tokens(
-    window: str, base: int, doc_char_starts: np.ndarray, split_unspaced: bool = False
-) -> tuple[np.ndarray, ...]:
-    """(tokens before each document start, then per token: hash, length, has_letter, is_word) of one
-    window starting at character `base` of the chunk."""
+    window: str, base: int, doc_char_starts: np.ndarray, split_unspaced: bool = False, word_runs: bool = False
+) -> tuple:
+    """(tokens before each document start, then per token: hash, length, has_letter, is_word, and with
+    `word_runs` the window's word runs) of one window starting at character `base` of the chunk."""
     code_points = _code_points(window)
     flags = _lookup_flags(code_points)
+    runs = (_word_runs_of(code_points, flags, base, doc_char_starts),) if word_runs else ()
     visible = np.flatnonzero((flags & _bit("space")) == 0)
     visible_flags, visible_points = flags[visible], code_points[visible]
     del code_points, flags
@@ -549,6 +561,7 @@ def _window_tokens(
         np.diff(np.r_[first_char, len(visible)]).astype(np.int32),
         _any_per_segment((visible_flags & _bit("letter")) != 0, first_char),
         _any_per_segment((visible_flags & _bit("non_symbol")) != 0, first_char),
+        *runs,
     )
 
 
@@ -556,7 +569,13 @@ def _window_word_runs(window: str, base: int, doc_char_starts: np.ndarray) -> tu
     """(runs before each document start, hash of each lowercased run) of the maximal runs of word chars
     of one window."""
     code_points = _code_points(window)
-    word = (_lookup_flags(code_points) & _bit("word")) != 0
+    return _word_runs_of(code_points, _lookup_flags(code_points), base, doc_char_starts)
+
+
+def _word_runs_of(
+    code_points: np.ndarray, flags: np.ndarray, base: int, doc_char_starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    word = (flags & _bit("word")) != 0
     in_run = np.flatnonzero(word)
     first_char = np.flatnonzero((word & ~_shifted_right(word))[in_run])
     before = _items_before(in_run[first_char] + base, doc_char_starts)
@@ -591,8 +610,10 @@ def _sum_per_segment(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _any_per_segment(values: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
-    offsets = np.r_[segment_starts, len(values)]
-    return _sum_per_segment(values, offsets) > 0
+    """Whether each segment (from its start to the next, none empty) holds a True value."""
+    if not len(segment_starts):
+        return np.zeros(0, dtype=bool)
+    return np.logical_or.reduceat(values, segment_starts)
 
 
 class HashSet:

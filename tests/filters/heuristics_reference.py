@@ -9,6 +9,7 @@ stage with it swapped in to compare every output column.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -145,3 +146,10 @@ def _lowered_substrings(text: str, needles: Sequence[str]) -> set[str]:
     for segment, _ in lowered_windows(text, max(map(len, needles))):
         found.update(needle for needle in needles if needle in segment)
     return found
+
+
+def reference_repeated_groups(keys: Sequence[int]) -> list[int]:
+    """Counter's numbering of the keys seen at least twice, in order of first appearance; -1 otherwise."""
+    counts = Counter(keys)
+    numbers: dict[int, int] = {}
+    return [numbers.setdefault(key, len(numbers)) if counts[key] >= 2 else -1 for key in keys]

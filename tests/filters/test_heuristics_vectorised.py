@@ -11,12 +11,13 @@ import pyarrow as pa
 import pytest
 
 import filters.rules.engine as engine_module
+import filters.rules.ngrams as ngrams_module
 from bench.rule_chain import web_documents
 from filters.heuristics import HeuristicRules, HeuristicsParams
 from filters.rules.languages import LanguageRun
 from filters.rules.lines import LineStats, measure_lines
 from filters.rules.settings import RuleSet
-from tests.filters.heuristics_reference import reference_line_stats
+from tests.filters.heuristics_reference import reference_line_stats, reference_repeated_groups
 from tests.filters.test_heuristics_languages import udhr_parts
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
@@ -125,6 +126,19 @@ def test_languages_match_the_reference(shared):
         parts = udhr_parts(shared, stem, 6) + EDGE_CASES[-8:]
         runs = [LanguageRun(lang, 0, len(parts))]
         assert_same_stats(measure_lines(parts, rules, runs), reference_line_stats(parts, rules, runs))
+
+
+@pytest.mark.parametrize("part_keys", [1 << 18, 64])
+def test_ngram_groups_match_counters_numbering(monkeypatch, part_keys):
+    """Repeated n-gram keys numbered by first appearance, in one part or in many (sorted separately)."""
+    monkeypatch.setattr(ngrams_module, "_PART_KEYS", part_keys)
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 2**64, size=5000, dtype=np.uint64, endpoint=False)
+    keys[rng.integers(0, 5000, 3000)] = keys[rng.integers(0, 5000, 3000)]
+    keys[:40] = keys[4000:4040]  # repeats far apart, first seen early
+    got = ngrams_module._repeated_groups(keys)
+    assert got.tolist() == reference_repeated_groups(keys.tolist())
+    assert ngrams_module._repeated_groups(np.zeros(0, dtype=np.uint64)).tolist() == []
 
 
 @pytest.mark.parametrize("mode", ["drop", "annotate"])
