@@ -433,9 +433,12 @@ def _segment_hashes(code_points: np.ndarray, segment_starts: np.ndarray) -> np.n
     """
     n = len(code_points)
     up, down = _POWERS.get(n + 1)
-    values = (code_points.astype(np.uint64) + _HASH_OFFSET) * up[:n]
     cumulative = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum(values, out=cumulative[1:])
+    values = cumulative[1:]  # built in place: one n-sized array besides the code points
+    values[:] = code_points
+    values += _HASH_OFFSET
+    values *= up[:n]
+    np.cumsum(values, out=values)
     ends = np.r_[segment_starts[1:], n]
     lengths = (ends - segment_starts).astype(np.uint64)
     return (cumulative[ends] - cumulative[segment_starts]) * down[segment_starts] ^ (lengths * _HASH_OFFSET)
