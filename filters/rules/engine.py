@@ -377,9 +377,11 @@ def _ngram_tokens(n: int, chars_per_word: float) -> int:
 
 
 def _release_after_long(n_chars: np.ndarray) -> None:
-    """A long document's steps free hundreds of MB of temporaries that the C heap would keep resident
-    under the next step's peak: between steps they are given back (a chunk of short texts skips it)."""
+    """A long document's steps free hundreds of MB of temporaries that the C heap (and Arrow's pool, for
+    the line arrays) would keep resident under the next step's peak: between steps they are given back
+    (a chunk of short texts skips it)."""
     if int(n_chars.sum()) > WINDOW_CHARS:
+        pa.default_memory_pool().release_unused()
         release_free_memory()
 
 

@@ -169,6 +169,7 @@ class _Sparse:
         self.pos = np.flatnonzero(candidate)
         self.flags, self.first, self.last = flags, first, last
         self.f = flags[self.pos]
+        self._neighbours: dict[int, np.ndarray] = {}
         # consecutive[k]: pos[k] directly follows pos[k - 1] in the same chunk
         self.consecutive = np.zeros(len(self.pos), dtype=bool)
         self.consecutive[1:] = (np.diff(self.pos) == 1) & ~first[self.pos[1:]]
@@ -178,13 +179,20 @@ class _Sparse:
 
     def neighbour(self, offset: int, names: str) -> np.ndarray:
         """Class test on the character `offset` places away (negative: before), within the chunk."""
-        valid = np.ones(len(self.pos), dtype=bool)
-        edge = self.first if offset < 0 else self.last
-        step = -1 if offset < 0 else 1
-        for k in range(abs(offset)):
-            valid &= ~edge[np.clip(self.pos + step * k, 0, len(edge) - 1)]
-        where = np.clip(self.pos + offset, 0, len(self.flags) - 1)
-        return valid & ((self.flags[where] & _bit(*names.split())) != 0)
+        return (self._neighbour_flags(offset) & _bit(*names.split())) != 0
+
+    def _neighbour_flags(self, offset: int) -> np.ndarray:
+        """Class bits of the character `offset` places away from each element, 0 outside its chunk
+        (computed once per offset: the tokenizer asks about the same few offsets many times)."""
+        if offset not in self._neighbours:
+            valid = np.ones(len(self.pos), dtype=bool)
+            edge = self.first if offset < 0 else self.last
+            step = -1 if offset < 0 else 1
+            for k in range(abs(offset)):
+                valid &= ~edge[np.clip(self.pos + step * k, 0, len(edge) - 1)]
+            where = np.clip(self.pos + offset, 0, len(self.flags) - 1)
+            self._neighbours[offset] = np.where(valid, self.flags[where], 0).astype(self.flags.dtype)
+        return self._neighbours[offset]
 
     def next_in_run(self, mask: np.ndarray) -> np.ndarray:
         """mask of the next sparse element when it is the directly following character, else False."""
