@@ -200,11 +200,8 @@ class RuleEngine:
         # lines first: their arrays are freed before the tokens and the n-gram walk reach their peak
         lines = measure_lines(texts, rules, runs)
         release()
-        tokens = (
-            TokenTable.from_texts(texts, runs[0].unspaced, word_runs=self._matches_word_runs(runs))
-            if needs_tokens
-            else None
-        )
+        with_runs = needs_tokens and self._word_runs_with_tokens(runs, n_chars)
+        tokens = TokenTable.from_texts(texts, runs[0].unspaced, with_runs) if needs_tokens else None
         release()
         checks = _Checks(len(texts))
         checks.add(EMPTY, empty)
@@ -311,9 +308,13 @@ class RuleEngine:
             self._stop_word_sets[lang] = HashSet(hash_strings(words)) if words else None
         return self._stop_word_sets[lang]
 
-    def _matches_word_runs(self, runs: list[LanguageRun]) -> bool:
-        """Whether C4's bad words of some run are matched on word runs (found with the tokens, then)."""
-        matchers = [self._bad_words(run.lang) for run in runs] if self.bad_words is not None else []
+    def _word_runs_with_tokens(self, runs: list[LanguageRun], n_chars: np.ndarray) -> bool:
+        """Whether to find C4's word runs in the tokens' pass over the code points: when some run's bad
+        words are matched on them, unless the chunk is one long document (its word runs are found later,
+        so they are not held during the n-gram walk, its memory peak)."""
+        if self.bad_words is None or int(n_chars.sum()) > WINDOW_CHARS:
+            return False
+        matchers = [self._bad_words(run.lang) for run in runs]
         return any(isinstance(matcher, BadWordMatcher) for matcher in matchers)
 
     def _bad_words(self, lang: str) -> BadWordMatcher | SubstringBadWords | None:
