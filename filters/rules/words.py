@@ -566,12 +566,13 @@ def _window_tokens(
     if split_unspaced:
         starts |= _unspaced_letter_starts(visible_flags)
     first_char = np.flatnonzero(starts)
+    classes = _bits_per_segment(visible_flags & _bit("letter", "non_symbol"), first_char)
     return (
         _items_before(visible[first_char] + base, doc_char_starts),
         _segment_hashes(visible_points, first_char),
         np.diff(np.r_[first_char, len(visible)]).astype(np.int32),
-        _any_per_segment((visible_flags & _bit("letter")) != 0, first_char),
-        _any_per_segment((visible_flags & _bit("non_symbol")) != 0, first_char),
+        (classes & _bit("letter")) != 0,
+        (classes & _bit("non_symbol")) != 0,
         *runs,
     )
 
@@ -620,11 +621,11 @@ def _sum_per_segment(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return cumulative[offsets[1:]] - cumulative[offsets[:-1]]
 
 
-def _any_per_segment(values: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
-    """Whether each segment (from its start to the next, none empty) holds a True value."""
+def _bits_per_segment(flags: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
+    """The class bits any character of each segment has (from its start to the next, none empty)."""
     if not len(segment_starts):
-        return np.zeros(0, dtype=bool)
-    return np.logical_or.reduceat(values, segment_starts)
+        return np.zeros(0, dtype=flags.dtype)
+    return np.bitwise_or.reduceat(flags, segment_starts)
 
 
 class HashSet:
