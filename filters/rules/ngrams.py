@@ -28,13 +28,13 @@ def _repeated_groups(keys: np.ndarray) -> np.ndarray:
         starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(part) else np.zeros(0, dtype=bool)
         del ordered
         run_starts = np.flatnonzero(starts)
-        run = np.cumsum(starts) - 1
-        repeated_run = np.diff(np.r_[run_starts, len(part)]) >= 2
-        keep = repeated_run[run]
-        local = np.cumsum(repeated_run) - 1
+        sizes = np.diff(np.r_[run_starts, len(part)])
+        repeated_run = sizes >= 2
+        keep = np.repeat(repeated_run, sizes)
         offset = sum(map(len, firsts))
+        ids = np.arange(offset, offset + int(repeated_run.sum()), dtype=groups.dtype)
         chosen = order[keep] if index is None else index[order[keep]]
-        groups[chosen] = local[run[keep]] + offset
+        groups[chosen] = np.repeat(ids, sizes[repeated_run])
         if len(run_starts):  # a run's first position is its smallest
             run_firsts = np.minimum.reduceat(order, run_starts)[repeated_run]
             firsts.append(run_firsts if index is None else index[run_firsts])
