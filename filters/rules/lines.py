@@ -19,8 +19,16 @@ import pyarrow.compute as pc
 
 from filters.rules.c4lines import c4_line_checks
 from filters.rules.languages import ENGLISH_CHARS_PER_WORD, LanguageRun
-from filters.rules.settings import TERMINAL_PUNCTUATION, WHITESPACE, WHITESPACE_CLASS, RuleSet
-from filters.rules.strings import LineSplit, ends_with_char, repeats, string_ids
+from filters.rules.settings import BULLETS, ELLIPSES, TERMINAL_PUNCTUATION, WHITESPACE, RuleSet
+from filters.rules.strings import (
+    LineSplit,
+    ends_before_space,
+    ends_with_char,
+    is_blank,
+    repeats,
+    starts_after_space,
+    string_ids,
+)
 
 
 @dataclass
@@ -101,7 +109,7 @@ def _paragraph_duplicates(array: pa.Array, n_chars: np.ndarray) -> np.ndarray:
 def _fineweb(split: LineSplit, ids: np.ndarray, short_line: int) -> np.ndarray:
     """FineWeb on the non-blank lines at '\\n': (lines, ending in terminal punctuation, at most
     `short_line` characters long, characters in lines repeating an earlier one)."""
-    blank = np.asarray(pc.match_substring_regex(split.lines, f"^[{WHITESPACE_CLASS}]*$"), dtype=bool)
+    blank = is_blank(split.lines)
     lines, docs, ids = split.lines.filter(pa.array(~blank)), split.docs[~blank], ids[~blank]
     punctuated = ends_with_char(lines, TERMINAL_PUNCTUATION)
     lengths = np.asarray(pc.utf8_length(lines), dtype=np.int64)
@@ -114,11 +122,9 @@ def _bullets_and_ellipses(split: LineSplit) -> np.ndarray:
     """(str.splitlines() lines, at least 1; lines starting with '•' or '-' after leading whitespace;
     lines ending in '...' or '…' before trailing whitespace)."""
     lines = split.lines
-    bullet = pc.match_substring_regex(lines, f"^[{WHITESPACE_CLASS}]*[•\\-]")
-    trimmed = pc.utf8_rtrim(lines, characters=WHITESPACE)
-    ellipsis = pc.or_(pc.ends_with(trimmed, "..."), pc.ends_with(trimmed, "…"))
+    bullet, ellipsis = starts_after_space(lines, "".join(BULLETS)), ends_before_space(lines, ELLIPSES)
     # splitlines() has no empty last line after a final line break (nor any line in '')
     trailing = np.asarray(pc.equal(pc.binary_length(lines.take(split.offsets[1:] - 1)), 0), dtype=bool)
     n_lines = np.maximum(np.diff(split.offsets) - trailing, 1)
-    counts = [split.per_doc(np.asarray(mask, dtype=bool)) for mask in (bullet, ellipsis)]
+    counts = [split.per_doc(mask) for mask in (bullet, ellipsis)]
     return np.stack([n_lines, *counts], axis=1)

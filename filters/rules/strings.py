@@ -9,6 +9,7 @@ k-th word instead of counting every word.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from filters.rules.settings import LINE_BREAKS_RE, OTHER_LINE_BREAKS, WHITESPACE_CLASS
+from filters.rules.settings import LINE_BREAKS_RE, OTHER_LINE_BREAKS, WHITESPACE, WHITESPACE_CLASS
 
 SPACE, VISIBLE = f"[{WHITESPACE_CLASS}]", f"[^{WHITESPACE_CLASS}]"
 
@@ -78,13 +79,62 @@ def ends_with_char(lines: pa.Array, chars: Iterable[str]) -> np.ndarray:
 
 def _last_bytes(lines: pa.Array) -> np.ndarray:
     """The last UTF-8 byte of each line of a large_string array, -1 for an empty line."""
+    return _edge_bytes(lines, last=True)
+
+
+def _edge_bytes(lines: pa.Array, last: bool) -> np.ndarray:
+    """The first or last UTF-8 byte of each line of a large_string array, -1 for an empty line."""
     _, offsets, data = lines.buffers()
     ends = np.frombuffer(offsets, dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
-    last = np.full(len(lines), -1, dtype=np.int16)
+    out = np.full(len(lines), -1, dtype=np.int16)
     filled = ends[1:] > ends[:-1]
     if filled.any():
-        last[filled] = np.frombuffer(data, dtype=np.uint8)[ends[1:][filled] - 1]
-    return last
+        at = ends[1:][filled] - 1 if last else ends[:-1][filled]
+        out[filled] = np.frombuffer(data, dtype=np.uint8)[at]
+    return out
+
+
+def _may_be_space(edge_bytes: np.ndarray) -> np.ndarray:
+    """Whether a character with this first (or last) UTF-8 byte may be whitespace: ASCII whitespace or
+    any byte of a multi-byte character (\\xa0, \\u2003, \\u3000...)."""
+    return np.isin(edge_bytes, _ASCII_SPACE_BYTES) | (edge_bytes >= 0x80)
+
+
+_ASCII_SPACE_BYTES = [ord(char) for char in WHITESPACE if char.isascii()]
+
+
+def matches(lines: pa.Array, pattern: str, maybe: np.ndarray) -> np.ndarray:
+    """The RE2 `pattern` searched only in the lines where `maybe` (False elsewhere)."""
+    out = np.zeros(len(lines), dtype=bool)
+    which = np.flatnonzero(maybe)
+    if len(which):
+        out[which] = np.asarray(pc.match_substring_regex(lines.take(which), pattern), dtype=bool)
+    return out
+
+
+def is_blank(lines: pa.Array) -> np.ndarray:
+    """`not line or line.isspace()`: empty, or only whitespace (which a line ending otherwise is not)."""
+    last = _last_bytes(lines)
+    return (last < 0) | matches(lines, f"^{SPACE}*$", _may_be_space(last))
+
+
+def starts_after_space(lines: pa.Array, chars: str) -> np.ndarray:
+    """`line.lstrip().startswith(tuple(chars))` for single characters."""
+    first = _edge_bytes(lines, last=False)
+    maybe = _may_be_space(first) | np.isin(first, [ord(char) for char in chars if char.isascii()])
+    return matches(lines, f"^{SPACE}*[{re.escape(chars)}]", maybe)
+
+
+def ends_before_space(lines: pa.Array, endings: Sequence[str]) -> np.ndarray:
+    """`line.rstrip().endswith(tuple(endings))`."""
+    last = _last_bytes(lines)
+    maybe = np.flatnonzero(_may_be_space(last) | np.isin(last, [ord(e[-1]) for e in endings]))
+    out = np.zeros(len(lines), dtype=bool)
+    if len(maybe):
+        trimmed = pc.utf8_rtrim(lines.take(maybe), characters=WHITESPACE)
+        hits = [np.asarray(pc.ends_with(trimmed, ending), dtype=bool) for ending in endings]
+        out[maybe] = np.logical_or.reduce(hits)
+    return out
 
 
 def at_least_words(lines: pa.Array, count: int, char_words: np.ndarray) -> np.ndarray:
@@ -100,12 +150,15 @@ def at_least_words(lines: pa.Array, count: int, char_words: np.ndarray) -> np.nd
 def repeats(docs: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """True where an element's id equals an earlier element's of the same document (hash tables, no sort:
     dictionary codes come in order of first appearance, so a new one exceeds every code before it)."""
-    if not len(ids):
-        return np.zeros(0, dtype=bool)
-    pairs = np.asarray(pc.dictionary_encode(pa.array(docs * (int(ids.max()) + 1) + ids)).indices)
-    first = np.ones(len(pairs), dtype=bool)
-    first[1:] = pairs[1:] > np.maximum.accumulate(pairs)[:-1]
-    return ~first
+    out = np.zeros(len(ids), dtype=bool)
+    maybe = np.flatnonzero(np.bincount(ids)[ids] >= 2) if len(ids) else ids  # an id seen once is new
+    if len(maybe):
+        keys = docs[maybe] * (int(ids.max()) + 1) + ids[maybe]
+        pairs = np.asarray(pc.dictionary_encode(pa.array(keys)).indices)
+        first = np.ones(len(pairs), dtype=bool)
+        first[1:] = pairs[1:] > np.maximum.accumulate(pairs)[:-1]
+        out[maybe] = ~first
+    return out
 
 
 def string_ids(strings: pa.Array) -> np.ndarray:

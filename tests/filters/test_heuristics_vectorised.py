@@ -25,6 +25,7 @@ EDGE_CASES = [
     "",
     "\n",
     "\n\n\n",
+    "\u00a0\u3000\nsome words…\u2003\n\u2003• bullet here\n…\u00a0\n\u2028\n-",
     "   \n \t \n",
     "\r\n\r\n",
     "line one.\r\nline two is here.\r\nline three is here too.\r\n",
