@@ -447,9 +447,10 @@ def _segment_hashes(code_points: np.ndarray, segment_starts: np.ndarray) -> np.n
     values += _HASH_OFFSET
     values *= up[:n]
     np.cumsum(values, out=values)
-    ends = np.r_[segment_starts[1:], n]
-    lengths = (ends - segment_starts).astype(np.uint64)
-    return (cumulative[ends] - cumulative[segment_starts]) * down[segment_starts] ^ (lengths * _HASH_OFFSET)
+    bounds = np.r_[segment_starts, n]  # a segment ends where the next starts
+    at_bounds = cumulative[bounds]
+    lengths = np.diff(bounds).astype(np.uint64)
+    return (at_bounds[1:] - at_bounds[:-1]) * down[segment_starts] ^ (lengths * _HASH_OFFSET)
 
 
 def hash_strings(strings: Sequence[str], lower: bool = False) -> np.ndarray:
