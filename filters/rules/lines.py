@@ -1,7 +1,7 @@
 """Line and paragraph rules over every line of a chunk at once: Gopher's duplicate lines and paragraphs,
 its bullet and ellipsis lines, FineWeb's line statistics and C4's virtual line removal (`c4lines`).
 
-Why Arrow: lines are ~20x fewer than tokens, but a Python loop per line still cost half of the stage.
+Why Arrow: lines are ~20x fewer than tokens, but Python loops over them cost about a third of the stage.
 The chunk's texts are split once into an Arrow list array (at '\\n' and at `str.splitlines`' breaks), and
 each rule is a compute kernel over the flattened lines (trim, regex, length, hashing) plus a per-document
 `np.bincount`. Whitespace means Python's `str.isspace` exactly (spelled out as a character class), so

@@ -39,7 +39,7 @@ class LineSplit:
     @classmethod
     def splitlines(cls, texts: Sequence[str], array: pa.Array, at_newlines: LineSplit | None) -> LineSplit:
         """Lines as `str.splitlines()` breaks them (plus an empty last line after a final break): the
-        split at '\n' unless a document holds another line break, whose documents get the regex."""
+        split at '\\n' unless a document holds another line break, whose documents get the regex."""
         other = np.fromiter(map(_has_other_breaks, texts), dtype=bool, count=len(texts))
         if not other.any():
             return at_newlines if at_newlines is not None else cls.at(array, "\n")
@@ -67,7 +67,7 @@ def _has_other_breaks(text: str) -> bool:
 def ends_with_char(lines: pa.Array, chars: Iterable[str]) -> np.ndarray:
     """Whether each line's last character is one of `chars` (never for an empty line)."""
     chars = sorted(set(chars))
-    last = _last_bytes(lines)
+    last = _edge_bytes(lines, last=True)
     out = np.isin(last, [ord(char) for char in chars if char.isascii()])
     wide = [char for char in chars if not char.isascii()]
     maybe = np.flatnonzero(last >= 0x80) if wide else []
@@ -75,11 +75,6 @@ def ends_with_char(lines: pa.Array, chars: Iterable[str]) -> np.ndarray:
         ends = pc.utf8_slice_codeunits(lines.take(maybe), -1)
         out[maybe] = np.asarray(pc.is_in(ends, pa.array(wide, lines.type)), dtype=bool)
     return out
-
-
-def _last_bytes(lines: pa.Array) -> np.ndarray:
-    """The last UTF-8 byte of each line of a large_string array, -1 for an empty line."""
-    return _edge_bytes(lines, last=True)
 
 
 def _edge_bytes(lines: pa.Array, last: bool) -> np.ndarray:
@@ -114,7 +109,7 @@ def matches(lines: pa.Array, pattern: str, maybe: np.ndarray) -> np.ndarray:
 
 def is_blank(lines: pa.Array) -> np.ndarray:
     """`not line or line.isspace()`: empty, or only whitespace (which a line ending otherwise is not)."""
-    last = _last_bytes(lines)
+    last = _edge_bytes(lines, last=True)
     return (last < 0) | matches(lines, f"^{SPACE}*$", _may_be_space(last))
 
 
@@ -127,7 +122,7 @@ def starts_after_space(lines: pa.Array, chars: str) -> np.ndarray:
 
 def ends_before_space(lines: pa.Array, endings: Sequence[str]) -> np.ndarray:
     """`line.rstrip().endswith(tuple(endings))`."""
-    last = _last_bytes(lines)
+    last = _edge_bytes(lines, last=True)
     maybe = np.flatnonzero(_may_be_space(last) | np.isin(last, [ord(e[-1]) for e in endings]))
     out = np.zeros(len(lines), dtype=bool)
     if len(maybe):
