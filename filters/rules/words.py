@@ -360,10 +360,12 @@ def _infix_chars(s: _Sparse, dot: np.ndarray, dot_run: np.ndarray) -> np.ndarray
         ok = s.neighbour(-1, "letter digit")[run_first] & s.neighbour(1, "letter")[run_last]
         infix |= hyphen & ok[run_id]
     url = s.has("colon") & s.neighbour(1, "slash") & s.neighbour(2, "slash")
-    if url.any():
+    if url.any():  # only the (few) infix characters are looked up in the chunks holding a URL
         chunk_starts = np.flatnonzero(s.first)
-        url_chunks = np.searchsorted(chunk_starts, s.pos[url], side="right") - 1
-        infix &= ~np.isin(np.searchsorted(chunk_starts, s.pos, side="right") - 1, url_chunks)
+        in_url = np.zeros(len(chunk_starts), dtype=bool)
+        in_url[np.searchsorted(chunk_starts, s.pos[url], side="right") - 1] = True
+        split = np.flatnonzero(infix)
+        infix[split] = ~in_url[np.searchsorted(chunk_starts, s.pos[split], side="right") - 1]
     return infix
 
 
