@@ -6,7 +6,9 @@
 - `badwords`: C4's bad-words check (word-bounded, or substrings for ja/th/zh);
 - `languages`: what depends on a document's language (the `lang` column): unspaced scripts' words,
   stop-word and bad-word lists, and the grouping of a batch by language;
-- `lines`: line and paragraph rules (duplicates, bullets, FineWeb's line statistics, C4's line removal);
+- `strings`: a chunk's lines as Arrow arrays, and predicates on them with Python's `str` semantics;
+- `lines`: line and paragraph rules over every line of a chunk (duplicates, bullets, FineWeb's line
+  statistics), and `c4lines`: C4's virtual line removal (lorem ipsum, curly brackets, sentences);
 - `engine`: `RuleEngine`, which evaluates every rule on a batch of documents, and its `RuleReport`.
 """
 

@@ -12,7 +12,7 @@ on a chunk of documents at once, with numpy over the UTF-32 code points of the j
   of ~250K keys) on the shrinking set of repeated positions.
 - Long documents: the per-character work runs in ~1M-character windows cut at whitespace and everything
   kept is per token, so memory grows with a document by a small constant (see `curate bench memory`).
-- Lines: plain Python `str` methods, as lines are ~20x fewer than tokens.
+- Lines: split once per chunk into Arrow arrays, each rule a compute kernel over all lines (`lines`).
 
 Decisions match DataTrove's (same definitions, tokens within a few exceptions of spaCy's) except for
 documents sitting right at a threshold; the tests measure the agreement on real documents.
@@ -39,7 +39,6 @@ from curate.textwindows import WINDOW_CHARS, release_free_memory
 from filters.rules.badwords import BadWordMatcher, SubstringBadWords
 from filters.rules.languages import (
     ENGLISH,
-    ENGLISH_CHARS_PER_WORD,
     SUBSTRING_BAD_WORDS,
     LanguageRun,
     group_by_language,
@@ -47,18 +46,11 @@ from filters.rules.languages import (
     package_stop_words,
     runs_within,
 )
-from filters.rules.lines import (
-    bullet_and_ellipsis_lines,
-    c4_document_checks,
-    fineweb_line_stats,
-    paragraph_and_line_duplicates,
-)
+from filters.rules.lines import LineStats, measure_lines
 from filters.rules.ngrams import NgramRepetition
 from filters.rules.settings import (
-    C4_END_PUNCTUATION,
     CHUNK_CHARS,
     EMPTY,
-    MULTILINGUAL_END_PUNCTUATION,
     RuleSet,
     _code,
 )
@@ -205,35 +197,33 @@ class RuleEngine:
             or self.bad_words is not None
         )
         release = functools.partial(_release_after_long, n_chars)
-        tokens = TokenTable.from_texts(texts, split_unspaced=runs[0].unspaced) if needs_tokens else None
+        # lines first: their arrays are freed before the tokens and the n-gram walk reach their peak
+        lines = measure_lines(texts, rules, runs)
+        release()
+        with_runs = needs_tokens and self._word_runs_with_tokens(runs, n_chars)
+        tokens = TokenTable.from_texts(texts, runs[0].unspaced, with_runs) if needs_tokens else None
         release()
         checks = _Checks(len(texts))
         checks.add(EMPTY, empty)
         signals = {f.name: np.full(len(texts), np.nan) for f in SIGNAL_FIELDS}
         if rules.gopher_repetition.enabled:
-            self._gopher_repetition(texts, n_chars, tokens, runs, checks, signals)
+            self._gopher_repetition(n_chars, lines, tokens, runs, checks, signals)
             release()
-        # split after the n-gram walk, the peak of a long document, so the lines never add to it
-        lines = [t.splitlines() for t in texts] if rules.gopher_quality.enabled or rules.c4.enabled else []
         if rules.gopher_quality.enabled:
             self._gopher_quality(texts, lines, tokens, runs, checks, signals)
         if rules.c4.enabled:
             self._c4(texts, lines, tokens, runs, checks, signals)
-        del lines
-        release()
         if rules.fineweb.enabled:
-            self._fineweb(texts, tokens, runs, checks, signals)
+            self._fineweb(texts, lines, tokens, checks, signals)
         failed = np.stack(checks.failed, axis=1) if texts else np.zeros((0, len(checks.codes)), dtype=bool)
         failed[empty, 1:] = False  # an empty document gets the one clear reason
         return RuleReport(codes=checks.codes, failed=failed, signals=signals, skipped=checks.skipped)
 
     # -- families ------------------------------------------------------------------------------------------
 
-    def _gopher_repetition(self, texts, n_chars, tokens, runs, checks: _Checks, signals) -> None:
+    def _gopher_repetition(self, n_chars, lines: LineStats, tokens, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.gopher_repetition, "gopher_repetition"
-        stats = np.array([paragraph_and_line_duplicates(t) for t in texts], dtype=np.float64).reshape(-1, 4)
-        _release_after_long(n_chars)
-        para_frac, para_chars, line_frac, line_chars = stats.T
+        para_frac, para_chars, line_frac, line_chars = lines.duplicates.T
         _max_rule(checks, _code(family, "dup_para_frac"), para_frac, rules.max_dup_para_frac)
         _max_rule(checks, _code(family, "dup_para_char_frac"), para_chars, rules.max_dup_para_char_frac)
         _max_rule(checks, _code(family, "dup_line_frac"), line_frac, rules.max_dup_line_frac)
@@ -249,16 +239,14 @@ class RuleEngine:
         if dups:
             signals["rule_dup_ngram_char_frac"] = ngrams[("dup", size(min(dups)))]
 
-    def _gopher_quality(self, texts, lines_of, tokens: TokenTable, runs, checks: _Checks, signals) -> None:
+    def _gopher_quality(self, texts, line_stats: LineStats, tokens, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.gopher_quality, "gopher_quality"
         n_tokens = np.maximum(tokens.counts, 1)
         chars_per_word = runs[0].chars_per_word
         n_words, mean_length = _words_and_mean_length(tokens, chars_per_word)
         alpha_frac = tokens.per_doc_sum(tokens.has_letter) / n_tokens
         symbols = np.array([max(t.count("#"), t.count("...") + t.count("…")) for t in texts], dtype=np.int64)
-        lines = np.array(
-            [bullet_and_ellipsis_lines(t, ls) for t, ls in zip(texts, lines_of, strict=True)], dtype=np.int64
-        ).reshape(-1, 3)
+        lines = line_stats.bullets
 
         checks.add(
             _code(family, "word_count"),
@@ -292,24 +280,14 @@ class RuleEngine:
         signals["rule_mean_word_length"] = mean_length
         signals["rule_alpha_word_frac"] = alpha_frac
 
-    def _c4(self, texts, lines_of, tokens, runs, checks: _Checks, signals) -> None:
+    def _c4(self, texts, lines: LineStats, tokens, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.c4, "c4"
-        results = []
-        for run in runs:
-            punctuation = C4_END_PUNCTUATION if run.lang == ENGLISH else MULTILINGUAL_END_PUNCTUATION
-            results += [
-                c4_document_checks(t, rules, ls, punctuation, char_words=run.unspaced)
-                for t, ls in zip(texts[run.docs], lines_of[run.docs], strict=True)
-            ]
-        lorem = np.array([r[0] for r in results], dtype=bool)
-        curly = np.array([r[1] for r in results], dtype=bool)
-        sentences = np.array([r[2] for r in results], dtype=np.int64)
         if rules.reject_lorem_ipsum:
-            checks.add(_code(family, "lorem_ipsum"), lorem)
+            checks.add(_code(family, "lorem_ipsum"), lines.lorem)
         if rules.reject_curly_bracket:
-            checks.add(_code(family, "curly_bracket"), curly)
+            checks.add(_code(family, "curly_bracket"), lines.curly)
         if rules.min_sentences is not None:
-            checks.add(_code(family, "too_few_sentences"), sentences < rules.min_sentences)
+            checks.add(_code(family, "too_few_sentences"), lines.few_sentences)
         if self.bad_words is not None:
             code, bad = _code(family, "bad_words"), np.full(len(texts), np.nan)
             for run in runs:
@@ -330,6 +308,15 @@ class RuleEngine:
             self._stop_word_sets[lang] = HashSet(hash_strings(words)) if words else None
         return self._stop_word_sets[lang]
 
+    def _word_runs_with_tokens(self, runs: list[LanguageRun], n_chars: np.ndarray) -> bool:
+        """Whether to find C4's word runs in the tokens' pass over the code points: when some run's bad
+        words are matched on them, unless the chunk is one long document (its word runs are found later,
+        so they are not held during the n-gram walk, its memory peak)."""
+        if self.bad_words is None or int(n_chars.sum()) > WINDOW_CHARS:
+            return False
+        matchers = [self._bad_words(run.lang) for run in runs]
+        return any(isinstance(matcher, BadWordMatcher) for matcher in matchers)
+
     def _bad_words(self, lang: str) -> BadWordMatcher | SubstringBadWords | None:
         if lang not in self._bad_word_matchers:
             folder = self.rules.c4.bad_words_dir
@@ -338,11 +325,9 @@ class RuleEngine:
             self._bad_word_matchers[lang] = kind(words) if words else None
         return self._bad_word_matchers[lang]
 
-    def _fineweb(self, texts, tokens: TokenTable, runs, checks: _Checks, signals) -> None:
+    def _fineweb(self, texts, lines: LineStats, tokens: TokenTable, checks: _Checks, signals) -> None:
         rules, family = self.rules.fineweb, "fineweb"
-        short_line = _short_line_length(rules.short_line_length, runs[0].chars_per_word)
-        stats = np.array([fineweb_line_stats(t, short_line) for t in texts], dtype=np.float64).reshape(-1, 4)
-        n_lines, punctuated, short, dup_chars = stats.T
+        n_lines, punctuated, short, dup_chars = lines.fineweb.T
         lines = np.maximum(n_lines, 1)
         punct_ratio = punctuated / lines
         if rules.min_line_punct_ratio is not None:
@@ -386,14 +371,6 @@ def _words_and_mean_length(tokens: TokenTable, chars_per_word: float) -> tuple[n
     return n_words, tokens.per_doc_sum(tokens.lengths * tokens.is_word) / np.maximum(n_words, 1)
 
 
-def _short_line_length(chars: int, chars_per_word: float) -> int:
-    """FineWeb's short line (<= 30 characters, ~4 English words) in an unspaced script: as many words,
-    k letters each."""
-    if chars_per_word == 1.0:
-        return chars
-    return max(1, round(chars / ENGLISH_CHARS_PER_WORD * chars_per_word))
-
-
 def _ngram_tokens(n: int, chars_per_word: float) -> int:
     """Tokens in Gopher's n-word n-gram: n, or round(n * k) letters of an unspaced script (at most 32,
     the longest n-gram NgramRepetition hashes)."""
@@ -401,9 +378,11 @@ def _ngram_tokens(n: int, chars_per_word: float) -> int:
 
 
 def _release_after_long(n_chars: np.ndarray) -> None:
-    """A long document's steps free hundreds of MB of temporaries that the C heap would keep resident
-    under the next step's peak: between steps they are given back (a chunk of short texts skips it)."""
+    """A long document's steps free hundreds of MB of temporaries that the C heap (and Arrow's pool, for
+    the line arrays) would keep resident under the next step's peak: between steps they are given back
+    (a chunk of short texts skips it)."""
     if int(n_chars.sum()) > WINDOW_CHARS:
+        pa.default_memory_pool().release_unused()
         release_free_memory()
 
 

@@ -22,18 +22,22 @@ def _repeated_groups(keys: np.ndarray) -> np.ndarray:
     groups = np.full(len(keys), -1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
     firsts: list[np.ndarray] = []  # the first position of each group, in group order
     for index in _key_parts(keys):
-        part = keys[index]
-        order = np.argsort(part, kind="stable")  # equal keys keep their order: a run starts at its first
+        part = keys if index is None else keys[index]
+        order = np.argsort(part)  # SIMD introsort, ~4x a stable sort: a run's order is arbitrary
         ordered = part[order]
         starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(part) else np.zeros(0, dtype=bool)
         del ordered
-        run = np.cumsum(starts) - 1
-        repeated_run = np.bincount(run) >= 2 if len(run) else np.zeros(0, dtype=bool)
-        keep = repeated_run[run]
-        local = np.cumsum(repeated_run) - 1
+        run_starts = np.flatnonzero(starts)
+        sizes = np.diff(np.r_[run_starts, len(part)])
+        repeated_run = sizes >= 2
+        keep = np.repeat(repeated_run, sizes)
         offset = sum(map(len, firsts))
-        groups[index[order[keep]]] = local[run[keep]] + offset
-        firsts.append(index[order[starts & keep]])
+        ids = np.arange(offset, offset + int(repeated_run.sum()), dtype=groups.dtype)
+        chosen = order[keep] if index is None else index[order[keep]]
+        groups[chosen] = np.repeat(ids, sizes[repeated_run])
+        if len(run_starts):  # a run's first position is its smallest
+            run_firsts = np.minimum.reduceat(order, run_starts)[repeated_run]
+            firsts.append(run_firsts if index is None else index[run_firsts])
     first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
     rank = np.empty(len(first), dtype=groups.dtype)
     rank[np.argsort(first)] = np.arange(len(first), dtype=groups.dtype)
@@ -58,11 +62,12 @@ def _compact(keep: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(array[:kept] for array in arrays)
 
 
-def _key_parts(keys: np.ndarray) -> Iterator[np.ndarray]:
-    """Index arrays splitting the keys by their top bits into parts of about `_PART_KEYS` keys."""
+def _key_parts(keys: np.ndarray) -> Iterator[np.ndarray | None]:
+    """Index arrays splitting the keys by their top bits into parts of about `_PART_KEYS` keys (None:
+    one part, all of them)."""
     bits = max(0, int(np.ceil(np.log2(max(len(keys), 1) / _PART_KEYS))))
     if bits == 0:
-        yield np.arange(len(keys))
+        yield None
         return
     part_of = np.empty(len(keys), dtype=np.uint16)
     for start in range(0, len(keys), _BLOCK):
@@ -99,13 +104,15 @@ class NgramRepetition:
         np.cumsum(tokens.lengths, out=self.cum_chars[1:])
 
     def _has_ngram(self, positions: np.ndarray, n: int) -> np.ndarray:
-        """Whether an n-gram starts at each position (n tokens left in its document), in blocks: nothing
-        per token is stored for it (a 50 MB document has ~11 M tokens)."""
-        out = np.empty(len(positions), dtype=bool)
-        ends = self.tokens.offsets[1:]
-        for start in range(0, len(positions), _BLOCK):
-            block = positions[start : start + _BLOCK]
-            out[start : start + _BLOCK] = ends[self.tokens.doc_of(block)] - block >= n
+        """Whether an n-gram starts at each of the (increasing) positions: False only in the last n - 1
+        tokens of a document, found per document by binary search (nothing per token is computed)."""
+        offsets = self.tokens.offsets
+        tail_start = np.maximum(offsets[1:] - (n - 1), offsets[:-1])
+        low, high = np.searchsorted(positions, tail_start), np.searchsorted(positions, offsets[1:])
+        lengths = high - low
+        out = np.ones(len(positions), dtype=bool)
+        if lengths.any():
+            out[np.repeat(low - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())] = False
         return out
 
     def measure(self, top_ns: Sequence[int], dup_ns: Sequence[int]) -> dict[tuple[str, int], np.ndarray]:

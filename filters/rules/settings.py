@@ -33,6 +33,14 @@ C4_POLICY_SUBSTRINGS = (
     "use cookies",
 )
 BULLETS = ("•", "-")
+WHITESPACE = "".join(char for char in map(chr, range(0x10000)) if char.isspace())
+"""What `str.strip()`, `str.split()` and `str.isspace()` treat as whitespace (all in the BMP)."""
+WHITESPACE_CLASS = "".join(f"\\x{{{ord(char):x}}}" for char in WHITESPACE)
+"""WHITESPACE inside an RE2 character class (Arrow's regex kernels), where `\\s` is ASCII only."""
+OTHER_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+"""Where `str.splitlines()` breaks a line besides '\\n' ('\\r\\n' is one break)."""
+LINE_BREAKS_RE = "\\r\\n|[\\n" + "".join(f"\\x{{{ord(char):x}}}" for char in OTHER_LINE_BREAKS) + "]"
+"""Where `str.splitlines()` breaks a line, as an RE2 pattern for Arrow's split_pattern_regex."""
 ELLIPSES = ("...", "…")
 
 _CITATION_RE = re.compile(r"\[\d*]|\[edit]|\[citation needed]")

@@ -169,6 +169,7 @@ class _Sparse:
         self.pos = np.flatnonzero(candidate)
         self.flags, self.first, self.last = flags, first, last
         self.f = flags[self.pos]
+        self._neighbours: dict[int, np.ndarray] = {}
         # consecutive[k]: pos[k] directly follows pos[k - 1] in the same chunk
         self.consecutive = np.zeros(len(self.pos), dtype=bool)
         self.consecutive[1:] = (np.diff(self.pos) == 1) & ~first[self.pos[1:]]
@@ -178,13 +179,20 @@ class _Sparse:
 
     def neighbour(self, offset: int, names: str) -> np.ndarray:
         """Class test on the character `offset` places away (negative: before), within the chunk."""
-        valid = np.ones(len(self.pos), dtype=bool)
-        edge = self.first if offset < 0 else self.last
-        step = -1 if offset < 0 else 1
-        for k in range(abs(offset)):
-            valid &= ~edge[np.clip(self.pos + step * k, 0, len(edge) - 1)]
-        where = np.clip(self.pos + offset, 0, len(self.flags) - 1)
-        return valid & ((self.flags[where] & _bit(*names.split())) != 0)
+        return (self._neighbour_flags(offset) & _bit(*names.split())) != 0
+
+    def _neighbour_flags(self, offset: int) -> np.ndarray:
+        """Class bits of the character `offset` places away from each element, 0 outside its chunk
+        (computed once per offset: the tokenizer asks about the same few offsets many times)."""
+        if offset not in self._neighbours:
+            valid = np.ones(len(self.pos), dtype=bool)
+            edge = self.first if offset < 0 else self.last
+            step = -1 if offset < 0 else 1
+            for k in range(abs(offset)):
+                valid &= ~edge[np.clip(self.pos + step * k, 0, len(edge) - 1)]
+            where = np.clip(self.pos + offset, 0, len(self.flags) - 1)
+            self._neighbours[offset] = np.where(valid, self.flags[where], 0).astype(self.flags.dtype)
+        return self._neighbours[offset]
 
     def next_in_run(self, mask: np.ndarray) -> np.ndarray:
         """mask of the next sparse element when it is the directly following character, else False."""
@@ -352,10 +360,12 @@ def _infix_chars(s: _Sparse, dot: np.ndarray, dot_run: np.ndarray) -> np.ndarray
         ok = s.neighbour(-1, "letter digit")[run_first] & s.neighbour(1, "letter")[run_last]
         infix |= hyphen & ok[run_id]
     url = s.has("colon") & s.neighbour(1, "slash") & s.neighbour(2, "slash")
-    if url.any():
+    if url.any():  # only the (few) infix characters are looked up in the chunks holding a URL
         chunk_starts = np.flatnonzero(s.first)
-        url_chunks = np.searchsorted(chunk_starts, s.pos[url], side="right") - 1
-        infix &= ~np.isin(np.searchsorted(chunk_starts, s.pos, side="right") - 1, url_chunks)
+        in_url = np.zeros(len(chunk_starts), dtype=bool)
+        in_url[np.searchsorted(chunk_starts, s.pos[url], side="right") - 1] = True
+        split = np.flatnonzero(infix)
+        infix[split] = ~in_url[np.searchsorted(chunk_starts, s.pos[split], side="right") - 1]
     return infix
 
 
@@ -433,12 +443,16 @@ def _segment_hashes(code_points: np.ndarray, segment_starts: np.ndarray) -> np.n
     """
     n = len(code_points)
     up, down = _POWERS.get(n + 1)
-    values = (code_points.astype(np.uint64) + _HASH_OFFSET) * up[:n]
     cumulative = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum(values, out=cumulative[1:])
-    ends = np.r_[segment_starts[1:], n]
-    lengths = (ends - segment_starts).astype(np.uint64)
-    return (cumulative[ends] - cumulative[segment_starts]) * down[segment_starts] ^ (lengths * _HASH_OFFSET)
+    values = cumulative[1:]  # built in place: one n-sized array besides the code points
+    values[:] = code_points
+    values += _HASH_OFFSET
+    values *= up[:n]
+    np.cumsum(values, out=values)
+    bounds = np.r_[segment_starts, n]  # a segment ends where the next starts
+    at_bounds = cumulative[bounds]
+    lengths = np.diff(bounds).astype(np.uint64)
+    return (at_bounds[1:] - at_bounds[:-1]) * down[segment_starts] ^ (lengths * _HASH_OFFSET)
 
 
 def hash_strings(strings: Sequence[str], lower: bool = False) -> np.ndarray:
@@ -476,16 +490,20 @@ class TokenTable:
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str], split_unspaced: bool = False) -> TokenTable:
+    def from_texts(
+        cls, texts: Sequence[str], split_unspaced: bool = False, word_runs: bool = False
+    ) -> TokenTable:
         """Tokens of the texts; `split_unspaced` makes each letter of a script written without spaces
-        (CJK, kana, Thai, Lao, Khmer, Myanmar) a word of its own, for documents in such a language."""
+        (CJK, kana, Thai, Lao, Khmer, Myanmar) a word of its own, for documents in such a language.
+        `word_runs`: find the word runs too (see `word_runs`), from the same code points."""
         text = "\n".join(texts)
         doc_char_starts = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)) + 1, out=doc_char_starts[1:])
         parts = [
-            _window_tokens(text[a:b], a, doc_char_starts, split_unspaced) for a, b in whitespace_windows(text)
+            _window_tokens(text[a:b], a, doc_char_starts, split_unspaced, word_runs)
+            for a, b in whitespace_windows(text)
         ]
-        return cls(
+        table = cls(
             offsets=_offsets_of([p[0] for p in parts]),
             hashes=np.concatenate([p[1] for p in parts]),
             lengths=np.concatenate([p[2] for p in parts]),
@@ -494,6 +512,13 @@ class TokenTable:
             text=text,
             doc_char_starts=doc_char_starts,
         )
+        if word_runs:
+            runs = [p[5] for p in parts]
+            table._cache["word_runs"] = (
+                np.concatenate([r[1] for r in runs]),
+                _offsets_of([r[0] for r in runs]),
+            )
+        return table
 
     @property
     def n_docs(self) -> int:
@@ -525,12 +550,13 @@ class TokenTable:
 
 
 def _window_tokens(
-    window: str, base: int, doc_char_starts: np.ndarray, split_unspaced: bool = False
-) -> tuple[np.ndarray, ...]:
-    """(tokens before each document start, then per token: hash, length, has_letter, is_word) of one
-    window starting at character `base` of the chunk."""
+    window: str, base: int, doc_char_starts: np.ndarray, split_unspaced: bool = False, word_runs: bool = False
+) -> tuple:
+    """(tokens before each document start, then per token: hash, length, has_letter, is_word, and with
+    `word_runs` the window's word runs) of one window starting at character `base` of the chunk."""
     code_points = _code_points(window)
     flags = _lookup_flags(code_points)
+    runs = (_word_runs_of(code_points, flags, base, doc_char_starts),) if word_runs else ()
     visible = np.flatnonzero((flags & _bit("space")) == 0)
     visible_flags, visible_points = flags[visible], code_points[visible]
     del code_points, flags
@@ -543,12 +569,14 @@ def _window_tokens(
     if split_unspaced:
         starts |= _unspaced_letter_starts(visible_flags)
     first_char = np.flatnonzero(starts)
+    classes = _bits_per_segment(visible_flags & _bit("letter", "non_symbol"), first_char)
     return (
         _items_before(visible[first_char] + base, doc_char_starts),
         _segment_hashes(visible_points, first_char),
         np.diff(np.r_[first_char, len(visible)]).astype(np.int32),
-        _any_per_segment((visible_flags & _bit("letter")) != 0, first_char),
-        _any_per_segment((visible_flags & _bit("non_symbol")) != 0, first_char),
+        (classes & _bit("letter")) != 0,
+        (classes & _bit("non_symbol")) != 0,
+        *runs,
     )
 
 
@@ -556,7 +584,13 @@ def _window_word_runs(window: str, base: int, doc_char_starts: np.ndarray) -> tu
     """(runs before each document start, hash of each lowercased run) of the maximal runs of word chars
     of one window."""
     code_points = _code_points(window)
-    word = (_lookup_flags(code_points) & _bit("word")) != 0
+    return _word_runs_of(code_points, _lookup_flags(code_points), base, doc_char_starts)
+
+
+def _word_runs_of(
+    code_points: np.ndarray, flags: np.ndarray, base: int, doc_char_starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    word = (flags & _bit("word")) != 0
     in_run = np.flatnonzero(word)
     first_char = np.flatnonzero((word & ~_shifted_right(word))[in_run])
     before = _items_before(in_run[first_char] + base, doc_char_starts)
@@ -590,9 +624,11 @@ def _sum_per_segment(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return cumulative[offsets[1:]] - cumulative[offsets[:-1]]
 
 
-def _any_per_segment(values: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
-    offsets = np.r_[segment_starts, len(values)]
-    return _sum_per_segment(values, offsets) > 0
+def _bits_per_segment(flags: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
+    """The class bits any character of each segment has (from its start to the next, none empty)."""
+    if not len(segment_starts):
+        return np.zeros(0, dtype=flags.dtype)
+    return np.bitwise_or.reduceat(flags, segment_starts)
 
 
 class HashSet:

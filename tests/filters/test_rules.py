@@ -19,7 +19,7 @@ from curate.stages.registry import get_stage, stage_names
 from filters.heuristics import HeuristicRules
 from filters.rules import SIGNAL_FIELDS, RuleEngine, RuleSet
 from filters.rules.badwords import default_bad_words
-from filters.rules.lines import count_sentences
+from filters.rules.c4lines import count_sentences
 from filters.rules.ngrams import NgramRepetition
 from filters.rules.words import TokenTable, tokenize
 
