@@ -9,9 +9,10 @@ the same):
 - KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop. Tolerance: none
   (bit-identical float64 to the loop it replaced, which this file keeps as the reference).
 - classifier lines come from the shared normalisation for documents within the cap. Tolerance: none.
-- langid reads a long document on its first 1000 characters, whole when that sample scores below 0.9.
+- langid reads a long document on its first 500 characters, whole when that sample scores below 0.9.
   Tolerance: the same `lang` as the whole text on >= 99.5% of documents, English web and multilingual
-  alike; a text within the sample is classified exactly as before.
+  alike; a text within the sample is classified exactly as before. Samples are cut from a prefix of each
+  text: tolerance none (the same samples as cutting each whole one-line text).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from curate.textsources import book_passages, wikipedia_pages
 from filters import batch_memo
 from filters.fasttext_scoring import classifier_lines
 from filters.kenlm_lm import document_perplexities, load_kenlm, normalize_for_lm, perplexities
-from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled
+from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled, sample_lines
 from filters.model_registry import find_model, models_home
 from tests.filters.web_docs import web_docs
 
@@ -132,13 +133,34 @@ def test_langid_sample_agrees_with_the_whole_text(shared: Path, real_texts: list
             if not info.is_dir():
                 udhr.append(archive.read(info).decode("utf-8", errors="replace"))
     for name, texts in {"web, wiki, books": real_texts, "UDHR in 388 languages": udhr}.items():
-        lines = one_line(pa.array(texts, pa.large_string()))
+        column = pa.array(texts, pa.large_string())
+        lines = one_line(column)
         whole, whole_scores = predict_languages(lines)
-        sampled, sampled_scores = predict_sampled(lines, SAMPLE_CHARS)
+        sampled, sampled_scores = predict_sampled(column, SAMPLE_CHARS)
         agreement = np.mean(np.array(whole) == np.array(sampled))
         assert agreement >= MIN_LANG_AGREEMENT, (name, agreement)
         short = np.array([len(line) <= SAMPLE_CHARS for line in lines])
         assert np.array_equal(sampled_scores[short], whole_scores[short]), name
+
+
+def test_samples_from_a_prefix_equal_cutting_the_whole_line(real_texts: list[str]) -> None:
+    breaks = "\r\n" * 900
+    texts = [
+        *real_texts[:40],
+        None,
+        "",
+        "a" * 499 + "\r\n" + "b" * 10,  # a break run across the sample's end
+        "a" * 1999 + "\r\n" + "b",  # ... across the prefix's end
+        "a" * 10 + breaks + "b" * 600,  # runs collapse the prefix below the sample: made whole
+        "é" * 300 + breaks + "日本" * 400,
+        breaks,
+    ]
+    column = pa.array(texts, pa.large_string())
+    for max_chars in (None, 300, 510, 5000):
+        lines = one_line(column, max_chars)
+        samples, longer = sample_lines(column, 500, max_chars)
+        assert samples == [line[:500] for line in lines], max_chars
+        assert longer.tolist() == [len(line) > 500 for line in lines], max_chars
 
 
 def tiny_models(shared: Path, home: Path) -> Path:
