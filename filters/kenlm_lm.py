@@ -24,6 +24,7 @@ a stage that scores never imports the training code or the tool builder.
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 
 import numpy as np
@@ -53,7 +54,11 @@ PUNCTUATION_TO = {
 """CCNet's UNICODE_PUNCT map grouped by replacement; the multi-character ones are handled separately."""
 PUNCTUATION_MULTI = {"。": ". ", "．": ". ", "—": " - ", "…": "..."}
 
-NON_PRINTING = r"[\x00-\x08\x0b-\x1f\x7f-\x9f\p{Cf}]"
+NON_PRINTING = r"\x00-\x08\x0b-\x1f\x7f-\x9f\p{Cf}"
+REMOVED = rf"[\p{{Mn}}{NON_PRINTING}]+"
+"""Combining marks (accents, once NFD has split them off) and non-printing characters, removed in one
+pass: none of them is a punctuation source or target, so removing them before the punctuation map gives
+CCNet's result (which removes non-printing characters after it)."""
 SPACES = r" \t\r\v\f\x{a0}\x{2000}-\x{200a}\x{3000}"
 SPACE_RUN_TO_COLLAPSE = rf"[{SPACES[1:]}][{SPACES}]*| [{SPACES}]+"
 """Every run of spaces other than a lone ' ' (which would become itself): the same result as replacing
@@ -63,11 +68,10 @@ every run with ' ', at a fraction of the matches."""
 def normalize_for_lm(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """CCNet normalisation of whole documents (newlines kept as paragraph breaks), plus the punctuation
     split that stands in for SentencePiece; see the module docstring."""
-    texts = pc.utf8_lower(pc.fill_null(texts, ""))
-    texts = pc.utf8_normalize(texts, form="NFD")
-    texts = pc.replace_substring_regex(texts, r"\p{Mn}+", "")
+    texts = pc.utf8_lower(pc.fill_null(_one_array(texts), ""))
+    texts, present = decompose(texts)
+    texts = pc.replace_substring_regex(texts, REMOVED, "")
     texts = pc.replace_substring_regex(texts, r"\p{Nd}", "0")
-    present = non_ascii_chars(texts)
     for target, sources in PUNCTUATION_TO.items():
         if present.intersection(sources):  # a pass that could change nothing is skipped
             texts = pc.replace_substring_regex(
@@ -76,11 +80,59 @@ def normalize_for_lm(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     for source, target in PUNCTUATION_MULTI.items():
         if source in present:
             texts = pc.replace_substring(texts, source, target)
-    texts = pc.replace_substring_regex(texts, NON_PRINTING, "")
     texts = pc.replace_substring_regex(texts, r"([\p{P}\p{S}])", r" \1 ")
     texts = pc.replace_substring_regex(texts, SPACE_RUN_TO_COLLAPSE, " ")
     texts = pc.replace_substring_regex(texts, r" ?\n[ \n]*", "\n")
     return pc.utf8_trim(texts, " \n")
+
+
+def _one_array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(texts, pa.ChunkedArray):
+        return texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
+    return texts
+
+
+def decompose(texts: pa.Array) -> tuple[pa.Array, set[str] | AllCharacters]:
+    """Unicode NFD of the texts, and (a superset of) the non-ASCII characters of the result.
+
+    Why not one `utf8_normalize` pass: it is the normalisation's dearest pass, yet on web text most
+    documents hold no character NFD changes (curly quotes, dashes, non-breaking spaces: no decomposition,
+    combining class 0). A string of such characters is its own NFD (NFD is per-character decomposition,
+    then reordering of characters of non-zero combining class only), so only the rows holding a character
+    that decomposes or combines (`nfd_sensitive`) go through `utf8_normalize`, and the result is identical.
+    """
+    present = non_ascii_chars(texts)
+    if isinstance(present, AllCharacters):
+        return pc.utf8_normalize(texts, form="NFD"), present
+    decompositions = nfd_of(present)
+    sensitive = [c for c in present if nfd_sensitive(c, decompositions[c])]
+    after = set().union(*map(set, decompositions.values()))
+    if not sensitive:
+        return texts, after
+    rows = pc.match_substring_regex(texts, f"[{_re2_class(''.join(sorted(sensitive)))}]")
+    if pc.all(rows).as_py():
+        return pc.utf8_normalize(texts, form="NFD"), after
+    decomposed = pc.utf8_normalize(texts.filter(rows), form="NFD")
+    return pc.replace_with_mask(texts, rows, decomposed), after
+
+
+_NFD: dict[str, str] = {}
+"""Arrow's NFD of each character met so far (the same engine as the column's pass)."""
+
+
+def nfd_of(chars: set[str]) -> dict[str, str]:
+    """Each character's NFD as Arrow computes it."""
+    new = [c for c in chars if c not in _NFD]
+    if new:
+        _NFD.update(zip(new, pc.utf8_normalize(pa.array(new), form="NFD").to_pylist(), strict=True))
+    return {c: _NFD[c] for c in chars}
+
+
+def nfd_sensitive(char: str, decomposition: str) -> bool:
+    """Whether NFD may change a string holding `char`: it decomposes, or it has a non-zero combining class
+    (reordered among its neighbours). A character Python's Unicode tables do not know (newer than them)
+    counts as sensitive, so a newer Arrow never makes the shortcut wrong."""
+    return decomposition != char or unicodedata.combining(char) != 0 or unicodedata.category(char) == "Cn"
 
 
 def non_ascii_chars(texts: pa.Array | pa.ChunkedArray) -> set[str] | AllCharacters:

@@ -8,6 +8,9 @@ the same):
   reuse and the chain with the memo emptied before every stage give identical columns and drop reasons.
 - KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop. Tolerance: none
   (bit-identical float64 to the loop it replaced, which this file keeps as the reference).
+- the CCNet normalisation decomposes (NFD) only the rows holding a character NFD changes, and removes
+  combining marks and non-printing characters in one pass. Tolerance: none (the same text as every pass
+  on every row, which this file keeps as the reference).
 - classifier lines come from the shared normalisation for documents within the cap. Tolerance: none.
 - langid reads a long document on its first 500 characters, whole when that sample scores below 0.9.
   Tolerance: the same `lang` as the whole text on >= 99.5% of documents, English web and multilingual
@@ -32,7 +35,16 @@ from curate.stages.registry import get_stage
 from curate.textsources import book_passages, wikipedia_pages
 from filters import batch_memo
 from filters.fasttext_scoring import classifier_lines
-from filters.kenlm_lm import document_perplexities, load_kenlm, normalize_for_lm, perplexities
+from filters.kenlm_lm import (
+    NON_PRINTING,
+    PUNCTUATION_MULTI,
+    PUNCTUATION_TO,
+    SPACE_RUN_TO_COLLAPSE,
+    document_perplexities,
+    load_kenlm,
+    normalize_for_lm,
+    perplexities,
+)
 from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled, sample_lines
 from filters.model_registry import find_model, models_home
 from tests.filters.web_docs import web_docs
@@ -114,6 +126,38 @@ def test_document_perplexities_are_bit_identical_to_the_loop(real_texts: list[st
     )
     assert perplexities(model, column) is perplexities(model, column)  # the second call is the memo's
     assert np.array_equal(perplexities(model, column), got, equal_nan=True)
+
+
+def every_pass(texts: pa.Array) -> pa.Array:
+    """CCNet's normalisation as plain passes over every row (the reference `normalize_for_lm` keeps to)."""
+    texts = pc.utf8_normalize(pc.utf8_lower(pc.fill_null(texts, "")), form="NFD")
+    texts = pc.replace_substring_regex(texts, r"\p{Mn}+", "")
+    texts = pc.replace_substring_regex(texts, r"\p{Nd}", "0")
+    for target, sources in PUNCTUATION_TO.items():
+        for source in sources:
+            texts = pc.replace_substring(texts, source, target)
+    for source, target in PUNCTUATION_MULTI.items():
+        texts = pc.replace_substring(texts, source, target)
+    texts = pc.replace_substring_regex(texts, f"[{NON_PRINTING}]", "")
+    texts = pc.replace_substring_regex(texts, r"([\p{P}\p{S}])", r" \1 ")
+    texts = pc.replace_substring_regex(texts, SPACE_RUN_TO_COLLAPSE, " ")
+    texts = pc.replace_substring_regex(texts, r" ?\n[ \n]*", "\n")
+    return pc.utf8_trim(texts, " \n")
+
+
+def test_normalisation_equals_every_pass_on_every_row(real_texts: list[str]) -> None:
+    unicode = [
+        "Caf\u00e9 na\u0131ve \u00c5ngstr\u00f6m",  # precomposed letters decompose
+        "a\u0301\u0316b q\u0307\u0323",  # marks out of canonical order
+        "\u1e9b\u0323 \ufb01 \u2329x\u232a \ud55c\uad6d\uc5b4",  # NFD yields a punctuation source
+        "\u201cquoted\u201d \u2014 \u2026 \u200b\x07ok\u00a0end",  # nothing to decompose
+        "\uff21\uff22\uff11\uff12\u3002 \u0968\u0966",  # full-width and Devanagari digits
+        None,
+        "",
+    ]
+    for texts in (real_texts[:80] + unicode, unicode[3:4], ["plain ascii, only."]):
+        column = pa.array(texts, pa.large_string())
+        assert normalize_for_lm(column).to_pylist() == every_pass(column).to_pylist()
 
 
 def test_classifier_lines_of_a_column_equal_normalising_each_cut_text(real_texts: list[str]) -> None:
