@@ -16,8 +16,8 @@ whitespace-separated. Paragraphs (lines) are scored as sentences with <s> and </
 perplexity is CCNet's: 10 ** (-sum of log10 probabilities / (tokens + one </s> per line)).
 
 Everything runs on a whole Arrow batch at once (RE2 kernels); only the KenLM query loop is per line. The
-normalised column and the perplexities are memoised per text column (filters.batch_memo), so the stages
-of one chain normalise a batch once and score it once per model.
+normalised column, its lines and the perplexities are memoised per text column (filters.batch_memo), so
+the stages of one chain normalise a batch and split its lines once, and score it once per model.
 Training a model (lmplz + build_binary on a corpus normalised the same way) is `filters.kenlm_training`, so
 a stage that scores never imports the training code or the tool builder.
 """
@@ -25,6 +25,7 @@ a stage that scores never imports the training code or the tool builder.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -194,22 +195,45 @@ def load_kenlm(path: str):
 def document_perplexities(model, normalized: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """CCNet document perplexity per normalised text; NaN for a text with no tokens.
 
-    Lines are split, filtered and counted by Arrow kernels; Python only maps `model.score` (with its <s>
-    and </s> defaults) over the non-empty lines. `np.bincount` adds each document's line scores in line
-    order from 0.0, the same additions as a per-document loop, so the result is bit-identical to it."""
-    if isinstance(normalized, pa.ChunkedArray):
-        normalized = normalized.combine_chunks()
+    Python only maps `model.score` (with its <s> and </s> defaults) over the non-empty lines
+    (`scoring_lines`). `np.bincount` adds each document's line scores in line order from 0.0, the same
+    additions as a per-document loop, so the result is bit-identical to it."""
+    return lines_perplexities(model, scoring_lines(normalized))
+
+
+def lines_perplexities(model, lines: ScoringLines) -> np.ndarray:
+    """`document_perplexities` of lines already split."""
+    log10 = np.fromiter(map(model.score, lines.utf8), dtype=np.float64, count=len(lines.utf8))
+    total = np.bincount(lines.parents, weights=log10, minlength=lines.documents)
+    length = np.bincount(lines.parents, weights=lines.tokens, minlength=lines.documents)
+    exponents = (-total / np.maximum(length, 1)).tolist()
+    powers = np.fromiter((10.0**e for e in exponents), dtype=np.float64, count=len(exponents))  # libm's pow,
+    return np.where(length > 0, powers, np.nan)  # as the loop had: numpy's SIMD pow can differ by an ulp
+
+
+@dataclass(frozen=True)
+class ScoringLines:
+    """The non-empty lines of a normalised column, as KenLM scores them."""
+
+    utf8: list[bytes]
+    """Each line's UTF-8 bytes: kenlm's `score` takes bytes as they are (a str it encodes on every call)."""
+    parents: np.ndarray
+    """The document of each line."""
+    tokens: np.ndarray
+    """Each line's tokens + one </s>."""
+    documents: int
+
+
+def scoring_lines(normalized: pa.Array | pa.ChunkedArray) -> ScoringLines:
+    """Lines split, filtered and token-counted by Arrow kernels, once per column for every model."""
+    normalized = _one_array(normalized)
     lines = pc.split_pattern(pc.fill_null(normalized, ""), "\n")
     flat, parents = pc.list_flatten(lines), pc.list_parent_indices(lines)
     keep = pc.greater(pc.binary_length(flat), 0)
     flat, parents = flat.filter(keep), parents.filter(keep).to_numpy()
-    tokens = pc.add(pc.count_substring(flat, " "), 2).to_numpy()  # tokens + </s>
-    log10 = np.fromiter(map(model.score, flat.to_pylist()), dtype=np.float64, count=len(flat))
-    total = np.bincount(parents, weights=log10, minlength=len(normalized))
-    length = np.bincount(parents, weights=tokens, minlength=len(normalized))
-    exponents = (-total / np.maximum(length, 1)).tolist()
-    powers = np.fromiter((10.0**e for e in exponents), dtype=np.float64, count=len(exponents))  # libm's pow,
-    return np.where(length > 0, powers, np.nan)  # as the loop had: numpy's SIMD pow can differ by an ulp
+    tokens = pc.add(pc.count_substring(flat, " "), 2).to_numpy()
+    binary = pa.large_binary() if pa.types.is_large_string(flat.type) else pa.binary()
+    return ScoringLines(flat.view(binary).to_pylist(), parents, tokens, len(normalized))
 
 
 def lm_normalized(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -227,4 +251,8 @@ def perplexities(model, texts: pa.Array | pa.ChunkedArray | list[str]) -> np.nda
 
 
 def _score_column(model, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return document_perplexities(model, lm_normalized(texts))
+    """A column's lines are split once for every model (perplexity and harmful_ppl share them)."""
+    normalized = lm_normalized(texts)
+    return lines_perplexities(
+        model, memoized("scoring_lines", normalized, (), lambda: scoring_lines(normalized))
+    )
