@@ -8,9 +8,9 @@ the same):
   reuse and the chain with the memo emptied before every stage give identical columns and drop reasons.
 - KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop. Tolerance: none
   (bit-identical float64 to the loop it replaced, which this file keeps as the reference).
-- the CCNet normalisation decomposes (NFD) only the rows holding a character NFD changes, and removes
-  combining marks and non-printing characters in one pass. Tolerance: none (the same text as every pass
-  on every row, which this file keeps as the reference).
+- the CCNet normalisation decomposes (NFD) only the rows holding a character NFD changes, removes
+  combining marks and non-printing characters in one pass, and maps punctuation on the UTF-8 bytes.
+  Tolerance: none (the same text as every pass on every row, which this file keeps as the reference).
 - classifier lines come from the shared normalisation for documents within the cap. Tolerance: none.
 - langid reads a long document on its first 500 characters, whole when that sample scores below 0.9.
   Tolerance: the same `lang` as the whole text on >= 99.5% of documents, English web and multilingual
@@ -37,8 +37,6 @@ from filters import batch_memo
 from filters.fasttext_scoring import classifier_lines
 from filters.kenlm_lm import (
     NON_PRINTING,
-    PUNCTUATION_MULTI,
-    PUNCTUATION_TO,
     SPACE_RUN_TO_COLLAPSE,
     document_perplexities,
     load_kenlm,
@@ -46,6 +44,7 @@ from filters.kenlm_lm import (
     perplexities,
 )
 from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled, sample_lines
+from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO
 from filters.model_registry import find_model, models_home
 from tests.filters.web_docs import web_docs
 
@@ -155,9 +154,14 @@ def test_normalisation_equals_every_pass_on_every_row(real_texts: list[str]) -> 
         None,
         "",
     ]
+    every_source = "".join(PUNCTUATION_TO.values()) + "".join(PUNCTUATION_MULTI)
+    unicode += [every_source, f"a{every_source}b{every_source[::-1]}", "\u2026", "\u3002\u2014x\u00bb"]
     for texts in (real_texts[:80] + unicode, unicode[3:4], ["plain ascii, only."]):
         column = pa.array(texts, pa.large_string())
         assert normalize_for_lm(column).to_pylist() == every_pass(column).to_pylist()
+        parts = (column.slice(3, 40), pa.chunked_array([column, column.slice(1)]), column.cast(pa.string()))
+        for part in parts:
+            assert normalize_for_lm(part).to_pylist() == every_pass(part).to_pylist()
 
 
 def test_classifier_lines_of_a_column_equal_normalising_each_cut_text(real_texts: list[str]) -> None:
