@@ -17,7 +17,7 @@ classified again. Measured against whole-text labels (BENCHMARKS.md, "Filters"):
 99.96% of 5,435 English web documents and 99.7% of 600 multilingual ones (UDHR2 in 388 languages, French
 books cut into 8,000-character pieces; the misses are pieces that open on Gutenberg's English header), at
 ~9% of the whole-text cost on web text (1,000 characters: ~15%, no better agreement). `lang_score` is then
-the sample's score (mean difference 0.005-0.015). `sample_chars: null` classifies every text whole.
+the sample's score (mean difference 0.003-0.017). `sample_chars: null` classifies every text whole.
 Samples are cut from a prefix of each text (`sample_lines`), so the whole text is made into one line only
 for the documents classified again.
 

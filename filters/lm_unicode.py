@@ -54,13 +54,17 @@ def map_punctuation(texts: pa.Array) -> pa.Array:
     remaining bytes are deleted, and each string's offsets move back by the bytes deleted before them."""
     if len(texts) == 0:
         return texts
+    if texts.null_count:
+        raise ValueError("map_punctuation takes texts without nulls (fill them first)")
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         texts = texts.cast(pa.large_string())  # another layout (string_view): the one this reads
     offsets_buffer, data_buffer = texts.buffers()[1:3]
+    if data_buffer is None:  # every text empty
+        return texts
     offset_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
     offsets = np.frombuffer(offsets_buffer, offset_type)[texts.offset : texts.offset + len(texts) + 1]
     start, end = int(offsets[0]), int(offsets[-1])
-    data = np.frombuffer(data_buffer, np.uint8)[start:end] if data_buffer is not None else np.empty(0)
+    data = np.frombuffer(data_buffer, np.uint8)[start:end]
     at, which = _sources_in(data)
     if len(at) == 0:
         return texts
