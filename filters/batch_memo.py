@@ -23,7 +23,7 @@ import pyarrow as pa
 
 T = TypeVar("T")
 MAX_ENTRIES = 8
-"""Entries over all kinds: a chain derives ~4 values per batch, so this spans the current batch and the
+"""Entries over all kinds: a chain derives ~5 values per batch, so this spans the current batch and the
 previous one, and bounds the memory held to a couple of batches' derived columns."""
 
 _entries: OrderedDict[Hashable, tuple[tuple[Any, ...], Any]] = OrderedDict()

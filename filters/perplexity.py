@@ -153,19 +153,21 @@ class Perplexity(Stage):
         return StageResult(set_columns(batch, columns), reasons, stats)
 
     def _reasons(self, ppl: np.ndarray, drop_below: np.ndarray, buckets: np.ndarray) -> pa.Array:
-        """`drop_below` per row (NaN: no threshold), as each row's model has its own `flag_below`."""
+        """`drop_below` per row (NaN: no threshold), as each row's model has its own `flag_below`. The
+        first reason that applies wins: below, above max, then a dropped bucket; no score, no reason."""
         prefix = self.params.column
-        reasons: list[str | None] = [None] * len(ppl)
-        for i, value in enumerate(ppl):
-            if not np.isfinite(value):
-                continue
-            if value < drop_below[i]:
-                reasons[i] = f"{prefix}:below"
-            elif self.params.max_ppl is not None and value > self.params.max_ppl:
-                reasons[i] = f"{prefix}:above_max"
-            elif buckets[i] in self.params.drop_buckets:
-                reasons[i] = f"{prefix}:bucket_{buckets[i]}"
-        return pa.array(reasons, pa.string())
+        reasons = np.full(len(ppl), None, dtype=object)
+        open_rows = np.isfinite(ppl)
+        below = open_rows & (ppl < drop_below)  # a NaN threshold compares False
+        reasons[below] = f"{prefix}:below"
+        open_rows &= ~below
+        if self.params.max_ppl is not None:
+            above = open_rows & (ppl > self.params.max_ppl)
+            reasons[above] = f"{prefix}:above_max"
+            open_rows &= ~above
+        for bucket in self.params.drop_buckets:
+            reasons[open_rows & (buckets == bucket)] = f"{prefix}:bucket_{bucket}"
+        return pa.array(reasons.tolist(), pa.string())
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ def profanity_rate(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     flat = pc.utf8_trim(pc.list_flatten(tokens), "\"'.,;:!?()[]{}<>*_~`#@")
     hits = pc.is_in(flat, pa.array(sorted(profanity_words()), flat.type)).to_numpy(zero_copy_only=False)
     parents = pc.list_parent_indices(tokens).to_numpy()
-    counts = np.bincount(parents, minlength=len(tokens)).astype(np.float64)
-    bad = np.bincount(parents, weights=hits.astype(np.float64), minlength=len(tokens))
+    counts = pc.list_value_length(tokens).to_numpy().astype(np.float64)
+    bad = np.bincount(parents[hits], minlength=len(tokens)).astype(np.float64)  # hits are few
     return np.divide(bad, counts, out=np.zeros(len(tokens)), where=counts > 0)
 
 

@@ -8,10 +8,14 @@ the same):
   reuse and the chain with the memo emptied before every stage give identical columns and drop reasons.
 - KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop. Tolerance: none
   (bit-identical float64 to the loop it replaced, which this file keeps as the reference).
+- the CCNet normalisation decomposes (NFD) only the rows holding a character NFD changes, removes
+  combining marks and non-printing characters in one pass, and maps punctuation on the UTF-8 bytes.
+  Tolerance: none (the same text as every pass on every row, which this file keeps as the reference).
 - classifier lines come from the shared normalisation for documents within the cap. Tolerance: none.
-- langid reads a long document on its first 1000 characters, whole when that sample scores below 0.9.
+- langid reads a long document on its first 500 characters, whole when that sample scores below 0.9.
   Tolerance: the same `lang` as the whole text on >= 99.5% of documents, English web and multilingual
-  alike; a text within the sample is classified exactly as before.
+  alike; a text within the sample is classified exactly as before. Samples are cut from a prefix of each
+  text: tolerance none (the same samples as cutting each whole one-line text).
 """
 
 from __future__ import annotations
@@ -31,8 +35,16 @@ from curate.stages.registry import get_stage
 from curate.textsources import book_passages, wikipedia_pages
 from filters import batch_memo
 from filters.fasttext_scoring import classifier_lines
-from filters.kenlm_lm import document_perplexities, load_kenlm, normalize_for_lm, perplexities
-from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled
+from filters.kenlm_lm import (
+    NON_PRINTING,
+    SPACE_RUN_TO_COLLAPSE,
+    document_perplexities,
+    load_kenlm,
+    normalize_for_lm,
+    perplexities,
+)
+from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled, sample_lines
+from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO
 from filters.model_registry import find_model, models_home
 from tests.filters.web_docs import web_docs
 
@@ -115,6 +127,43 @@ def test_document_perplexities_are_bit_identical_to_the_loop(real_texts: list[st
     assert np.array_equal(perplexities(model, column), got, equal_nan=True)
 
 
+def every_pass(texts: pa.Array) -> pa.Array:
+    """CCNet's normalisation as plain passes over every row (the reference `normalize_for_lm` keeps to)."""
+    texts = pc.utf8_normalize(pc.utf8_lower(pc.fill_null(texts, "")), form="NFD")
+    texts = pc.replace_substring_regex(texts, r"\p{Mn}+", "")
+    texts = pc.replace_substring_regex(texts, r"\p{Nd}", "0")
+    for target, sources in PUNCTUATION_TO.items():
+        for source in sources:
+            texts = pc.replace_substring(texts, source, target)
+    for source, target in PUNCTUATION_MULTI.items():
+        texts = pc.replace_substring(texts, source, target)
+    texts = pc.replace_substring_regex(texts, f"[{NON_PRINTING}]", "")
+    texts = pc.replace_substring_regex(texts, r"([\p{P}\p{S}])", r" \1 ")
+    texts = pc.replace_substring_regex(texts, SPACE_RUN_TO_COLLAPSE, " ")
+    texts = pc.replace_substring_regex(texts, r" ?\n[ \n]*", "\n")
+    return pc.utf8_trim(texts, " \n")
+
+
+def test_normalisation_equals_every_pass_on_every_row(real_texts: list[str]) -> None:
+    unicode = [
+        "Caf\u00e9 na\u0131ve \u00c5ngstr\u00f6m",  # precomposed letters decompose
+        "a\u0301\u0316b q\u0307\u0323",  # marks out of canonical order
+        "\u1e9b\u0323 \ufb01 \u2329x\u232a \ud55c\uad6d\uc5b4",  # NFD yields a punctuation source
+        "\u201cquoted\u201d \u2014 \u2026 \u200b\x07ok\u00a0end",  # nothing to decompose
+        "\uff21\uff22\uff11\uff12\u3002 \u0968\u0966",  # full-width and Devanagari digits
+        None,
+        "",
+    ]
+    every_source = "".join(PUNCTUATION_TO.values()) + "".join(PUNCTUATION_MULTI)
+    unicode += [every_source, f"a{every_source}b{every_source[::-1]}", "\u2026", "\u3002\u2014x\u00bb"]
+    for texts in (real_texts[:80] + unicode, unicode[3:4], ["plain ascii, only."]):
+        column = pa.array(texts, pa.large_string())
+        assert normalize_for_lm(column).to_pylist() == every_pass(column).to_pylist()
+        parts = (column.slice(3, 40), pa.chunked_array([column, column.slice(1)]), column.cast(pa.string()))
+        for part in parts:
+            assert normalize_for_lm(part).to_pylist() == every_pass(part).to_pylist()
+
+
 def test_classifier_lines_of_a_column_equal_normalising_each_cut_text(real_texts: list[str]) -> None:
     texts = [*real_texts, None, ""]
     assert max(map(len, real_texts)) > 20_000  # the cut path is exercised
@@ -132,13 +181,34 @@ def test_langid_sample_agrees_with_the_whole_text(shared: Path, real_texts: list
             if not info.is_dir():
                 udhr.append(archive.read(info).decode("utf-8", errors="replace"))
     for name, texts in {"web, wiki, books": real_texts, "UDHR in 388 languages": udhr}.items():
-        lines = one_line(pa.array(texts, pa.large_string()))
+        column = pa.array(texts, pa.large_string())
+        lines = one_line(column)
         whole, whole_scores = predict_languages(lines)
-        sampled, sampled_scores = predict_sampled(lines, SAMPLE_CHARS)
+        sampled, sampled_scores = predict_sampled(column, SAMPLE_CHARS)
         agreement = np.mean(np.array(whole) == np.array(sampled))
         assert agreement >= MIN_LANG_AGREEMENT, (name, agreement)
         short = np.array([len(line) <= SAMPLE_CHARS for line in lines])
         assert np.array_equal(sampled_scores[short], whole_scores[short]), name
+
+
+def test_samples_from_a_prefix_equal_cutting_the_whole_line(real_texts: list[str]) -> None:
+    breaks = "\r\n" * 900
+    texts = [
+        *real_texts[:40],
+        None,
+        "",
+        "a" * 499 + "\r\n" + "b" * 10,  # a break run across the sample's end
+        "a" * 1999 + "\r\n" + "b",  # ... across the prefix's end
+        "a" * 10 + breaks + "b" * 600,  # runs collapse the prefix below the sample: made whole
+        "é" * 300 + breaks + "日本" * 400,
+        breaks,
+    ]
+    column = pa.array(texts, pa.large_string())
+    for max_chars in (None, 300, 510, 5000):
+        lines = one_line(column, max_chars)
+        samples, longer = sample_lines(column, 500, max_chars)
+        assert samples == [line[:500] for line in lines], max_chars
+        assert longer.tolist() == [len(line) > 500 for line in lines], max_chars
 
 
 def tiny_models(shared: Path, home: Path) -> Path:
