@@ -205,44 +205,24 @@ def count_tokens(tokenizer: Any, texts: list[str], extra: int = 0) -> np.ndarray
     return np.fromiter((len(e) + extra for e in encodings), dtype=np.int64, count=len(texts))
 
 
-# Unicode White_Space, the `\s` of the Oniguruma regex in `tokenizers` (RE2's `\s` is ASCII only).
+# Unicode White_Space, the `\s` of the Oniguruma regex in `tokenizers`, but the plain space.
 NOT_PLAIN = "\t\n\x0b\x0c\r\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
-NOT_PLAIN += "\u2028\u2029\u202f\u205f\u3000"  # ... but the plain space
+NOT_PLAIN += "\u2028\u2029\u202f\u205f\u3000"
 SPACES = " " + NOT_PLAIN
-SPACE_SET = frozenset(SPACES)
-_S = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in SPACES) + "]"  # any whitespace
-_SN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in NOT_PLAIN) + "]"  # whitespace but the plain space
-_OTHER = _S[:1] + "^" + _S[1:-1] + "\\pL\\pN]"  # neither whitespace, letter nor number
-# GPT-2's pattern  's|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+(?!\S)|\s+  without the
-# look-ahead RE2 lacks. `\s+(?!\S)` leaves a run's last whitespace to start the next pre-token, so a run
-# followed by text is matched here together with that pre-token: `W X` is glued from the pre-tokens
-# `W[:-1]` and ` X`, and `W` ending in another whitespace stands for `W[:-1]` and `W[-1]` (see `_lengths`).
-# Every match is thus whole pre-tokens, and its count the sum of theirs.
-PIECES = "|".join(
-    [
-        "'s|'t|'re|'ve|'m|'ll|'d",
-        " ?\\pL+",
-        " ?\\pN+",
-        f" ?{_OTHER}+",
-        f"{_S}+$",
-        f"{_S}* \\pL+",
-        f"{_S}* \\pN+",
-        f"{_S}* {_OTHER}+",
-        f"{_S}*{_SN}",
-    ]
-)
-MARK = "\uffff"  # a noncharacter: ends every piece; the rare text holding one is encoded directly
+# Character classes of GPT-2's pattern  's|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+(?!\S)|\s+
+LETTER, NUMBER, OTHER, SPACE, BLANK = range(5)  # SPACE: the plain space; BLANK: any other whitespace
+UNKNOWN = 255  # a code point not classified yet
+APOSTROPHE = ord("'")
 MAX_KNOWN = 1_000_000  # distinct pieces remembered across batches (~150 MB) before starting afresh
 
 
 class PieceCounter:
-    """Token counts of a byte-level BPE tokenizer from distinct pre-token pieces (module docstring)."""
+    """Token counts of a byte-level BPE tokenizer from distinct pre-tokens (module docstring)."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
         self.model = tokenizer.model
-        self.known: dict[str, int] = {}  # tokens of a piece (as a text's last piece, for whitespace)
-        self.split_space: dict[str, int] = {}  # whitespace pieces before a text's end: W[:-1] and W[-1]
+        self.known: dict[str, int] = {}  # tokens of a pre-token
+        self.classes = _initial_classes()  # code point -> class, filled in as code points appear
 
     @staticmethod
     def fits(tokenizer: Any) -> bool:
@@ -266,62 +246,129 @@ class PieceCounter:
     def count(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Tokens per text (without an end-of-text token); a null text counts 0."""
         texts = pc.fill_null(_one_chunk(column).cast(pa.large_string()), "")
-        pieces = pc.split_pattern(pc.replace_substring_regex(texts, PIECES, "\\0" + MARK), MARK)
-        offsets = pieces.offsets.to_numpy()
-        encoded = pc.dictionary_encode(pieces.values)
-        whole, body = self._lengths(encoded.dictionary.to_pylist())
-        index = encoded.indices.to_numpy()
-        per_piece = body[index]
-        # A text's last piece (before the empty one its final MARK leaves) may be trailing whitespace.
-        last = offsets[1:] - 2
-        last = last[last >= offsets[:-1]]
-        per_piece[last] = whole[index[last]]
+        _, offsets_buffer, data = texts.buffers()
+        offsets = np.frombuffer(offsets_buffer, np.int64)[texts.offset : texts.offset + len(texts) + 1]
+        if offsets[-1] == offsets[0]:
+            return np.zeros(len(texts), dtype=np.int64)
+        text_bytes = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+        starts, first_piece = self._pretokens(text_bytes, offsets)
+        pieces = pa.LargeStringArray.from_buffers(len(starts) - 1, pa.py_buffer(starts), data)
+        encoded = pc.dictionary_encode(pieces)
+        per_piece = self._lengths(encoded.dictionary.to_pylist())[encoded.indices.to_numpy()]
         sums = np.concatenate([[0], np.cumsum(per_piece)])
-        counts = sums[offsets[1:]] - sums[offsets[:-1]]
-        marked = np.flatnonzero(pc.match_substring(texts, MARK).to_numpy(zero_copy_only=False))
-        if len(marked):
-            counts[marked] = _encoded_counts(self.tokenizer, _texts(texts.take(marked)), 0)
-        return counts
+        return sums[first_piece[1:]] - sums[first_piece[:-1]]
 
-    def _lengths(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of each distinct piece as a text's last piece (`whole`) and anywhere before it (`body`):
-        they differ only for whitespace, which stands for two pre-tokens before a text's end."""
+    def _pretokens(self, data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Byte offsets (into the text buffer) where each pre-token starts, the buffer's end last, and the
+        index of each text's first pre-token (a text's pre-tokens are those up to the next text's first)."""
+        if data.max() < 0x80:  # ASCII: one byte a character
+            codes, char_offsets, char_bytes = data, offsets - offsets[0], None
+        else:
+            codes = np.frombuffer(data.tobytes().decode("utf-8").encode("utf-32-le"), np.uint32)
+            char_bytes = np.flatnonzero((data & 0xC0) != 0x80)  # where each character's bytes start
+            char_offsets = np.searchsorted(char_bytes, offsets - offsets[0])
+        starts = np.flatnonzero(pretoken_starts(codes, self._classes(codes), char_offsets))
+        first_piece = np.searchsorted(starts, char_offsets)
+        byte_starts = starts if char_bytes is None else char_bytes[starts]
+        return np.append(byte_starts + offsets[0], offsets[-1]).astype(np.int64), first_piece
+
+    def _classes(self, codes: np.ndarray) -> np.ndarray:
+        """The class of every character; code points seen for the first time are classified now."""
+        classes = self.classes[codes]
+        unknown = classes == UNKNOWN
+        if unknown.any():
+            new = np.unique(codes[unknown])
+            self.classes[new] = classify([chr(code) for code in new])
+            classes = self.classes[codes]
+        return classes
+
+    def _lengths(self, pieces: list[str]) -> np.ndarray:
+        """Tokens of each distinct pre-token, from the model for those not seen before."""
         if len(self.known) + len(pieces) > MAX_KNOWN:
-            self.known, self.split_space = {}, {}
-        self._learn([p for p in pieces if p not in self.known])
-        whole = np.fromiter(map(self.known.__getitem__, pieces), dtype=np.int64, count=len(pieces))
-        body = whole.copy()
-        split_space = self.split_space
-        for index, piece in enumerate(pieces):
-            if piece in split_space:
-                body[index] = split_space[piece]
-        return whole, body
-
-    def _learn(self, new: list[str]) -> None:
-        """Count new pieces: one pre-token each, but for those starting with two whitespace characters."""
-        for piece in new:
-            if piece[:1] in SPACE_SET and piece[1:2] in SPACE_SET:
-                self._learn_spaced(piece)
-            else:
-                self.known[piece] = self._model_tokens(piece)
-
-    def _learn_spaced(self, piece: str) -> None:
-        """A whitespace run `W`: one pre-token at a text's end, else `W[:-1]` and `W[-1]`; `W X` glued
-        from `W[:-1]` and ` X` (see PIECES)."""
-        rest = piece.lstrip(SPACES)
-        lead = len(piece) - len(rest)
-        if rest:
-            self.known[piece] = self._model_tokens(piece[: lead - 1]) + self._model_tokens(piece[lead - 1 :])
-            return
-        self.known[piece] = self._model_tokens(piece)
-        self.split_space[piece] = self._model_tokens(piece[:-1]) + self._model_tokens(piece[-1:])
+            self.known = {}
+        known = self.known
+        for piece in pieces:
+            if piece not in known:
+                known[piece] = self._model_tokens(piece)
+        return np.fromiter(map(known.__getitem__, pieces), dtype=np.int64, count=len(pieces))
 
     def _model_tokens(self, pretoken: str) -> int:
         """Tokens of one pre-token: its UTF-8 bytes as the byte-level pre-tokenizer maps them, then the
         model (BPE), skipping the pre-tokenizer's regex and the Encoding objects of `encode`."""
-        if not pretoken:
-            return 0
         return len(self.model.tokenize(pretoken.encode("utf-8").decode("latin-1").translate(BYTE_LEVEL)))
+
+
+def pretoken_starts(codes: np.ndarray, classes: np.ndarray, char_offsets: np.ndarray) -> np.ndarray:
+    """True at each character that starts a GPT-2 pre-token, for texts laid end to end (`char_offsets`).
+
+    Letters, numbers and other characters form runs of one class, each glued to a plain space before it
+    (` ?\\pL+` ...). A whitespace run is one pre-token at a text's end; before anything else its last
+    character starts a new one (`\\s+(?!\\S)` leaves it), which a plain space glues to the run after it.
+    A contraction starts at an apostrophe where a match can start (not inside an `other` run, nor after a
+    plain space that takes the apostrophe into ` ?[^\\s\\pL\\pN]+`), and ends a pre-token.
+    """
+    size = len(codes)
+    lengths = np.diff(char_offsets)
+    first = np.zeros(size, dtype=bool)
+    first[char_offsets[:-1][lengths > 0]] = True
+    last = np.zeros(size, dtype=bool)
+    last[char_offsets[1:][lengths > 0] - 1] = True
+    before = np.empty(size, dtype=np.uint8)
+    before[0], before[1:] = OTHER, classes[:-1]
+    space = classes >= SPACE
+    space_after = np.empty(size, dtype=bool)
+    space_after[-1], space_after[:-1] = True, space[1:]
+    starts = first | np.where(
+        space,
+        (before < SPACE) | ~(space_after | last),
+        (classes != before) & (before != SPACE),
+    )
+    quotes, lengths = contractions(codes, before, first, last)
+    starts[quotes + 1] = False
+    starts[quotes[lengths == 3] + 2] = False
+    ends = quotes + lengths
+    starts[ends[ends < size]] = True
+    return starts
+
+
+def contractions(
+    codes: np.ndarray, before: np.ndarray, first: np.ndarray, last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and lengths of the `'s|'t|'re|'ve|'m|'ll|'d` the pattern matches: at an apostrophe that
+    starts its text or follows a letter, number or whitespace other than the plain space, and is followed
+    in its text by one of those endings."""
+    quotes = np.flatnonzero(codes == APOSTROPHE)
+    quotes = quotes[first[quotes] | np.isin(before[quotes], (LETTER, NUMBER, BLANK))]
+    padded = np.append(codes, np.zeros(2, dtype=codes.dtype))
+    next_1 = np.where(last[quotes], 0, padded[quotes + 1])
+    next_2 = np.where(last[quotes] | last[np.minimum(quotes + 1, len(codes) - 1)], 0, padded[quotes + 2])
+    two = np.isin(next_1, [ord(c) for c in "stmd"])
+    three = np.zeros(len(quotes), dtype=bool)
+    for ending in ("re", "ve", "ll"):
+        three |= (next_1 == ord(ending[0])) & (next_2 == ord(ending[1]))
+    found = two | three
+    return quotes[found], np.where(three, 3, 2)[found]
+
+
+def _initial_classes() -> np.ndarray:
+    """Code point -> class, with ASCII and every whitespace character filled in."""
+    table = np.full(0x110000, UNKNOWN, dtype=np.uint8)
+    table[:0x80] = classify([chr(code) for code in range(0x80)])
+    table[[ord(c) for c in NOT_PLAIN]] = BLANK
+    table[ord(" ")] = SPACE
+    return table
+
+
+def classify(chars: list[str]) -> np.ndarray:
+    """Class of each character: whitespace as the tokenizer's `\\s`, letters and numbers as RE2's `\\pL`
+    and `\\pN` (the tests hold them equal to the tokenizer's on every code point below U+3000)."""
+    column = pa.array(chars, type=pa.string())
+    classes = np.full(len(chars), OTHER, dtype=np.uint8)
+    classes[pc.match_substring_regex(column, "\\pN").to_numpy(zero_copy_only=False)] = NUMBER
+    classes[pc.match_substring_regex(column, "\\pL").to_numpy(zero_copy_only=False)] = LETTER
+    classes[[char in SPACES for char in chars]] = BLANK
+    classes[[char == " " for char in chars]] = SPACE
+    return classes
 
 
 def _byte_level_table() -> dict[int, str]:
