@@ -210,7 +210,7 @@ NOT_PLAIN = "\t\n\x0b\x0c\r\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x20
 NOT_PLAIN += "\u2028\u2029\u202f\u205f\u3000"
 SPACES = " " + NOT_PLAIN
 # Character classes of GPT-2's pattern  's|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+(?!\S)|\s+
-LETTER, NUMBER, OTHER, SPACE, BLANK = range(5)  # SPACE: the plain space; BLANK: any other whitespace
+OTHER, LETTER, NUMBER, SPACE, BLANK = range(5)  # SPACE: the plain space; BLANK: any other whitespace
 UNKNOWN = 255  # a code point not classified yet
 APOSTROPHE = ord("'")
 MAX_KNOWN = 1_000_000  # distinct pieces remembered across batches (~150 MB) before starting afresh
@@ -251,34 +251,41 @@ class PieceCounter:
         if offsets[-1] == offsets[0]:
             return np.zeros(len(texts), dtype=np.int64)
         text_bytes = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
-        starts, first_piece = self._pretokens(text_bytes, offsets)
-        pieces = pa.LargeStringArray.from_buffers(len(starts) - 1, pa.py_buffer(starts), data)
+        text_offsets = offsets - offsets[0]
+        starts = np.flatnonzero(pretoken_starts(text_bytes, self._byte_classes(text_bytes), text_offsets))
+        bounds = np.empty(len(starts) + 1, dtype=np.int64)  # the pre-tokens' offsets into `data`
+        bounds[:-1], bounds[-1] = starts + offsets[0], offsets[-1]
+        pieces = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(bounds), data)
         encoded = pc.dictionary_encode(pieces)
         per_piece = self._lengths(encoded.dictionary.to_pylist())[encoded.indices.to_numpy()]
         sums = np.concatenate([[0], np.cumsum(per_piece)])
+        first_piece = np.searchsorted(starts, text_offsets)  # a text's pre-tokens: up to the next's first
         return sums[first_piece[1:]] - sums[first_piece[:-1]]
 
-    def _pretokens(self, data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Byte offsets (into the text buffer) where each pre-token starts, the buffer's end last, and the
-        index of each text's first pre-token (a text's pre-tokens are those up to the next text's first)."""
-        if data.max() < 0x80:  # ASCII: one byte a character
-            codes, char_offsets, char_bytes = data, offsets - offsets[0], None
-        else:
-            codes = np.frombuffer(data.tobytes().decode("utf-8").encode("utf-32-le"), np.uint32)
-            char_bytes = np.flatnonzero((data & 0xC0) != 0x80)  # where each character's bytes start
-            char_offsets = np.searchsorted(char_bytes, offsets - offsets[0])
-        starts = np.flatnonzero(pretoken_starts(codes, self._classes(codes), char_offsets))
-        first_piece = np.searchsorted(starts, char_offsets)
-        byte_starts = starts if char_bytes is None else char_bytes[starts]
-        return np.append(byte_starts + offsets[0], offsets[-1]).astype(np.int64), first_piece
+    def _byte_classes(self, data: np.ndarray) -> np.ndarray:
+        """The class of the character each UTF-8 byte belongs to: ASCII by comparisons, other characters
+        from the code point table, which classifies code points the first time they appear."""
+        lower = data | 0x20
+        letter = (lower >= ord("a")) & (lower <= ord("z"))
+        number = (data >= ord("0")) & (data <= ord("9"))
+        blank = (data >= ord("\t")) & (data <= ord("\r"))
+        classes = np.zeros(len(data), dtype=np.uint8)  # OTHER
+        for mask, kind in ((letter, LETTER), (number, NUMBER), (data == ord(" "), SPACE), (blank, BLANK)):
+            classes += mask.view(np.uint8) * np.uint8(kind)
+        if data.max() < 0x80:
+            return classes
+        leads = np.flatnonzero(data >= 0xC0)
+        classes[leads] = self._code_classes(code_points(data, leads))
+        inner = np.flatnonzero((data & 0xC0) == 0x80)  # continuation bytes take their lead byte's class
+        classes[inner] = classes[leads[np.searchsorted(leads, inner) - 1]]
+        return classes
 
-    def _classes(self, codes: np.ndarray) -> np.ndarray:
-        """The class of every character; code points seen for the first time are classified now."""
+    def _code_classes(self, codes: np.ndarray) -> np.ndarray:
         classes = self.classes[codes]
         unknown = classes == UNKNOWN
         if unknown.any():
             new = np.unique(codes[unknown])
-            self.classes[new] = classify([chr(code) for code in new])
+            self.classes[new] = classify([chr(code) for code in new.tolist()])
             classes = self.classes[codes]
         return classes
 
@@ -287,19 +294,32 @@ class PieceCounter:
         if len(self.known) + len(pieces) > MAX_KNOWN:
             self.known = {}
         known = self.known
-        for piece in pieces:
-            if piece not in known:
-                known[piece] = self._model_tokens(piece)
+        new = [piece for piece in pieces if piece not in known]
+        known.update(zip(new, self._model_tokens(new), strict=True))
         return np.fromiter(map(known.__getitem__, pieces), dtype=np.int64, count=len(pieces))
 
-    def _model_tokens(self, pretoken: str) -> int:
-        """Tokens of one pre-token: its UTF-8 bytes as the byte-level pre-tokenizer maps them, then the
-        model (BPE), skipping the pre-tokenizer's regex and the Encoding objects of `encode`."""
-        return len(self.model.tokenize(pretoken.encode("utf-8").decode("latin-1").translate(BYTE_LEVEL)))
+    def _model_tokens(self, pretokens: list[str]) -> list[int]:
+        """Tokens of each pre-token: its UTF-8 bytes as the byte-level pre-tokenizer maps them, then the
+        model (BPE), skipping the pre-tokenizer's regex and the Encoding objects of `encode`. The mapping
+        runs once over all of them: one character per byte, so a pre-token's bytes locate it."""
+        mapped = "".join(pretokens).encode("utf-8").decode("latin-1").translate(BYTE_LEVEL)
+        ends = np.cumsum([len(p.encode("utf-8")) for p in pretokens]).tolist()
+        tokenize = self.model.tokenize
+        return [len(tokenize(mapped[start:end])) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
-def pretoken_starts(codes: np.ndarray, classes: np.ndarray, char_offsets: np.ndarray) -> np.ndarray:
-    """True at each character that starts a GPT-2 pre-token, for texts laid end to end (`char_offsets`).
+def code_points(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    """The code points of the multi-byte UTF-8 characters starting at `leads` (valid UTF-8: Arrow's)."""
+    follow = [data[np.minimum(leads + k, len(data) - 1)].astype(np.uint32) & 0x3F for k in (1, 2, 3)]
+    lead = data[leads].astype(np.uint32)
+    two = ((lead & 0x1F) << 6) | follow[0]
+    three = ((lead & 0x0F) << 12) | (follow[0] << 6) | follow[1]
+    four = ((lead & 0x07) << 18) | (follow[0] << 12) | (follow[1] << 6) | follow[2]
+    return np.where(lead < 0xE0, two, np.where(lead < 0xF0, three, four))
+
+
+def pretoken_starts(data: np.ndarray, classes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """True at each byte that starts a GPT-2 pre-token, for UTF-8 texts laid end to end (`offsets`).
 
     Letters, numbers and other characters form runs of one class, each glued to a plain space before it
     (` ?\\pL+` ...). A whitespace run is one pre-token at a text's end; before anything else its last
@@ -307,23 +327,20 @@ def pretoken_starts(codes: np.ndarray, classes: np.ndarray, char_offsets: np.nda
     A contraction starts at an apostrophe where a match can start (not inside an `other` run, nor after a
     plain space that takes the apostrophe into ` ?[^\\s\\pL\\pN]+`), and ends a pre-token.
     """
-    size = len(codes)
-    lengths = np.diff(char_offsets)
+    size = len(data)
+    nonempty = np.diff(offsets) > 0
     first = np.zeros(size, dtype=bool)
-    first[char_offsets[:-1][lengths > 0]] = True
+    first[offsets[:-1][nonempty]] = True
     last = np.zeros(size, dtype=bool)
-    last[char_offsets[1:][lengths > 0] - 1] = True
-    before = np.empty(size, dtype=np.uint8)
-    before[0], before[1:] = OTHER, classes[:-1]
-    space = classes >= SPACE
-    space_after = np.empty(size, dtype=bool)
-    space_after[-1], space_after[:-1] = True, space[1:]
-    starts = first | np.where(
-        space,
-        (before < SPACE) | ~(space_after | last),
-        (classes != before) & (before != SPACE),
-    )
-    quotes, lengths = contractions(codes, before, first, last)
+    last[offsets[1:][nonempty] - 1] = True
+    runs = np.minimum(classes, SPACE)  # whitespace as one class
+    starts = first.copy()
+    starts[1:] |= (runs[1:] != runs[:-1]) & (classes[:-1] != SPACE)
+    run_end = (runs[:-1] == SPACE) & (runs[1:] != SPACE) & ~last[:-1]
+    starts[:-1] |= run_end
+    if data.max() >= 0x80:  # a run's last character may be several bytes: it starts at its lead byte
+        _move_to_lead_bytes(starts, data)
+    quotes, lengths = contractions(data, classes, first, last)
     starts[quotes + 1] = False
     starts[quotes[lengths == 3] + 2] = False
     ends = quotes + lengths
@@ -331,17 +348,27 @@ def pretoken_starts(codes: np.ndarray, classes: np.ndarray, char_offsets: np.nda
     return starts
 
 
+def _move_to_lead_bytes(starts: np.ndarray, data: np.ndarray) -> None:
+    inner = np.flatnonzero(starts & ((data & 0xC0) == 0x80))
+    starts[inner] = False
+    for _ in range(3):
+        inner -= ((data[inner] & 0xC0) == 0x80).astype(inner.dtype)
+    starts[inner] = True
+
+
 def contractions(
-    codes: np.ndarray, before: np.ndarray, first: np.ndarray, last: np.ndarray
+    data: np.ndarray, classes: np.ndarray, first: np.ndarray, last: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions and lengths of the `'s|'t|'re|'ve|'m|'ll|'d` the pattern matches: at an apostrophe that
     starts its text or follows a letter, number or whitespace other than the plain space, and is followed
     in its text by one of those endings."""
-    quotes = np.flatnonzero(codes == APOSTROPHE)
-    quotes = quotes[first[quotes] | np.isin(before[quotes], (LETTER, NUMBER, BLANK))]
-    padded = np.append(codes, np.zeros(2, dtype=codes.dtype))
-    next_1 = np.where(last[quotes], 0, padded[quotes + 1])
-    next_2 = np.where(last[quotes] | last[np.minimum(quotes + 1, len(codes) - 1)], 0, padded[quotes + 2])
+    quotes = np.flatnonzero(data == APOSTROPHE)
+    before = classes[np.maximum(quotes - 1, 0)]
+    quotes = quotes[first[quotes] | np.isin(before, (LETTER, NUMBER, BLANK))]
+    last_byte = len(data) - 1
+    next_1 = np.where(last[quotes], 0, data[np.minimum(quotes + 1, last_byte)])
+    in_text = ~(last[quotes] | last[np.minimum(quotes + 1, last_byte)])
+    next_2 = np.where(in_text, data[np.minimum(quotes + 2, last_byte)], 0)
     two = np.isin(next_1, [ord(c) for c in "stmd"])
     three = np.zeros(len(quotes), dtype=bool)
     for ending in ("re", "ve", "ll"):
