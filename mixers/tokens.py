@@ -303,9 +303,9 @@ class PieceCounter:
         model (BPE), skipping the pre-tokenizer's regex and the Encoding objects of `encode`. The mapping
         runs once over all of them: one character per byte, so a pre-token's bytes locate it."""
         mapped = "".join(pretokens).encode("utf-8").decode("latin-1").translate(BYTE_LEVEL)
-        ends = np.cumsum([len(p.encode("utf-8")) for p in pretokens]).tolist()
+        bounds = [0, *np.cumsum([len(p.encode("utf-8")) for p in pretokens]).tolist()]
         tokenize = self.model.tokenize
-        return [len(tokenize(mapped[start:end])) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+        return [len(tokenize(mapped[start:end])) for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def code_points(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
