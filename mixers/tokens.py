@@ -13,9 +13,13 @@ trainer appends to every document, so a mixture's token budget is exactly what t
 Why counting is not simply `encode_batch`: for the byte-level BPE the trainer builds, most of
 `tokenizers`' time is its GPT-2 pre-tokenizer regex (Oniguruma) and the Encoding objects, not BPE. A
 document's count is the sum of its pre-tokens' BPE lengths, and pre-tokens repeat (Zipf), so
-`PieceCounter` splits whole Arrow columns with an equivalent RE2 pattern (Arrow's vectorised regex
-kernels, no Python object per document), runs the tokenizer's own model once per distinct piece, and sums
-per document in numpy: 5-8x less CPU, the same counts (tests/mixers/test_token_counts.py).
+`PieceCounter` finds where GPT-2's pre-tokens start in a whole Arrow column at once: numpy over the UTF-8
+bytes, each byte given its character's class (letter, number, other, plain space, other whitespace; code
+points decoded only for multi-byte characters), the pattern's rules as comparisons of neighbouring
+classes. The pre-tokens become a string array over the column's own bytes, Arrow dictionary-encodes it,
+the tokenizer's own model counts each distinct pre-token once (remembered across batches), and numpy sums
+per document: no regex, no Python object per document or per pre-token, the same counts
+(tests/mixers/test_token_counts.py).
 """
 
 from __future__ import annotations
@@ -213,7 +217,7 @@ SPACES = " " + NOT_PLAIN
 OTHER, LETTER, NUMBER, SPACE, BLANK = range(5)  # SPACE: the plain space; BLANK: any other whitespace
 UNKNOWN = 255  # a code point not classified yet
 APOSTROPHE = ord("'")
-MAX_KNOWN = 1_000_000  # distinct pieces remembered across batches (~150 MB) before starting afresh
+MAX_KNOWN = 1_000_000  # distinct pre-tokens remembered across batches (~150 MB) before starting afresh
 
 
 class PieceCounter:
