@@ -285,6 +285,7 @@ class PieceCounter:
         return classes
 
     def _code_classes(self, codes: np.ndarray) -> np.ndarray:
+        """Classes of code points from the table; RE2 classifies each new one once (few per batch)."""
         classes = self.classes[codes]
         unknown = classes == UNKNOWN
         if unknown.any():
