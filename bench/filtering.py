@@ -78,13 +78,12 @@ def pool_tokenizer(texts: list[str], vocab_size: int, cache_dir: Path) -> Path:
     return train_tokenizer(texts, vocab_size=vocab_size, cache_dir=cache_dir)
 
 
-def token_counts(tokenizer_path: Path, texts: list[str]) -> np.ndarray:
-    """Tokens per document as the mixer counts them (end-of-text included), to size the budget."""
-    from mixers.tokens import count_tokens
-    from trainer.tokenizer import eot_id, load_tokenizer
+def token_counts(tokenizer_path: Path, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Tokens per document as the mixer counts them (`text_counter`, end-of-text included): the budget."""
+    from mixers.tokens import text_counter
+    from trainer.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(tokenizer_path)
-    return count_tokens(tokenizer, texts, 0 if eot_id(tokenizer) is None else 1)
+    return text_counter(load_tokenizer(tokenizer_path))(texts)
 
 
 def quality_threshold(quality: np.ndarray, keep: float) -> float:
@@ -228,7 +227,7 @@ def bench_filtering(
     pool = corpus_rows(corpus, POOL_DOMAIN)
     texts = pool.column("text").to_pylist()
     tokenizer = pool_tokenizer(texts, vocab_size, out / "tokenizers")
-    counts = token_counts(tokenizer, texts)
+    counts = token_counts(tokenizer, pool.column("text"))
     quality = pool.column("quality").to_numpy(zero_copy_only=False)
     threshold = quality_threshold(quality, keep)
     filtered_tokens = int(counts[quality >= threshold].sum())

@@ -13,9 +13,13 @@ trainer appends to every document, so a mixture's token budget is exactly what t
 Why counting is not simply `encode_batch`: for the byte-level BPE the trainer builds, most of
 `tokenizers`' time is its GPT-2 pre-tokenizer regex (Oniguruma) and the Encoding objects, not BPE. A
 document's count is the sum of its pre-tokens' BPE lengths, and pre-tokens repeat (Zipf), so
-`PieceCounter` splits whole Arrow columns with an equivalent RE2 pattern (Arrow's vectorised regex
-kernels, no Python object per document), runs the tokenizer's own model once per distinct piece, and sums
-per document in numpy: 5-8x less CPU, the same counts (tests/mixers/test_token_counts.py).
+`PieceCounter` finds where GPT-2's pre-tokens start in a whole Arrow column at once: numpy over the UTF-8
+bytes, each byte given its character's class (letter, number, other, plain space, other whitespace; code
+points decoded only for multi-byte characters), the pattern's rules as comparisons of neighbouring
+classes. The pre-tokens become a string array over the column's own bytes, Arrow dictionary-encodes it,
+the tokenizer's own model counts each distinct pre-token once (remembered across batches), and numpy sums
+per document: no regex, no Python object per document or per pre-token, the same counts
+(tests/mixers/test_token_counts.py).
 """
 
 from __future__ import annotations
@@ -205,44 +209,24 @@ def count_tokens(tokenizer: Any, texts: list[str], extra: int = 0) -> np.ndarray
     return np.fromiter((len(e) + extra for e in encodings), dtype=np.int64, count=len(texts))
 
 
-# Unicode White_Space, the `\s` of the Oniguruma regex in `tokenizers` (RE2's `\s` is ASCII only).
+# Unicode White_Space, the `\s` of the Oniguruma regex in `tokenizers`, but the plain space.
 NOT_PLAIN = "\t\n\x0b\x0c\r\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
-NOT_PLAIN += "\u2028\u2029\u202f\u205f\u3000"  # ... but the plain space
+NOT_PLAIN += "\u2028\u2029\u202f\u205f\u3000"
 SPACES = " " + NOT_PLAIN
-SPACE_SET = frozenset(SPACES)
-_S = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in SPACES) + "]"  # any whitespace
-_SN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in NOT_PLAIN) + "]"  # whitespace but the plain space
-_OTHER = _S[:1] + "^" + _S[1:-1] + "\\pL\\pN]"  # neither whitespace, letter nor number
-# GPT-2's pattern  's|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+(?!\S)|\s+  without the
-# look-ahead RE2 lacks. `\s+(?!\S)` leaves a run's last whitespace to start the next pre-token, so a run
-# followed by text is matched here together with that pre-token: `W X` is glued from the pre-tokens
-# `W[:-1]` and ` X`, and `W` ending in another whitespace stands for `W[:-1]` and `W[-1]` (see `_lengths`).
-# Every match is thus whole pre-tokens, and its count the sum of theirs.
-PIECES = "|".join(
-    [
-        "'s|'t|'re|'ve|'m|'ll|'d",
-        " ?\\pL+",
-        " ?\\pN+",
-        f" ?{_OTHER}+",
-        f"{_S}+$",
-        f"{_S}* \\pL+",
-        f"{_S}* \\pN+",
-        f"{_S}* {_OTHER}+",
-        f"{_S}*{_SN}",
-    ]
-)
-MARK = "\uffff"  # a noncharacter: ends every piece; the rare text holding one is encoded directly
-MAX_KNOWN = 1_000_000  # distinct pieces remembered across batches (~150 MB) before starting afresh
+# Character classes of GPT-2's pattern  's|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+(?!\S)|\s+
+OTHER, LETTER, NUMBER, SPACE, BLANK = range(5)  # SPACE: the plain space; BLANK: any other whitespace
+UNKNOWN = 255  # a code point not classified yet
+APOSTROPHE = ord("'")
+MAX_KNOWN = 1_000_000  # distinct pre-tokens remembered across batches (~150 MB) before starting afresh
 
 
 class PieceCounter:
-    """Token counts of a byte-level BPE tokenizer from distinct pre-token pieces (module docstring)."""
+    """Token counts of a byte-level BPE tokenizer from distinct pre-tokens (module docstring)."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
         self.model = tokenizer.model
-        self.known: dict[str, int] = {}  # tokens of a piece (as a text's last piece, for whitespace)
-        self.split_space: dict[str, int] = {}  # whitespace pieces before a text's end: W[:-1] and W[-1]
+        self.known: dict[str, int] = {}  # tokens of a pre-token
+        self.classes = _initial_classes()  # code point -> class, filled in as code points appear
 
     @staticmethod
     def fits(tokenizer: Any) -> bool:
@@ -266,62 +250,157 @@ class PieceCounter:
     def count(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Tokens per text (without an end-of-text token); a null text counts 0."""
         texts = pc.fill_null(_one_chunk(column).cast(pa.large_string()), "")
-        pieces = pc.split_pattern(pc.replace_substring_regex(texts, PIECES, "\\0" + MARK), MARK)
-        offsets = pieces.offsets.to_numpy()
-        encoded = pc.dictionary_encode(pieces.values)
-        whole, body = self._lengths(encoded.dictionary.to_pylist())
-        index = encoded.indices.to_numpy()
-        per_piece = body[index]
-        # A text's last piece (before the empty one its final MARK leaves) may be trailing whitespace.
-        last = offsets[1:] - 2
-        last = last[last >= offsets[:-1]]
-        per_piece[last] = whole[index[last]]
+        _, offsets_buffer, data = texts.buffers()
+        offsets = np.frombuffer(offsets_buffer, np.int64)[texts.offset : texts.offset + len(texts) + 1]
+        if offsets[-1] == offsets[0]:
+            return np.zeros(len(texts), dtype=np.int64)
+        text_bytes = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+        text_offsets = offsets - offsets[0]
+        starts = np.flatnonzero(pretoken_starts(text_bytes, self._byte_classes(text_bytes), text_offsets))
+        bounds = np.empty(len(starts) + 1, dtype=np.int64)  # the pre-tokens' offsets into `data`
+        bounds[:-1], bounds[-1] = starts + offsets[0], offsets[-1]
+        pieces = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(bounds), data)
+        encoded = pc.dictionary_encode(pieces)
+        per_piece = self._lengths(encoded.dictionary.to_pylist())[encoded.indices.to_numpy()]
         sums = np.concatenate([[0], np.cumsum(per_piece)])
-        counts = sums[offsets[1:]] - sums[offsets[:-1]]
-        marked = np.flatnonzero(pc.match_substring(texts, MARK).to_numpy(zero_copy_only=False))
-        if len(marked):
-            counts[marked] = _encoded_counts(self.tokenizer, _texts(texts.take(marked)), 0)
-        return counts
+        first_piece = np.searchsorted(starts, text_offsets)  # a text's pre-tokens: up to the next's first
+        return sums[first_piece[1:]] - sums[first_piece[:-1]]
 
-    def _lengths(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of each distinct piece as a text's last piece (`whole`) and anywhere before it (`body`):
-        they differ only for whitespace, which stands for two pre-tokens before a text's end."""
+    def _byte_classes(self, data: np.ndarray) -> np.ndarray:
+        """The class of the character each UTF-8 byte belongs to: ASCII by comparisons, other characters
+        from the code point table, which classifies code points the first time they appear."""
+        lower = data | 0x20
+        letter = (lower >= ord("a")) & (lower <= ord("z"))
+        number = (data >= ord("0")) & (data <= ord("9"))
+        blank = (data >= ord("\t")) & (data <= ord("\r"))
+        classes = np.zeros(len(data), dtype=np.uint8)  # OTHER
+        for mask, kind in ((letter, LETTER), (number, NUMBER), (data == ord(" "), SPACE), (blank, BLANK)):
+            classes += mask.view(np.uint8) * np.uint8(kind)
+        if data.max() < 0x80:
+            return classes
+        leads = np.flatnonzero(data >= 0xC0)
+        classes[leads] = self._code_classes(code_points(data, leads))
+        inner = np.flatnonzero((data & 0xC0) == 0x80)  # continuation bytes take their lead byte's class
+        classes[inner] = classes[leads[np.searchsorted(leads, inner) - 1]]
+        return classes
+
+    def _code_classes(self, codes: np.ndarray) -> np.ndarray:
+        """Classes of code points from the table; RE2 classifies each new one once (few per batch)."""
+        classes = self.classes[codes]
+        unknown = classes == UNKNOWN
+        if unknown.any():
+            new = np.unique(codes[unknown])
+            self.classes[new] = classify([chr(code) for code in new.tolist()])
+            classes = self.classes[codes]
+        return classes
+
+    def _lengths(self, pieces: list[str]) -> np.ndarray:
+        """Tokens of each distinct pre-token, from the model for those not seen before."""
         if len(self.known) + len(pieces) > MAX_KNOWN:
-            self.known, self.split_space = {}, {}
-        self._learn([p for p in pieces if p not in self.known])
-        whole = np.fromiter(map(self.known.__getitem__, pieces), dtype=np.int64, count=len(pieces))
-        body = whole.copy()
-        split_space = self.split_space
-        for index, piece in enumerate(pieces):
-            if piece in split_space:
-                body[index] = split_space[piece]
-        return whole, body
+            self.known = {}
+        known = self.known
+        new = [piece for piece in pieces if piece not in known]
+        known.update(zip(new, self._model_tokens(new), strict=True))
+        return np.fromiter(map(known.__getitem__, pieces), dtype=np.int64, count=len(pieces))
 
-    def _learn(self, new: list[str]) -> None:
-        """Count new pieces: one pre-token each, but for those starting with two whitespace characters."""
-        for piece in new:
-            if piece[:1] in SPACE_SET and piece[1:2] in SPACE_SET:
-                self._learn_spaced(piece)
-            else:
-                self.known[piece] = self._model_tokens(piece)
+    def _model_tokens(self, pretokens: list[str]) -> list[int]:
+        """Tokens of each pre-token: its UTF-8 bytes as the byte-level pre-tokenizer maps them, then the
+        model (BPE), skipping the pre-tokenizer's regex and the Encoding objects of `encode`. The mapping
+        runs once over all of them: one character per byte, so a pre-token's bytes locate it."""
+        mapped = "".join(pretokens).encode("utf-8").decode("latin-1").translate(BYTE_LEVEL)
+        bounds = [0, *np.cumsum([len(p.encode("utf-8")) for p in pretokens]).tolist()]
+        tokenize = self.model.tokenize
+        return [len(tokenize(mapped[start:end])) for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def _learn_spaced(self, piece: str) -> None:
-        """A whitespace run `W`: one pre-token at a text's end, else `W[:-1]` and `W[-1]`; `W X` glued
-        from `W[:-1]` and ` X` (see PIECES)."""
-        rest = piece.lstrip(SPACES)
-        lead = len(piece) - len(rest)
-        if rest:
-            self.known[piece] = self._model_tokens(piece[: lead - 1]) + self._model_tokens(piece[lead - 1 :])
-            return
-        self.known[piece] = self._model_tokens(piece)
-        self.split_space[piece] = self._model_tokens(piece[:-1]) + self._model_tokens(piece[-1:])
 
-    def _model_tokens(self, pretoken: str) -> int:
-        """Tokens of one pre-token: its UTF-8 bytes as the byte-level pre-tokenizer maps them, then the
-        model (BPE), skipping the pre-tokenizer's regex and the Encoding objects of `encode`."""
-        if not pretoken:
-            return 0
-        return len(self.model.tokenize(pretoken.encode("utf-8").decode("latin-1").translate(BYTE_LEVEL)))
+def code_points(data: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    """The code points of the multi-byte UTF-8 characters starting at `leads` (valid UTF-8: Arrow's)."""
+    follow = [data[np.minimum(leads + k, len(data) - 1)].astype(np.uint32) & 0x3F for k in (1, 2, 3)]
+    lead = data[leads].astype(np.uint32)
+    two = ((lead & 0x1F) << 6) | follow[0]
+    three = ((lead & 0x0F) << 12) | (follow[0] << 6) | follow[1]
+    four = ((lead & 0x07) << 18) | (follow[0] << 12) | (follow[1] << 6) | follow[2]
+    return np.where(lead < 0xE0, two, np.where(lead < 0xF0, three, four))
+
+
+def pretoken_starts(data: np.ndarray, classes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """True at each byte that starts a GPT-2 pre-token, for UTF-8 texts laid end to end (`offsets`).
+
+    Letters, numbers and other characters form runs of one class, each glued to a plain space before it
+    (` ?\\pL+` ...). A whitespace run is one pre-token at a text's end; before anything else its last
+    character starts a new one (`\\s+(?!\\S)` leaves it), which a plain space glues to the run after it.
+    A contraction starts at an apostrophe where a match can start (not inside an `other` run, nor after a
+    plain space that takes the apostrophe into ` ?[^\\s\\pL\\pN]+`), and ends a pre-token.
+    """
+    size = len(data)
+    nonempty = np.diff(offsets) > 0
+    first = np.zeros(size, dtype=bool)
+    first[offsets[:-1][nonempty]] = True
+    last = np.zeros(size, dtype=bool)
+    last[offsets[1:][nonempty] - 1] = True
+    runs = np.minimum(classes, SPACE)  # whitespace as one class
+    starts = first.copy()
+    starts[1:] |= (runs[1:] != runs[:-1]) & (classes[:-1] != SPACE)
+    run_end = (runs[:-1] == SPACE) & (runs[1:] != SPACE) & ~last[:-1]
+    starts[:-1] |= run_end
+    if data.max() >= 0x80:  # a run's last character may be several bytes: it starts at its lead byte
+        _move_to_lead_bytes(starts, data)
+    quotes, lengths = contractions(data, classes, first, last)
+    starts[quotes + 1] = False
+    starts[quotes[lengths == 3] + 2] = False
+    ends = quotes + lengths
+    starts[ends[ends < size]] = True
+    return starts
+
+
+def _move_to_lead_bytes(starts: np.ndarray, data: np.ndarray) -> None:
+    inner = np.flatnonzero(starts & ((data & 0xC0) == 0x80))
+    starts[inner] = False
+    for _ in range(3):
+        inner -= ((data[inner] & 0xC0) == 0x80).astype(inner.dtype)
+    starts[inner] = True
+
+
+def contractions(
+    data: np.ndarray, classes: np.ndarray, first: np.ndarray, last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and lengths of the `'s|'t|'re|'ve|'m|'ll|'d` the pattern matches: at an apostrophe that
+    starts its text or follows a letter, number or whitespace other than the plain space, and is followed
+    in its text by one of those endings."""
+    quotes = np.flatnonzero(data == APOSTROPHE)
+    before = classes[np.maximum(quotes - 1, 0)]
+    quotes = quotes[first[quotes] | np.isin(before, (LETTER, NUMBER, BLANK))]
+    last_byte = len(data) - 1
+    next_1 = np.where(last[quotes], 0, data[np.minimum(quotes + 1, last_byte)])
+    in_text = ~(last[quotes] | last[np.minimum(quotes + 1, last_byte)])
+    next_2 = np.where(in_text, data[np.minimum(quotes + 2, last_byte)], 0)
+    two = np.isin(next_1, [ord(c) for c in "stmd"])
+    three = np.zeros(len(quotes), dtype=bool)
+    for ending in ("re", "ve", "ll"):
+        three |= (next_1 == ord(ending[0])) & (next_2 == ord(ending[1]))
+    found = two | three
+    return quotes[found], np.where(three, 3, 2)[found]
+
+
+def _initial_classes() -> np.ndarray:
+    """Code point -> class, with ASCII and every whitespace character filled in."""
+    table = np.full(0x110000, UNKNOWN, dtype=np.uint8)
+    table[:0x80] = classify([chr(code) for code in range(0x80)])
+    table[[ord(c) for c in NOT_PLAIN]] = BLANK
+    table[ord(" ")] = SPACE
+    return table
+
+
+def classify(chars: list[str]) -> np.ndarray:
+    """Class of each character: whitespace as the tokenizer's `\\s`, letters and numbers as RE2's `\\pL`
+    and `\\pN` (the tests hold them equal to the tokenizer's on every code point below U+3000)."""
+    column = pa.array(chars, type=pa.string())
+    classes = np.full(len(chars), OTHER, dtype=np.uint8)
+    classes[pc.match_substring_regex(column, "\\pN").to_numpy(zero_copy_only=False)] = NUMBER
+    classes[pc.match_substring_regex(column, "\\pL").to_numpy(zero_copy_only=False)] = LETTER
+    classes[[char in SPACES for char in chars]] = BLANK
+    classes[[char == " " for char in chars]] = SPACE
+    return classes
 
 
 def _byte_level_table() -> dict[int, str]:

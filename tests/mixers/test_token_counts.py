@@ -1,5 +1,6 @@
-"""Exact token counts: the fast path (`PieceCounter`, RE2 pieces counted once each) must give, text for
-text, what the tokenizer itself gives (`len(encode(text))`), and sidecars must keep caching them.
+"""Exact token counts: the fast path (`PieceCounter`, pre-tokens found in numpy, each distinct one counted
+once) must give, text for text, what the tokenizer itself gives (`len(encode(text))`), and sidecars must
+keep caching them.
 
 Real documents come from ../shared/data (books, web, Wikipedia markup, maths, forum posts, the Universal
 Declaration of Human Rights in hundreds of languages and scripts), cut at run time; edge cases are built
@@ -29,7 +30,6 @@ from curate.textsources import shared_data_dir
 from mixers.corpus import open_corpora
 from mixers.spec import TokenizerSpec
 from mixers.tokens import (
-    MARK,
     SPACES,
     PieceCounter,
     count_parts,
@@ -131,8 +131,26 @@ def test_counts_equal_the_tokenizer_on_edge_cases(tokenizer: Tokenizer) -> None:
     rng = random.Random(1)
     code_points = [chr(c) for c in itertools.chain(range(0x3000), rng.sample(range(0x3000, 0x110000), 4_000))]
     unicode = [form.format(c) for c in code_points if not 0xD800 <= ord(c) < 0xE000 for form in FORMS]
-    special = ["", "<|endoftext|>", "a <|endoftext|>\n\nb", f"x{MARK}y  z", MARK, "  \n", "tail \t\n "]
+    special = ["", "<|endoftext|>", "a <|endoftext|>\n\nb", "x\uffffy  z", "\uffff", "  \n", "tail \t\n "]
     assert_same_counts(tokenizer, whitespace_runs(5_000) + unicode + special)
+
+
+def test_one_counter_counts_batches_slices_and_text_ends_alike(
+    tokenizer: Tokenizer, documents: list[str]
+) -> None:
+    """Pre-tokens never cross texts (an apostrophe ending one text is no contraction with the next's
+    letters); an ASCII-only batch takes the path without code points; pieces learnt in one batch are
+    reused in the next; an Arrow slice or chunked column counts like the plain list."""
+    ascii_only = [text for text in whitespace_runs(2_000) if text.isascii()]
+    boundaries = ["it'", "s", "a", "'s", "'", "ll", "x '", "re", " ", "'d", "\u3000", "'t", "b\u3000\u3000"]
+    texts = ascii_only + boundaries + documents[:20]
+    expected = [len(tokenizer.encode(text, add_special_tokens=False).ids) for text in texts]
+    counter = PieceCounter(tokenizer)
+    assert counter.count(pa.array(ascii_only)).tolist() == expected[: len(ascii_only)]
+    assert counter.count(pa.array(texts)).tolist() == expected
+    assert counter.count(pa.array(texts)).tolist() == expected  # every piece known now
+    assert counter.count(pa.array(texts).slice(7)).tolist() == expected[7:]
+    assert counter.count(pa.chunked_array([texts[:9], texts[9:]])).tolist() == expected
 
 
 def test_null_texts_count_nothing_but_the_end_of_text(tokenizer: Tokenizer) -> None:
