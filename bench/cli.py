@@ -270,8 +270,9 @@ def bench_osp(
     size: Size = "tiny",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = 1,
 ) -> None:
-    """Standard vs outlier-safe (osp) recipe trained in bf16: residual-stream kurtosis and the eval-loss gap
-    of the trained weights under NVFP4 (every block) vs bf16, paired seeds."""
+    """Standard vs outlier-safe (osp) recipe, paired seeds: trained in bf16, residual-stream kurtosis and the
+    eval-loss gap of the trained weights under NVFP4 (every block) vs bf16; trained in NVFP4 (every
+    block), the eval-loss gap to the bf16-trained run, osp vs standard."""
     from bench.osp import bench_osp as run_bench
 
     figures = run_bench(out, tokens, _seeds(seeds), size, threads)
