@@ -21,6 +21,7 @@ weights survive 4 bits; 4-bit training asks whether the recipe still learns with
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -38,7 +39,7 @@ from trainer.evaluate import evaluate_domains
 from trainer.model import TransformerLM
 from trainer.precision import PrecisionConfig, Recipe
 from trainer.token_shards import WindowSampler
-from trainer.train import Run, parse_train_config, recipe_optimizer, train_run
+from trainer.train import METRICS, Run, parse_train_config, recipe_optimizer, train_run
 
 BENCH_DIR = Path(".cache/bench/osp")
 CORPUS_DIR = Path(".cache/bench/meco/corpus")  # the MeCo bench's corpus: built once, read by both
@@ -112,29 +113,37 @@ def nvfp4_trained_figures(run: Run, eval_loss_bf16: float) -> dict[str, Any]:
 
 
 def train_recipe(
-    common: dict[str, Any], run_dir: Path, recipe: str, precision: str
+    common: dict[str, Any], run_dir: Path, recipe: str, precision: str, resume: bool
 ) -> tuple[Run, float, float]:
-    """A fresh run of ``recipe`` trained in ``precision``: the live run, last training loss, CPU seconds."""
-    shutil.rmtree(run_dir, ignore_errors=True)
+    """A run of ``recipe`` trained in ``precision`` (fresh, or continued from ``run_dir`` with ``resume``):
+    the live run, its last logged training loss, the CPU seconds this call spent."""
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
     cfg = parse_train_config(
         **common, out_dir=run_dir, recipe=recipe, optimizer=recipe_optimizer(recipe, None),
         precision={"name": precision, "high_precision_last": ALL_BLOCKS},
     )  # fmt: skip
     cpu = time.process_time()
-    run, summary = train_run(cfg)
-    return run, summary["final_loss"], time.process_time() - cpu
+    run, _ = train_run(cfg)
+    return run, last_logged_loss(run_dir), time.process_time() - cpu
 
 
-def seed_figures(common: dict[str, Any], out_dir: Path, recipe: str) -> dict[str, Any]:
+def last_logged_loss(run_dir: Path) -> float:
+    """The training loss of the run's last step, from its metrics log (a finished run resumed logs none)."""
+    lines = (run_dir / METRICS).read_text().splitlines()
+    return float(json.loads(lines[-1])["loss"])
+
+
+def seed_figures(common: dict[str, Any], out_dir: Path, recipe: str, resume: bool) -> dict[str, Any]:
     """One recipe at one seed: trained in bf16 (post-training figures) and in NVFP4 (training figures)."""
     seed = common["seed"]
-    run, final_loss, train_cpu = train_recipe(common, out_dir / "runs" / f"{recipe}-s{seed}", recipe, "bf16")
+    run_dir = out_dir / "runs" / f"{recipe}-s{seed}"
+    run, final_loss, train_cpu = train_recipe(common, run_dir, recipe, "bf16", resume)
     cpu = time.process_time()
     figures = {"seed": seed, "final_train_loss": final_loss, **recipe_figures(run)}
     figures["cpu_s"] = train_cpu + time.process_time() - cpu
-    run, final_loss, train_cpu = train_recipe(
-        common, out_dir / "runs" / f"{recipe}-nvfp4-s{seed}", recipe, "nvfp4"
-    )
+    run_dir = out_dir / "runs" / f"{recipe}-nvfp4-s{seed}"
+    run, final_loss, train_cpu = train_recipe(common, run_dir, recipe, "nvfp4", resume)
     cpu = time.process_time()
     figures |= {"final_train_loss_nvfp4_trained": final_loss,
                 **nvfp4_trained_figures(run, figures["eval_loss_bf16"])}  # fmt: skip
@@ -151,8 +160,11 @@ def bench_osp(
     batch_size: int = 16,
     seq_len: int = 128,
     corpus_dir: Path = CORPUS_DIR,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train both recipes per seed in bf16 and in NVFP4 and return the JSON figures (see the module doc)."""
+    """Train both recipes per seed in bf16 and in NVFP4 and return the JSON figures (see the module doc).
+    ``resume`` keeps the run folders of an earlier invocation (finished runs are only evaluated again;
+    ``cpu_s`` then counts this invocation's work only)."""
     token_dir = url_corpus_token_shards(corpus_dir)
     started_cpu, started_wall = time.process_time(), time.perf_counter()
     steps = math.ceil(tokens / (batch_size * seq_len))
@@ -164,7 +176,7 @@ def bench_osp(
             "eval_fraction": 0.1, "progress": False,
         }  # fmt: skip
         for name in RECIPES:
-            runs[name].append(seed_figures(common, out_dir, name))
+            runs[name].append(seed_figures(common, out_dir, name, resume))
     return {
         "preset": preset,
         "tokens": steps * batch_size * seq_len,
