@@ -269,12 +269,16 @@ def bench_osp(
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (paired across recipes)")] = "0,1,2",
     size: Size = "tiny",
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads")] = 1,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="keep earlier runs in --out (finished ones are only re-scored)")
+    ] = False,
 ) -> None:
-    """Standard vs outlier-safe (osp) recipe trained in bf16: residual-stream kurtosis and the eval-loss gap
-    of the trained weights under NVFP4 (every block) vs bf16, paired seeds."""
+    """Standard vs outlier-safe (osp) recipe, paired seeds: trained in bf16, residual-stream kurtosis and the
+    eval-loss gap of the trained weights under NVFP4 (every block) vs bf16; trained in NVFP4 (every
+    block), the eval-loss gap to the bf16-trained run, osp vs standard."""
     from bench.osp import bench_osp as run_bench
 
-    figures = run_bench(out, tokens, _seeds(seeds), size, threads)
+    figures = run_bench(out, tokens, _seeds(seeds), size, threads, resume=resume)
     typer.echo(json.dumps(figures, indent=2, default=str))
 
 

@@ -11,7 +11,8 @@ seed (paired: same initialisation and split):
 
 Each is scored as every run is, in bits per byte of held-out documents WITHOUT metadata (lower is
 better), and compared paired with ``plain`` (mean +- SE, paired t-test). Conditional scoring: held-out
-documents of each site scored with their own site as prefix, with another site's, and without one; and
+documents of each site scored with their own site as prefix, with another site's, and without one (the
+prefix heads every window of a document, so the whole document is conditioned); and
 conditional generation: continuations sampled after each site's prefix, each matched to the site whose
 held-out documents its words resemble most (the share that land on their own site; 1/3 is chance).
 
@@ -25,6 +26,7 @@ by the trainer's own Parquet path, so the metadata travels the way a tagged corp
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -48,7 +50,7 @@ from mixers.significance import mean_and_se, paired_comparison
 from trainer.choices import MetadataField
 from trainer.evaluate import bits_per_byte, documents_nats
 from trainer.generate import sample_continuation
-from trainer.metadata import encode_prefixes
+from trainer.metadata import MAX_PREFIX_TOKENS, encode_prefixes
 from trainer.token_shards import TokenShards, is_token_dir, write_parquet_token_shards
 from trainer.tokenizer import load_tokenizer, train_tokenizer
 from trainer.train import Run, TrainConfig, evaluate_held_out, parse_train_config, train_run
@@ -59,6 +61,7 @@ EVAL_FRACTION = 0.1
 MAX_EVAL_TOKENS = 16_384  # per domain, whole documents
 GENERATIONS, GENERATED_TOKENS = 4, 48  # continuations sampled per site prefix, their length
 SITE_DOCS = 8  # held-out documents per site in the conditional scoring (3 passes each)
+NO_PREFIX = np.zeros(0, dtype=np.int64)
 
 
 def _chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
@@ -73,17 +76,24 @@ def _chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
         start = end + 1
 
 
-def _site(url: str) -> str | None:
-    """The registered domain, as the tag stage computes it (tldextract's bundled suffix list)."""
+@functools.cache
+def _suffix_extractor() -> Any:
+    """One extractor for every URL: building one parses the whole bundled suffix list (~0.3 s)."""
     import tldextract
 
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def _site(url: str) -> str | None:
+    """The registered domain, as the tag stage computes it (tldextract's bundled suffix list)."""
     host = url.split("/", 3)[2] if "//" in url else url
-    site = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)(host).top_domain_under_public_suffix
+    site = _suffix_extractor()(host).top_domain_under_public_suffix
     return site.lower() if site else None
 
 
-def url_corpus_rows(max_docs_per_domain: int = 160) -> list[dict[str, Any]]:
-    """Rows (text, domain, url, site) of real text; news has no URL (plain in every arm)."""
+def url_corpus_rows(max_docs_per_domain: int = 160, chars: int = CHUNK_CHARS) -> list[dict[str, Any]]:
+    """Rows (text, domain, url, site) of real text, pages and books cut into pieces of about ``chars``
+    characters; news (whole texts, under 4,000 characters) has no URL (plain in every arm)."""
     root = shared_data_dir()
     if root is None:
         raise ConfigError("curate bench meco needs ../shared/data (or CURATE_SHARED_DATA) for books and web")
@@ -91,7 +101,7 @@ def url_corpus_rows(max_docs_per_domain: int = 160) -> list[dict[str, Any]]:
     wiki = (
         (f"https://en.wikipedia.org/wiki/{title.replace(' ', '_')}", piece)
         for title, text in wikipedia_pages()
-        for piece in itertools.islice(_chunks(text), 3)
+        for piece in itertools.islice(_chunks(text, chars), 3)
     )
     rows += [_row(text, "wiki", url) for url, text in itertools.islice(wiki, max_docs_per_domain)]
     books = sorted((root / "domains" / "books").glob("*.txt"))
@@ -100,23 +110,23 @@ def url_corpus_rows(max_docs_per_domain: int = 160) -> list[dict[str, Any]]:
     for path in books:
         book_id = path.stem.split("-")[0]
         url = f"https://www.gutenberg.org/ebooks/{book_id}"
-        passages = _one_book_passages(path, per_book)
+        passages = _one_book_passages(path, per_book, chars)
         book_rows += [_row(text, "books", url) for text in passages]
     rows += book_rows[:max_docs_per_domain]
     code = stdlib_sources(max_docs_per_domain)
     rows += [
-        _row(source[:CHUNK_CHARS], "code", f"https://github.com/python/cpython/blob/main/Lib/{name}")
+        _row(source[:chars], "code", f"https://github.com/python/cpython/blob/main/Lib/{name}")
         for name, source in code
     ]
-    rows += [_row(text[:CHUNK_CHARS], "web", url) for url, text in _web_pages(root)][:max_docs_per_domain]
+    rows += [_row(text[:chars], "web", url) for url, text in _web_pages(root)][:max_docs_per_domain]
     rows += [_row(text, "news", None) for text in itertools.islice(news_texts(), max_docs_per_domain)]
     return rows
 
 
-def _one_book_passages(path: Path, count: int) -> list[str]:
+def _one_book_passages(path: Path, count: int, chars: int) -> list[str]:
     """The first ``count`` passages of one book, skipping the first (the Gutenberg header)."""
     text = path.read_text(encoding="utf-8", errors="replace")
-    return list(itertools.islice(_chunks(text), 1, count + 1))
+    return list(itertools.islice(_chunks(text, chars), 1, count + 1))
 
 
 def _web_pages(root: Path) -> Iterator[tuple[str, str]]:
@@ -137,13 +147,15 @@ def _row(text: str, domain: str, url: str | None) -> dict[str, Any]:
     return {"text": text, "domain": domain, "url": url, "site": _site(url) if url else None}
 
 
-def url_corpus_token_shards(folder: Path, vocab_size: int = 4096) -> Path:
+def url_corpus_token_shards(
+    folder: Path, vocab_size: int = 4096, docs_per_domain: int = 160, chars: int = CHUNK_CHARS
+) -> Path:
     """The corpus as Parquet (url, site columns) and its token shards, built once into ``folder``."""
     shards = folder / "tokens"
     if is_token_dir(shards):
         return shards
     folder.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(url_corpus_rows())
+    table = pa.Table.from_pylist(url_corpus_rows(docs_per_domain, chars))
     parquet = folder / "corpus.parquet"
     pq.write_table(table, parquet)
     tokenizer_path = train_tokenizer(table.column("text").to_pylist(), vocab_size, folder / "tokenizers")
@@ -157,37 +169,52 @@ def pooled_bpb(per_domain: dict[str, dict[str, float]]) -> float:
     return nats / math.log(2) / sum(d["bytes"] for d in per_domain.values())
 
 
-def site_scores(run: Run, cfg: TrainConfig, sites: list[str]) -> dict[str, dict[str, float]]:
-    """Bits per byte of each site's held-out documents without a prefix, with their own site's and with
-    the next site's (in ``sites`` order, cyclically): does the model use the metadata it was given?"""
+def site_prefixes(shards: TokenShards, sites: list[str], seq_len: int) -> dict[str, np.ndarray]:
+    """Each site's ``URL: SITE`` prefix tokens, cut as training cuts them."""
+    limit = min(MAX_PREFIX_TOKENS, seq_len // 4)
+    return dict(zip(sites, encode_prefixes(shards.tokenizer_path, list(sites), limit), strict=True))
+
+
+def site_scores(run: Run, cfg: TrainConfig, sites: list[str]) -> dict[str, dict[str, Any]]:
+    """Bits per byte of each site's held-out documents with their own site's prefix, with the next site's
+    (in ``sites`` order, cyclically) and with none: does the model use the metadata it was given?
+
+    The prefix heads every window of a document (the whole document is conditioned, as in the paper), so
+    windows restart at a document boundary; the ``plain`` score uses the same windows with an empty
+    prefix, so the three differ only in the metadata."""
     shards, docs = run.shards, run.split.eval
     doc_sites = shards.metadata("site")
-    prefix = dict(zip(sites, encode_prefixes(shards.tokenizer_path, list(sites), 64), strict=True))
-    scores: dict[str, dict[str, float]] = {}
+    prefix = site_prefixes(shards, sites, cfg.seq_len)
+    scores: dict[str, dict[str, Any]] = {}
     for index, site in enumerate(sites):
         chosen = np.array([d for d in docs if doc_sites[int(d)] == site][:SITE_DOCS], dtype=np.int64)
         if not len(chosen):
             continue
         wrong = sites[(index + 1) % len(sites)]
         n_bytes = int(shards.n_bytes[chosen].sum())
-        figures: dict[str, float] = {"documents": len(chosen)}
+        figures: dict[str, Any] = {"documents": len(chosen), "wrong_site_used": wrong}
         for name, tokens in (
-            ("plain", None),
+            ("plain", NO_PREFIX),
             ("right_site", prefix[site]),
-            (f"wrong_site:{wrong}", prefix[wrong]),
+            ("wrong_site", prefix[wrong]),
         ):
             nats, _ = documents_nats(
                 run.model, run.recipe, shards, chosen, cfg.seq_len, cfg.batch_size, run.device,
-                None if tokens is None else (lambda _doc, t=tokens: t),
+                lambda _doc, t=tokens: t,
             )  # fmt: skip
-            figures[name.split(":")[0]] = bits_per_byte(nats, n_bytes)
-            if name.startswith("wrong"):
-                figures["wrong_site_used"] = wrong  # type: ignore[assignment]
+            figures[name] = bits_per_byte(nats, n_bytes)
         scores[site] = figures
     return scores
 
 
-def site_generations(run: Run, cfg: TrainConfig, sites: list[str], seed: int) -> dict[str, Any]:
+def site_generations(
+    run: Run,
+    cfg: TrainConfig,
+    sites: list[str],
+    seed: int,
+    samples_per_site: int = GENERATIONS,
+    sample_tokens: int = GENERATED_TOKENS,
+) -> dict[str, Any]:
     """Continuations sampled after each site's prefix, and which site's held-out documents each is
     closest to by word frequencies (cosine): a model steered by the prefix writes like that site."""
     shards, docs = run.shards, run.split.eval
@@ -199,14 +226,14 @@ def site_generations(run: Run, cfg: TrainConfig, sites: list[str], seed: int) ->
         )
         for site in sites
     }
-    prefix = dict(zip(sites, encode_prefixes(shards.tokenizer_path, list(sites), 64), strict=True))
+    prefix = site_prefixes(shards, sites, cfg.seq_len)
     samples: dict[str, list[dict[str, str]]] = {}
     for index, site in enumerate(sites):
         samples[site] = []
-        for sample in range(GENERATIONS):
+        for sample in range(samples_per_site):
             ids = sample_continuation(
-                run.model, run.recipe, prefix[site], GENERATED_TOKENS, cfg.seq_len,
-                seed * 1000 + index * GENERATIONS + sample, shards.vocab_size,
+                run.model, run.recipe, prefix[site], sample_tokens, cfg.seq_len,
+                seed * 1000 + index * samples_per_site + sample, shards.vocab_size,
             )  # fmt: skip
             text = tokenizer.decode(ids.tolist())
             samples[site].append({"text": text, "closest_site": _closest(_word_profile([text]), profiles)})
@@ -242,6 +269,8 @@ def bench_meco(
     seq_len: int = 128,
     sites: tuple[str, ...] = ("wikipedia.org", "gutenberg.org", "github.com"),
     resume: bool = False,
+    samples_per_site: int = GENERATIONS,
+    sample_tokens: int = GENERATED_TOKENS,
 ) -> dict[str, Any]:
     """Train the three arms per seed and return the JSON figures (see the module doc). ``resume`` keeps
     the run folders of an earlier invocation (finished runs are only evaluated again; ``cpu_s`` then
@@ -269,7 +298,8 @@ def bench_meco(
                 "seed": seed, "steps": steps, "tokens": steps * batch_size * seq_len,
                 "eval_bpb": pooled_bpb(per_domain), "domains": {d: v["bpb"] for d, v in per_domain.items()},
                 "sites": site_scores(run, cfg, list(sites)) if full_tokens else None,
-                "generations": site_generations(run, cfg, list(sites), seed) if full_tokens else None,
+                "generations": site_generations(run, cfg, list(sites), seed, samples_per_site, sample_tokens)
+                if full_tokens else None,
                 "metadata_conditioning": summary.get("metadata_conditioning"),
                 "cpu_s": time.process_time() - cpu,
             })  # fmt: skip

@@ -40,7 +40,8 @@ def documents_nats(
     """(summed token loss in nats, predicted tokens) over whole documents, without gradients.
 
     ``prefix_of(doc)`` conditions each document on prefix tokens (metadata conditioning's steering by
-    site); the prefix is context, never counted. Scores of a run are always plain (no prefix)."""
+    site), heading every window of it; the prefix is context, never counted. Scores of a run are always
+    plain (no prefix)."""
     total, count = 0.0, 0
     was_training = model.training
     model.eval()

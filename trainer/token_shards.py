@@ -435,14 +435,30 @@ def document_windows(
 
     With an end-of-text id the document is preceded by it, so even the first token is predicted (from a
     document boundary, as in training); without one the first token is context only. A ``prefix``
-    (metadata conditioning) goes between the boundary and the document: context, never a counted target.
+    (metadata conditioning; may be empty) heads EVERY window, after the boundary: each window is boundary
+    + prefix + the next stretch of the document, so every token is predicted with the metadata in its
+    context, as a document that fits one context after its metadata is (MeCo conditions the whole
+    document). The head is context, never a counted target.
     """
-    head = ([] if eot_id is None else [eot_id]) + ([] if prefix is None else list(prefix))
-    sequence = np.concatenate((np.asarray(head, dtype=np.int64), tokens)) if head else tokens
-    skip = max(len(head) - 1, 0)  # targets that are prefix tokens
+    boundary = [] if eot_id is None else [eot_id]
+    if prefix is None or not len(boundary) + len(prefix):
+        yield from _running_windows(np.concatenate((np.asarray(boundary, dtype=np.int64), tokens)), seq_len)
+        return
+    head = np.asarray([*boundary, *prefix], dtype=np.int64)
+    if len(head) > seq_len:
+        raise ValueError(f"a prefix of {len(prefix)} tokens leaves no room in windows of {seq_len}")
+    stretch = seq_len + 1 - len(head)  # document tokens per window
+    counted = np.arange(seq_len) >= len(head) - 1
+    for begin in range(0, len(tokens), stretch):
+        chunk = np.concatenate((head, tokens[begin : begin + stretch]))
+        yield chunk[:-1], chunk[1:], counted[: len(chunk) - 1]
+
+
+def _running_windows(sequence: np.ndarray, seq_len: int) -> Iterator[Window]:
+    """Consecutive windows over ``sequence``, each one's first input the previous one's last target."""
     for begin in range(0, len(sequence) - 1, seq_len):
         chunk = sequence[begin : begin + seq_len + 1]
-        yield chunk[:-1], chunk[1:], np.arange(begin, begin + len(chunk) - 1) >= skip
+        yield chunk[:-1], chunk[1:], np.ones(len(chunk) - 1, dtype=bool)
 
 
 def eval_batches(
@@ -453,7 +469,8 @@ def eval_batches(
     prefix_of: Callable[[int], np.ndarray | None] | None = None,
 ) -> Iterator[EvalBatch]:
     """Padded batches of held-out windows over ``docs`` (one domain's, typically); ``prefix_of(doc)``
-    gives a document's prefix tokens when scoring conditioned on metadata (plain evaluation: None)."""
+    gives a document's prefix tokens, heading each of its windows, when scoring conditioned on metadata
+    (plain evaluation: None)."""
     rows: list[Window] = []
     for index in docs:
         prefix = prefix_of(int(index)) if prefix_of is not None else None

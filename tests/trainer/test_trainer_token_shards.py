@@ -11,6 +11,7 @@ import pytest
 from trainer.token_shards import (
     TokenShards,
     WindowSampler,
+    document_windows,
     eval_batches,
     is_token_dir,
     token_dtype,
@@ -121,3 +122,20 @@ def test_eval_windows_predict_every_token_of_a_document_exactly_once(token_dir):
         )
         targets.append(batch.targets[batch.mask])
     assert np.array_equal(np.concatenate(targets), np.concatenate([shards.document(i) for i in docs]))
+
+
+def test_a_prefix_heads_every_window_and_every_token_is_still_predicted_once(token_dir):
+    shards = TokenShards(token_dir)
+    doc = next(int(d) for d in shards.split(0.1).eval if shards.lengths[d] > 40)  # several windows long
+    tokens = shards.document(doc)
+    windows = list(document_windows(tokens, 16, shards.eot_id, np.array([5, 6, 7])))
+    assert len(windows) == -(-len(tokens) // (16 + 1 - 4)) > 2  # 13 document tokens per window
+    for inputs, _, counted in windows:
+        assert list(inputs[:4]) == [shards.eot_id, 5, 6, 7] and len(inputs) <= 16
+        assert not counted[:3].any() and counted[3:].all()  # the prefix is context, never a target
+    assert np.array_equal(np.concatenate([t[c] for _, t, c in windows]), tokens)
+    empty = list(document_windows(tokens, 16, shards.eot_id, np.zeros(0, dtype=np.int64)))
+    assert all(inputs[0] == shards.eot_id for inputs, _, _ in empty)  # each window restarts at a boundary
+    assert np.array_equal(np.concatenate([t[c] for _, t, c in empty]), tokens)
+    with pytest.raises(ValueError, match="no room"):
+        next(document_windows(tokens, 4, shards.eot_id, np.arange(5)))
