@@ -15,8 +15,9 @@ SentencePiece model, so punctuation and symbols are split off as their own token
 whitespace-separated. Paragraphs (lines) are scored as sentences with <s> and </s>, and a document's
 perplexity is CCNet's: 10 ** (-sum of log10 probabilities / (tokens + one </s> per line)).
 
-Everything runs on a whole Arrow batch at once (RE2 kernels; NFD and the punctuation map where they
-change something, `filters.lm_unicode`); only the KenLM query loop is per line. The
+Everything runs on a whole Arrow batch at once (Arrow's lowercasing, then one compiled pass over the
+UTF-8 bytes, `filters.lm_kernels`, with per-code-point tables asked of RE2 and utf8proc,
+`filters.lm_unicode`); only the KenLM query loop is per line. The
 normalised column, its lines and the perplexities are memoised per text column (filters.batch_memo), so
 the stages of one chain normalise a batch and split its lines once, and score it once per model.
 Training a model (lmplz + build_binary on a corpus normalised the same way) is `filters.kenlm_training`, so
@@ -33,31 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from filters.batch_memo import memoized
-from filters.lm_unicode import decompose, map_punctuation
-
-NON_PRINTING = r"\x00-\x08\x0b-\x1f\x7f-\x9f\p{Cf}"
-REMOVED = rf"[\p{{Mn}}{NON_PRINTING}]+"
-"""Combining marks (accents, once NFD has split them off) and non-printing characters, removed in one
-pass: none of them is a punctuation source or target, so removing them before the punctuation map gives
-CCNet's result (which removes non-printing characters after it)."""
-SPACES = r" \t\r\v\f\x{a0}\x{2000}-\x{200a}\x{3000}"
-SPACE_RUN_TO_COLLAPSE = rf"[{SPACES[1:]}][{SPACES}]*| [{SPACES}]+"
-"""Every run of spaces other than a lone ' ' (which would become itself): the same result as replacing
-every run with ' ', at a fraction of the matches."""
+from filters.lm_kernels import normalize_lowered
 
 
 def normalize_for_lm(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """CCNet normalisation of whole documents (newlines kept as paragraph breaks), plus the punctuation
-    split that stands in for SentencePiece; see the module docstring."""
-    texts = pc.utf8_lower(pc.fill_null(_one_array(texts), ""))
-    texts = decompose(texts)
-    texts = pc.replace_substring_regex(texts, REMOVED, "")
-    texts = pc.replace_substring_regex(texts, r"\p{Nd}", "0")
-    texts = map_punctuation(texts)
-    texts = pc.replace_substring_regex(texts, r"([\p{P}\p{S}])", r" \1 ")
-    texts = pc.replace_substring_regex(texts, SPACE_RUN_TO_COLLAPSE, " ")
-    texts = pc.replace_substring_regex(texts, r" ?\n[ \n]*", "\n")
-    return pc.utf8_trim(texts, " \n")
+    split that stands in for SentencePiece; see the module docstring. Arrow lowercases, one compiled pass
+    does the rest (`filters.lm_kernels`)."""
+    return normalize_lowered(pc.utf8_lower(pc.fill_null(_one_array(texts), "")))
 
 
 def _one_array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -1,17 +1,16 @@
-"""The Unicode steps of the KenLM normalisation (`filters.kenlm_lm.normalize_for_lm`), done where they
-can change something.
+"""Per-code-point tables for the compiled text passes (`filters.lm_kernels`): the KenLM normalisation's
+character classes and replacements, and the word-list tokenizer's whitespace and trim characters.
 
-Why a module of its own: CCNet's steps are simple, but done naively over a whole batch they cost most of
-the normalisation; here each works on the raw UTF-8 of an Arrow column with the same result:
-
-- NFD (`decompose`): only the rows holding a character NFD changes go through Arrow's `utf8_normalize`;
-- the punctuation map (`map_punctuation`): one numpy pass over the bytes instead of a regex pass per
-  replacement character.
+Why tables asked of Arrow: the plain passes these kernels replace are Arrow kernels (RE2 for the regex
+classes, utf8proc for NFD, Arrow's own whitespace split and trim). Every table here is what those very
+engines answer for every Unicode scalar value (one array of all 1,112,064 of them), so the kernels
+cannot drift from them when Arrow's Unicode version moves. Built once per process (~0.5 s, cached).
 """
 
 from __future__ import annotations
 
-import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -39,142 +38,131 @@ PUNCTUATION_TO = {
 PUNCTUATION_MULTI = {"。": ". ", "．": ". ", "—": " - ", "…": "..."}
 PUNCTUATION = {source: target for target, sources in PUNCTUATION_TO.items() for source in sources}
 PUNCTUATION.update(PUNCTUATION_MULTI)
-"""Every replacement: each source is a non-ASCII character and each target ASCII of no more UTF-8 bytes,
-so no replacement creates another's source and all can be done at once."""
+"""Every replacement (each source one non-ASCII character, each target ASCII)."""
+
+NON_PRINTING = r"\x00-\x08\x0b-\x1f\x7f-\x9f\p{Cf}"
+"""CCNet's non-printing characters: controls other than newline and tab, and format characters."""
+SPACES = r" \t\r\v\f\x{a0}\x{2000}-\x{200a}\x{3000}"
+"""The characters a run of which becomes one space."""
+REMOVED = rf"[\p{{Mn}}{NON_PRINTING}]"
+DIGIT = r"\p{Nd}"
+PUNCT_OR_SYMBOL = r"[\p{P}\p{S}]"
+
+# A code point's class in `NormalizationTables.classes`: what the normalisation does to it, in its order.
+POST_MASK = 0b11
+"""Low two bits, the class the steps after the punctuation map see: one of"""
+OTHER, SPLIT, SPACE, NEWLINE = 0, 1, 2, 3
+"""kept as is; split off as its own token (punctuation or symbol); a space; a newline."""
+PRE_SHIFT = 2
+"""Next three bits, what the earlier steps do to it (NFD first, then removal, digits, punctuation map):"""
+KEEP, REMOVE, ZERO, PUNCTUATION_SOURCE, DECOMPOSE = range(5)
+HARD = 1 << 5
+"""NFD must reorder it (a non-zero combining class, and not removed), or its decomposition holds one."""
 
 
-# ------------------------------------------------------------------------------------------ punctuation
+@dataclass(frozen=True)
+class NormalizationTables:
+    """What the normalisation kernel needs to know of every code point."""
+
+    classes: np.ndarray
+    """uint8 per code point: POST class | PRE class << PRE_SHIFT | HARD."""
+    keys: np.ndarray
+    """int32, ascending: the code points replaced by a sequence (PUNCTUATION sources, DECOMPOSE ones)."""
+    starts: np.ndarray
+    """int32, len(keys) + 1: where each key's replacement starts in `replacements`."""
+    replacements: np.ndarray
+    """int32 code points: a source's ASCII target, a decomposing code point's NFD."""
+    max_output: int
+    """The most UTF-8 bytes one input code point can write (each written character may add a separator)."""
 
 
-def map_punctuation(texts: pa.Array) -> pa.Array:
-    """`texts` (no nulls) with every PUNCTUATION source replaced by its target.
-
-    How: each source's UTF-8 sequence is found at its lead byte (in valid UTF-8 a lead byte starts a
-    character, so a match is a whole character), its target is written over its first bytes, the
-    remaining bytes are deleted, and each string's offsets move back by the bytes deleted before them."""
-    if len(texts) == 0:
-        return texts
-    if texts.null_count:
-        raise ValueError("map_punctuation takes texts without nulls (fill them first)")
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        texts = texts.cast(pa.large_string())  # another layout (string_view): the one this reads
-    offsets_buffer, data_buffer = texts.buffers()[1:3]
-    if data_buffer is None:  # every text empty
-        return texts
-    offset_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    offsets = np.frombuffer(offsets_buffer, offset_type)[texts.offset : texts.offset + len(texts) + 1]
-    start, end = int(offsets[0]), int(offsets[-1])
-    data = np.frombuffer(data_buffer, np.uint8)[start:end]
-    at, which = _sources_in(data)
-    if len(at) == 0:
-        return texts
-    written = data.copy()
-    deleted = []
-    for k in np.unique(which).tolist():
-        positions = at[which == k]
-        target = _TARGETS[k]
-        for i, byte in enumerate(target):
-            written[positions + i] = byte
-        deleted += [positions + i for i in range(len(target), _WIDTHS[k])]
-    removed = np.sort(np.concatenate(deleted)) if deleted else np.empty(0, np.int64)
-    shifted = offsets - start
-    new_offsets = (shifted - np.searchsorted(removed, shifted, side="left")).astype(offset_type)
-    new_data = np.delete(written, removed)
-    return pa.Array.from_buffers(
-        texts.type, len(texts), [None, pa.py_buffer(new_offsets), pa.py_buffer(new_data)]
+def all_code_points() -> tuple[np.ndarray, pa.Array]:
+    """Every Unicode scalar value (surrogates excluded), ascending, and the same as one-character strings."""
+    codes = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype(np.uint32)
+    data = codes.astype("<u4").tobytes().decode("utf-32-le").encode("utf-8")
+    widths = 1 + (codes >= 0x80).astype(np.int32) + (codes >= 0x800) + (codes >= 0x10000)
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
+    return codes, pa.Array.from_buffers(
+        pa.string(), len(codes), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
 
 
-_SOURCES = sorted(PUNCTUATION, key=lambda c: int.from_bytes(c.encode(), "big"))
-_KEYS = np.array([int.from_bytes(c.encode(), "big") for c in _SOURCES], dtype=np.uint32)
-"""Each source's UTF-8 bytes as one big-endian integer, ascending (for searchsorted)."""
-_TARGETS = [PUNCTUATION[c].encode() for c in _SOURCES]
-_WIDTHS = [len(c.encode()) for c in _SOURCES]
-_LEADS = sorted({c.encode()[0] for c in _SOURCES})
+def _per_code_point(codes: np.ndarray, values: pa.Array, dtype=bool) -> np.ndarray:
+    """A table over all code points from one value per scalar value (surrogates get 0)."""
+    table = np.zeros(0x110000, dtype=dtype)
+    table[codes] = values.to_numpy(zero_copy_only=False)
+    return table
 
 
-def _sources_in(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Byte positions of the PUNCTUATION sources in UTF-8 `data`, and which source (index in _SOURCES)."""
-    is_lead = data == _LEADS[0]
-    for lead in _LEADS[1:]:
-        is_lead |= data == lead
-    starts = np.flatnonzero(is_lead)
-    last = len(data) - 1
-    lead = data[starts].astype(np.uint32)
-    two = (lead << 8) | data[np.minimum(starts + 1, last)]
-    code = np.where(lead >= 0xE0, (two << 8) | data[np.minimum(starts + 2, last)], two)
-    index = np.minimum(np.searchsorted(_KEYS, code), len(_KEYS) - 1)
-    hit = _KEYS[index] == code
-    return starts[hit], index[hit]
+@lru_cache(maxsize=1)
+def normalization_tables() -> NormalizationTables:
+    """The classes and replacements of `filters.kenlm_lm.normalize_for_lm`, asked of RE2 and utf8proc."""
+    codes, chars = all_code_points()
+    nfd = pc.utf8_normalize(chars, form="NFD")
+    changed = pc.not_equal(nfd, chars)
+    decomposes = _per_code_point(codes, changed)
+    decomposed = dict(
+        zip(
+            codes[changed.to_numpy(zero_copy_only=False)].tolist(),
+            map(_code_points, nfd.filter(changed).to_pylist()),
+            strict=True,
+        )
+    )
+
+    def matching(pattern: str) -> np.ndarray:
+        return _per_code_point(codes, pc.match_substring_regex(chars, pattern))
+
+    removed = matching(REMOVED)
+    pre = np.full(0x110000, KEEP, np.uint8)
+    pre[list(map(ord, PUNCTUATION))] = PUNCTUATION_SOURCE
+    pre[matching(DIGIT)] = ZERO  # later passes first: NFD, removal, digits, then the punctuation map
+    pre[removed] = REMOVE
+    pre[decomposes] = DECOMPOSE
+    post = np.full(0x110000, OTHER, np.uint8)
+    split, space = matching(PUNCT_OR_SYMBOL), matching(f"[{SPACES}]")
+    if (split & space).any() or split[ord("\n")] or space[ord("\n")]:
+        raise RuntimeError("punctuation, spaces and newline overlap: the kernel's one class each is wrong")
+    post[split], post[space], post[ord("\n")] = SPLIT, SPACE, NEWLINE
+    # NFD moves a character iff its combining class is non-zero: then "a" U+0301 c U+0334 is reordered
+    probe = pc.binary_join_element_wise("a\u0301", chars, "\u0334", "")
+    reordered = _per_code_point(codes, pc.not_equal(pc.utf8_normalize(probe, form="NFD"), probe))
+    hard = reordered & ~decomposes & ~removed
+    for code, parts in decomposed.items():
+        hard[code] = hard[parts].any()
+    classes = post | (pre << PRE_SHIFT) | hard.astype(np.uint8) * HARD
+    replaced = {ord(s): _code_points(t) for s, t in PUNCTUATION.items()} | decomposed
+    keys = sorted(replaced)
+    starts = np.cumsum([0] + [len(replaced[k]) for k in keys])
+    written = (_written(replaced, pre, k) for k in keys)
+    return NormalizationTables(
+        classes,
+        np.array(keys, np.int32),
+        starts.astype(np.int32),
+        np.array([p for k in keys for p in replaced[k]], np.int32),
+        max(5, *(sum(1 + len(chr(c).encode()) for c in chars) for chars in written)),
+    )
 
 
-# ------------------------------------------------------------------------------------------------- NFD
+def _code_points(text: str) -> list[int]:
+    return [ord(c) for c in text]
 
 
-def decompose(texts: pa.Array) -> pa.Array:
-    """Unicode NFD of the texts.
-
-    Why not one `utf8_normalize` pass: it is the normalisation's dearest pass, yet on web text most
-    documents hold no character NFD changes (curly quotes, dashes, non-breaking spaces: no decomposition,
-    combining class 0). A string of such characters is its own NFD (NFD is per-character decomposition,
-    then reordering of characters of non-zero combining class only), so only the rows holding a character
-    that decomposes or combines (`nfd_sensitive`) go through `utf8_normalize`, and the result is identical.
-    """
-    present = non_ascii_chars(texts)
-    if present is None:
-        return pc.utf8_normalize(texts, form="NFD")
-    decompositions = nfd_of(present)
-    sensitive = [c for c in present if nfd_sensitive(c, decompositions[c])]
-    if not sensitive:
-        return texts
-    rows = pc.match_substring_regex(texts, f"[{re2_class(''.join(sorted(sensitive)))}]")
-    if pc.all(rows).as_py():
-        return pc.utf8_normalize(texts, form="NFD")
-    decomposed = pc.utf8_normalize(texts.filter(rows), form="NFD")
-    return pc.replace_with_mask(texts, rows, decomposed)
+def _written(replaced: dict[int, list[int]], pre: np.ndarray, code: int) -> list[int]:
+    """The characters one code point becomes (for the output bound): NFD, then each part's fate."""
+    parts = replaced[code] if pre[code] == DECOMPOSE else [code]
+    out: list[int] = []
+    for part in parts:
+        fate = pre[part]
+        out += [] if fate == REMOVE else [ord("0")] if fate == ZERO else replaced.get(part, [part])
+    return out
 
 
-_NFD: dict[str, str] = {}
-"""Arrow's NFD of each character met so far (the same engine as the column's pass)."""
-
-
-def nfd_of(chars: set[str]) -> dict[str, str]:
-    """Each character's NFD as Arrow computes it."""
-    new = [c for c in chars if c not in _NFD]
-    if new:
-        _NFD.update(zip(new, pc.utf8_normalize(pa.array(new), form="NFD").to_pylist(), strict=True))
-    return {c: _NFD[c] for c in chars}
-
-
-def nfd_sensitive(char: str, decomposition: str) -> bool:
-    """Whether NFD may change a string holding `char`: it decomposes, or it has a non-zero combining class
-    (reordered among its neighbours). A character Python's Unicode tables do not know (newer than them)
-    counts as sensitive, so a newer Arrow never makes the shortcut wrong."""
-    return decomposition != char or unicodedata.combining(char) != 0 or unicodedata.category(char) == "Cn"
-
-
-def non_ascii_chars(texts: pa.Array) -> set[str] | None:
-    """Every non-ASCII character in the texts' UTF-8 data (a superset for a sliced array), found with
-    numpy on the raw bytes; None for a layout other than (large_)string (any character may be there)."""
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        return None
-    data = texts.buffers()[2]
-    if data is None or data.size == 0:
-        return set()
-    raw = np.frombuffer(data, dtype=np.uint8)
-    starts = np.flatnonzero(raw >= 0xC0)  # lead bytes of multi-byte characters
-    last = len(raw) - 1
-    lead, second, third, fourth = (raw[np.minimum(starts + i, last)].astype(np.uint32) for i in range(4))
-    width = 2 + (lead >= 0xE0) + (lead >= 0xF0)
-    codes = (lead << 24) | (second << 16)
-    codes |= np.where(width >= 3, third, 0).astype(np.uint32) << 8
-    codes |= np.where(width == 4, fourth, 0).astype(np.uint32)
-    return {
-        code.to_bytes(4, "big").rstrip(b"\0").decode("utf-8", errors="ignore")
-        for code in np.unique(codes).tolist()
-    }
-
-
-def re2_class(chars: str) -> str:
-    """The characters as the inside of an RE2 character class."""
-    return "".join("\\" + c if c in "]\\^-[" else c for c in chars)
+@lru_cache(maxsize=4)
+def token_classes(trim: str) -> np.ndarray:
+    """uint8 per code point for the word-list tokenizer (`filters.toxicity.profanity_rate`): bit 0 set on
+    what Arrow's `utf8_split_whitespace` splits at, bit 1 on what `utf8_trim(..., trim)` removes."""
+    codes, chars = all_code_points()
+    pieces = pc.list_value_length(pc.utf8_split_whitespace(pc.binary_join_element_wise("a", chars, "b", "")))
+    whitespace = _per_code_point(codes, pc.equal(pieces, 2))
+    trimmed = _per_code_point(codes, pc.equal(pc.binary_length(pc.utf8_trim(chars, trim)), 0))
+    return (whitespace | (trimmed.astype(np.uint8) << 1)).astype(np.uint8)

@@ -27,10 +27,13 @@ from pydantic import Field, model_validator
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from curate.textsources import shared_data_dir
 from filters.fasttext_scoring import load_classifier, score_texts
+from filters.lm_kernels import WordSet, word_counts
 from filters.model_registry import ModelFolderParams, ModelsDir, find_model, pinned_home, require_model
 
 KIND = "fasttext-toxicity"
 MAX_CHARS = 20_000
+TOKEN_TRIM = "\"'.,;:!?()[]{}<>*_~`#@"
+"""Trimmed from both ends of a token before the word-list lookup."""
 
 # --------------------------------------------------------------------------------------- word list
 
@@ -42,17 +45,20 @@ def profanity_words() -> frozenset[str]:
     return frozenset(w.strip().lower() for w in text.splitlines() if w.strip() and " " not in w.strip())
 
 
+@lru_cache(maxsize=1)
+def profanity_set() -> WordSet:
+    return WordSet.of(profanity_words())
+
+
 def profanity_rate(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Fraction of each document's whitespace tokens (punctuation trimmed, lowercased) on the word list."""
-    tokens = pc.utf8_split_whitespace(pc.utf8_lower(pc.fill_null(texts, "")))
-    if isinstance(tokens, pa.ChunkedArray):
-        tokens = tokens.combine_chunks()
-    flat = pc.utf8_trim(pc.list_flatten(tokens), "\"'.,;:!?()[]{}<>*_~`#@")
-    hits = pc.is_in(flat, pa.array(sorted(profanity_words()), flat.type)).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(tokens).to_numpy()
-    counts = pc.list_value_length(tokens).to_numpy().astype(np.float64)
-    bad = np.bincount(parents[hits], minlength=len(tokens)).astype(np.float64)  # hits are few
-    return np.divide(bad, counts, out=np.zeros(len(tokens)), where=counts > 0)
+    """Fraction of each document's whitespace tokens (punctuation trimmed, lowercased) on the word list.
+
+    Arrow lowercases; one compiled pass splits, trims and looks tokens up (`filters.lm_kernels`)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    hits, tokens = word_counts(pc.utf8_lower(pc.fill_null(texts, "")), profanity_set(), TOKEN_TRIM)
+    counts = tokens.astype(np.float64)
+    return np.divide(hits.astype(np.float64), counts, out=np.zeros(len(counts)), where=counts > 0)
 
 
 # ---------------------------------------------------------------------------------------------- stage

@@ -35,16 +35,9 @@ from curate.stages.registry import get_stage
 from curate.textsources import book_passages, wikipedia_pages
 from filters import batch_memo
 from filters.fasttext_scoring import classifier_lines
-from filters.kenlm_lm import (
-    NON_PRINTING,
-    SPACE_RUN_TO_COLLAPSE,
-    document_perplexities,
-    load_kenlm,
-    normalize_for_lm,
-    perplexities,
-)
+from filters.kenlm_lm import document_perplexities, load_kenlm, normalize_for_lm, perplexities
 from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled, sample_lines
-from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO
+from filters.lm_unicode import NON_PRINTING, PUNCTUATION_MULTI, PUNCTUATION_TO, SPACES
 from filters.model_registry import find_model, models_home
 from tests.filters.web_docs import web_docs
 
@@ -139,7 +132,7 @@ def every_pass(texts: pa.Array) -> pa.Array:
         texts = pc.replace_substring(texts, source, target)
     texts = pc.replace_substring_regex(texts, f"[{NON_PRINTING}]", "")
     texts = pc.replace_substring_regex(texts, r"([\p{P}\p{S}])", r" \1 ")
-    texts = pc.replace_substring_regex(texts, SPACE_RUN_TO_COLLAPSE, " ")
+    texts = pc.replace_substring_regex(texts, f"[{SPACES}]+", " ")
     texts = pc.replace_substring_regex(texts, r" ?\n[ \n]*", "\n")
     return pc.utf8_trim(texts, " \n")
 
