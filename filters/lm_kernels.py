@@ -337,6 +337,9 @@ class WordSet:
     def longest(self) -> int:
         return int(np.diff(self.starts).max(initial=0))
 
+    def holds_empty(self) -> bool:
+        return bool((np.diff(self.starts) == 0).any())
+
 
 @numba.njit(cache=True)
 def _is_word(data, start, end, slots, starts, words):
@@ -398,8 +401,29 @@ def _words_among(data, bounds, pairs, classes, slots, starts, words, shapes, lon
 
 
 @numba.njit(cache=True)
-def _word_counts(data, offsets, classes, slots, starts, words, shapes, longest, bounds):
-    """Per row: its whitespace-separated tokens, and those which, trimmed, are words.
+def _empty_tokens(data, start, end, classes):
+    """The empty tokens Arrow's `utf8_split_whitespace` gives a row: one for an empty row, else one for
+    a leading whitespace run, and for a trailing one, one if it is a single character and two if it is
+    longer (Arrow 26 ends the separator before the last character of the row, which then makes a second
+    separator; checked against Arrow in tests/filters/test_lm_kernels.py)."""
+    if start == end:
+        return 1
+    code, _ = _decode(data, start, end)
+    empty = classes[code] & WHITESPACE
+    last, trailing = end, 0
+    while trailing < 2 and last > start:
+        code, width = _code_before(data, start, last)
+        if not classes[code] & WHITESPACE:
+            break
+        last -= width
+        trailing += 1
+    return empty + trailing
+
+
+@numba.njit(cache=True)
+def _word_counts(data, offsets, classes, slots, starts, words, shapes, longest, empty_word, bounds):
+    """Per row: its tokens as Arrow splits it (`_empty_tokens` included), and those which, trimmed, are
+    words (`empty_word`: whether the empty string is one).
 
     The scan does not branch on the characters: every byte position is stored in `bounds` and the count
     moves past it only where a token opens or closes (on web text a branch there goes the other way every
@@ -433,8 +457,10 @@ def _word_counts(data, offsets, classes, slots, starts, words, shapes, longest, 
         bounds[count] = end
         count += inside
         pairs = count // 2
+        empty = _empty_tokens(data, offsets[row], end, classes)
         hits[row] += _words_among(data, bounds, pairs, classes, slots, starts, words, shapes, longest)
-        tokens[row] += pairs
+        hits[row] += empty * empty_word
+        tokens[row] += pairs + empty
     return hits, tokens
 
 
@@ -444,7 +470,7 @@ def word_counts(texts: pa.Array, words: WordSet, trim: str) -> tuple[np.ndarray,
     _, data, offsets = utf8_buffers(texts)
     return _word_counts(
         data, offsets, token_classes(trim), words.slots, words.starts, words.data, words.shapes,
-        words.longest(), np.empty(CANDIDATES, np.int64),
+        words.longest(), int(words.holds_empty()), np.empty(CANDIDATES, np.int64),
     )  # fmt: skip
 
 
