@@ -46,6 +46,7 @@ from filters.lm_unicode import (
     REMOVE,
     SPACE,
     SPLIT,
+    WORD_TRIM,
     ZERO,
     normalization_tables,
     token_classes,
@@ -480,4 +481,4 @@ def warm_up() -> None:
     for kind in (pa.string(), pa.large_string()):
         texts = pa.array(["A\u00e9\u0663 \u2014 x\u05c8!\r\n"], kind)
         normalize_lowered(texts)
-        word_counts(texts, WordSet.of(["x"]), "!")
+        word_counts(texts, WordSet.of(["x"]), WORD_TRIM)

@@ -21,8 +21,8 @@ from bench.rule_chain import web_documents
 from filters import corpora
 from filters.kenlm_lm import normalize_for_lm
 from filters.lm_kernels import WordSet, normalize_lowered, word_counts
-from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO
-from filters.toxicity import TOKEN_TRIM, profanity_rate, profanity_words
+from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO, WORD_TRIM
+from filters.toxicity import profanity_rate, profanity_words
 from tests.filters.test_annotate_reuse import every_pass
 
 EVERY_SOURCE = "".join(PUNCTUATION_TO.values()) + "".join(PUNCTUATION_MULTI)
@@ -116,7 +116,7 @@ def arrow_word_rate(texts: pa.Array | pa.ChunkedArray, words: list[str]) -> np.n
     tokens = pc.utf8_split_whitespace(pc.utf8_lower(pc.fill_null(texts, "")))
     if isinstance(tokens, pa.ChunkedArray):
         tokens = tokens.combine_chunks()
-    flat = pc.utf8_trim(pc.list_flatten(tokens), TOKEN_TRIM)
+    flat = pc.utf8_trim(pc.list_flatten(tokens), WORD_TRIM)
     hits = pc.is_in(flat, pa.array(sorted(words), flat.type)).to_numpy(zero_copy_only=False)
     parents = pc.list_parent_indices(tokens).to_numpy()
     counts = pc.list_value_length(tokens).to_numpy().astype(np.float64)
@@ -127,7 +127,7 @@ def arrow_word_rate(texts: pa.Array | pa.ChunkedArray, words: list[str]) -> np.n
 def compiled_word_rate(texts: pa.Array | pa.ChunkedArray, words: list[str]) -> np.ndarray:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    hits, tokens = word_counts(pc.utf8_lower(pc.fill_null(texts, "")), WordSet.of(words), TOKEN_TRIM)
+    hits, tokens = word_counts(pc.utf8_lower(pc.fill_null(texts, "")), WordSet.of(words), WORD_TRIM)
     counts = tokens.astype(np.float64)
     return np.divide(hits.astype(np.float64), counts, out=np.zeros(len(counts)), where=counts > 0)
 
