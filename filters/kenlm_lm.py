@@ -34,20 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from filters.batch_memo import memoized
-from filters.lm_kernels import normalize_lowered
+from filters.lm_kernels import normalize_lowered, one_array
 
 
 def normalize_for_lm(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """CCNet normalisation of whole documents (newlines kept as paragraph breaks), plus the punctuation
     split that stands in for SentencePiece; see the module docstring. Arrow lowercases, one compiled pass
     does the rest (`filters.lm_kernels`)."""
-    return normalize_lowered(pc.utf8_lower(pc.fill_null(_one_array(texts), "")))
-
-
-def _one_array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(texts, pa.ChunkedArray):
-        return texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
-    return texts
+    return normalize_lowered(pc.utf8_lower(pc.fill_null(one_array(texts), "")))
 
 
 def normalize_text(text: str) -> str:
@@ -100,7 +94,7 @@ class ScoringLines:
 
 def scoring_lines(normalized: pa.Array | pa.ChunkedArray) -> ScoringLines:
     """Lines split, filtered and token-counted by Arrow kernels, once per column for every model."""
-    normalized = _one_array(normalized)
+    normalized = one_array(normalized)
     lines = pc.split_pattern(pc.fill_null(normalized, ""), "\n")
     flat, parents = pc.list_flatten(lines), pc.list_parent_indices(lines)
     keep = pc.greater(pc.binary_length(flat), 0)

@@ -63,6 +63,13 @@ needs more gets a buffer twice the size and its unfinished row is done again."""
 # -------------------------------------------------------------------------------------- Arrow buffers
 
 
+def one_array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one array: its only chunk as it is (`combine_chunks` would copy it), else combined."""
+    if isinstance(texts, pa.ChunkedArray):
+        return texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
+    return texts
+
+
 def utf8_buffers(texts: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """The array as (large_)string, its data bytes and its offsets (the slice's own), zero-copy."""
     if texts.null_count:

@@ -8,9 +8,9 @@ the same):
   reuse and the chain with the memo emptied before every stage give identical columns and drop reasons.
 - KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop. Tolerance: none
   (bit-identical float64 to the loop it replaced, which this file keeps as the reference).
-- the CCNet normalisation decomposes (NFD) only the rows holding a character NFD changes, removes
-  combining marks and non-printing characters in one pass, and maps punctuation on the UTF-8 bytes.
-  Tolerance: none (the same text as every pass on every row, which this file keeps as the reference).
+- the CCNet normalisation after lowercasing is one compiled pass over the UTF-8 bytes (filters.lm_kernels).
+  Tolerance: none (the same text as every pass on every row, which this file keeps as the reference;
+  tests/filters/test_lm_kernels.py holds it to that on every code point, web, UDHR and edge-case text).
 - classifier lines come from the shared normalisation for documents within the cap. Tolerance: none.
 - langid reads a long document on its first 500 characters, whole when that sample scores below 0.9.
   Tolerance: the same `lang` as the whole text on >= 99.5% of documents, English web and multilingual
