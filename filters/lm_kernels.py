@@ -222,28 +222,32 @@ def _normalize_rows(
         row_start, pending = o, NO_SEPARATOR
         i, end = offsets[row], offsets[row + 1]
         while i < end:
-            if o + max_output > len(out):
+            stop = min(end, i + (len(out) - o) // max_output)  # room for these bytes: no check inside
+            if stop == i:
                 return row
-            byte = data[i]
-            if byte < 0x80:
-                ops = ascii_ops[byte]
-                o, pending = _step(out, o, row_start, pending, ops)
-                out[o] = ascii_bytes[byte]
-                o += (ops & WRITES) >> 5
-                i += 1
-                continue
-            code, width = _decode(data, i, end)
-            i += width
-            kind = classes[code]
-            hard[row] |= (kind & HARD) != 0
-            if (kind >> PRE_SHIFT) & 7 == DECOMPOSE:
-                k = np.searchsorted(keys, code)
-                for j in range(starts[k], starts[k + 1]):
+            while i < stop:
+                byte = data[i]
+                if byte < 0x80:
+                    ops = ascii_ops[byte]
+                    o, pending = _step(out, o, row_start, pending, ops)
+                    out[o] = ascii_bytes[byte]
+                    o += (ops & WRITES) >> 5
+                    i += 1
+                    continue
+                code, width = _decode(data, i, end)
+                i += width
+                kind = classes[code]
+                hard[row] |= (kind & HARD) != 0
+                if (kind >> PRE_SHIFT) & 7 == DECOMPOSE:
+                    k = np.searchsorted(keys, code)
+                    for j in range(starts[k], starts[k + 1]):
+                        o, pending = _after_nfd(
+                            out, o, row_start, pending, replacements[j], classes, keys, starts, replacements
+                        )
+                else:
                     o, pending = _after_nfd(
-                        out, o, row_start, pending, replacements[j], classes, keys, starts, replacements
+                        out, o, row_start, pending, code, classes, keys, starts, replacements
                     )
-            else:
-                o, pending = _after_nfd(out, o, row_start, pending, code, classes, keys, starts, replacements)
         out_offsets[row + 1] = o
         row += 1
     return row
@@ -445,18 +449,20 @@ def _word_counts(data, offsets, classes, slots, starts, words, shapes, longest, 
         i, end = offsets[row], offsets[row + 1]
         inside, count = 0, 0
         while i < end:
-            byte = data[i]
-            if byte < 0x80:
-                kind, width = classes[byte], 1
-            else:
-                code, width = _decode(data, i, end)
-                kind = classes[code]
-            word = 1 - (kind & WHITESPACE)
-            bounds[count] = i
-            count += word ^ inside
-            inside = word
-            i += width
-            if count >= capacity:
+            stop = min(end, i + capacity - count)  # a byte adds one bound at most: no check inside
+            while i < stop:
+                byte = data[i]
+                if byte < 0x80:
+                    kind, width = classes[byte], 1
+                else:
+                    code, width = _decode(data, i, end)
+                    kind = classes[code]
+                word = 1 - (kind & WHITESPACE)
+                bounds[count] = i
+                count += word ^ inside
+                inside = word
+                i += width
+            if count >= capacity - 1:
                 pairs = count // 2
                 hits[row] += _words_among(data, bounds, pairs, classes, slots, starts, words, shapes, longest)
                 tokens[row] += pairs

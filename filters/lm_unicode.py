@@ -76,7 +76,8 @@ class NormalizationTables:
     replacements: np.ndarray
     """int32 code points: a source's ASCII target, a decomposing code point's NFD."""
     max_output: int
-    """The most UTF-8 bytes one input code point can write (each written character may add a separator)."""
+    """The most UTF-8 bytes one input code point, so one input byte, can write (each written character may
+    add a separator)."""
 
 
 def all_code_points() -> tuple[np.ndarray, pa.Array]:

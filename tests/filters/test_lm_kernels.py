@@ -20,7 +20,7 @@ import pytest
 from bench.rule_chain import web_documents
 from filters import corpora
 from filters.kenlm_lm import normalize_for_lm
-from filters.lm_kernels import WordSet, normalize_lowered, word_counts
+from filters.lm_kernels import CANDIDATES, WordSet, normalize_lowered, word_counts
 from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO, WORD_TRIM
 from filters.toxicity import profanity_rate, profanity_words
 from tests.filters.test_annotate_reuse import every_pass
@@ -103,7 +103,7 @@ def test_normalisation_of_edge_cases_in_every_layout_equals_every_pass() -> None
         assert got.type == (pa.string() if texts.type == pa.string() else pa.large_string())
 
 
-def test_rows_nfd_reorders_are_redone_and_would_differ_without() -> None:
+def test_rows_where_nfd_reorders_survivors_come_out_reordered() -> None:
     texts = pa.array(["x\U0001d165\u1b44y", "plain", "x\u1b44\U0001d165y"])
     assert normalize_lowered(texts).to_pylist() == ["x\u1b44\U0001d165y", "plain", "x\u1b44\U0001d165y"]
 
@@ -141,6 +141,8 @@ def test_profanity_rate_equals_arrow_on_toxic_and_clean_text(shared: Path, web_a
         expected = arrow_word_rate(column, words)
         assert np.array_equal(profanity_rate(column), expected)
     assert (expected > 0).sum() > 1000  # the toxic threads and tweets do hit the list
+    tokens = pc.list_value_length(pc.utf8_split_whitespace(pa.array(texts))).to_numpy()
+    assert tokens.max() > CANDIDATES  # rows whose token bounds fill the scan's buffer more than once
 
 
 def test_word_counts_equal_arrow_on_every_code_point_and_edge_cases() -> None:
