@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.utf8_arrays import utf8_buffers
+from curate.utf8_arrays import char_width, code_point, utf8_buffers
 
 SPACE, TAB, NEWLINE, FORM_FEED, CARRIAGE_RETURN = 0x20, 0x09, 0x0A, 0x0C, 0x0D
 UNICODE_SPACE_POINTS = (0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)
@@ -76,15 +76,6 @@ def normalize_whitespace(
 
 
 @numba.njit(cache=True)
-def _code_point(data: np.ndarray, i: int, width: int) -> int:
-    if width == 2:
-        return ((data[i] & 0x1F) << 6) | (data[i + 1] & 0x3F)
-    if width == 3:
-        return ((data[i] & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F)
-    return 0x10000  # 4-byte characters are never controls or spaces
-
-
-@numba.njit(cache=True)
 def _normalize(data, offsets, kinds, strip_control, unify_spaces, collapse_spaces, longest_kept):
     out = np.empty(len(data), dtype=np.uint8)
     out_offsets = np.empty(len(offsets), dtype=np.int64)
@@ -107,7 +98,7 @@ def _normalize(data, offsets, kinds, strip_control, unify_spaces, collapse_space
                 i += 1
                 after_word = True
                 continue
-            width = 1 if byte < 0x80 else (2 if byte < 0xE0 else (3 if byte < 0xF0 else 4))
+            width = char_width(byte)
             kind = 0
             if byte == CARRIAGE_RETURN:
                 i += 1
@@ -117,8 +108,8 @@ def _normalize(data, offsets, kinds, strip_control, unify_spaces, collapse_space
             elif width == 1:
                 kind = kinds[byte]
             else:
-                point = _code_point(data, i, width)
-                kind = kinds[point] if point < 0x10000 else 0
+                point = code_point(data, i, width)
+                kind = kinds[point] if point < len(kinds) else 0
             if kind == 1 and strip_control:
                 i += width
                 continue

@@ -1,25 +1,21 @@
 """Word counts on the bytes of an Arrow column (`curate.utf8_arrays.word_counts`) against Python's
-`len(text.split())`: every whitespace character Python knows, cut by block edges anywhere, and real text."""
+`len(text.split())`: every whitespace character Python knows, their UTF-8 neighbours, and real text."""
 
 from __future__ import annotations
 
 import random
 
 import pyarrow as pa
-import pytest
 
-from curate import utf8_arrays
-from curate.utf8_arrays import word_counts
+from curate.utf8_arrays import PYTHON_SPACE, word_counts
 from tests.filters.web_docs import web_docs
 
 WHITESPACE = [chr(code) for code in range(0x110000) if chr(code).isspace()]
 
 
-def test_the_byte_tables_hold_exactly_pythons_whitespace():
-    wide = sorted(char.encode() for char in WHITESPACE if ord(char) > 0x7F)
-    assert sorted(utf8_arrays._WIDE_SPACES) == wide
-    ascii_spaces = [chr(byte) for byte in range(128) if utf8_arrays._ASCII_SPACE[byte]]
-    assert ascii_spaces == [char for char in WHITESPACE if char < "\x80"]
+def test_the_table_holds_every_whitespace_character():
+    assert max(map(ord, WHITESPACE)) < len(PYTHON_SPACE)
+    assert [chr(code) for code in range(len(PYTHON_SPACE)) if PYTHON_SPACE[code]] == WHITESPACE
 
 
 def mixed_texts() -> list[str | None]:
@@ -28,13 +24,11 @@ def mixed_texts() -> list[str | None]:
     rng = random.Random(7)
     alphabet = [*WHITESPACE, "a", ".", "é", "中", "😀", "\u00c2", "\u0084", "\u2010", "\u3001", "\u1681"]
     texts: list[str | None] = [None, "", "  ", " a ", "a", "\u3000\u3000b\u2029", "x\u2028y", "\x1cz\x1f"]
-    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(400)]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
     return texts
 
 
-@pytest.mark.parametrize("block_bytes", [1 << 24, 3, 4, 5, 64])
-def test_word_counts_equal_python_split_with_blocks_cut_anywhere(monkeypatch, block_bytes):
-    monkeypatch.setattr(utf8_arrays, "BLOCK_BYTES", block_bytes)
+def test_word_counts_equal_python_split():
     texts = mixed_texts()
     expected = [len(text.split()) if text else 0 for text in texts]
     assert word_counts(texts).tolist() == expected
@@ -44,9 +38,6 @@ def test_word_counts_equal_python_split_with_blocks_cut_anywhere(monkeypatch, bl
     assert word_counts(chunked).tolist() == expected
 
 
-def test_word_counts_on_real_web_text(shared, monkeypatch):
+def test_word_counts_on_real_web_text(shared):
     texts = [doc.text for doc in web_docs(shared / "web")][:3000]
-    expected = [len(text.split()) for text in texts]
-    assert word_counts(pa.array(texts, pa.large_string())).tolist() == expected
-    monkeypatch.setattr(utf8_arrays, "BLOCK_BYTES", 4096)
-    assert word_counts(pa.array(texts, pa.large_string())).tolist() == expected
+    assert word_counts(pa.array(texts, pa.large_string())).tolist() == [len(text.split()) for text in texts]
