@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.stages.base import Stage, StageParams, StageResult, set_columns
-from curate.stages.normalize_kernel import normalize_whitespace
+from curate.stages.normalize_kernel import may_change_under, normalize_whitespace
 from curate.stages.registry import register
 from curate.textwindows import WINDOW_CHARS
 
@@ -110,15 +110,18 @@ def line_windows(data: memoryview, size: int) -> Iterator[tuple[int, int]]:
 
 
 def unicode_normalize(text: pa.Array, form: str) -> pa.Array:
-    """Most documents are already normalised; the C quick-check skips them, which is 10x faster than
-    running Arrow's normaliser over every row."""
-    values = text.to_pylist()
-    todo = [i for i, value in enumerate(values) if value and not unicodedata.is_normalized(form, value)]
-    if not todo:
+    """Most documents are already normalised: a compiled scan of the bytes finds the few that hold a
+    character that could change (`may_change_under`), and only those go through Python's quick check
+    and normaliser."""
+    suspects = np.flatnonzero(may_change_under(text, form))
+    values = text.take(pa.array(suspects, pa.int64())).to_pylist()
+    changed = [k for k, value in enumerate(values) if value and not unicodedata.is_normalized(form, value)]
+    if not changed:
         return text
-    for i in todo:
-        values[i] = unicodedata.normalize(form, values[i])
-    return pa.array(values, pa.large_string())
+    mask = np.zeros(len(text), dtype=bool)
+    mask[suspects[changed]] = True
+    normalized = [unicodedata.normalize(form, values[k]) for k in changed]
+    return pc.replace_with_mask(text, pa.array(mask), pa.array(normalized, text.type))
 
 
 def _ftfy(text: pa.Array) -> pa.Array:

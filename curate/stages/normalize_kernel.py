@@ -21,6 +21,9 @@ the text, so the output buffer is the input's size.
 
 from __future__ import annotations
 
+import unicodedata
+from functools import cache
+
 import numba
 import numpy as np
 import pyarrow as pa
@@ -157,3 +160,52 @@ def _close_gap(out, w, gap_start, newlines, last_line_start, collapsible, longes
     for k in range(tail):
         out[gap_start + kept + k] = out[last_line_start + k]
     return gap_start + kept + tail
+
+
+# ------------------------------------------------------------------------------------------ NFC / NFKC
+
+TABLE_POINTS = 0x30000
+"""Code points the table covers (every plane with a decomposable character); a higher one is a suspect."""
+HANGUL_JOINERS = (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))
+"""Hangul vowel and final jamo: they compose with the syllable before them (algorithmically)."""
+
+
+@cache
+def unstable_characters(form: str) -> np.ndarray:
+    """Per code point, whether a text holding it might not be in `form`: it changes under `form` alone,
+    has a non-zero combining class (it may be reordered or composed), or composes with the character
+    before it. A text with none of them passes the Unicode quick check ("yes"): it is in `form`."""
+    table = np.zeros(TABLE_POINTS, dtype=np.bool_)
+    for code in range(TABLE_POINTS):
+        char = chr(code)
+        decomposition = unicodedata.decomposition(char)
+        if unicodedata.normalize(form, char) != char or unicodedata.combining(char):
+            table[code] = True
+        if decomposition and not decomposition.startswith("<") and len(decomposition.split()) == 2:
+            table[int(decomposition.split()[1], 16)] = True
+    table[list(HANGUL_JOINERS)] = True
+    return table
+
+
+def may_change_under(texts: pa.Array, form: str) -> np.ndarray:
+    """Per text, whether it holds a character of `unstable_characters(form)` (nulls: no)."""
+    data, offsets = utf8_buffers(texts.fill_null("") if texts.null_count else texts)
+    return _holds_any(data, offsets, unstable_characters(form))
+
+
+@numba.njit(cache=True)
+def _holds_any(data: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
+    found = np.zeros(len(offsets) - 1, dtype=np.bool_)
+    for doc in range(len(offsets) - 1):
+        i, end = offsets[doc], offsets[doc + 1]
+        while i < end:
+            if data[i] < 0x80:  # no ASCII character changes under NFC or NFKC
+                i += 1
+                continue
+            width = char_width(data[i])
+            point = code_point(data, i, width)
+            if point >= len(table) or table[point]:
+                found[doc] = True
+                break
+            i += width
+    return found
