@@ -124,7 +124,9 @@ def ensure_demo_models(with_shared: bool) -> None:
             train()
 
 
-def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict[str, Any]:
+def run_demo(
+    out: Path, workers: int, proxy_tokens: int = 100_000, cache: Path = Path(".cache/demo")
+) -> dict[str, Any]:
     shards = cache / "shards"
     build_package_shards(shards)
     shared = shared_data_dir()
@@ -139,7 +141,7 @@ def run_demo(out: Path, workers: int, cache: Path = Path(".cache/demo")) -> dict
     from api.demo_mixture import demo_mixture
 
     manifest["mixture"] = demo_mixture(out, out.parent / "mix")
-    manifest["proxy"] = demo_proxy_score(out.parent / "mix", out.parent / "proxy")
+    manifest["proxy"] = demo_proxy_score(out.parent / "mix", out.parent / "proxy", proxy_tokens)
     return manifest
 
 
@@ -162,18 +164,16 @@ def demo_decisions(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
-DEMO_PROXY_TOKENS = 100_000
-
-
-def demo_proxy_score(mix: Path, run: Path) -> dict[str, Any]:
+def demo_proxy_score(mix: Path, run: Path, tokens: int) -> dict[str, Any]:
     """The main job ends where training starts: a tiny NVFP4 proxy trained on the mixture, scored by
     bits per byte per domain on the mixture's evaluation suite. Re-running resumes from (or reuses) the
-    run's checkpoint; a run the demo trained under an older config of its own is retrained."""
+    run's checkpoint; a run the demo trained under another config of its own (an older demo, another
+    `tokens`) is retrained."""
     from trainer.commands import score_command
 
     def score() -> dict[str, Any]:
         return score_command(
-            mix, run, size="tiny", precision="nvfp4", tokens=DEMO_PROXY_TOKENS, seed=0, threads=1
+            mix, run, size="tiny", precision="nvfp4", tokens=tokens, seed=0, threads=1
         )
 
     try:

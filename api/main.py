@@ -140,11 +140,14 @@ def inspect(
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo corpus goes")] = Path(".cache/demo/out"),
     workers: Annotated[int, typer.Option(min=1)] = 2,
+    proxy_tokens: Annotated[
+        int, typer.Option(min=10_000, help="tokens the tiny proxy trains on (fewer: faster, a noisier score)")
+    ] = 100_000,
 ) -> None:
     """The embedded default main job: real text in, a curated corpus and a training mixture out."""
     from api.demo import demo_decisions, run_demo
 
-    manifest = run_demo(out, workers)
+    manifest = run_demo(out, workers, proxy_tokens)
     print_summary(manifest)
     for line in demo_decisions(manifest):
         typer.echo(line)

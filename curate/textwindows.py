@@ -33,13 +33,6 @@ def whitespace_windows(text: str, size: int = WINDOW_CHARS) -> Iterator[tuple[in
     yield start, len(text)
 
 
-def count_words(text: str) -> int:
-    """len(text.split()) without building the list of every word of a long text."""
-    if len(text) <= WINDOW_CHARS:
-        return len(text.split())
-    return sum(len(text[start:stop].split()) for start, stop in whitespace_windows(text))
-
-
 def release_free_memory() -> None:
     """Give the C heap's free pages back to the system (glibc's malloc_trim; a no-op elsewhere).
 

@@ -37,6 +37,7 @@ from curate.dedup import shingles as sh  # its vectorised words: one normalisati
 from curate.errors import ConfigError
 from curate.paths import GlobParam
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
+from curate.utf8_arrays import as_text_array, utf8_buffers
 
 SET_COLUMN, COUNT_COLUMN = "decontam_set", "decontam_ngrams"
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "text"}  # by file suffix
@@ -71,15 +72,15 @@ class Part:
 def _word_parts(texts: sh.TextBatch, carry: int) -> Iterator[Part]:
     """The texts' words in ~1 MB parts, each NFKC'd alone; a longer document in windows cut at ASCII
     separators (NFKC never joins there) that start with the `carry` words before: no n-gram is lost."""
-    data, offsets = sh._utf8_buffers(texts := sh._as_text_array(texts))
+    data, offsets = utf8_buffers(texts := as_text_array(texts))
     for lo, hi in sh._sub_batches(offsets, sh._BATCH_BYTES):
         if hi - lo > 1 or offsets[hi] - offsets[lo] <= sh._BATCH_BYTES:
-            yield Part(lo, *_words(*sh._utf8_buffers(_nfkc(texts.slice(lo, hi - lo)))), 0)
+            yield Part(lo, *_words(*utf8_buffers(_nfkc(texts.slice(lo, hi - lo)))), 0)
             continue
         kept = np.zeros(0, np.uint64)
         for window in sh._byte_windows(data[offsets[lo] : offsets[hi]], sh._BATCH_BYTES):
             text = pa.array([window.tobytes().decode()], pa.large_string())
-            words = np.concatenate([kept, _words(*sh._utf8_buffers(_nfkc(text)))[0]])
+            words = np.concatenate([kept, _words(*utf8_buffers(_nfkc(text)))[0]])
             yield Part(lo, words, np.array([0, words.size]), kept.size)
             kept = words[max(words.size - carry, 0) :]
 

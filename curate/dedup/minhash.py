@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curate.dedup.shingles import ShingleBatch, TextBatch, _as_text_array, iter_shingle_parts
+from curate.dedup.shingles import ShingleBatch, iter_shingle_parts
+from curate.utf8_arrays import TextBatch, as_text_array
 
 EMPTY_VALUE = np.uint32(0xFFFFFFFF)
 
@@ -223,7 +224,7 @@ class MinHasher:
         signatures are merged by their minimum); a document's signature depends only on its own text
         and the hasher's parameters, never on the rest of the batch.
         """
-        texts = _as_text_array(texts)
+        texts = as_text_array(texts)
         out = np.full((len(texts), self.num_perm), EMPTY_VALUE, dtype=np.uint32)
         for first, part in iter_shingle_parts(texts, self.ngram, self.seed):
             rows = out[first : first + len(part)]

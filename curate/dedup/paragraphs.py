@@ -37,17 +37,16 @@ import pyarrow.compute as pc
 from curate.dedup.settings import ParagraphConfig
 from curate.dedup.shingles import (
     _BATCH_BYTES,
-    _as_text_array,
     _decode_leads,
     _fmix64,
     _hash_keys,
     _normalise_bytes,
     _sub_batches,
-    _utf8_buffers,
     _word_hashes,
     _word_spans,
 )
 from curate.schema import UNASSIGNED_DOMAIN
+from curate.utf8_arrays import as_text_array, utf8_buffers
 
 PARAGRAPH_DIR = "_dedup/paragraphs"  # per-shard unit hashes; under the sketch dir so a redone shard clears it
 HASH_VERSION = 1  # bump when the normalisation or the hash changes: index segments are kept per version
@@ -137,7 +136,7 @@ def dedup_form(texts: pa.Array) -> pa.Array:
     this can change (the byte kernel lower-cases and maps ASCII digits of all). Newlines are never
     touched, so line `k` of the result is line `k` of the input. Returns `texts` itself when no document
     needs it."""
-    data, offsets = _utf8_buffers(texts)
+    data, offsets = utf8_buffers(texts)
     decompose, digit = _needs_form(data, offsets)
     for flags, transform in ((decompose, _strip_accents), (digit, _zero_digits)):
         if flags.any():
@@ -189,14 +188,14 @@ class _CharCount:
 
 
 def _units_of_slice(raw: pa.Array, norm: pa.Array, unit: str) -> Units:
-    raw_data, raw_offsets = _utf8_buffers(raw)
+    raw_data, raw_offsets = utf8_buffers(raw)
     raw_start, raw_end, line_first = _line_bounds(raw_data, raw_offsets)
     raw_chars = _CharCount(raw_data)
     line_chars = raw_chars[raw_end] - raw_chars[raw_start]
     if norm is raw:
         data, offsets, line_start = raw_data, raw_offsets, raw_start
     else:
-        data, offsets = _utf8_buffers(norm)
+        data, offsets = utf8_buffers(norm)
         line_start = _line_bounds(data, offsets)[0]
         if raw_start.size != line_start.size:  # dedup_form keeps newlines; this would be a bug
             raise AssertionError("normalisation changed the number of lines")
@@ -265,13 +264,13 @@ def _units_of_slice(raw: pa.Array, norm: pa.Array, unit: str) -> Units:
 
 
 def _slices(texts: pa.Array) -> Iterator[tuple[int, int]]:
-    _, offsets = _utf8_buffers(texts)
+    _, offsets = utf8_buffers(texts)
     yield from _sub_batches(offsets, _BATCH_BYTES)
 
 
 def units(texts: pa.Array | pa.ChunkedArray | list[str], unit: str = "line") -> Units:
     """Every unit of every document, with its hash; sub-batches of ~1 MB keep the work arrays in cache."""
-    raw = _as_text_array(texts)
+    raw = as_text_array(texts)
     parts: list[Units] = []
     for lo, hi in _slices(raw):
         part = raw.slice(lo, hi - lo)
@@ -297,7 +296,7 @@ def _long_document_units(text: pa.Array, unit: str) -> Units:
     """The units of one long document, window by window (windows of about a MB end with a newline, so
     no unit spans two), with line numbers and character counts added up across windows. A window ending
     in a newline has one more, empty, line: it holds no words, so it makes no unit and no characters."""
-    data, _ = _utf8_buffers(text)
+    data, _ = utf8_buffers(text)
     found: list[Units] = []
     lines_before = 0
     for window in _line_windows(data, _CUTS[unit], _BATCH_BYTES):

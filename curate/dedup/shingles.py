@@ -36,13 +36,12 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
-TextBatch = Sequence[str | None] | pa.Array | pa.ChunkedArray
+from curate.utf8_arrays import TextBatch, as_text_array, utf8_buffers
 
 _M64 = (1 << 64) - 1
 _FMIX_C1 = 0xFF51AFD7ED558CCD
@@ -351,36 +350,6 @@ def _ngram_hashes(
     return hashes, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
-def _as_text_array(texts: TextBatch) -> pa.Array:
-    """Any supported batch as one Arrow string array with no nulls (a null text is an empty one)."""
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
-    if not isinstance(texts, pa.Array):
-        try:
-            texts = pa.array(texts, type=pa.large_string())
-        except (pa.ArrowInvalid, UnicodeEncodeError):  # e.g. lone surrogates: hash what can be encoded
-            texts = pa.array(
-                [None if t is None else t.encode("utf-8", "replace").decode("utf-8") for t in texts],
-                type=pa.large_string(),
-            )
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        texts = texts.cast(pa.large_string())
-    if texts.null_count:
-        texts = texts.fill_null("")
-    return texts
-
-
-def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-copy views of an Arrow string array: its bytes and rebased int64 offsets."""
-    _, offsets_buf, data_buf = texts.buffers()
-    off_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=off_type)[texts.offset : texts.offset + len(texts) + 1]
-    offsets = offsets.astype(np.int64)
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    data = data[offsets[0] : offsets[-1]]
-    return data, offsets - offsets[0]
-
-
 def _sub_batches(offsets: np.ndarray, target_bytes: int) -> Iterator[tuple[int, int]]:
     """Document ranges of about ``target_bytes`` each (a bigger document gets a range of its own)."""
     n_docs = offsets.size - 1
@@ -411,7 +380,7 @@ def iter_shingle_batches(
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}")
     keys = _hash_keys(seed, ngram)
-    data, offsets = _utf8_buffers(_as_text_array(texts))
+    data, offsets = utf8_buffers(as_text_array(texts))
     for lo, hi in _sub_batches(offsets, batch_bytes):
         part = data[offsets[lo] : offsets[hi]]
         yield _shingle_buffers(part, offsets[lo : hi + 1] - offsets[lo], ngram, keys)
@@ -429,7 +398,7 @@ def iter_shingle_parts(
     if ngram < 1:
         raise ValueError(f"ngram must be >= 1, got {ngram}")
     keys = _hash_keys(seed, ngram)
-    data, offsets = _utf8_buffers(_as_text_array(texts))
+    data, offsets = utf8_buffers(as_text_array(texts))
     for lo, hi in _sub_batches(offsets, batch_bytes):
         part = data[offsets[lo] : offsets[hi]]
         if hi - lo == 1 and part.size > batch_bytes:

@@ -1,8 +1,9 @@
 """normalize: one canonical form of the text before anything scores or hashes it.
 
 NFC, control and zero-width characters out, unicode spaces to plain spaces, trailing spaces and runs of
-blank lines trimmed. Leading indentation is kept on purpose: code and poetry depend on it. All of it runs
-as Arrow compute kernels over the whole batch; `ftfy` (mojibake repair) is optional and per document.
+blank lines trimmed. Leading indentation is kept on purpose: code and poetry depend on it. NFC is checked
+per document (quick check first); the rest is one compiled pass over the batch's bytes
+(`normalize_kernel`). `ftfy` (mojibake repair) is optional and per document.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.stages.base import Stage, StageParams, StageResult, set_columns
+from curate.stages.normalize_kernel import may_change_under, normalize_whitespace
 from curate.stages.registry import register
 from curate.textwindows import WINDOW_CHARS
 
-CONTROL_CHARS = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{7F}\x{200B}-\x{200D}\x{2060}\x{FEFF}]"
-UNICODE_SPACES = r"[\x{A0}\x{1680}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}]"
 EMPTY_REASON = "empty"
 
 
@@ -68,17 +68,9 @@ def normalize_text(text: pa.Array, params: NormalizeParams) -> pa.Array:
 
 def _normalize_rows(text: pa.Array, params: NormalizeParams, trim: bool = True) -> pa.Array:
     text = unicode_normalize(text, params.form)
-    text = pc.replace_substring(text, "\r\n", "\n")
-    text = pc.replace_substring(text, "\r", "\n")
-    if params.strip_control:
-        text = pc.replace_substring_regex(text, CONTROL_CHARS, "")
-    if params.unify_spaces:
-        text = pc.replace_substring_regex(text, UNICODE_SPACES, " ")
-    if params.collapse_spaces:
-        text = pc.replace_substring_regex(text, r"(\S)[ \t]{2,}", r"\1 ")
-    text = pc.replace_substring_regex(text, r"[ \t]+\n", "\n")
-    longest_kept = params.max_blank_lines + 1
-    text = pc.replace_substring_regex(text, rf"\n{{{longest_kept + 1},}}", "\n" * longest_kept)
+    text = normalize_whitespace(
+        text, params.strip_control, params.unify_spaces, params.collapse_spaces, params.max_blank_lines + 1
+    )
     return pc.utf8_trim_whitespace(text) if trim else text
 
 
@@ -118,15 +110,18 @@ def line_windows(data: memoryview, size: int) -> Iterator[tuple[int, int]]:
 
 
 def unicode_normalize(text: pa.Array, form: str) -> pa.Array:
-    """Most documents are already normalised; the C quick-check skips them, which is 10x faster than
-    running Arrow's normaliser over every row."""
-    values = text.to_pylist()
-    todo = [i for i, value in enumerate(values) if value and not unicodedata.is_normalized(form, value)]
-    if not todo:
+    """Most documents are already normalised: a compiled scan of the bytes finds the few that hold a
+    character that could change (`may_change_under`), and only those go through Python's quick check
+    and normaliser."""
+    suspects = np.flatnonzero(may_change_under(text, form))
+    values = text.take(pa.array(suspects, pa.int64())).to_pylist()
+    changed = [k for k, value in enumerate(values) if value and not unicodedata.is_normalized(form, value)]
+    if not changed:
         return text
-    for i in todo:
-        values[i] = unicodedata.normalize(form, values[i])
-    return pa.array(values, pa.large_string())
+    mask = np.zeros(len(text), dtype=bool)
+    mask[suspects[changed]] = True
+    normalized = [unicodedata.normalize(form, values[k]) for k in changed]
+    return pc.replace_with_mask(text, pa.array(mask), pa.array(normalized, text.type))
 
 
 def _ftfy(text: pa.Array) -> pa.Array:

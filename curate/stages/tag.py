@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from curate.schema import DomainName
 from curate.stages.base import Stage, StageParams, StageResult, set_columns
 from curate.stages.registry import register
-from curate.textwindows import count_words
+from curate.utf8_arrays import word_counts
 
 
 def check_re2(pattern: str) -> str:
@@ -94,7 +94,7 @@ class Tag(Stage):
             "site": site,
             "tld": tld,
             "n_chars": pc.utf8_length(text).cast(pa.int64()),
-            "n_words": pa.array([count_words(t) for t in text.to_pylist()], pa.int64()),
+            "n_words": pa.array(word_counts(text), pa.int64()),
             "n_lines": pc.add(pc.count_substring(text, "\n"), 1).cast(pa.int64()),
             "domain": domain,
         }

@@ -43,7 +43,8 @@ def test_demo_without_shared_data_then_inspect(tmp_path: Path) -> None:
         "CURATE_KENLM": str(REPO / ".cache" / "kenlm"),  # lmplz is built once by `make`, not per test
     }
     out = tmp_path / "demo-out"
-    result = run_cli("demo", "--out", str(out), "--workers", "2", cwd=tmp_path, env=env)
+    demo = ("demo", "--out", str(out), "--workers", "2", "--proxy-tokens", "20000")  # the proxy: ~20 s
+    result = run_cli(*demo, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "kept" in result.stdout
     manifest = json.loads((out / "manifest.json").read_text())
@@ -56,7 +57,7 @@ def test_demo_without_shared_data_then_inspect(tmp_path: Path) -> None:
     totals = manifest["totals"]
     assert totals["read"] == totals["kept"] + totals["rejected"] + totals["duplicates"]
 
-    again = run_cli("demo", "--out", str(out), "--workers", "2", cwd=tmp_path, env=env)
+    again = run_cli(*demo, cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "manifest.json").read_text())["totals"] == manifest["totals"]
     assert "proxy score" in result.stdout and (tmp_path / "proxy" / "result.json").is_file()
