@@ -33,15 +33,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.utf8_arrays import as_text_array
 from filters.batch_memo import memoized
-from filters.lm_kernels import normalize_lowered, one_array
+from filters.lm_kernels import normalize_lowered
 
 
 def normalize_for_lm(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """CCNet normalisation of whole documents (newlines kept as paragraph breaks), plus the punctuation
     split that stands in for SentencePiece; see the module docstring. Arrow lowercases, one compiled pass
     does the rest (`filters.lm_kernels`)."""
-    return normalize_lowered(pc.utf8_lower(pc.fill_null(one_array(texts), "")))
+    return normalize_lowered(pc.utf8_lower(as_text_array(texts)))
 
 
 def normalize_text(text: str) -> str:
@@ -94,7 +95,7 @@ class ScoringLines:
 
 def scoring_lines(normalized: pa.Array | pa.ChunkedArray) -> ScoringLines:
     """Lines split, filtered and token-counted by Arrow kernels, once per column for every model."""
-    normalized = one_array(normalized)
+    normalized = as_text_array(normalized)
     lines = pc.split_pattern(pc.fill_null(normalized, ""), "\n")
     flat, parents = pc.list_flatten(lines), pc.list_parent_indices(lines)
     keep = pc.greater(pc.binary_length(flat), 0)

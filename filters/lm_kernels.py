@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.utf8_arrays import as_text_array, char_width, code_point, utf8_buffers
 from filters.lm_unicode import (
     DECOMPOSE,
     HARD,
@@ -63,26 +64,6 @@ needs more gets a buffer twice the size and its unfinished row is done again."""
 # -------------------------------------------------------------------------------------- Arrow buffers
 
 
-def one_array(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A column as one array: its only chunk as it is (`combine_chunks` would copy it), else combined."""
-    if isinstance(texts, pa.ChunkedArray):
-        return texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
-    return texts
-
-
-def utf8_buffers(texts: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """The array as (large_)string, its data bytes and its offsets (the slice's own), zero-copy."""
-    if texts.null_count:
-        raise ValueError("the compiled text passes take texts without nulls (fill them first)")
-    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
-        texts = texts.cast(pa.large_string())  # another layout (string_view): the one read here
-    offsets_buffer, data_buffer = texts.buffers()[1:3]
-    offset_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
-    offsets = np.frombuffer(offsets_buffer, offset_type)[texts.offset : texts.offset + len(texts) + 1]
-    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    return texts, data, offsets
-
-
 def string_array(like: pa.DataType, offsets: np.ndarray, data: np.ndarray) -> pa.Array:
     """Strings of the type of `like` (large_string when 32-bit offsets would overflow), without nulls."""
     small = pa.types.is_string(like) and offsets[-1] < 2**31
@@ -95,24 +76,10 @@ def string_array(like: pa.DataType, offsets: np.ndarray, data: np.ndarray) -> pa
 
 
 @numba.njit(cache=True, inline="always")
-def _decode(data, i, end):
-    """The code point at byte i and its width. Arrow strings are valid UTF-8; a broken sequence reads as
-    U+FFFD byte by byte (never out of the row or of the tables)."""
-    lead = data[i]
-    if lead < 0x80:
-        return np.int64(lead), 1
-    if lead >= 0xF0:
-        width = 4
-    elif lead >= 0xE0:
-        width = 3
-    else:
-        width = 2
-    if lead < 0xC0 or i + width > end:
-        return np.int64(0xFFFD), 1
-    code = np.int64(lead & (0x7F >> width))
-    for k in range(1, width):
-        code = (code << 6) | (data[i + k] & 0x3F)
-    return (code, width) if code < 0x110000 else (np.int64(0xFFFD), 1)
+def _decode(data, i):
+    """The code point at byte i (Arrow strings are valid UTF-8) and its width."""
+    width = char_width(data[i])
+    return np.int64(code_point(data, i, width)), width
 
 
 @numba.njit(cache=True, inline="always")
@@ -234,7 +201,7 @@ def _normalize_rows(
                     o += (ops & WRITES) >> 5
                     i += 1
                     continue
-                code, width = _decode(data, i, end)
+                code, width = _decode(data, i)
                 i += width
                 kind = classes[code]
                 hard[row] |= (kind & HARD) != 0
@@ -257,18 +224,19 @@ def normalize_lowered(texts: pa.Array) -> pa.Array:
     """CCNet's normalisation after lowercasing (NFD, marks and non-printing characters removed, digits,
     punctuation map, punctuation split, whitespace runs) of texts without nulls; see the module docstring.
     The rows holding a HARD character are done again after Arrow's NFD."""
-    texts, normalized, hard = _normalized(texts)
+    texts = as_text_array(texts)
+    normalized, hard = _normalized(texts)
     if not hard.any():
         return normalized
     mask = pa.array(hard)
-    redone = _normalized(pc.utf8_normalize(texts.filter(mask), form="NFD"))[1]
+    redone = _normalized(pc.utf8_normalize(texts.filter(mask), form="NFD"))[0]
     return pc.replace_with_mask(normalized, mask, redone.cast(normalized.type))
 
 
-def _normalized(texts: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """The texts as read, `_normalize_rows` of every row, and which rows hold a HARD character."""
+def _normalized(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """`_normalize_rows` of every row, and which rows hold a HARD character."""
     tables = normalization_tables()
-    texts, data, offsets = utf8_buffers(texts)
+    data, offsets = utf8_buffers(texts)
     out = np.empty(int((offsets[-1] - offsets[0]) * INITIAL_CAPACITY) + tables.max_output, np.uint8)
     out_offsets = np.zeros(len(offsets), np.int64)
     hard = np.zeros(len(texts), np.bool_)
@@ -283,7 +251,7 @@ def _normalized(texts: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
         out = _grown(out, int(out_offsets[row]))
     used = int(out_offsets[-1])
     data = out[:used].copy() if used < len(out) * 0.8 else out[:used]
-    return texts, string_array(texts.type, out_offsets, data), hard
+    return string_array(texts.type, out_offsets, data), hard
 
 
 def _grown(out: np.ndarray, kept: int) -> np.ndarray:
@@ -379,14 +347,14 @@ def _code_before(data, start, end):
     lead = end - 1
     while lead > start and (data[lead] & 0xC0) == 0x80:
         lead -= 1
-    return _decode(data, lead, end)
+    return _decode(data, lead)
 
 
 @numba.njit(cache=True)
 def _trimmed(data, first, last, classes):
     """The span data[first:last] without its TRIMMED code points at either end."""
     while first < last:
-        code, width = _decode(data, first, last)
+        code, width = _decode(data, first)
         if not classes[code] & TRIMMED:
             break
         first += width
@@ -420,7 +388,7 @@ def _empty_tokens(data, start, end, classes):
     separator; checked against Arrow in tests/filters/test_lm_kernels.py)."""
     if start == end:
         return 1
-    code, _ = _decode(data, start, end)
+    code, _ = _decode(data, start)
     empty = classes[code] & WHITESPACE
     last, trailing = end, 0
     while trailing < 2 and last > start:
@@ -455,7 +423,7 @@ def _word_counts(data, offsets, classes, slots, starts, words, shapes, longest, 
                 if byte < 0x80:
                     kind, width = classes[byte], 1
                 else:
-                    code, width = _decode(data, i, end)
+                    code, width = _decode(data, i)
                     kind = classes[code]
                 word = 1 - (kind & WHITESPACE)
                 bounds[count] = i
@@ -478,10 +446,10 @@ def _word_counts(data, offsets, classes, slots, starts, words, shapes, longest, 
     return hits, tokens
 
 
-def word_counts(texts: pa.Array, words: WordSet, trim: str) -> tuple[np.ndarray, np.ndarray]:
+def word_list_counts(texts: pa.Array, words: WordSet, trim: str) -> tuple[np.ndarray, np.ndarray]:
     """Per text (no nulls): its tokens as Arrow's `utf8_split_whitespace` splits it, and how many of them,
     with the characters of `trim` trimmed from both ends as `utf8_trim` does, are among `words`."""
-    _, data, offsets = utf8_buffers(texts)
+    data, offsets = utf8_buffers(as_text_array(texts))
     return _word_counts(
         data, offsets, token_classes(trim), words.slots, words.starts, words.data, words.shapes,
         words.longest(), int(words.holds_empty()), np.empty(CANDIDATES, np.int64),
@@ -489,9 +457,8 @@ def word_counts(texts: pa.Array, words: WordSet, trim: str) -> tuple[np.ndarray,
 
 
 def warm_up() -> None:
-    """Build the tables and load or compile every kernel for both offset widths, so the first batch of a
+    """Build the tables and load or compile every kernel, so the first batch of a
     stage pays nothing (call it in setup()). ~1 s; a first compile on a machine takes longer."""
-    for kind in (pa.string(), pa.large_string()):
-        texts = pa.array(["A\u00e9\u0663 \u2014 x\u05c8!\r\n"], kind)
-        normalize_lowered(texts)
-        word_counts(texts, WordSet.of(["x"]), WORD_TRIM)
+    texts = pa.array(["A\u00e9\u0663 \u2014 x\u05c8!\r\n"])
+    normalize_lowered(texts)
+    word_list_counts(texts, WordSet.of(["x"]), WORD_TRIM)

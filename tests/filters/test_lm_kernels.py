@@ -20,7 +20,7 @@ import pytest
 from bench.rule_chain import web_documents
 from filters import corpora
 from filters.kenlm_lm import normalize_for_lm
-from filters.lm_kernels import CANDIDATES, WordSet, normalize_lowered, word_counts
+from filters.lm_kernels import CANDIDATES, WordSet, normalize_lowered, word_list_counts
 from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO, WORD_TRIM
 from filters.toxicity import profanity_rate, profanity_words
 from tests.filters.test_annotate_reuse import every_pass
@@ -127,7 +127,7 @@ def arrow_word_rate(texts: pa.Array | pa.ChunkedArray, words: list[str]) -> np.n
 def compiled_word_rate(texts: pa.Array | pa.ChunkedArray, words: list[str]) -> np.ndarray:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    hits, tokens = word_counts(pc.utf8_lower(pc.fill_null(texts, "")), WordSet.of(words), WORD_TRIM)
+    hits, tokens = word_list_counts(pc.utf8_lower(pc.fill_null(texts, "")), WordSet.of(words), WORD_TRIM)
     counts = tokens.astype(np.float64)
     return np.divide(hits.astype(np.float64), counts, out=np.zeros(len(counts)), where=counts > 0)
 
@@ -145,7 +145,7 @@ def test_profanity_rate_equals_arrow_on_toxic_and_clean_text(shared: Path, web_a
     assert tokens.max() > CANDIDATES  # rows whose token bounds fill the scan's buffer more than once
 
 
-def test_word_counts_equal_arrow_on_every_code_point_and_edge_cases() -> None:
+def test_word_list_counts_equal_arrow_on_every_code_point_and_edge_cases() -> None:
     """Every code point beside a word, inside one and alone shows it splits, trims and lowercases as
     Arrow does; the extra words (empty, non-ASCII, with trimmed or split characters) that the lookup is
     by exact bytes."""
