@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.kenlm_lm import load_kenlm, perplexities
 from filters.language_models import EVERY_LANGUAGE, check_language_models, language_warning, scorer_groups
+from filters.lm_kernels import warm_up
 from filters.model_registry import ModelFolderParams, ModelsDir, pinned_home, require_model
 
 KIND = "kenlm"
@@ -121,6 +122,7 @@ class Perplexity(Stage):
         return fields
 
     def setup(self) -> None:
+        warm_up()  # the compiled text kernels load (or compile) once per worker, not in its first batch
         self._scorers = {lang: self._scorer(name) for lang, name in self.params.models_by_language().items()}
 
     def _scorer(self, name: str) -> LmScorer:

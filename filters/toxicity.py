@@ -28,7 +28,7 @@ from curate.stages.base import Resources, Stage, StageParams, StageResult, set_c
 from curate.textsources import shared_data_dir
 from curate.utf8_arrays import as_text_array
 from filters.fasttext_scoring import load_classifier, score_texts
-from filters.lm_kernels import WordSet, word_list_counts
+from filters.lm_kernels import WordSet, warm_up, word_list_counts
 from filters.lm_unicode import WORD_TRIM
 from filters.model_registry import ModelFolderParams, ModelsDir, find_model, pinned_home, require_model
 
@@ -111,6 +111,7 @@ class Toxicity(Stage):
         return [pa.field("toxicity", pa.float32())]
 
     def setup(self) -> None:
+        warm_up()  # the compiled text kernels load (or compile) once per worker, not in its first batch
         self._model = None
         if not self.params.uses_wordlist_only():
             model = require_model(self.params.model, KIND, self.params.models_dir)

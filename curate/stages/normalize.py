@@ -42,6 +42,9 @@ class Normalize(Stage):
     params: NormalizeParams
     drops = {EMPTY_REASON: "nothing but whitespace and removed characters is left"}
 
+    def setup(self) -> None:
+        normalize_text(pa.array(["a\u0301  b\r\n"]), self.params)  # loads (or compiles) the kernels once
+
     def process(self, batch: pa.Table) -> StageResult:
         text = normalize_text(batch.column("text").combine_chunks(), self.params)
         empty = pc.equal(pc.utf8_length(text), 0)

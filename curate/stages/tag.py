@@ -82,6 +82,7 @@ class Tag(Stage):
         ]
 
     def setup(self) -> None:
+        word_counts(["a b"])  # loads (or compiles) the kernel once per worker
         self._extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
     def process(self, batch: pa.Table) -> StageResult:
