@@ -58,9 +58,10 @@ class HeuristicRules(Stage):
         return [RULE_FLAGS_FIELD, *SIGNAL_FIELDS]
 
     def setup(self) -> None:
-        """Load the bad-word list and build the Unicode tables once per worker."""
+        """Load the bad-word list, build the Unicode tables and compile the rules' loops once per worker
+        (the text repeats, so the n-gram walk reaches every loop)."""
         self._engine = RuleEngine(self.params)
-        self._engine.evaluate(["warm up the character tables."])
+        self._engine.evaluate(["warm up the character tables, " * 4])
 
     def process(self, batch: pa.Table) -> StageResult:
         if self._engine is None:
