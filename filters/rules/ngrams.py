@@ -75,7 +75,7 @@ def _positions_by_part(keys, bits, order):
     return order, part_starts
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _top_bits(key, bits):
     """The key's top `bits` bits as an int (0 when bits is 0: a shift by 64 is undefined)."""
     return np.int64(key >> np.uint64(64 - bits)) if bits else 0
