@@ -18,28 +18,77 @@ _PART_KEYS = 1 << 18
 _SLOT_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _repeated_groups(keys: np.ndarray) -> np.ndarray:
+def _repeated_groups(keys: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
     """Group id of every key that occurs at least twice, numbered in order of first appearance (as
     Counter numbers them), and -1 for a key that occurs once (such an n-gram changes no measure).
 
-    Keys are split by their top bits into parts of about `_PART_KEYS` (equal keys share a part), each
-    grouped with its own hash table, so no hash table over every n-gram is ever built.
+    `segments`: bounds of runs of keys that never equal a key of another run (a document's n-grams,
+    salted per document; default: one run). Each run is grouped with a hash table of its size, and a
+    run longer than `_PART_KEYS` is split by the keys' top bits into parts of about that many (equal
+    keys share a part), each with its own table: no hash table over every n-gram is ever built.
     """
     groups = np.empty(len(keys), dtype=np.int32 if len(keys) < 2**31 else np.int64)
-    bits = max(0, int(np.ceil(np.log2(max(len(keys), 1) / _PART_KEYS))))
-    _group_in_parts(keys, bits, groups)
+    segments = np.array([0, len(keys)], dtype=np.int64) if segments is None else segments
+    _group_segments(keys, segments, _PART_KEYS, groups)
     return groups
 
 
 @numba.njit(cache=True)
-def _group_in_parts(keys, bits, groups):
-    """Fill `groups` (see `_repeated_groups`): part by part, provisional ids for the repeated keys, then
-    one pass in position order renumbers them by first appearance."""
+def _group_segments(keys, segments, part_keys, groups):
+    """Fill `groups` (see `_repeated_groups`) run by run, numbering on from the runs before."""
+    table_bits = _table_bits(part_keys)
+    slots = np.empty(1 << table_bits, dtype=groups.dtype)
+    group_keys = np.empty(part_keys, dtype=np.uint64)
+    group_sizes = np.empty(part_keys, dtype=np.int64)
+    local = np.empty(part_keys, dtype=groups.dtype)
+    identity = np.arange(part_keys).astype(groups.dtype)
+    offset = 0
+    for run in range(len(segments) - 1):
+        start, stop = segments[run], segments[run + 1]
+        if stop - start > part_keys:
+            bits = 0
+            while (part_keys << bits) < stop - start:
+                bits += 1
+            offset = _group_in_parts(keys[start:stop], bits, groups[start:stop], offset)
+            continue
+        members = identity[: stop - start]
+        n_groups = _group_part(
+            keys[start:stop], members, slots, _table_bits(stop - start), group_keys, group_sizes, local
+        )
+        offset = _number_repeated(group_sizes, n_groups, offset)
+        for k in range(stop - start):
+            groups[start + k] = group_sizes[local[k]]
+
+
+@numba.njit(cache=True)
+def _table_bits(size):
+    """log2 of a hash table's slots for `size` keys (at most half full)."""
+    bits = 1
+    while (1 << bits) < 2 * size:
+        bits += 1
+    return bits
+
+
+@numba.njit(cache=True)
+def _number_repeated(group_sizes, n_groups, offset):
+    """Turn each group's size into its id: offset, offset + 1, ... for the repeated groups in order, -1
+    for a group seen once; returns the next id."""
+    for g in range(n_groups):
+        if group_sizes[g] >= 2:
+            group_sizes[g] = offset
+            offset += 1
+        else:
+            group_sizes[g] = -1
+    return offset
+
+
+@numba.njit(cache=True)
+def _group_in_parts(keys, bits, groups, offset):
+    """Fill `groups` part by part with provisional ids of the repeated keys, then renumber them from
+    `offset` by first appearance in one pass in position order; returns the next id."""
     order, part_starts = _positions_by_part(keys, bits, np.empty_like(groups))
     longest = np.max(np.diff(part_starts)) if len(keys) else 0
-    table_bits = 1
-    while (1 << table_bits) < 2 * longest:
-        table_bits += 1
+    table_bits = _table_bits(longest)
     slots = np.empty(1 << table_bits, dtype=groups.dtype)
     group_keys = np.empty(longest, dtype=np.uint64)
     group_sizes = np.empty(longest, dtype=np.int64)
@@ -48,15 +97,10 @@ def _group_in_parts(keys, bits, groups):
     for part in range(len(part_starts) - 1):
         members = order[part_starts[part] : part_starts[part + 1]]
         n_groups = _group_part(keys, members, slots, table_bits, group_keys, group_sizes, local)
-        for g in range(n_groups):  # a group's size becomes its provisional id (-1: seen once)
-            if group_sizes[g] >= 2:
-                group_sizes[g] = provisional
-                provisional += 1
-            else:
-                group_sizes[g] = -1
+        provisional = _number_repeated(group_sizes, n_groups, provisional)
         for k in range(len(members)):
             groups[members[k]] = group_sizes[local[k]]
-    _number_by_first_appearance(groups, provisional)
+    return _number_by_first_appearance(groups, provisional, offset)
 
 
 @numba.njit(cache=True)
@@ -109,10 +153,11 @@ def _group_part(keys, members, slots, table_bits, group_keys, group_sizes, local
 
 
 @numba.njit(cache=True)
-def _number_by_first_appearance(groups, n_provisional):
-    """Renumber provisional group ids (>= 0) in order of first appearance, in place."""
+def _number_by_first_appearance(groups, n_provisional, offset):
+    """Renumber provisional group ids (>= 0) from `offset` in order of first appearance, in place;
+    returns the next id."""
     final = np.full(n_provisional, -1, dtype=groups.dtype)
-    next_id = 0
+    next_id = offset
     for i in range(len(groups)):
         g = groups[i]
         if g >= 0:
@@ -120,6 +165,7 @@ def _number_by_first_appearance(groups, n_provisional):
                 final[g] = next_id
                 next_id += 1
             groups[i] = final[g]
+    return next_id
 
 
 @numba.njit(cache=True)
@@ -217,7 +263,7 @@ class NgramRepetition:
             positions, hashes = positions[:kept], hashes[:kept]
             if n < wanted[0]:
                 continue
-            groups = _repeated_groups(hashes)
+            groups = _repeated_groups(hashes, np.searchsorted(positions, offsets))
             kept = _keep_repeated(positions, hashes, groups)
             positions, hashes, groups = positions[:kept], hashes[:kept], groups[:kept]
             counts = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
