@@ -13,7 +13,9 @@ from curate.textwindows import whitespace_windows
 from filters.rules.charclasses import _lowercase
 from filters.rules.settings import _WORD_RUN_RE
 from filters.rules.tokenizer import substring_hashes
-from filters.rules.words import _BLOCK, HashSet, TokenTable, hash_strings
+from filters.rules.words import HashSet, TokenTable, hash_strings
+
+_BLOCK = 1 << 16  # characters per step of the substring search (bounds its temporaries)
 
 
 def default_bad_words() -> list[str]:

@@ -59,22 +59,32 @@ def window_tokens(code_points, flag_table, lower_table, astral_points, astral_fl
     lengths = np.empty(n, dtype=np.int32)
     classes = np.empty(n, dtype=np.uint8)
     state = np.zeros(n, dtype=np.uint8)
-    count, a = 0, 0
+    run_starts = np.empty(n // 2 + 1 if runs else 0, dtype=np.int64)
+    run_hashes = np.empty(len(run_starts), dtype=np.uint64)
+    count, n_runs, a = 0, 0, 0
     while a < n:
         if flags[a] & _SPACE:
             a += 1
             continue
         b, bits, every, before, unit = a, 0, _NON_SYMBOL, 0, 0
-        total, power = np.uint64(0), np.uint64(1)
-        while b < n and not flags[b] & _SPACE:  # the chunk, hashed as if it were one token
+        total, lowered, power = np.uint64(0), np.uint64(0), np.uint64(1)
+        while b < n and not flags[b] & _SPACE:  # the chunk, hashed as if it were one token and one run
             here = flags[b]
             bits |= here
             every &= here
             unit |= (before & _DIGIT) * (here & _LETTER)  # a letter after a digit may start a unit
             before = here
             total += (np.uint64(code_points[b]) + _HASH_OFFSET) * power
+            if runs:
+                lowered += (np.uint64(_lower(code_points[b], lower_table)) + _HASH_OFFSET) * power
             power *= _HASH_BASE
             b += 1
+        if runs and every:  # letters, digits and marks only: the chunk is one word run
+            run_starts[n_runs] = a
+            run_hashes[n_runs] = lowered ^ (np.uint64(b - a) * _HASH_OFFSET)
+            n_runs += 1
+        elif runs:
+            n_runs = _add_word_runs(code_points, flags, lower_table, a, b, run_starts, run_hashes, n_runs)
         plain = every and not unit  # letters, digits and marks only, no unit: one token whatever the rules
         if plain and not (split_unspaced and bits & _UNSPACED):
             starts[count], lengths[count], classes[count] = a, b - a, _token_classes(bits)
@@ -84,18 +94,18 @@ def window_tokens(code_points, flag_table, lower_table, astral_points, astral_fl
             _chunk_starts(code_points, flags, lower_table, a, b, state, split_unspaced, plain, bits)
             count = _emit_tokens(code_points, flags, a, b, state, starts, hashes, lengths, classes, count)
         a = b
-    if runs:
-        run_starts, run_hashes = _word_runs(code_points, flags, lower_table)
-    else:
-        run_starts, run_hashes = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
-    return starts[:count], hashes[:count], lengths[:count], classes[:count], run_starts, run_hashes
+    tokens = starts[:count], hashes[:count], lengths[:count], classes[:count]
+    return (*tokens, run_starts[:n_runs], run_hashes[:n_runs])
 
 
 @numba.njit(cache=True)
 def window_word_runs(code_points, flag_table, lower_table, astral_points, astral_flags):
     """(start, hash) of every lowercased maximal run of word characters of a window."""
     flags = _flags_of(code_points, flag_table, astral_points, astral_flags)
-    return _word_runs(code_points, flags, lower_table)
+    n = len(code_points)
+    starts, hashes = np.empty(n // 2 + 1, dtype=np.int64), np.empty(n // 2 + 1, dtype=np.uint64)
+    count = _add_word_runs(code_points, flags, lower_table, 0, n, starts, hashes, 0)
+    return starts[:count], hashes[:count]
 
 
 @numba.njit(cache=True, inline="always")
@@ -150,25 +160,23 @@ def substring_hashes(points, length, count):
 
 
 @numba.njit(cache=True)
-def _word_runs(code_points, flags, lower_table):
-    """(start, hash of the lowercased run) of every maximal run of word characters."""
-    n = len(code_points)
-    starts = np.empty(n // 2 + 1, dtype=np.int64)
-    hashes = np.empty(n // 2 + 1, dtype=np.uint64)
-    count, i = 0, 0
-    while i < n:
+def _add_word_runs(code_points, flags, lower_table, a, b, starts, hashes, count):
+    """Append (start, hash of the lowercased run) of every maximal run of word characters in [a, b),
+    which is bounded by non-word characters or the window's ends; returns the new count."""
+    i = a
+    while i < b:
         if not flags[i] & _WORD:
             i += 1
             continue
         total, power, start = np.uint64(0), np.uint64(1), i
-        while i < n and flags[i] & _WORD:
+        while i < b and flags[i] & _WORD:
             total += (np.uint64(_lower(code_points[i], lower_table)) + _HASH_OFFSET) * power
             power *= _HASH_BASE
             i += 1
         starts[count] = start
         hashes[count] = total ^ (np.uint64(i - start) * _HASH_OFFSET)
         count += 1
-    return starts[:count], hashes[:count]
+    return count
 
 
 @numba.njit(cache=True, inline="always")

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from curate.textwindows import whitespace_windows
 from filters.rules.charclasses import _lowercase, _unicode_tables, astral_flags
 from filters.rules.tokenizer import segment_hashes, window_tokens, window_word_runs
-
-_BLOCK = 1 << 16  # positions handled per numpy step in block loops (bounds the temporaries)
 
 
 def hash_strings(strings: Sequence[str], lower: bool = False) -> np.ndarray:
@@ -174,7 +173,7 @@ def _sum_per_segment(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 class HashSet:
     """Membership of token hashes in a small fixed set (stop words, bad words).
 
-    A 64K-bucket bitmap on the top 16 bits rejects almost every token with one gather; only the few
+    A 64K-bucket bitmap on the top 16 bits rejects almost every token with one lookup; only the few
     survivors are binary-searched. np.isin would sort all tokens instead.
     """
 
@@ -187,18 +186,33 @@ class HashSet:
         return len(self.sorted)
 
     def hits(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(positions of the values in the set, their index in `self.sorted`), in blocks of values so
-        no per-value temporary of a long document is ever made."""
-        positions, which = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-        for start in range(0, len(values), _BLOCK):
-            block = values[start : start + _BLOCK]
-            maybe = np.flatnonzero(self.buckets[(block >> np.uint64(48)).astype(np.intp)])
-            if len(maybe):
-                index = np.minimum(np.searchsorted(self.sorted, block[maybe]), len(self.sorted) - 1)
-                found = self.sorted[index] == block[maybe]
-                positions.append(maybe[found] + start)
-                which.append(index[found])
-        return np.concatenate(positions), np.concatenate(which)
+        """(positions of the values in the set, their index in `self.sorted`)."""
+        return _set_hits(values, self.buckets, self.sorted)
+
+
+@numba.njit(cache=True)
+def _set_hits(values, buckets, sorted_keys):
+    """`HashSet.hits` in one pass, the outputs grown by doubling (no per-value temporary)."""
+    positions, which = np.empty(64, dtype=np.int64), np.empty(64, dtype=np.int64)
+    count = 0
+    for i in range(len(values)):
+        value = values[i]
+        if not buckets[value >> np.uint64(48)]:
+            continue
+        at = np.searchsorted(sorted_keys, value)
+        if at < len(sorted_keys) and sorted_keys[at] == value:
+            if count == len(positions):
+                positions, which = _doubled(positions), _doubled(which)
+            positions[count], which[count] = i, at
+            count += 1
+    return positions[:count].copy(), which[:count].copy()
+
+
+@numba.njit(cache=True)
+def _doubled(array):
+    out = np.empty(2 * len(array), dtype=array.dtype)
+    out[: len(array)] = array
+    return out
 
 
 def distinct_stop_words(
