@@ -18,7 +18,7 @@ from curate.textwindows import whitespace_windows
 from filters.heuristics import HeuristicRules, HeuristicsParams
 from filters.rules.badwords import SubstringBadWords
 from filters.rules.tokenizer import substring_hashes
-from filters.rules.words import TokenTable, hash_strings
+from filters.rules.words import HashSet, TokenTable, distinct_stop_words, hash_strings
 from tests.filters.test_heuristics_languages import UNSPACED_UDHR, udhr_parts
 from tests.filters.test_heuristics_vectorised import EDGE_CASES
 
@@ -103,6 +103,26 @@ def test_hashes_are_the_numpy_segment_hashes():
         count = len(text) - length + 1
         expected = hash_strings([text[k : k + length] for k in range(count)])
         assert np.array_equal(substring_hashes(points, length, count), expected)
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 300, 5000])
+def test_hash_set_finds_exactly_its_members(size):
+    rng = np.random.default_rng(size)
+    members = rng.integers(0, 2**64, size=size, dtype=np.uint64, endpoint=False)
+    others = rng.integers(0, 2**64, size=20000, dtype=np.uint64, endpoint=False)
+    values = rng.permutation(np.concatenate([members, others, members[::3]]))
+    hash_set = HashSet(members)
+    positions, which = hash_set.hits(values)
+    assert np.array_equal(positions, np.flatnonzero(np.isin(values, members)))
+    assert np.array_equal(hash_set.sorted[which], values[positions])
+
+
+def test_distinct_stop_words_count_each_word_once_per_document():
+    texts = ["the cat and the dog", "", "The THE the", "nothing here", "a the a and"]
+    stop_words = HashSet(hash_strings(["the", "and", "a"]))
+    counts = distinct_stop_words(TokenTable.from_texts(texts), stop_words)
+    assert counts.tolist() == [2, 0, 1, 0, 3]
+    assert distinct_stop_words(TokenTable.from_texts(texts), stop_words, 2, 5).tolist() == [1, 0, 3]
 
 
 def test_substring_bad_words_find_every_occurrence():
