@@ -192,37 +192,40 @@ class HashSet:
 _SLOT_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-@numba.njit(cache=True, inline="always")
-def _slot(value, table_bits):
-    return np.int64((value * _SLOT_MIX) >> np.uint64(64 - table_bits))
-
-
 @numba.njit(cache=True)
 def _table_of(sorted_keys, table_bits):
     """Linear-probing table: the index in sorted_keys of the key in each slot, -1 for an empty one."""
     index = np.full(1 << table_bits, -1, dtype=np.int64)
+    shift, mask = np.uint64(64 - table_bits), (1 << table_bits) - 1
     for k in range(len(sorted_keys)):
-        slot = _slot(sorted_keys[k], table_bits)
+        slot = np.int64((sorted_keys[k] * _SLOT_MIX) >> shift)
         while index[slot] >= 0:
-            slot = (slot + 1) & ((1 << table_bits) - 1)
+            slot = (slot + 1) & mask
         index[slot] = k
     return index
 
 
 @numba.njit(cache=True)
 def _set_hits(values, slot_keys, slot_index, table_bits):
-    """`HashSet.hits` in one pass, the outputs grown by doubling (no per-value temporary)."""
-    positions, which = np.empty(64, dtype=np.int64), np.empty(64, dtype=np.int64)
-    count, mask = 0, (1 << table_bits) - 1
-    for i in range(len(values)):
-        slot = _slot(values[i], table_bits)
-        while slot_index[slot] >= 0 and slot_keys[slot] != values[i]:
-            slot = (slot + 1) & mask
-        if slot_index[slot] >= 0:
-            if count == len(positions):
-                positions, which = _doubled(positions), _doubled(which)
-            positions[count], which[count] = i, slot_index[slot]
-            count += 1
+    """`HashSet.hits` in one pass over blocks of values: each block's hits go to fixed buffers (a tight
+    loop), then onto outputs grown by doubling (no per-value temporary)."""
+    block = 1 << 16
+    positions, which = np.empty(block, dtype=np.int64), np.empty(block, dtype=np.int64)
+    found_at, found = np.empty(block, dtype=np.int64), np.empty(block, dtype=np.int64)
+    count, shift, mask = 0, np.uint64(64 - table_bits), (1 << table_bits) - 1
+    for start in range(0, len(values), block):
+        in_block = 0
+        for i in range(start, min(start + block, len(values))):
+            slot = np.int64((values[i] * _SLOT_MIX) >> shift)
+            while slot_index[slot] >= 0 and slot_keys[slot] != values[i]:
+                slot = (slot + 1) & mask
+            found_at[in_block], found[in_block] = i, slot_index[slot]
+            in_block += slot_index[slot] >= 0
+        while count + in_block > len(positions):
+            positions, which = _doubled(positions), _doubled(which)
+        positions[count : count + in_block] = found_at[:in_block]
+        which[count : count + in_block] = found[:in_block]
+        count += in_block
     return positions[:count].copy(), which[:count].copy()
 
 
