@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curate.textwindows import WINDOW_CHARS, release_free_memory
 from filters.rules.badwords import BadWordMatcher, SubstringBadWords
@@ -206,19 +205,17 @@ class RuleEngine:
         tokens = TokenTable.from_texts(texts, runs[0].unspaced, with_runs) if needs_tokens else None
         release()
         checks = _Checks(len(texts))
-        counted = rules.gopher_quality.enabled or rules.fineweb.enabled  # they count substrings in Arrow
-        array = pa.array(texts, pa.large_string()) if counted else None
         checks.add(EMPTY, empty)
         signals = {f.name: np.full(len(texts), np.nan) for f in SIGNAL_FIELDS}
         if rules.gopher_repetition.enabled:
             self._gopher_repetition(n_chars, lines, tokens, runs, checks, signals)
             release()
         if rules.gopher_quality.enabled:
-            self._gopher_quality(array, lines, tokens, runs, checks, signals)
+            self._gopher_quality(texts, lines, tokens, runs, checks, signals)
         if rules.c4.enabled:
             self._c4(texts, lines, tokens, runs, checks, signals)
         if rules.fineweb.enabled:
-            self._fineweb(array, lines, tokens, checks, signals)
+            self._fineweb(texts, lines, tokens, checks, signals)
         failed = np.stack(checks.failed, axis=1) if texts else np.zeros((0, len(checks.codes)), dtype=bool)
         failed[empty, 1:] = False  # an empty document gets the one clear reason
         return RuleReport(codes=checks.codes, failed=failed, signals=signals, skipped=checks.skipped)
@@ -243,15 +240,13 @@ class RuleEngine:
         if dups:
             signals["rule_dup_ngram_char_frac"] = ngrams[("dup", size(min(dups)))]
 
-    def _gopher_quality(
-        self, texts: pa.Array, line_stats: LineStats, tokens, runs, checks: _Checks, signals
-    ) -> None:
+    def _gopher_quality(self, texts, line_stats: LineStats, tokens, runs, checks: _Checks, signals) -> None:
         rules, family = self.rules.gopher_quality, "gopher_quality"
         n_tokens = np.maximum(tokens.counts, 1)
         chars_per_word = runs[0].chars_per_word
         n_words, mean_length = _words_and_mean_length(tokens, chars_per_word)
         alpha_frac = tokens.per_doc_sum(tokens.has_letter) / n_tokens
-        symbols = np.maximum(_counts(texts, "#"), _counts(texts, "...") + _counts(texts, "…"))
+        symbols = np.array([max(t.count("#"), t.count("...") + t.count("…")) for t in texts], dtype=np.int64)
         lines = line_stats.bullets
 
         checks.add(
@@ -331,9 +326,7 @@ class RuleEngine:
             self._bad_word_matchers[lang] = kind(words) if words else None
         return self._bad_word_matchers[lang]
 
-    def _fineweb(
-        self, texts: pa.Array, lines: LineStats, tokens: TokenTable, checks: _Checks, signals
-    ) -> None:
+    def _fineweb(self, texts, lines: LineStats, tokens: TokenTable, checks: _Checks, signals) -> None:
         rules, family = self.rules.fineweb, "fineweb"
         n_lines, punctuated, short, dup_chars = lines.fineweb.T
         lines = np.maximum(n_lines, 1)
@@ -344,8 +337,8 @@ class RuleEngine:
                 low &= punct_ratio > 0
             checks.add(_code(family, "line_punct_ratio"), low | (n_lines == 0))
         _max_rule(checks, _code(family, "short_line_ratio"), short / lines, rules.max_short_line_ratio)
-        newlines = _counts(texts, "\n").astype(np.float64)
-        visible_chars = np.maximum(np.asarray(pc.utf8_length(texts), dtype=np.float64) - newlines, 1)
+        newlines = np.array([t.count("\n") for t in texts], dtype=np.float64)
+        visible_chars = np.maximum(np.fromiter(map(len, texts), np.float64, len(texts)) - newlines, 1)
         _max_rule(
             checks, _code(family, "char_dup_ratio"), dup_chars / visible_chars, rules.max_char_dup_ratio
         )
@@ -356,11 +349,6 @@ class RuleEngine:
             rules.max_newline_ratio,
         )
         signals["rule_line_punct_frac"] = punct_ratio
-
-
-def _counts(texts: pa.Array, needle: str) -> np.ndarray:
-    """str.count(needle) of each text (non-overlapping occurrences), in one Arrow kernel over the chunk."""
-    return np.asarray(pc.count_substring(texts, needle), dtype=np.int64)
 
 
 def _families(runs: list[LanguageRun]) -> list[list[LanguageRun]]:

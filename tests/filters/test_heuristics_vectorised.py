@@ -163,12 +163,3 @@ def test_stage_outputs_are_identical(web_texts, shared, monkeypatch, mode):
     assert (got.drop_reason is None) == (expected.drop_reason is None)
     if expected.drop_reason is not None:
         assert got.drop_reason.equals(expected.drop_reason)
-
-
-@pytest.mark.parametrize("needle", ["#", "...", "…", "\n"])
-def test_substring_counts_are_str_count(web_texts, needle):
-    """The quality rules count symbols and newlines in Arrow: as str.count does (non-overlapping)."""
-    texts = web_texts + EDGE_CASES + ["....", "......", ".....", "a...b...", "##a#", "..…...", "…" * 7]
-    expected = [text.count(needle) for text in texts]
-    assert engine_module._counts(pa.array(texts, pa.large_string()), needle).tolist() == expected
-    assert any(expected)
