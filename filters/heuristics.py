@@ -24,6 +24,7 @@ from curate.stages.base import Resources, Stage, StageResult, set_columns
 from curate.stages.registry import register
 from filters.rules import SIGNAL_FIELDS, RuleEngine, RuleReport, RuleSet
 from filters.rules.languages import ENGLISH
+from filters.rules.words import compile_kernels
 
 RULE_FLAGS_FIELD = pa.field("rule_flags", pa.string(), nullable=False)
 LANG_COLUMN = "lang"
@@ -62,6 +63,7 @@ class HeuristicRules(Stage):
         (the text repeats, so the n-gram walk reaches every loop)."""
         self._engine = RuleEngine(self.params)
         self._engine.evaluate(["warm up the character tables, " * 4])
+        compile_kernels()
 
     def process(self, batch: pa.Table) -> StageResult:
         if self._engine is None:

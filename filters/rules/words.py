@@ -15,7 +15,7 @@ import numpy as np
 
 from curate.textwindows import whitespace_windows
 from filters.rules.charclasses import _lowercase, _unicode_tables, astral_flags
-from filters.rules.tokenizer import segment_hashes, window_tokens, window_word_runs
+from filters.rules.tokenizer import segment_hashes, substring_hashes, window_tokens, window_word_runs
 
 
 def hash_strings(strings: Sequence[str], lower: bool = False) -> np.ndarray:
@@ -132,6 +132,15 @@ def _window_tokens(
         (classes & 2) != 0,
         *runs,
     )
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) the loops a worker may need that a short English text does
+    not reach: word runs of a long document alone, substrings of an unspaced script's bad words."""
+    code_points = _code_points("warm up 日本")
+    _window_word_runs("warm up 日本", 0, np.array([0, 11], dtype=np.int64))
+    substring_hashes(code_points, 2, 3)
+    TokenTable.from_texts(["日本語"], split_unspaced=True)
 
 
 def _window_word_runs(window: str, base: int, doc_char_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
