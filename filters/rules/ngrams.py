@@ -216,12 +216,25 @@ def _duplicate_positions(positions, groups, n_groups, n):
     return hits[:count]
 
 
-def _is_first_occurrence(groups: np.ndarray) -> np.ndarray:
-    """With first-seen numbering, a group starts exactly where the id exceeds every earlier id."""
-    first = np.ones(len(groups), dtype=bool)
-    if len(groups) > 1:
-        first[1:] = groups[1:] > np.maximum.accumulate(groups)[:-1]
-    return first
+@numba.njit(cache=True)
+def _top_groups(positions, groups, n_groups, offsets):
+    """(count, first position) of each document's most common repeated n-gram, the first seen among
+    ties (count 0 where none repeats): groups are numbered by first appearance, so in document order."""
+    sizes = np.zeros(n_groups, dtype=np.int64)
+    first = np.full(n_groups, -1, dtype=np.int64)
+    for i in range(len(groups)):
+        sizes[groups[i]] += 1
+        if first[groups[i]] < 0:
+            first[groups[i]] = positions[i]
+    counts = np.zeros(len(offsets) - 1, dtype=np.int64)
+    first_positions = np.zeros(len(offsets) - 1, dtype=np.int64)
+    doc = 0
+    for g in range(n_groups):
+        while offsets[doc + 1] <= first[g]:
+            doc += 1
+        if sizes[g] > counts[doc]:
+            counts[doc], first_positions[doc] = sizes[g], first[g]
+    return counts, first_positions
 
 
 class NgramRepetition:
@@ -266,9 +279,8 @@ class NgramRepetition:
             groups = _repeated_groups(hashes, np.searchsorted(positions, offsets))
             kept = _keep_repeated(positions, hashes, groups)
             positions, hashes, groups = positions[:kept], hashes[:kept], groups[:kept]
-            counts = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
             if n in top_ns:
-                results[("top", n)] = self._top_ngram_chars(n, positions, groups, counts) / self.n_chars
+                results[("top", n)] = self._top_ngram_chars(n, positions, groups) / self.n_chars
             if n in dup_ns:
                 results[("dup", n)] = self._duplicated_chars(n, positions, groups) / self.n_chars
         return results
@@ -276,27 +288,18 @@ class NgramRepetition:
     def _ngram_chars(self, positions: np.ndarray, n: int) -> np.ndarray:
         return self.cum_chars[positions + n] - self.cum_chars[positions]
 
-    def _top_ngram_chars(
-        self, n: int, positions: np.ndarray, groups: np.ndarray, counts: np.ndarray
-    ) -> np.ndarray:
+    def _top_ngram_chars(self, n: int, positions: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """count x len(' '.join(ngram)) of each document's most common n-gram (ties: first seen).
 
         A document whose n-grams all occur once scores its first n-gram, as Counter.most_common would.
         """
         out = self._first_ngram_chars(n)
-        first_positions = positions[_is_first_occurrence(groups)]  # one per group, in group order
-        repeated = np.flatnonzero(counts >= 2) if len(groups) else np.zeros(0, dtype=np.int64)
-        if not len(repeated):
+        if not len(groups):
             return out
-        first_positions, counts = first_positions[repeated], counts[repeated]
-        group_docs = self.tokens.doc_of(first_positions)  # non-decreasing
-        starts = np.flatnonzero(np.r_[True, group_docs[1:] != group_docs[:-1]])
-        segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(group_docs)]))
-        best_count = np.maximum.reduceat(counts, starts)
-        winners = np.flatnonzero(counts == best_count[segment])
-        first_winner = winners[np.r_[True, segment[winners][1:] != segment[winners][:-1]]]
-        chars = self._ngram_chars(first_positions[first_winner], n) + (n - 1)
-        out[group_docs[first_winner]] = chars * counts[first_winner]
+        counts, first_positions = _top_groups(positions, groups, int(groups.max()) + 1, self.tokens.offsets)
+        has_repeat = counts > 0
+        chars = self._ngram_chars(first_positions[has_repeat], n) + (n - 1)
+        out[has_repeat] = chars * counts[has_repeat]
         return out
 
     def _first_ngram_chars(self, n: int) -> np.ndarray:
