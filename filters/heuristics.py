@@ -24,6 +24,7 @@ from curate.stages.base import Resources, Stage, StageResult, set_columns
 from curate.stages.registry import register
 from filters.rules import SIGNAL_FIELDS, RuleEngine, RuleReport, RuleSet
 from filters.rules.languages import ENGLISH
+from filters.rules.words import compile_kernels
 
 RULE_FLAGS_FIELD = pa.field("rule_flags", pa.string(), nullable=False)
 LANG_COLUMN = "lang"
@@ -58,9 +59,11 @@ class HeuristicRules(Stage):
         return [RULE_FLAGS_FIELD, *SIGNAL_FIELDS]
 
     def setup(self) -> None:
-        """Load the bad-word list and build the Unicode tables once per worker."""
+        """Load the bad-word list, build the Unicode tables and compile the rules' loops once per worker
+        (the text repeats, so the n-gram walk reaches every loop)."""
         self._engine = RuleEngine(self.params)
-        self._engine.evaluate(["warm up the character tables."])
+        self._engine.evaluate(["warm up the character tables, " * 4])
+        compile_kernels()
 
     def process(self, batch: pa.Table) -> StageResult:
         if self._engine is None:

@@ -1,8 +1,9 @@
 """The heuristic rules of the Gopher, C4 and FineWeb recipes, by concern:
 
 - `settings`: each rule family's thresholds (pydantic) and the recipes' constants;
-- `words`: spaCy-compatible English words over code points, as hashes (`TokenTable`);
-- `ngrams`: Gopher's n-gram repetition signals;
+- `words`: spaCy-compatible English words over code points, as hashes (`TokenTable`), found by the
+  compiled loops of `tokenizer` (numba) with the character classes of `charclasses`;
+- `ngrams`: Gopher's n-gram repetition signals (compiled loops too);
 - `badwords`: C4's bad-words check (word-bounded, or substrings for ja/th/zh);
 - `languages`: what depends on a document's language (the `lang` column): unspaced scripts' words,
   stop-word and bad-word lists, and the grouping of a batch by language;

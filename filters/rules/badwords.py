@@ -10,8 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from curate.textwindows import whitespace_windows
+from filters.rules.charclasses import _lowercase
 from filters.rules.settings import _WORD_RUN_RE
-from filters.rules.words import _BLOCK, _HASH_OFFSET, _POWERS, HashSet, TokenTable, _lowercase, hash_strings
+from filters.rules.tokenizer import substring_hashes
+from filters.rules.words import HashSet, TokenTable, hash_strings
+
+_BLOCK = 1 << 16  # characters per step of the substring search (bounds its temporaries)
 
 
 def default_bad_words() -> list[str]:
@@ -125,9 +129,9 @@ class SubstringBadWords:
     """C4's bad-words rule for languages written without spaces (C4 did this for ja, th and zh): a list
     entry anywhere in the lowercased text, no word boundaries needed.
 
-    Vectorised like the rest: for each entry length L, the hash of every L-character substring comes from
-    one cumulative sum over the code points (the same polynomial hash as `hash_strings`), looked up in a
-    HashSet; the text is walked in blocks that overlap by the longest entry, so memory stays bounded.
+    For each entry length L, the hash of every L-character substring (the token hash of `hash_strings`)
+    is looked up in a HashSet; the text is walked in blocks that overlap by the longest entry, so memory
+    stays bounded.
     """
 
     def __init__(self, words: Sequence[str]) -> None:
@@ -156,16 +160,9 @@ class SubstringBadWords:
 
     def _hits(self, code_points: np.ndarray, base: int) -> np.ndarray:
         """Positions (offset by base) within the block's first _BLOCK characters where an entry starts."""
-        n = len(code_points)
-        up, down = _POWERS.get(n + 1)
-        cumulative = np.zeros(n + 1, dtype=np.uint64)
-        np.cumsum((code_points.astype(np.uint64) + _HASH_OFFSET) * up[:n], out=cumulative[1:])
         found = []
         for length, entries in self.by_length.items():
-            starts = np.arange(min(_BLOCK, n - length + 1))
-            if not len(starts):
-                continue
-            hashes = (cumulative[starts + length] - cumulative[starts]) * down[starts]
-            hashes ^= np.full(1, length, dtype=np.uint64) * _HASH_OFFSET  # as an array: wraps silently
-            found.append(entries.hits(hashes)[0] + base)
+            count = min(_BLOCK, len(code_points) - length + 1)
+            if count > 0:
+                found.append(entries.hits(substring_hashes(code_points, length, count))[0] + base)
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from filters.rules.badwords import lowered_windows
+from filters.rules.charclasses import _DOT_SPLITS_AFTER
 from filters.rules.languages import ENGLISH, LanguageRun
 from filters.rules.settings import (
     _ABBREVIATIONS,
@@ -33,7 +34,6 @@ from filters.rules.settings import (
     C4Rules,
 )
 from filters.rules.strings import LineSplit, at_least_words, ends_with_char
-from filters.rules.words import _DOT_SPLITS_AFTER
 
 LOREM, JAVASCRIPT = "lorem ipsum", "javascript"
 NEEDLES = (LOREM, JAVASCRIPT, *C4_POLICY_SUBSTRINGS)

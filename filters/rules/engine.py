@@ -2,14 +2,15 @@
 
 Why this module exists: DataTrove's reference filters run about 0.2 MB/s per core because they tokenize
 every document with spaCy and build a Python string for every n-gram. Here the same published rules run
-on a chunk of documents at once, with numpy over the UTF-32 code points of the joined texts:
+on a chunk of documents at once, over the UTF-32 code points of the joined texts, in numpy and in
+compiled loops (numba, built once per worker in the stage's setup):
 
-- Tokens: a character-class table and a few boolean masks find where spaCy's English tokenizer would
-  split (see the tokenizer notes below); each token is then a 64-bit polynomial hash, its length and two
-  class bits, all from cumulative sums. No Python object is made per token.
+- Tokens: a character-class table and one pass per chunk of visible characters find where spaCy's
+  English tokenizer would split (see `tokenizer`); each token is then a 64-bit polynomial hash, its
+  length and two class bits. No Python object is made per token.
 - N-grams: sums of token hashes times per-offset multipliers. Only n-grams that repeat can matter, and an
-  n-gram repeats only where its (n-1)-gram prefix repeats, so each larger n is grouped (sorted in parts
-  of ~250K keys) on the shrinking set of repeated positions.
+  n-gram repeats only where its (n-1)-gram prefix repeats, so each larger n is grouped (a hash table per
+  document, in parts of ~250K keys for a long one) on the shrinking set of repeated positions.
 - Long documents: the per-character work runs in ~1M-character windows cut at whitespace and everything
   kept is per token, so memory grows with a document by a small constant (see `curate bench memory`).
 - Lines: split once per chunk into Arrow arrays, each rule a compute kernel over all lines (`lines`).

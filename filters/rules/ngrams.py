@@ -1,87 +1,240 @@
 """Gopher's n-gram repetition signals over token hashes: the top n-gram's character share for small n and
-the share of characters in duplicated n-grams for larger n, found by grouping only repeated n-grams."""
+the share of characters in duplicated n-grams for larger n, found by grouping only repeated n-grams.
+
+The walk over positions (extending each n-gram hash by a token, grouping equal hashes, DataTrove's
+greedy duplicate scan) runs in compiled loops (numba), each one pass over the positions left."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
+import numba
 import numpy as np
 
-from filters.rules.words import _BLOCK, TokenTable
+from filters.rules.words import TokenTable
 
-"""Positions per block where a per-position step would otherwise make full-size temporaries."""
+_PART_KEYS = 1 << 18
+"""Keys per part of `_repeated_groups`: each part gets its own small hash table (cache-resident)."""
+_SLOT_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _repeated_groups(keys: np.ndarray) -> np.ndarray:
+def _repeated_groups(keys: np.ndarray, segments: np.ndarray | None = None) -> np.ndarray:
     """Group id of every key that occurs at least twice, numbered in order of first appearance (as
     Counter numbers them), and -1 for a key that occurs once (such an n-gram changes no measure).
 
-    Keys are split by their top bits into parts of about `_PART_KEYS` (equal keys share a part) and each
-    part is sorted on its own, so neither a hash table over every n-gram nor a full-size sort is built.
+    `segments`: bounds of runs of keys that never equal a key of another run (a document's n-grams,
+    salted per document; default: one run). Each run is grouped with a hash table of its size, and a
+    run longer than `_PART_KEYS` is split by the keys' top bits into parts of about that many (equal
+    keys share a part), each with its own table: no hash table over every n-gram is ever built.
     """
-    groups = np.full(len(keys), -1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
-    firsts: list[np.ndarray] = []  # the first position of each group, in group order
-    for index in _key_parts(keys):
-        part = keys if index is None else keys[index]
-        order = np.argsort(part)  # SIMD introsort, ~4x a stable sort: a run's order is arbitrary
-        ordered = part[order]
-        starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(part) else np.zeros(0, dtype=bool)
-        del ordered
-        run_starts = np.flatnonzero(starts)
-        sizes = np.diff(np.r_[run_starts, len(part)])
-        repeated_run = sizes >= 2
-        keep = np.repeat(repeated_run, sizes)
-        offset = sum(map(len, firsts))
-        ids = np.arange(offset, offset + int(repeated_run.sum()), dtype=groups.dtype)
-        chosen = order[keep] if index is None else index[order[keep]]
-        groups[chosen] = np.repeat(ids, sizes[repeated_run])
-        if len(run_starts):  # a run's first position is its smallest
-            run_firsts = np.minimum.reduceat(order, run_starts)[repeated_run]
-            firsts.append(run_firsts if index is None else index[run_firsts])
-    first = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
-    rank = np.empty(len(first), dtype=groups.dtype)
-    rank[np.argsort(first)] = np.arange(len(first), dtype=groups.dtype)
-    found = groups >= 0
-    groups[found] = rank[groups[found]]
+    groups = np.empty(len(keys), dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    segments = np.array([0, len(keys)], dtype=np.int64) if segments is None else segments
+    _group_segments(keys, segments, _PART_KEYS, groups)
     return groups
 
 
-_PART_KEYS = 1 << 18
+@numba.njit(cache=True)
+def _group_segments(keys, segments, part_keys, groups):
+    """Fill `groups` (see `_repeated_groups`) run by run, numbering on from the runs before."""
+    table_bits = _table_bits(part_keys)
+    slots = np.empty(1 << table_bits, dtype=groups.dtype)
+    group_keys = np.empty(part_keys, dtype=np.uint64)
+    group_sizes = np.empty(part_keys, dtype=np.int64)
+    local = np.empty(part_keys, dtype=groups.dtype)
+    identity = np.arange(part_keys).astype(groups.dtype)
+    offset = 0
+    for run in range(len(segments) - 1):
+        start, stop = segments[run], segments[run + 1]
+        if stop - start > part_keys:
+            bits = 0
+            while (part_keys << bits) < stop - start:
+                bits += 1
+            offset = _group_in_parts(keys[start:stop], bits, groups[start:stop], offset)
+            continue
+        members = identity[: stop - start]
+        n_groups = _group_part(
+            keys[start:stop], members, slots, _table_bits(stop - start), group_keys, group_sizes, local
+        )
+        offset = _number_repeated(group_sizes, n_groups, offset)
+        for k in range(stop - start):
+            groups[start + k] = group_sizes[local[k]]
 
 
-def _compact(keep: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """arrays[keep] for each array, written in place block by block (the kept elements of a block never
-    land after it), so a walk over ~11 M positions never holds two copies of its arrays."""
+@numba.njit(cache=True)
+def _table_bits(size):
+    """log2 of a hash table's slots for `size` keys (at most half full)."""
+    bits = 1
+    while (1 << bits) < 2 * size:
+        bits += 1
+    return bits
+
+
+@numba.njit(cache=True)
+def _number_repeated(group_sizes, n_groups, offset):
+    """Turn each group's size into its id: offset, offset + 1, ... for the repeated groups in order, -1
+    for a group seen once; returns the next id."""
+    for g in range(n_groups):
+        if group_sizes[g] >= 2:
+            group_sizes[g] = offset
+            offset += 1
+        else:
+            group_sizes[g] = -1
+    return offset
+
+
+@numba.njit(cache=True)
+def _group_in_parts(keys, bits, groups, offset):
+    """Fill `groups` part by part with provisional ids of the repeated keys, then renumber them from
+    `offset` by first appearance in one pass in position order; returns the next id."""
+    order, part_starts = _positions_by_part(keys, bits, np.empty_like(groups))
+    longest = np.max(np.diff(part_starts)) if len(keys) else 0
+    table_bits = _table_bits(longest)
+    slots = np.empty(1 << table_bits, dtype=groups.dtype)
+    group_keys = np.empty(longest, dtype=np.uint64)
+    group_sizes = np.empty(longest, dtype=np.int64)
+    local = np.empty(longest, dtype=groups.dtype)
+    provisional = 0
+    for part in range(len(part_starts) - 1):
+        members = order[part_starts[part] : part_starts[part + 1]]
+        n_groups = _group_part(keys, members, slots, table_bits, group_keys, group_sizes, local)
+        provisional = _number_repeated(group_sizes, n_groups, provisional)
+        for k in range(len(members)):
+            groups[members[k]] = group_sizes[local[k]]
+    return _number_by_first_appearance(groups, provisional, offset)
+
+
+@numba.njit(cache=True)
+def _positions_by_part(keys, bits, order):
+    """(`order` filled with the positions grouped by part, increasing within a part; where each part
+    starts): a counting sort on the keys' top `bits` bits."""
+    part_starts = np.zeros((1 << bits) + 1, dtype=np.int64)
+    for i in range(len(keys)):
+        part_starts[_top_bits(keys[i], bits) + 1] += 1
+    part_starts = np.cumsum(part_starts)
+    fill = part_starts[:-1].copy()
+    for i in range(len(keys)):
+        part = _top_bits(keys[i], bits)
+        order[fill[part]] = i
+        fill[part] += 1
+    return order, part_starts
+
+
+@numba.njit(cache=True, inline="always")
+def _top_bits(key, bits):
+    """The key's top `bits` bits as an int (0 when bits is 0: a shift by 64 is undefined)."""
+    return np.int64(key >> np.uint64(64 - bits)) if bits else 0
+
+
+@numba.njit(cache=True)
+def _group_part(keys, members, slots, table_bits, group_keys, group_sizes, local):
+    """Number the distinct keys of one part by first appearance (linear probing): local[k] is member k's
+    group, group_sizes its size; returns the number of groups."""
+    mask = (1 << table_bits) - 1
+    slots[: 1 << table_bits] = -1
+    n_groups = 0
+    for k in range(len(members)):
+        key = keys[members[k]]
+        slot = _top_bits(key * _SLOT_MIX, table_bits)
+        while True:
+            g = slots[slot]
+            if g < 0:
+                g = n_groups
+                slots[slot] = g
+                group_keys[g] = key
+                group_sizes[g] = 0
+                n_groups += 1
+                break
+            if group_keys[g] == key:
+                break
+            slot = (slot + 1) & mask
+        group_sizes[g] += 1
+        local[k] = g
+    return n_groups
+
+
+@numba.njit(cache=True)
+def _number_by_first_appearance(groups, n_provisional, offset):
+    """Renumber provisional group ids (>= 0) from `offset` in order of first appearance, in place;
+    returns the next id."""
+    final = np.full(n_provisional, -1, dtype=groups.dtype)
+    next_id = offset
+    for i in range(len(groups)):
+        g = groups[i]
+        if g >= 0:
+            if final[g] < 0:
+                final[g] = next_id
+                next_id += 1
+            groups[i] = final[g]
+    return next_id
+
+
+@numba.njit(cache=True)
+def _extend(positions, hashes, offsets, values, multiplier, n):
+    """From (n-1)-grams to n-grams, in place: keep the positions where an n-gram starts within the
+    document, adding token n-1's value times its multiplier to their hash; returns how many are kept."""
+    kept, doc = 0, 0
+    for i in range(len(positions)):
+        position = positions[i]
+        while offsets[doc + 1] <= position:
+            doc += 1
+        if position + n <= offsets[doc + 1]:
+            positions[kept] = position
+            hashes[kept] = hashes[i] + values[position + n - 1] * multiplier
+            kept += 1
+    return kept
+
+
+@numba.njit(cache=True)
+def _keep_repeated(positions, hashes, groups):
+    """Drop the positions of n-grams seen once (group -1), in place; returns how many are kept."""
     kept = 0
-    for start in range(0, len(keep), _BLOCK):
-        chosen = keep[start : start + _BLOCK]
-        count = int(np.count_nonzero(chosen))
-        for array in arrays:
-            array[kept : kept + count] = array[start : start + _BLOCK][chosen]
-        kept += count
-    return tuple(array[:kept] for array in arrays)
+    for i in range(len(groups)):
+        if groups[i] >= 0:
+            positions[kept], hashes[kept], groups[kept] = positions[i], hashes[i], groups[i]
+            kept += 1
+    return kept
 
 
-def _key_parts(keys: np.ndarray) -> Iterator[np.ndarray | None]:
-    """Index arrays splitting the keys by their top bits into parts of about `_PART_KEYS` keys (None:
-    one part, all of them)."""
-    bits = max(0, int(np.ceil(np.log2(max(len(keys), 1) / _PART_KEYS))))
-    if bits == 0:
-        yield None
-        return
-    part_of = np.empty(len(keys), dtype=np.uint16)
-    for start in range(0, len(keys), _BLOCK):
-        part_of[start : start + _BLOCK] = keys[start : start + _BLOCK] >> np.uint64(64 - bits)
-    for part in range(1 << bits):
-        yield np.flatnonzero(part_of == part)
+@numba.njit(cache=True)
+def _duplicate_positions(positions, groups, n_groups, n):
+    """DataTrove's greedy scan over the repeated positions: an n-gram already seen is a duplicate and
+    the scan skips its n tokens. Positions whose n-gram occurs once are always new and never seen again,
+    so they cannot change which of these count."""
+    seen = np.zeros(n_groups, dtype=np.bool_)
+    hits = np.empty(len(positions), dtype=np.int64)
+    count, next_free = 0, -1
+    for i in range(len(positions)):
+        position = positions[i]
+        if position < next_free:
+            continue
+        if seen[groups[i]]:
+            hits[count] = position
+            count += 1
+            next_free = position + n
+        else:
+            seen[groups[i]] = True
+    return hits[:count]
 
 
-def _is_first_occurrence(groups: np.ndarray) -> np.ndarray:
-    """With first-seen numbering, a group starts exactly where the id exceeds every earlier id."""
-    first = np.ones(len(groups), dtype=bool)
-    if len(groups) > 1:
-        first[1:] = groups[1:] > np.maximum.accumulate(groups)[:-1]
-    return first
+@numba.njit(cache=True)
+def _top_groups(positions, groups, n_groups, offsets):
+    """(count, first position) of each document's most common repeated n-gram, the first seen among
+    ties (count 0 where none repeats): groups are numbered by first appearance, so in document order."""
+    sizes = np.zeros(n_groups, dtype=np.int64)
+    first = np.full(n_groups, -1, dtype=np.int64)
+    for i in range(len(groups)):
+        sizes[groups[i]] += 1
+        if first[groups[i]] < 0:
+            first[groups[i]] = positions[i]
+    counts = np.zeros(len(offsets) - 1, dtype=np.int64)
+    first_positions = np.zeros(len(offsets) - 1, dtype=np.int64)
+    doc = 0
+    for g in range(n_groups):
+        while offsets[doc + 1] <= first[g]:
+            doc += 1
+        if sizes[g] > counts[doc]:
+            counts[doc], first_positions[doc] = sizes[g], first[g]
+    return counts, first_positions
 
 
 class NgramRepetition:
@@ -103,18 +256,6 @@ class NgramRepetition:
         self.cum_chars = np.zeros(len(tokens.lengths) + 1, dtype=np.int32 if small else np.int64)
         np.cumsum(tokens.lengths, out=self.cum_chars[1:])
 
-    def _has_ngram(self, positions: np.ndarray, n: int) -> np.ndarray:
-        """Whether an n-gram starts at each of the (increasing) positions: False only in the last n - 1
-        tokens of a document, found per document by binary search (nothing per token is computed)."""
-        offsets = self.tokens.offsets
-        tail_start = np.maximum(offsets[1:] - (n - 1), offsets[:-1])
-        low, high = np.searchsorted(positions, tail_start), np.searchsorted(positions, offsets[1:])
-        lengths = high - low
-        out = np.ones(len(positions), dtype=bool)
-        if lengths.any():
-            out[np.repeat(low - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())] = False
-        return out
-
     def measure(self, top_ns: Sequence[int], dup_ns: Sequence[int]) -> dict[tuple[str, int], np.ndarray]:
         """{('top', n): top n-gram char fraction, ('dup', n): duplicated n-gram char fraction} per doc.
 
@@ -127,55 +268,38 @@ class NgramRepetition:
         results: dict[tuple[str, int], np.ndarray] = {}
         if not wanted:
             return results
+        offsets = self.tokens.offsets
         positions = np.arange(len(self.values), dtype=np.int32 if len(self.values) < 2**31 - 64 else np.int64)
-        positions = positions[self._has_ngram(positions, wanted[0])]
-        hashes = self.doc_salts[self.tokens.doc_of(positions)]
-        for offset in range(wanted[0] - 1):
-            self._add_token(hashes, positions, offset)
-        done = wanted[0] - 1
-        for n in range(wanted[0], wanted[-1] + 1):
-            positions, hashes = _compact(self._has_ngram(positions, n), positions, hashes)
-            self._add_token(hashes, positions, done)
-            done = n
-            groups = _repeated_groups(hashes)
-            positions, hashes, groups = _compact(groups >= 0, positions, hashes, groups)
-            counts = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
+        hashes = np.repeat(self.doc_salts[: self.tokens.n_docs], self.tokens.counts)
+        for n in range(1, wanted[-1] + 1):
+            kept = _extend(positions, hashes, offsets, self.values, self.multipliers[n - 1], n)
+            positions, hashes = positions[:kept], hashes[:kept]
+            if n < wanted[0]:
+                continue
+            groups = _repeated_groups(hashes, np.searchsorted(positions, offsets))
+            kept = _keep_repeated(positions, hashes, groups)
+            positions, hashes, groups = positions[:kept], hashes[:kept], groups[:kept]
             if n in top_ns:
-                results[("top", n)] = self._top_ngram_chars(n, positions, groups, counts) / self.n_chars
+                results[("top", n)] = self._top_ngram_chars(n, positions, groups) / self.n_chars
             if n in dup_ns:
                 results[("dup", n)] = self._duplicated_chars(n, positions, groups) / self.n_chars
         return results
 
-    def _add_token(self, hashes: np.ndarray, positions: np.ndarray, offset: int) -> None:
-        """hashes += value[position + offset] * multiplier[offset], in blocks (no full-size temporaries)."""
-        for start in range(0, len(positions), _BLOCK):
-            stop = start + _BLOCK
-            hashes[start:stop] += self.values[positions[start:stop] + offset] * self.multipliers[offset]
-
     def _ngram_chars(self, positions: np.ndarray, n: int) -> np.ndarray:
         return self.cum_chars[positions + n] - self.cum_chars[positions]
 
-    def _top_ngram_chars(
-        self, n: int, positions: np.ndarray, groups: np.ndarray, counts: np.ndarray
-    ) -> np.ndarray:
+    def _top_ngram_chars(self, n: int, positions: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """count x len(' '.join(ngram)) of each document's most common n-gram (ties: first seen).
 
         A document whose n-grams all occur once scores its first n-gram, as Counter.most_common would.
         """
         out = self._first_ngram_chars(n)
-        first_positions = positions[_is_first_occurrence(groups)]  # one per group, in group order
-        repeated = np.flatnonzero(counts >= 2) if len(groups) else np.zeros(0, dtype=np.int64)
-        if not len(repeated):
+        if not len(groups):
             return out
-        first_positions, counts = first_positions[repeated], counts[repeated]
-        group_docs = self.tokens.doc_of(first_positions)  # non-decreasing
-        starts = np.flatnonzero(np.r_[True, group_docs[1:] != group_docs[:-1]])
-        segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(group_docs)]))
-        best_count = np.maximum.reduceat(counts, starts)
-        winners = np.flatnonzero(counts == best_count[segment])
-        first_winner = winners[np.r_[True, segment[winners][1:] != segment[winners][:-1]]]
-        chars = self._ngram_chars(first_positions[first_winner], n) + (n - 1)
-        out[group_docs[first_winner]] = chars * counts[first_winner]
+        counts, first_positions = _top_groups(positions, groups, int(groups.max()) + 1, self.tokens.offsets)
+        has_repeat = counts > 0
+        chars = self._ngram_chars(first_positions[has_repeat], n) + (n - 1)
+        out[has_repeat] = chars * counts[has_repeat]
         return out
 
     def _first_ngram_chars(self, n: int) -> np.ndarray:
@@ -187,28 +311,10 @@ class NgramRepetition:
         return out
 
     def _duplicated_chars(self, n: int, positions: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        """DataTrove's greedy scan (skip n tokens after a duplicate), visiting only repeated positions.
-
-        Positions whose n-gram occurs once are always 'new' and never seen again, so they cannot change
-        the result; the Python loop therefore runs over the few repeated positions only, and just
-        records which of them count as duplicates.
-        """
+        """Characters of the n-grams DataTrove's greedy scan counts as duplicates, per document."""
         if not len(positions):
             return np.zeros(self.tokens.n_docs, dtype=np.float64)
-        seen = bytearray(int(groups.max()) + 1)
-        duplicates: list[int] = []
-        next_free = -1
-        for start in range(0, len(positions), _BLOCK):  # Python ints for one block at a time
-            block = positions[start : start + _BLOCK].tolist(), groups[start : start + _BLOCK].tolist()
-            for index, (position, group) in enumerate(zip(*block, strict=True), start):
-                if position < next_free:
-                    continue
-                if seen[group]:
-                    duplicates.append(index)
-                    next_free = position + n
-                else:
-                    seen[group] = 1
-        hits = positions[np.array(duplicates, dtype=np.int64)]
+        hits = _duplicate_positions(positions, groups, int(groups.max()) + 1, n)
         return np.bincount(
             self.tokens.doc_of(hits), weights=self._ngram_chars(hits, n), minlength=self.tokens.n_docs
         ).astype(np.float64)

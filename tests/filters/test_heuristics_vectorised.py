@@ -140,6 +140,11 @@ def test_ngram_groups_match_counters_numbering(monkeypatch, part_keys):
     got = ngrams_module._repeated_groups(keys)
     assert got.tolist() == reference_repeated_groups(keys.tolist())
     assert ngrams_module._repeated_groups(np.zeros(0, dtype=np.uint64)).tolist() == []
+    segments = np.array([0, 1000, 1000, 3000, 5000])  # runs (one empty) whose keys never meet: documents
+    run = np.searchsorted(segments, np.arange(5000), side="right") - 1
+    keys = rng.integers(0, 900, size=5000, dtype=np.uint64) | run.astype(np.uint64) << np.uint64(58)
+    got = ngrams_module._repeated_groups(keys, segments)
+    assert got.tolist() == reference_repeated_groups(keys.tolist())
 
 
 @pytest.mark.parametrize("mode", ["drop", "annotate"])
