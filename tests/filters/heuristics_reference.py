@@ -153,3 +153,12 @@ def reference_repeated_groups(keys: Sequence[int]) -> list[int]:
     counts = Counter(keys)
     numbers: dict[int, int] = {}
     return [numbers.setdefault(key, len(numbers)) if counts[key] >= 2 else -1 for key in keys]
+
+
+def assert_same_result(got, expected) -> None:
+    """Two StageResults of the heuristics stage hold the same table, stats and drop reasons."""
+    assert got.table.equals(expected.table)
+    assert got.stats == expected.stats
+    assert (got.drop_reason is None) == (expected.drop_reason is None)
+    if expected.drop_reason is not None:
+        assert got.drop_reason.equals(expected.drop_reason)
