@@ -49,6 +49,14 @@ def utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets - offsets[0]
 
 
+def string_array(like: pa.DataType, offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    """Strings of the type of `like` (large_string when 32-bit offsets would overflow), without nulls."""
+    small = pa.types.is_string(like) and offsets[-1] < 2**31
+    kind, offset_type = (pa.string(), np.int32) if small else (pa.large_string(), np.int64)
+    buffers = [None, pa.py_buffer(offsets.astype(offset_type, copy=False)), pa.py_buffer(data)]
+    return pa.Array.from_buffers(kind, len(offsets) - 1, buffers)
+
+
 def word_counts(texts: TextBatch) -> np.ndarray:
     """`len(text.split())` of every text (0 for a null): the runs of characters that are not whitespace,
     as Python's `str.isspace` defines it."""

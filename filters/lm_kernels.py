@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.utf8_arrays import as_text_array, char_width, code_point, utf8_buffers
+from curate.utf8_arrays import as_text_array, char_width, code_point, string_array, utf8_buffers
 from filters.lm_unicode import (
     DECOMPOSE,
     HARD,
@@ -59,17 +59,6 @@ CANDIDATES = 8192
 INITIAL_CAPACITY = 1.25
 """The normalised column's first buffer, times the input's bytes (web text grows a few %); a batch that
 needs more gets a buffer twice the size and its unfinished row is done again."""
-
-
-# -------------------------------------------------------------------------------------- Arrow buffers
-
-
-def string_array(like: pa.DataType, offsets: np.ndarray, data: np.ndarray) -> pa.Array:
-    """Strings of the type of `like` (large_string when 32-bit offsets would overflow), without nulls."""
-    small = pa.types.is_string(like) and offsets[-1] < 2**31
-    kind, offset_type = (pa.string(), np.int32) if small else (pa.large_string(), np.int64)
-    buffers = [None, pa.py_buffer(offsets.astype(offset_type, copy=False)), pa.py_buffer(data)]
-    return pa.Array.from_buffers(kind, len(offsets) - 1, buffers)
 
 
 # --------------------------------------------------------------------------------------------- UTF-8

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.utf8_arrays import char_width, code_point, utf8_buffers
+from curate.utf8_arrays import char_width, code_point, string_array, utf8_buffers
 
 SPACE, TAB, NEWLINE, FORM_FEED, CARRIAGE_RETURN = 0x20, 0x09, 0x0A, 0x0C, 0x0D
 UNICODE_SPACE_POINTS = (0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)
@@ -72,10 +72,7 @@ def normalize_whitespace(
     out, out_offsets = _normalize(
         data, offsets, _KINDS, strip_control, unify_spaces, collapse_spaces, longest_kept
     )
-    large = pa.types.is_large_string(texts.type)
-    out_offsets = out_offsets if large else out_offsets.astype(np.int32)
-    kind = pa.large_string() if large else pa.string()
-    return pa.Array.from_buffers(kind, len(texts), [None, pa.py_buffer(out_offsets), pa.py_buffer(out)])
+    return string_array(texts.type, out_offsets, out)
 
 
 @numba.njit(cache=True)
