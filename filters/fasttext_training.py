@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from filters.fasttext_scoring import NEGATIVE, POSITIVE, classifier_lines, positive_probability, score_texts
+from filters.fasttext_kernel import CompiledClassifier
+from filters.fasttext_scoring import NEGATIVE, POSITIVE, classifier_lines, score_texts
 from filters.metrics import binary_report, roc_auc
 
 MIN_EXAMPLES = 2000
@@ -307,7 +309,8 @@ def degenerate(model, train_file: str, lines: int = SANITY_LINES) -> str | None:
     with open(train_file, encoding="utf-8") as handle:
         head = [row.rstrip("\n") for row, _ in zip(handle, range(lines), strict=False)]
     labels = np.array([row.startswith(POSITIVE) for row in head])
-    p = positive_probability(model, [row.split(" ", 1)[1] for row in head])
+    lines = pa.array([row.split(" ", 1)[1] for row in head], pa.large_string())
+    p = CompiledClassifier.of(model, POSITIVE).probabilities(lines)
     if not np.isfinite(p).all():
         return "probabilities not finite"
     if np.ptp(p) < 1e-3:

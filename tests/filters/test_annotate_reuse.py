@@ -11,7 +11,10 @@ the same):
 - the CCNet normalisation after lowercasing is one compiled pass over the UTF-8 bytes (filters.lm_kernels).
   Tolerance: none (the same text as every pass on every row, which this file keeps as the reference;
   tests/filters/test_lm_kernels.py holds it to that on every code point, web, UDHR and edge-case text).
-- classifier lines come from the shared normalisation for documents within the cap. Tolerance: none.
+- classifier texts come from the shared normalisation for documents within the cap. Tolerance: none.
+- toxicity and quality score with a compiled copy of fastText's prediction (filters.fasttext_kernel).
+  Tolerance: 1e-7 on the probability (the last bit of a float32 exp; nearly all scores are bit-identical),
+  held in tests/filters/test_fasttext_kernel.py against fastText's predict on real documents.
 - langid reads a long document on its first 500 characters, whole when that sample scores below 0.9.
   Tolerance: the same `lang` as the whole text on >= 99.5% of documents, English web and multilingual
   alike; a text within the sample is classified exactly as before. Samples are cut from a prefix of each
@@ -34,7 +37,7 @@ from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from curate.textsources import book_passages, wikipedia_pages
 from filters import batch_memo
-from filters.fasttext_scoring import classifier_lines
+from filters.fasttext_scoring import classifier_lines, classifier_texts
 from filters.kenlm_lm import document_perplexities, load_kenlm, normalize_for_lm, perplexities
 from filters.langid import SAMPLE_CHARS, one_line, predict_languages, predict_sampled, sample_lines
 from filters.lm_unicode import NON_PRINTING, PUNCTUATION_MULTI, PUNCTUATION_TO, SPACES
@@ -157,14 +160,15 @@ def test_normalisation_equals_every_pass_on_every_row(real_texts: list[str]) -> 
             assert normalize_for_lm(part).to_pylist() == every_pass(part).to_pylist()
 
 
-def test_classifier_lines_of_a_column_equal_normalising_each_cut_text(real_texts: list[str]) -> None:
+def test_classifier_texts_of_a_column_equal_normalising_each_cut_text(real_texts: list[str]) -> None:
     texts = [*real_texts, None, ""]
     assert max(map(len, real_texts)) > 20_000  # the cut path is exercised
     cut = pc.utf8_slice_codeunits(pc.fill_null(pa.array(texts, pa.large_string()), ""), 0, 20_000)
-    expected = pc.replace_substring(normalize_for_lm(cut), "\n", " ").to_pylist()
+    expected = normalize_for_lm(cut)
     batch_memo.clear()
-    assert classifier_lines(pa.array(texts, pa.large_string()), 20_000) == expected
-    assert classifier_lines(texts, 20_000) == expected  # a list (training data) takes the direct path
+    assert classifier_texts(pa.array(texts, pa.large_string()), 20_000).to_pylist() == expected.to_pylist()
+    one_line_each = pc.replace_substring(expected, "\n", " ").to_pylist()
+    assert classifier_lines(texts, 20_000) == one_line_each  # training data: one line per example
 
 
 def test_langid_sample_agrees_with_the_whole_text(shared: Path, real_texts: list[str]) -> None:
