@@ -25,22 +25,18 @@ not quantised); any other kind is refused when loaded, naming what it has.
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import pyarrow as pa
-from llvmlite import ir
-from numba.core import cgutils, types
-from numba.extending import intrinsic
 
+from curate.random_reads import fetch, on_huge_pages
 from curate.utf8_arrays import as_text_array, utf8_buffers
 
 EOS = "</s>"
 FETCH_AHEAD = 12
 """N-gram rows requested this many rows before they are added (measured: 8-16 alike, 0 is ~20% slower)."""
-HUGE_PAGE = 2 << 20
 
 
 class UnsupportedModel(ValueError):
@@ -116,37 +112,6 @@ def refuse_unsupported(model) -> None:
             f"the compiled fastText scorer reads softmax word n-gram models only, but "
             f"{' and '.join(problems)}; train it with `curate models train-toxicity` / `train-quality`"
         )
-
-
-def on_huge_pages(matrix: np.ndarray) -> np.ndarray:
-    """A copy of `matrix` in memory the kernel backs with 2 MB pages where it can (Linux THP, `madvise`
-    mode included): the n-gram rows are random reads, and with 4 KB pages most of them also miss the TLB."""
-    if not hasattr(mmap, "MADV_HUGEPAGE") or matrix.nbytes < HUGE_PAGE:
-        return np.ascontiguousarray(matrix)
-    area = mmap.mmap(-1, matrix.nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    raw = np.frombuffer(area, dtype=np.uint8)
-    start = -raw.ctypes.data % HUGE_PAGE
-    area.madvise(mmap.MADV_HUGEPAGE, start, matrix.nbytes)
-    copy = raw[start : start + matrix.nbytes].view(matrix.dtype).reshape(matrix.shape)
-    copy[...] = matrix
-    return copy  # the view keeps `area` alive
-
-
-@intrinsic
-def _fetch(typingctx, array, index):
-    """Ask the CPU to start loading array[index] into cache (LLVM's prefetch: read, high locality)."""
-
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        array_value = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, array_value, [args[1]])
-        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        prefetch_type = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
-        prefetch = cgutils.get_or_insert_function(builder.module, prefetch_type, "llvm.prefetch.p0i8")
-        builder.call(prefetch, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(array, index), codegen
 
 
 @numba.njit(cache=True)
@@ -249,10 +214,10 @@ def _predict(
                 ngram_rows[n_ngrams] = len(hashes) + np.int64(h % np.uint64(bucket))
                 n_ngrams += 1
         for r in range(min(n_ngrams, FETCH_AHEAD)):
-            _fetch(flat_rows, ngram_rows[r] * dim)
+            fetch(flat_rows, ngram_rows[r] * dim)
         for r in range(n_ngrams):
             if r + FETCH_AHEAD < n_ngrams:
-                _fetch(flat_rows, ngram_rows[r + FETCH_AHEAD] * dim)
+                fetch(flat_rows, ngram_rows[r + FETCH_AHEAD] * dim)
             hidden += input_rows[ngram_rows[r]]
         hidden *= np.float32(1.0 / (rows + n_ngrams))  # rows >= 1: </s> is a word
         out[d] = _softmax_positive(output_rows, hidden, output, positive)

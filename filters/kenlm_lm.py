@@ -15,9 +15,9 @@ SentencePiece model, so punctuation and symbols are split off as their own token
 whitespace-separated. Paragraphs (lines) are scored as sentences with <s> and </s>, and a document's
 perplexity is CCNet's: 10 ** (-sum of log10 probabilities / (tokens + one </s> per line)).
 
-Everything runs on a whole Arrow batch at once (Arrow's lowercasing, then one compiled pass over the
-UTF-8 bytes, `filters.lm_kernels`, with per-code-point tables asked of RE2 and utf8proc,
-`filters.lm_unicode`); only the KenLM query loop is per line. The
+Everything runs on a whole Arrow batch at once: Arrow's lowercasing, then one compiled pass over the
+UTF-8 bytes (`filters.lm_kernels`, with per-code-point tables asked of RE2 and utf8proc,
+`filters.lm_unicode`), then the model's queries in compiled code too (`filters.kenlm_query`). The
 normalised column, its lines and the perplexities are memoised per text column (filters.batch_memo), so
 the stages of one chain normalise a batch and split its lines once, and score it once per model.
 Training a model (lmplz + build_binary on a corpus normalised the same way) is `filters.kenlm_training`, so
@@ -26,7 +26,6 @@ a stage that scores never imports the training code or the tool builder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.utf8_arrays import as_text_array
+from curate.utf8_arrays import as_text_array, utf8_buffers
 from filters.batch_memo import memoized
+from filters.kenlm_query import ProbingLm
 from filters.lm_kernels import normalize_lowered
 
 
@@ -54,36 +54,25 @@ def normalize_text(text: str) -> str:
 # ------------------------------------------------------------------------------------------- scoring
 
 
-READ_INTO_MEMORY_MAX_BYTES = 1 << 30
-"""A binary model up to this size is read into the process's own memory, which kenlm backs with
-transparent huge pages: queries, bound by random probes into the model's tables, take ~12-15% less CPU
-(the bundled 49 MB 5-gram on a quiet machine: 201-225 -> 171-190 ns per word; scores bit-identical). A
-larger model is memory-mapped instead, so the workers of one machine share one copy in the page cache."""
-
-
 @lru_cache(maxsize=4)
-def load_kenlm(path: str):
-    """One loaded model per file per process."""
-    import kenlm
-
-    config = kenlm.Config()
-    if os.path.getsize(path) <= READ_INTO_MEMORY_MAX_BYTES:
-        config.load_method = kenlm.LoadMethod.READ
-    return kenlm.Model(path, config)
+def load_kenlm(path: str) -> ProbingLm:
+    """One loaded model per file per process, read by `filters.kenlm_query` (not the kenlm module: its
+    per-line calls cost about twice the CPU)."""
+    return ProbingLm.load(path)
 
 
-def document_perplexities(model, normalized: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def document_perplexities(model: ProbingLm, normalized: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """CCNet document perplexity per normalised text; NaN for a text with no tokens.
 
-    Python only maps `model.score` (with its <s> and </s> defaults) over the non-empty lines
-    (`scoring_lines`). `np.bincount` adds each document's line scores in line order from 0.0, the same
-    additions as a per-document loop, so the result is bit-identical to it."""
+    The model scores every non-empty line (`scoring_lines`) with <s> and </s>. `np.bincount` adds each
+    document's line scores in line order from 0.0, the same additions as a per-document loop, so the
+    result is bit-identical to it."""
     return lines_perplexities(model, scoring_lines(normalized))
 
 
-def lines_perplexities(model, lines: ScoringLines) -> np.ndarray:
+def lines_perplexities(model: ProbingLm, lines: ScoringLines) -> np.ndarray:
     """`document_perplexities` of lines already split."""
-    log10 = np.fromiter(map(model.score, lines.utf8), dtype=np.float64, count=len(lines.utf8))
+    log10 = model.line_scores(lines.data, lines.offsets)
     total = np.bincount(lines.parents, weights=log10, minlength=lines.documents)
     length = np.bincount(lines.parents, weights=lines.tokens, minlength=lines.documents)
     exponents = (-total / np.maximum(length, 1)).tolist()
@@ -93,10 +82,11 @@ def lines_perplexities(model, lines: ScoringLines) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ScoringLines:
-    """The non-empty lines of a normalised column, as KenLM scores them."""
+    """The non-empty lines of a normalised column, as the model scores them."""
 
-    utf8: list[bytes]
-    """Each line's UTF-8 bytes: kenlm's `score` takes bytes as they are (a str it encodes on every call)."""
+    data: np.ndarray
+    offsets: np.ndarray
+    """The lines' UTF-8 bytes and where each starts (Arrow's buffers, not copied)."""
     parents: np.ndarray
     """The document of each line."""
     tokens: np.ndarray
@@ -112,8 +102,8 @@ def scoring_lines(normalized: pa.Array | pa.ChunkedArray) -> ScoringLines:
     keep = pc.greater(pc.binary_length(flat), 0)
     flat, parents = flat.filter(keep), parents.filter(keep).to_numpy()
     tokens = pc.add(pc.count_substring(flat, " "), 2).to_numpy()
-    binary = pa.large_binary() if pa.types.is_large_string(flat.type) else pa.binary()
-    return ScoringLines(flat.view(binary).to_pylist(), parents, tokens, len(normalized))
+    data, offsets = utf8_buffers(flat)
+    return ScoringLines(data, offsets, parents, tokens, len(normalized))
 
 
 def lm_normalized(texts: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -18,19 +18,15 @@ from typing import Any
 import pyarrow as pa
 
 from filters.kenlm_build import KenLMBuildError, ensure_tools
-from filters.kenlm_lm import normalize_for_lm
+from filters.kenlm_lm import normalize_for_lm, scoring_lines
+from filters.kenlm_query import ProbingLm
 
 
-def corpus_perplexity(model, texts: list[str]) -> float:
+def corpus_perplexity(model: ProbingLm, texts: list[str]) -> float:
     """Token-weighted perplexity of a whole held-out corpus (the usual LM metric)."""
-    log10 = 0.0
-    length = 0
-    for text in normalize_for_lm(pa.array(texts, pa.large_string())).to_pylist():
-        for line in text.split("\n"):
-            if line:
-                log10 += model.score(line, bos=True, eos=True)
-                length += line.count(" ") + 2
-    return float(10.0 ** (-log10 / max(length, 1)))
+    lines = scoring_lines(normalize_for_lm(pa.array(texts, pa.large_string())))
+    log10 = sum(model.line_scores(lines.data, lines.offsets).tolist())  # in line order, as a loop adds
+    return float(10.0 ** (-log10 / max(int(lines.tokens.sum()), 1)))
 
 
 # ------------------------------------------------------------------------------------------ training

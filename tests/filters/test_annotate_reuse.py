@@ -6,8 +6,10 @@ the same):
 - stages reuse what an earlier stage derived from the same text column (`filters.batch_memo`): the CCNet
   normalisation, the classifier lines, quality's KenLM perplexities. Tolerance: none. The chain with
   reuse and the chain with the memo emptied before every stage give identical columns and drop reasons.
-- KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop. Tolerance: none
-  (bit-identical float64 to the loop it replaced, which this file keeps as the reference).
+- KenLM document perplexity is summed by Arrow + numpy instead of a per-document loop, over line scores
+  from compiled code that reads the model itself (filters.kenlm_query). Tolerance: none (bit-identical
+  float64 to the loop of kenlm module calls it replaced, which this file keeps as the reference;
+  tests/filters/test_kenlm_query.py holds the line scores to kenlm's on models of order 2, 3 and 5).
 - the CCNet normalisation after lowercasing is one compiled pass over the UTF-8 bytes (filters.lm_kernels).
   Tolerance: none (the same text as every pass on every row, which this file keeps as the reference;
   tests/filters/test_lm_kernels.py holds it to that on every code point, web, UDHR and edge-case text).
@@ -23,6 +25,7 @@ the same):
 
 from __future__ import annotations
 
+import subprocess
 import zipfile
 from collections import Counter
 from itertools import islice
@@ -71,7 +74,8 @@ def batch_of(texts: list[str | None]) -> pa.Table:
 
 
 def loop_perplexities(model, normalized: list[str | None]) -> np.ndarray:
-    """The per-document loop `document_perplexities` replaced, kept as the reference."""
+    """The per-document loop of the kenlm module's per-line scores `document_perplexities` replaced, kept
+    as the reference."""
     out = []
     for text in normalized:
         log10, length = 0.0, 0
@@ -109,11 +113,25 @@ def bigram_arpa(texts: list[str], path: Path) -> Path:
 
 
 def test_document_perplexities_are_bit_identical_to_the_loop(real_texts: list[str], tmp_path: Path) -> None:
-    model = load_kenlm(str(bigram_arpa(real_texts[::10], tmp_path / "bigram.arpa")))
+    import kenlm
+
+    from filters.kenlm_build import KenLMBuildError, ensure_tools
+
+    try:
+        build_binary = str(ensure_tools(install_packages=False, log=lambda _: None)["build_binary"])
+    except KenLMBuildError as error:
+        pytest.skip(f"KenLM's build_binary cannot be built on this machine: {error}")
+    arpa = bigram_arpa(real_texts[::10], tmp_path / "bigram.arpa")
+    subprocess.run(
+        [build_binary, "-s", str(arpa), str(tmp_path / "bigram.bin")], check=True, capture_output=True
+    )
+    model = load_kenlm(str(tmp_path / "bigram.bin"))
     texts = [*real_texts, "", None, "  \n\n ", "!"]
     normalized = normalize_for_lm(pa.array(texts, pa.large_string()))
     got = document_perplexities(model, normalized)
-    assert np.array_equal(got, loop_perplexities(model, normalized.to_pylist()), equal_nan=True)
+    assert np.array_equal(
+        got, loop_perplexities(kenlm.Model(str(arpa)), normalized.to_pylist()), equal_nan=True
+    )
     assert np.isnan(got[-3:-1]).all() and np.isfinite(got[: len(real_texts)]).all()
     batch_memo.clear()
     column = pa.chunked_array(

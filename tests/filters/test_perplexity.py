@@ -169,20 +169,3 @@ def test_harmful_lm_gives_low_perplexity_to_held_out_toxic_threads(
     assert reasons[: len(held_threads)].count("harmful_ppl:below") > reasons[len(held_threads) :].count(
         "harmful_ppl:below"
     )
-
-
-def test_a_model_read_into_memory_scores_as_the_memory_mapped_one(models: Path, monkeypatch) -> None:
-    import kenlm
-
-    from filters import kenlm_lm
-
-    path = str(models / "wiki-test" / "model.bin")
-    lines = [normalize_text(text) for _, text in zip(range(60), news_texts(), strict=False)]
-    mapped = kenlm.Model(path)  # kenlm's default: memory-mapped
-    load_kenlm.cache_clear()
-    read = load_kenlm(path)
-    assert [read.score(line) for line in lines] == [mapped.score(line) for line in lines]
-    monkeypatch.setattr(kenlm_lm, "READ_INTO_MEMORY_MAX_BYTES", 0)  # a model over the cap is mapped
-    load_kenlm.cache_clear()
-    assert [load_kenlm(path).score(line) for line in lines[:5]] == [mapped.score(line) for line in lines[:5]]
-    load_kenlm.cache_clear()
