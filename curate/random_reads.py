@@ -20,7 +20,7 @@ HUGE_PAGE = 2 << 20
 
 def on_huge_pages(matrix: np.ndarray) -> np.ndarray:
     """A copy of `matrix` in memory the kernel backs with 2 MB pages where it can (Linux THP, `madvise`
-    mode included): the n-gram rows are random reads, and with 4 KB pages most of them also miss the TLB."""
+    mode included); a table under one huge page, or a system without THP, gets a plain copy."""
     if not hasattr(mmap, "MADV_HUGEPAGE") or matrix.nbytes < HUGE_PAGE:
         return np.ascontiguousarray(matrix)
     area = mmap.mmap(-1, matrix.nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)

@@ -20,7 +20,7 @@ import pytest
 
 from curate.textsources import wikipedia_pages
 from filters import corpora
-from filters.fasttext_kernel import CompiledClassifier, UnsupportedModel, fnv_hash, on_huge_pages
+from filters.fasttext_kernel import CompiledClassifier, UnsupportedModel, fnv_hash
 from filters.fasttext_scoring import NEGATIVE, POSITIVE, classifier_lines, load_classifier, score_texts
 from filters.fasttext_training import train_classifier
 from tests.filters.web_docs import web_docs
@@ -126,9 +126,3 @@ def test_word_hash_is_fasttexts_fnv_with_sign_extended_bytes() -> None:
 
     for word in ["", "a", "the", "</s>", "caf\u00e9", "\U0001f600"]:
         assert int(fnv_hash(np.frombuffer(word.encode("utf-8"), np.uint8))) == reference(word)
-
-
-def test_huge_page_copy_holds_the_same_values() -> None:
-    matrix = np.random.default_rng(0).standard_normal((70_000, 16)).astype(np.float32)  # 4.5 MB
-    copy = on_huge_pages(matrix)
-    assert np.array_equal(copy, matrix) and copy.flags.c_contiguous and copy.ctypes.data % 4096 == 0
