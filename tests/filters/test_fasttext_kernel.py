@@ -95,26 +95,60 @@ def test_the_stages_scores_equal_fasttext_on_cut_documents(shared: Path, tmp_pat
         assert np.abs(score_texts(classifier, given, 20_000) - expected).max() <= TOLERANCE
 
 
-def test_models_it_cannot_read_are_refused_by_name(shared: Path, tmp_path: Path) -> None:
-    import fasttext
-
+@pytest.fixture(scope="module")
+def quick_models(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`plain.bin` (a model the scorer reads) and `subwords-hs.bin` (one it refuses), trained in a second
+    on Davidson tweets, each in a fresh process (see fasttext_training._run_child)."""
     tweets = list(islice(corpora.davidson_examples(shared / "toxicity"), 1000))
     if not tweets:
         pytest.skip("../shared/data/toxicity has no Davidson tweets to train on")
+    folder = tmp_path_factory.mktemp("quick-models")
     lines = classifier_lines([text for text, _ in tweets], 20_000)
     rows = [f"__label__{label} {line}\n" for line, (_, label) in zip(lines, tweets, strict=True) if line]
-    (tmp_path / "train.txt").write_text("".join(rows))
-    fresh_zeros = os.environ | {"MALLOC_MMAP_THRESHOLD_": str(1 << 16)}  # see fasttext_training._run_child
+    (folder / "train.txt").write_text("".join(rows))
+    fresh_zeros = os.environ | {"MALLOC_MMAP_THRESHOLD_": str(1 << 16)}
     for name, params in {"subwords-hs": "minn=2, maxn=4, loss='hs'", "plain": ""}.items():
         train = f"train_supervised(input='train.txt', epoch=1, dim=8, bucket=999, thread=1, {params})"
         code = f"import fasttext; fasttext.{train}.save_model('{name}.bin')"
         subprocess.run(
-            [sys.executable, "-c", code], cwd=tmp_path, env=fresh_zeros, check=True, capture_output=True
+            [sys.executable, "-c", code], cwd=folder, env=fresh_zeros, check=True, capture_output=True
         )
+    return folder
+
+
+def test_models_it_cannot_read_are_refused_by_name(quick_models: Path) -> None:
+    import fasttext
+
     with pytest.raises(UnsupportedModel, match=r"character n-grams \(maxn 4\) and its loss is hs"):
-        CompiledClassifier.of(fasttext.load_model(str(tmp_path / "subwords-hs.bin")), POSITIVE)
+        CompiledClassifier.of(fasttext.load_model(str(quick_models / "subwords-hs.bin")), POSITIVE)
     with pytest.raises(UnsupportedModel, match="no label '__label__toxic'"):
-        CompiledClassifier.of(fasttext.load_model(str(tmp_path / "plain.bin")), "__label__toxic")
+        CompiledClassifier.of(fasttext.load_model(str(quick_models / "plain.bin")), "__label__toxic")
+
+
+BOUNDS_CHECK = """
+import sys, numpy as np, pyarrow as pa, fasttext
+from filters.fasttext_kernel import CompiledClassifier
+texts = ["", " ", "a", "a b", "x" * 100_000, "a " * 50_000, " a" * 50_000, "__label__1 a", "\\xe9 \\u65e5"]
+texts += ["y z", "!"] * 500
+model = fasttext.load_model(sys.argv[1])
+got = CompiledClassifier.of(model, "__label__1").probabilities(pa.array(texts, pa.large_string()))
+labels, probs = model.predict(texts, k=2)
+expected = [dict(zip(l, p)).get("__label__1", 0.0) for l, p in zip(labels, probs)]
+assert np.abs(got - np.minimum(expected, 1.0)).max() <= 1e-7
+"""
+
+
+def test_the_kernel_stays_inside_its_buffers_on_worst_case_text(quick_models: Path, tmp_path: Path) -> None:
+    """numba does not check indices, so a write past a buffer would corrupt memory silently: here the
+    kernel runs compiled with NUMBA_BOUNDSCHECK=1 (a fresh process and cache), where it would raise."""
+    env = os.environ | {"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", BOUNDS_CHECK, str(quick_models / "plain.bin")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_word_hash_is_fasttexts_fnv_with_sign_extended_bytes() -> None:

@@ -6,7 +6,9 @@ is bit-identical, for models of order 2, 3 and 5, pruned or not, read into memor
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from itertools import islice
 from pathlib import Path
 
@@ -137,3 +139,25 @@ def test_files_it_cannot_read_are_refused_by_name(tools, tmp_path: Path) -> None
     (tmp_path / "cut.bin").write_bytes(whole[: len(whole) - 20])
     with pytest.raises(UnsupportedLm, match="shorter than its header says"):
         ProbingLm.load(str(tmp_path / "cut.bin"))
+
+
+BOUNDS_CHECK = """
+import sys, numpy as np, kenlm
+from filters.kenlm_query import ProbingLm
+lines = ["", " ", "a", "x" * 100_000, "a " * 50_000, " a" * 50_000, *["x", "y z", "!"] * 500]
+encoded = [line.encode() for line in lines]
+offsets = np.concatenate([[0], np.cumsum([len(line) for line in encoded])]).astype(np.int64)
+got = ProbingLm.load(sys.argv[1]).line_scores(np.frombuffer(b"".join(encoded), np.uint8), offsets)
+assert got.tolist() == [kenlm.Model(sys.argv[1]).score(line) for line in lines]
+"""
+
+
+def test_the_kernel_stays_inside_its_buffers_on_worst_case_lines(tools, texts, tmp_path: Path) -> None:
+    """numba does not check indices, so a write past a buffer would corrupt memory silently: here the
+    kernel runs compiled with NUMBA_BOUNDSCHECK=1 (a fresh process and cache), where it would raise."""
+    path = train(tools, texts[:60], tmp_path / "lm", 3)
+    env = os.environ | {"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    done = subprocess.run(
+        [sys.executable, "-c", BOUNDS_CHECK, str(path)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
