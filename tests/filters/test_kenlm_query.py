@@ -18,7 +18,6 @@ import pytest
 
 from curate.textsources import wikipedia_pages
 from filters import kenlm_query
-from filters.kenlm_build import KenLMBuildError, ensure_tools
 from filters.kenlm_lm import normalize_for_lm, scoring_lines
 from filters.kenlm_query import ProbingLm, UnsupportedLm
 from filters.kenlm_training import train_kenlm, write_corpus
@@ -39,14 +38,6 @@ SHORT = ["x", "y z", "!"] * 400
 
 
 @pytest.fixture(scope="module")
-def tools() -> dict[str, Path]:
-    try:
-        return ensure_tools(install_packages=False, log=lambda _: None)
-    except KenLMBuildError as error:
-        pytest.skip(f"KenLM's lmplz cannot be built on this machine: {error}")
-
-
-@pytest.fixture(scope="module")
 def texts(shared: Path) -> list[str]:
     return [doc.text for doc in web_docs(shared / "web")] + [t for _, t in islice(wikipedia_pages(), 300)]
 
@@ -60,7 +51,7 @@ def lines(texts: list[str]) -> list[str]:
     return real + CRAFTED
 
 
-def train(tools, texts: list[str], directory: Path, order: int, prune: list[int] | None = None) -> Path:
+def train(kenlm_tools, texts: list[str], directory: Path, order: int, prune: list[int] | None = None) -> Path:
     directory.mkdir()
     write_corpus(texts[::2], directory / "corpus.txt")
     train_kenlm(directory / "corpus.txt", directory, order=order, prune=prune, log=lambda _: None)
@@ -75,11 +66,11 @@ def as_buffers(lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize(("order", "prune"), [(2, None), (3, None), (5, [0, 0, 1])])
 def test_scores_are_kenlms_bit_for_bit(
-    tools, texts, lines, tmp_path: Path, order, prune, monkeypatch
+    kenlm_tools, texts, lines, tmp_path: Path, order, prune, monkeypatch
 ) -> None:
     import kenlm
 
-    path = str(train(tools, texts, tmp_path / "lm", order, prune))
+    path = str(train(kenlm_tools, texts, tmp_path / "lm", order, prune))
     expected = np.array([kenlm.Model(path).score(line, bos=True, eos=True) for line in lines])
     data, offsets = as_buffers(lines)
     assert np.array_equal(ProbingLm.load(path).line_scores(data, offsets), expected)
@@ -93,9 +84,9 @@ def test_scores_are_kenlms_bit_for_bit(
 
 
 def test_lines_are_read_in_groups_without_changing_a_score(
-    tools, texts, lines, tmp_path, monkeypatch
+    kenlm_tools, texts, lines, tmp_path, monkeypatch
 ) -> None:
-    path = str(train(tools, texts, tmp_path / "lm", 3))
+    path = str(train(kenlm_tools, texts, tmp_path / "lm", 3))
     data, offsets = as_buffers(lines)
     whole = ProbingLm.load(path).line_scores(data, offsets)
     monkeypatch.setattr(kenlm_query, "CHUNK_BYTES", 200)  # groups of a few lines, and lines alone
@@ -124,13 +115,14 @@ ngram 2=1
 """
 
 
-def test_files_it_cannot_read_are_refused_by_name(tools, tmp_path: Path) -> None:
+def test_files_it_cannot_read_are_refused_by_name(kenlm_tools, tmp_path: Path) -> None:
     arpa = tmp_path / "model.arpa"
     arpa.write_text(TINY_ARPA)
     with pytest.raises(UnsupportedLm, match="not a KenLM binary of format 5"):
         ProbingLm.load(str(arpa))
     for structure in ("probing", "trie"):
-        build = [str(tools["build_binary"]), "-s", structure, str(arpa), str(tmp_path / f"{structure}.bin")]
+        binary = str(tmp_path / f"{structure}.bin")
+        build = [str(kenlm_tools["build_binary"]), "-s", structure, str(arpa), binary]
         subprocess.run(build, check=True, capture_output=True)
     with pytest.raises(UnsupportedLm, match="is a KenLM trie model; curate reads probing models"):
         ProbingLm.load(str(tmp_path / "trie.bin"))
@@ -152,10 +144,10 @@ assert got.tolist() == [kenlm.Model(sys.argv[1]).score(line) for line in lines]
 """
 
 
-def test_the_kernel_stays_inside_its_buffers_on_worst_case_lines(tools, texts, tmp_path: Path) -> None:
+def test_the_kernel_stays_inside_its_buffers_on_worst_case_lines(kenlm_tools, texts, tmp_path: Path) -> None:
     """numba does not check indices, so a write past a buffer would corrupt memory silently: here the
     kernel runs compiled with NUMBA_BOUNDSCHECK=1 (a fresh process and cache), where it would raise."""
-    path = train(tools, texts[:60], tmp_path / "lm", 3)
+    path = train(kenlm_tools, texts[:60], tmp_path / "lm", 3)
     env = os.environ | {"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     done = subprocess.run(
         [sys.executable, "-c", BOUNDS_CHECK, str(path)], env=env, capture_output=True, text=True

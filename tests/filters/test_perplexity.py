@@ -17,7 +17,6 @@ from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
 from curate.textsources import news_texts, shared_data_dir
 from filters import corpora
-from filters.kenlm_build import KenLMBuildError, ensure_tools
 from filters.kenlm_lm import load_kenlm, normalize_text, perplexities
 from filters.model_registry import ModelMissingError, find_model, require_model
 from filters.perplexity import PerplexityParams
@@ -28,14 +27,6 @@ def batch_of(texts: list[str | None]) -> pa.Table:
     ids = [f"doc{i}" for i in range(len(texts))]
     table = pa.table({"id": ids, "text": pa.array(texts, pa.large_string()), "source": ["test"] * len(texts)})
     return conform(table, BASE_SCHEMA)
-
-
-@pytest.fixture(scope="session")
-def kenlm_tools() -> dict[str, Path]:
-    try:
-        return ensure_tools(install_packages=False, log=lambda _: None)
-    except KenLMBuildError as error:
-        pytest.skip(f"KenLM's lmplz cannot be built on this machine: {error}")
 
 
 @pytest.fixture(scope="session")

@@ -373,5 +373,3 @@ def _bits_per_segment(flags: np.ndarray, segment_starts: np.ndarray) -> np.ndarr
     if not len(segment_starts):
         return np.zeros(0, dtype=flags.dtype)
     return np.bitwise_or.reduceat(flags, segment_starts)
-
-
