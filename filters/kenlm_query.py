@@ -66,7 +66,6 @@ class ProbingLm:
     """Per table (vocabulary, unigrams, middle orders..., longest): [start in `words`, buckets]."""
     begin_sentence: int
     end_sentence: int
-    path: str
 
     @classmethod
     def load(cls, path: str) -> ProbingLm:
@@ -90,7 +89,7 @@ class ProbingLm:
         tables = np.array(list(zip(starts, buckets, strict=True)), dtype=np.int64)
         tables[0, 0] += VOCAB_HEADER_BYTES // 4
         bos, eos = (_word_id(words, tables, _token_hash(word)) for word in (b"<s>", b"</s>"))
-        return cls(words, order, tables, bos, eos, path)
+        return cls(words, order, tables, bos, eos)
 
     @cached_property
     def floats(self) -> np.ndarray:
@@ -112,7 +111,8 @@ def _parameters(head: bytes, path: str) -> tuple[int, float, bool]:
         raise UnsupportedLm(f"{path} is not a KenLM binary of format 5 (an ARPA file? run build_binary)")
     order, multiplier, model_type, has_vocabulary = struct.unpack_from("<B3xfiB", head, SANITY_BYTES)
     if model_type != PROBING:
-        kind = ["probing", "rest probing", "trie", "quant trie", "array trie", "quant array trie"][model_type]
+        kinds = ["probing", "rest probing", "trie", "quant trie", "array trie", "quant array trie"]
+        kind = kinds[model_type] if 0 <= model_type < len(kinds) else f"type-{model_type}"
         raise UnsupportedLm(
             f"{path} is a KenLM {kind} model; curate reads probing models (build_binary's default; "
             "`curate models train-lm` writes one)"
