@@ -87,6 +87,44 @@ def code_point(data: np.ndarray, i: int, width: int) -> int:
     )
 
 
+@numba.njit(cache=True, inline="always")
+def decode_at(data, i):
+    """The code point at byte i of valid UTF-8 (Arrow's strings are) and its width."""
+    width = char_width(data[i])
+    return np.int64(code_point(data, i, width)), width
+
+
+@numba.njit(cache=True)
+def code_before(data, start, end):
+    """The code point ending at byte `end` (none before `start`) and its width."""
+    lead = end - 1
+    while lead > start and (data[lead] & 0xC0) == 0x80:
+        lead -= 1
+    return decode_at(data, lead)
+
+
+@numba.njit(cache=True, inline="always")
+def encode_at(out, o, code):
+    """Write a code point's UTF-8 at out[o]; the position after it."""
+    if code < 0x80:
+        out[o] = code
+        return o + 1
+    if code < 0x800:
+        out[o] = 0xC0 | (code >> 6)
+        out[o + 1] = 0x80 | (code & 0x3F)
+        return o + 2
+    if code < 0x10000:
+        out[o] = 0xE0 | (code >> 12)
+        out[o + 1] = 0x80 | ((code >> 6) & 0x3F)
+        out[o + 2] = 0x80 | (code & 0x3F)
+        return o + 3
+    out[o] = 0xF0 | (code >> 18)
+    out[o + 1] = 0x80 | ((code >> 12) & 0x3F)
+    out[o + 2] = 0x80 | ((code >> 6) & 0x3F)
+    out[o + 3] = 0x80 | (code & 0x3F)
+    return o + 4
+
+
 @numba.njit(cache=True)
 def _word_counts(data: np.ndarray, offsets: np.ndarray, space: np.ndarray) -> np.ndarray:
     counts = np.zeros(len(offsets) - 1, dtype=np.int64)

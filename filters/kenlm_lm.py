@@ -16,7 +16,7 @@ whitespace-separated. Paragraphs (lines) are scored as sentences with <s> and </
 perplexity is CCNet's: 10 ** (-sum of log10 probabilities / (tokens + one </s> per line)).
 
 Everything runs on a whole Arrow batch at once: Arrow's lowercasing, then one compiled pass over the
-UTF-8 bytes (`filters.lm_kernels`, with per-code-point tables asked of RE2 and utf8proc,
+UTF-8 bytes (`filters.lm_normalize_kernel`, with per-code-point tables asked of RE2 and utf8proc,
 `filters.lm_unicode`), then the model's queries in compiled code too (`filters.kenlm_query`). The
 normalised column, its lines and the perplexities are memoised per text column (filters.batch_memo), so
 the stages of one chain normalise a batch and split its lines once, and score it once per model.
@@ -36,13 +36,13 @@ import pyarrow.compute as pc
 from curate.utf8_arrays import as_text_array, utf8_buffers
 from filters.batch_memo import memoized
 from filters.kenlm_query import ProbingLm
-from filters.lm_kernels import normalize_lowered
+from filters.lm_normalize_kernel import normalize_lowered
 
 
 def normalize_for_lm(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """CCNet normalisation of whole documents (newlines kept as paragraph breaks), plus the punctuation
     split that stands in for SentencePiece; see the module docstring. Arrow lowercases, one compiled pass
-    does the rest (`filters.lm_kernels`)."""
+    does the rest (`filters.lm_normalize_kernel`)."""
     return normalize_lowered(pc.utf8_lower(as_text_array(texts)))
 
 

@@ -1,5 +1,6 @@
-"""Per-code-point tables for the compiled text passes (`filters.lm_kernels`): the KenLM normalisation's
-character classes and replacements, and the word-list tokenizer's whitespace and trim characters.
+"""Per-code-point tables for the compiled text passes (`filters.lm_normalize_kernel`,
+`filters.word_list_kernel`): the KenLM normalisation's character classes and replacements, and the
+word-list tokenizer's whitespace and trim characters.
 
 Why tables asked of Arrow: the plain passes these kernels replace are Arrow kernels (RE2 for the regex
 classes, utf8proc for NFD, Arrow's own whitespace split and trim). Every table here is what those very

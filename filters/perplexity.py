@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
 from filters.kenlm_lm import load_kenlm, perplexities
 from filters.language_models import EVERY_LANGUAGE, check_language_models, language_warning, scorer_groups
-from filters.lm_kernels import warm_up
+from filters.lm_normalize_kernel import warm_up
 from filters.model_registry import ModelFolderParams, ModelsDir, pinned_home, require_model
 
 KIND = "kenlm"

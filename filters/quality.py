@@ -27,7 +27,7 @@ from curate.stages.base import Resources, Stage, StageParams, StageResult, set_c
 from filters.fasttext_scoring import load_classifier, score_texts
 from filters.kenlm_lm import load_kenlm, perplexities
 from filters.language_models import EVERY_LANGUAGE, check_language_models, language_warning, scorer_groups
-from filters.lm_kernels import warm_up
+from filters.lm_normalize_kernel import warm_up
 from filters.model_registry import Model, ModelFolderParams, ModelsDir, pinned_home, require_model
 from filters.perplexity import KIND as KENLM_KIND
 

@@ -28,9 +28,9 @@ from curate.stages.base import Resources, Stage, StageParams, StageResult, set_c
 from curate.textsources import shared_data_dir
 from curate.utf8_arrays import as_text_array
 from filters.fasttext_scoring import load_classifier, score_texts
-from filters.lm_kernels import WordSet, warm_up, word_list_counts
 from filters.lm_unicode import WORD_TRIM
 from filters.model_registry import ModelFolderParams, ModelsDir, find_model, pinned_home, require_model
+from filters.word_list_kernel import WordSet, warm_up, word_list_counts
 
 KIND = "fasttext-toxicity"
 MAX_CHARS = 20_000
@@ -53,7 +53,7 @@ def profanity_set() -> WordSet:
 def profanity_rate(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Fraction of each document's whitespace tokens (punctuation trimmed, lowercased) on the word list.
 
-    Arrow lowercases; one compiled pass splits, trims and looks tokens up (`filters.lm_kernels`)."""
+    Arrow lowercases; one compiled pass splits, trims and looks tokens up (`filters.word_list_kernel`)."""
     hits, tokens = word_list_counts(pc.utf8_lower(as_text_array(texts)), profanity_set(), WORD_TRIM)
     counts = tokens.astype(np.float64)
     return np.divide(hits.astype(np.float64), counts, out=np.zeros(len(counts)), where=counts > 0)

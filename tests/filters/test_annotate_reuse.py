@@ -10,7 +10,8 @@ the same):
   from compiled code that reads the model itself (filters.kenlm_query). Tolerance: none (bit-identical
   float64 to the loop of kenlm module calls it replaced, which this file keeps as the reference;
   tests/filters/test_kenlm_query.py holds the line scores to kenlm's on models of order 2, 3 and 5).
-- the CCNet normalisation after lowercasing is one compiled pass over the UTF-8 bytes (filters.lm_kernels).
+- the CCNet normalisation after lowercasing is one compiled pass over the UTF-8 bytes
+  (filters.lm_normalize_kernel).
   Tolerance: none (the same text as every pass on every row, which this file keeps as the reference;
   tests/filters/test_lm_kernels.py holds it to that on every code point, web, UDHR and edge-case text).
 - classifier texts come from the shared normalisation for documents within the cap. Tolerance: none.

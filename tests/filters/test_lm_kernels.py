@@ -1,4 +1,5 @@
-"""The compiled text passes (`filters.lm_kernels`) give exactly what the Arrow passes they replaced give.
+"""The compiled text passes (`filters.lm_normalize_kernel`, `filters.word_list_kernel`) give exactly
+what the Arrow passes they replaced give.
 
 Tolerance: none. The KenLM normalisation equals `every_pass` (plain Arrow passes over every row, the
 reference of tests/filters/test_annotate_reuse.py) and the word-list counts equal the Arrow version kept
@@ -20,9 +21,10 @@ import pytest
 from bench.rule_chain import web_documents
 from filters import corpora
 from filters.kenlm_lm import normalize_for_lm
-from filters.lm_kernels import CANDIDATES, WordSet, normalize_lowered, word_list_counts
+from filters.lm_normalize_kernel import normalize_lowered
 from filters.lm_unicode import PUNCTUATION_MULTI, PUNCTUATION_TO, WORD_TRIM
 from filters.toxicity import profanity_rate, profanity_words
+from filters.word_list_kernel import CANDIDATES, WordSet, word_list_counts
 from tests.filters.test_annotate_reuse import every_pass
 
 EVERY_SOURCE = "".join(PUNCTUATION_TO.values()) + "".join(PUNCTUATION_MULTI)
