@@ -10,10 +10,12 @@
 - `strings`: a chunk's lines as Arrow arrays, and predicates on them with Python's `str` semantics;
 - `lines`: line and paragraph rules over every line of a chunk (duplicates, bullets, FineWeb's line
   statistics), and `c4lines`: C4's virtual line removal (lorem ipsum, curly brackets, sentences);
-- `engine`: `RuleEngine`, which evaluates every rule on a batch of documents, and its `RuleReport`.
+- `engine`: `RuleEngine`, which evaluates every rule on a batch of documents; `report`: what it says
+  of them (`RuleReport`, the signal columns).
 """
 
-from filters.rules.engine import SIGNAL_FIELDS, RuleEngine, RuleReport
+from filters.rules.engine import RuleEngine
+from filters.rules.report import SIGNAL_FIELDS, RuleReport
 from filters.rules.settings import RuleSet
 
 __all__ = ["SIGNAL_FIELDS", "RuleEngine", "RuleReport", "RuleSet"]

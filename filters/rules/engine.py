@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +48,7 @@ from filters.rules.languages import (
 )
 from filters.rules.lines import LineStats, measure_lines
 from filters.rules.ngrams import NgramRepetition
+from filters.rules.report import SIGNAL_FIELDS, Checks, RuleReport
 from filters.rules.settings import (
     CHUNK_CHARS,
     EMPTY,
@@ -56,93 +56,6 @@ from filters.rules.settings import (
     _code,
 )
 from filters.rules.words import HashSet, TokenTable, distinct_stop_words, hash_strings
-
-SIGNAL_FIELDS: list[pa.Field] = [
-    pa.field("rule_word_count", pa.int32()),
-    pa.field("rule_mean_word_length", pa.float32()),
-    pa.field("rule_alpha_word_frac", pa.float32()),
-    pa.field("rule_dup_line_char_frac", pa.float32()),
-    pa.field("rule_dup_ngram_char_frac", pa.float32()),
-    pa.field("rule_line_punct_frac", pa.float32()),
-    pa.field("rule_bad_word_count", pa.int32()),
-]
-"""Numeric signals kept for mixing; null when their family (or rule) is disabled."""
-
-
-@dataclass
-class RuleReport:
-    """Per-document outcome: `failed[i, j]` is True when document i fails rule `codes[j]`; `skipped[code]`
-    marks the documents a rule was not applied to, for want of a list or a meaning in their language."""
-
-    codes: list[str]
-    failed: np.ndarray
-    signals: dict[str, np.ndarray]
-    skipped: dict[str, np.ndarray]
-
-    @classmethod
-    def concatenate(cls, reports: list[RuleReport]) -> RuleReport:
-        return cls(
-            codes=reports[0].codes,
-            failed=np.concatenate([r.failed for r in reports]),
-            signals={k: np.concatenate([r.signals[k] for r in reports]) for k in reports[0].signals},
-            skipped={
-                code: np.concatenate(
-                    [r.skipped.get(code, np.zeros(len(r.failed), dtype=bool)) for r in reports]
-                )
-                for code in dict.fromkeys(code for r in reports for code in r.skipped)
-            },
-        )
-
-    def in_original_order(self, order: np.ndarray | None) -> RuleReport:
-        """The report of documents evaluated in `order` (order[k]: original index of the k-th one),
-        with rows back in the original order."""
-        if order is None:
-            return self
-
-        def restore(values: np.ndarray) -> np.ndarray:
-            out = np.empty_like(values)
-            out[order] = values
-            return out
-
-        return RuleReport(
-            codes=self.codes,
-            failed=restore(self.failed),
-            signals={k: restore(v) for k, v in self.signals.items()},
-            skipped={k: restore(v) for k, v in self.skipped.items()},
-        )
-
-    def flags(self) -> list[str]:
-        """Comma-separated failed codes per document, '' when it passes every rule."""
-        out = [""] * len(self.failed)
-        for doc in np.flatnonzero(self.failed.any(axis=1)).tolist():
-            out[doc] = ",".join(self.codes[j] for j in np.flatnonzero(self.failed[doc]).tolist())
-        return out
-
-    def first_failed(self) -> list[str | None]:
-        """The drop reason of each document: its first failed code in evaluation order, else None."""
-        out: list[str | None] = [None] * len(self.failed)
-        for doc in np.flatnonzero(self.failed.any(axis=1)).tolist():
-            out[doc] = self.codes[int(np.argmax(self.failed[doc]))]
-        return out
-
-
-class _Checks:
-    """Collects (code, failed-array) in evaluation order while a chunk is evaluated."""
-
-    def __init__(self, n_docs: int) -> None:
-        self.codes: list[str] = []
-        self.failed: list[np.ndarray] = []
-        self.skipped: dict[str, np.ndarray] = {}
-        self.n_docs = n_docs
-
-    def add(self, code: str, failed: np.ndarray) -> None:
-        self.codes.append(code)
-        self.failed.append(np.asarray(failed, dtype=bool))
-
-    def skip(self, code: str, docs: slice | None = None) -> None:
-        """Mark documents (all by default) whose language leaves rule `code` out."""
-        mask = self.skipped.setdefault(code, np.zeros(self.n_docs, dtype=bool))
-        mask[docs if docs is not None else slice(None)] = True
 
 
 class RuleEngine:
@@ -204,7 +117,7 @@ class RuleEngine:
         with_runs = needs_tokens and self._word_runs_with_tokens(runs, n_chars)
         tokens = TokenTable.from_texts(texts, runs[0].unspaced, with_runs) if needs_tokens else None
         release()
-        checks = _Checks(len(texts))
+        checks = Checks(len(texts))
         checks.add(EMPTY, empty)
         signals = {f.name: np.full(len(texts), np.nan) for f in SIGNAL_FIELDS}
         if rules.gopher_repetition.enabled:
@@ -222,13 +135,13 @@ class RuleEngine:
 
     # -- families ------------------------------------------------------------------------------------------
 
-    def _gopher_repetition(self, n_chars, lines: LineStats, tokens, runs, checks: _Checks, signals) -> None:
+    def _gopher_repetition(self, n_chars, lines: LineStats, tokens, runs, checks: Checks, signals) -> None:
         rules, family = self.rules.gopher_repetition, "gopher_repetition"
         para_frac, para_chars, line_frac, line_chars = lines.duplicates.T
-        _max_rule(checks, _code(family, "dup_para_frac"), para_frac, rules.max_dup_para_frac)
-        _max_rule(checks, _code(family, "dup_para_char_frac"), para_chars, rules.max_dup_para_char_frac)
-        _max_rule(checks, _code(family, "dup_line_frac"), line_frac, rules.max_dup_line_frac)
-        _max_rule(checks, _code(family, "dup_line_char_frac"), line_chars, rules.max_dup_line_char_frac)
+        checks.at_most(_code(family, "dup_para_frac"), para_frac, rules.max_dup_para_frac)
+        checks.at_most(_code(family, "dup_para_char_frac"), para_chars, rules.max_dup_para_char_frac)
+        checks.at_most(_code(family, "dup_line_frac"), line_frac, rules.max_dup_line_frac)
+        checks.at_most(_code(family, "dup_line_char_frac"), line_chars, rules.max_dup_line_char_frac)
         tops, dups = rules.max_top_ngram_char_frac, rules.max_dup_ngram_char_frac
         size = functools.partial(_ngram_tokens, chars_per_word=runs[0].chars_per_word)
         ngrams = NgramRepetition(tokens, n_chars).measure(list(map(size, tops)), list(map(size, dups)))
@@ -240,7 +153,7 @@ class RuleEngine:
         if dups:
             signals["rule_dup_ngram_char_frac"] = ngrams[("dup", size(min(dups)))]
 
-    def _gopher_quality(self, texts, line_stats: LineStats, tokens, runs, checks: _Checks, signals) -> None:
+    def _gopher_quality(self, texts, line_stats: LineStats, tokens, runs, checks: Checks, signals) -> None:
         rules, family = self.rules.gopher_quality, "gopher_quality"
         n_tokens = np.maximum(tokens.counts, 1)
         chars_per_word = runs[0].chars_per_word
@@ -249,24 +162,21 @@ class RuleEngine:
         symbols = np.array([max(t.count("#"), t.count("...") + t.count("…")) for t in texts], dtype=np.int64)
         lines = line_stats.bullets
 
-        checks.add(
-            _code(family, "word_count"),
-            _below(n_words, rules.min_words) | _above(n_words, rules.max_words),
-        )
-        checks.add(
+        checks.outside(_code(family, "word_count"), n_words, rules.min_words, rules.max_words)
+        checks.outside(
             _code(family, "mean_word_length"),
-            _below(mean_length, rules.min_mean_word_length) | _above(mean_length, rules.max_mean_word_length),
+            mean_length,
+            rules.min_mean_word_length,
+            rules.max_mean_word_length,
         )
         if chars_per_word != 1.0 and (rules.min_mean_word_length, rules.max_mean_word_length) != (None, None):
             checks.skip(_code(family, "mean_word_length"))
-        _max_rule(checks, _code(family, "symbol_word_ratio"), symbols / n_tokens, rules.max_symbol_word_ratio)
-        _max_rule(
-            checks, _code(family, "bullet_lines"), lines[:, 1] / lines[:, 0], rules.max_bullet_lines_ratio
+        checks.at_most(_code(family, "symbol_word_ratio"), symbols / n_tokens, rules.max_symbol_word_ratio)
+        checks.at_most(_code(family, "bullet_lines"), lines[:, 1] / lines[:, 0], rules.max_bullet_lines_ratio)
+        checks.at_most(
+            _code(family, "ellipsis_lines"), lines[:, 2] / lines[:, 0], rules.max_ellipsis_lines_ratio
         )
-        _max_rule(
-            checks, _code(family, "ellipsis_lines"), lines[:, 2] / lines[:, 0], rules.max_ellipsis_lines_ratio
-        )
-        _min_rule(checks, _code(family, "alpha_words"), alpha_frac, rules.min_alpha_words_ratio)
+        checks.at_least(_code(family, "alpha_words"), alpha_frac, rules.min_alpha_words_ratio)
         if rules.min_stop_words is not None:
             code, too_few = _code(family, "stop_words"), np.zeros(len(texts), dtype=bool)
             for run in runs:
@@ -281,7 +191,7 @@ class RuleEngine:
         signals["rule_mean_word_length"] = mean_length
         signals["rule_alpha_word_frac"] = alpha_frac
 
-    def _c4(self, texts, lines: LineStats, tokens, runs, checks: _Checks, signals) -> None:
+    def _c4(self, texts, lines: LineStats, tokens, runs, checks: Checks, signals) -> None:
         rules, family = self.rules.c4, "c4"
         if rules.reject_lorem_ipsum:
             checks.add(_code(family, "lorem_ipsum"), lines.lorem)
@@ -326,7 +236,7 @@ class RuleEngine:
             self._bad_word_matchers[lang] = kind(words) if words else None
         return self._bad_word_matchers[lang]
 
-    def _fineweb(self, texts, lines: LineStats, tokens: TokenTable, checks: _Checks, signals) -> None:
+    def _fineweb(self, texts, lines: LineStats, tokens: TokenTable, checks: Checks, signals) -> None:
         rules, family = self.rules.fineweb, "fineweb"
         n_lines, punctuated, short, dup_chars = lines.fineweb.T
         lines = np.maximum(n_lines, 1)
@@ -336,14 +246,11 @@ class RuleEngine:
             if rules.line_punct_exclude_zero:
                 low &= punct_ratio > 0
             checks.add(_code(family, "line_punct_ratio"), low | (n_lines == 0))
-        _max_rule(checks, _code(family, "short_line_ratio"), short / lines, rules.max_short_line_ratio)
+        checks.at_most(_code(family, "short_line_ratio"), short / lines, rules.max_short_line_ratio)
         newlines = np.array([t.count("\n") for t in texts], dtype=np.float64)
         visible_chars = np.maximum(np.fromiter(map(len, texts), np.float64, len(texts)) - newlines, 1)
-        _max_rule(
-            checks, _code(family, "char_dup_ratio"), dup_chars / visible_chars, rules.max_char_dup_ratio
-        )
-        _max_rule(
-            checks,
+        checks.at_most(_code(family, "char_dup_ratio"), dup_chars / visible_chars, rules.max_char_dup_ratio)
+        checks.at_most(
             _code(family, "newline_ratio"),
             newlines / np.maximum(tokens.counts, 1),
             rules.max_newline_ratio,
@@ -385,24 +292,6 @@ def _release_after_long(n_chars: np.ndarray) -> None:
     if int(n_chars.sum()) > WINDOW_CHARS:
         pa.default_memory_pool().release_unused()
         release_free_memory()
-
-
-def _below(values: np.ndarray, limit: float | None) -> np.ndarray:
-    return values < limit if limit is not None else np.zeros(len(values), dtype=bool)
-
-
-def _above(values: np.ndarray, limit: float | None) -> np.ndarray:
-    return values > limit if limit is not None else np.zeros(len(values), dtype=bool)
-
-
-def _max_rule(checks: _Checks, code: str, values: np.ndarray, limit: float | None) -> None:
-    if limit is not None:
-        checks.add(code, values > limit)
-
-
-def _min_rule(checks: _Checks, code: str, values: np.ndarray, limit: float | None) -> None:
-    if limit is not None:
-        checks.add(code, values < limit)
 
 
 def _chunks(texts: Sequence[str], max_chars: int) -> list[tuple[int, int]]:
