@@ -33,14 +33,11 @@ import pyarrow as pa
 
 from curate.random_reads import fetch, on_huge_pages
 from curate.utf8_arrays import as_text_array, utf8_buffers
+from filters.model_files import UnsupportedModel
 
 EOS = "</s>"
 FETCH_AHEAD = 12
 """N-gram rows requested this many rows before they are added (measured: 8-16 alike, 0 is ~20% slower)."""
-
-
-class UnsupportedModel(ValueError):
-    """A fastText model this scorer does not read."""
 
 
 @dataclass(frozen=True)

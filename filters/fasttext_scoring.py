@@ -26,6 +26,7 @@ from curate.utf8_arrays import as_text_array
 from filters.batch_memo import memoized
 from filters.fasttext_kernel import CompiledClassifier
 from filters.kenlm_lm import lm_normalized, normalize_for_lm
+from filters.model_files import check_fasttext_file
 
 POSITIVE = "__label__1"
 NEGATIVE = "__label__0"
@@ -72,6 +73,7 @@ def load_classifier(path: str) -> CompiledClassifier:
     """One compiled scorer per model file per process (fastText's own copy is released)."""
     import fasttext
 
+    check_fasttext_file(path)
     return CompiledClassifier.of(fasttext.load_model(path), POSITIVE)
 
 

@@ -19,8 +19,6 @@ KenLM's `ScoreExceptBackoff` / `ResumeScore` / `FullScore` with float32 arithmet
 
 from __future__ import annotations
 
-import os
-import struct
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -28,18 +26,15 @@ import numba
 import numpy as np
 
 from curate.random_reads import fetch, on_huge_pages
+from filters.model_files import (
+    LONGEST_ENTRY,
+    MIDDLE_ENTRY,
+    VOCAB_ENTRY,
+    VOCAB_HEADER_BYTES,
+    kenlm_layout,
+    table_buckets,
+)
 
-MAGIC = b"mmap lm http://kheafield.com/code format version 5\n\0"
-PROBING = 0
-SANITY_BYTES = 88
-"""KenLM's `Sanity` block: the magic (padded to 56 bytes), then 0.0, 1.0, -0.5, 1, 2**32-1, 1."""
-PARAMETER_BYTES = 20
-"""`FixedWidthParameters`: order (u8, padded), probing multiplier (f32), model type (i32), has
-vocabulary (u8, padded), search version (u32)."""
-VOCAB_HEADER_BYTES = 8
-VOCAB_ENTRY, MIDDLE_ENTRY, LONGEST_ENTRY, UNIGRAM_ENTRY = 12, 16, 12, 8
-"""Bytes per entry: (u64 key, u32 id) packed; (u64 key, f32 prob, f32 backoff); (u64 key, f32 prob)
-packed; (f32 prob, f32 backoff)."""
 NO_EXTENSION = 0x80000000
 """The bits of a backoff of -0.0: nothing extends this n-gram to the right."""
 FETCH_AHEAD = 6
@@ -49,10 +44,6 @@ CHUNK_BYTES = 1 << 20
 READ_INTO_MEMORY_MAX_BYTES = 1 << 30
 """A model up to this size is copied into the process's memory on huge pages (random reads then miss
 the TLB less); a larger one is memory-mapped, so the workers of one machine share it in the page cache."""
-
-
-class UnsupportedLm(ValueError):
-    """A KenLM file this reader does not read."""
 
 
 @dataclass(frozen=True)
@@ -69,27 +60,16 @@ class ProbingLm:
 
     @classmethod
     def load(cls, path: str) -> ProbingLm:
-        with open(path, "rb") as handle:
-            head = handle.read(SANITY_BYTES + PARAMETER_BYTES)
-            order, multiplier, has_vocabulary = _parameters(head, path)
-            counts = struct.unpack(f"<{order}Q", handle.read(8 * order))
-        header = _align8(SANITY_BYTES + PARAMETER_BYTES + 8 * order)
-        sizes = [VOCAB_HEADER_BYTES + VOCAB_ENTRY * _buckets(counts[0], multiplier)]
-        sizes.append(UNIGRAM_ENTRY * (counts[0] + 1))
-        sizes += [MIDDLE_ENTRY * _buckets(count, multiplier) for count in counts[1:-1]]
-        sizes.append(LONGEST_ENTRY * _buckets(counts[-1], multiplier))
-        end = header + sum(sizes)
-        raw = _read(path, end + (6 if has_vocabulary else 0))
-        if has_vocabulary and bytes(raw[end : end + 6]) != b"<unk>\0":
-            raise UnsupportedLm(f"{path}: the tables do not end where KenLM's format 5 puts them")
-        words = raw[header:end].view(np.uint32)
-        starts = np.cumsum([0, *sizes[:-1]]) // 4
-        buckets = [_buckets(counts[0], multiplier), counts[0] + 1]
-        buckets += [_buckets(count, multiplier) for count in counts[1:]]
+        layout = kenlm_layout(path)
+        words = _read(path, layout.end)[layout.header :].view(np.uint32)
+        starts = np.cumsum([0, *layout.sizes[:-1]]) // 4
+        counts, multiplier = layout.counts, layout.multiplier
+        buckets = [table_buckets(counts[0], multiplier), counts[0] + 1]
+        buckets += [table_buckets(count, multiplier) for count in counts[1:]]
         tables = np.array(list(zip(starts, buckets, strict=True)), dtype=np.int64)
         tables[0, 0] += VOCAB_HEADER_BYTES // 4
         bos, eos = (_word_id(words, tables, _token_hash(word)) for word in (b"<s>", b"</s>"))
-        return cls(words, order, tables, bos, eos)
+        return cls(words, len(counts), tables, bos, eos)
 
     @cached_property
     def floats(self) -> np.ndarray:
@@ -106,32 +86,7 @@ class ProbingLm:
         return float(self.line_scores(data, np.array([0, len(data)], dtype=np.int64))[0])
 
 
-def _parameters(head: bytes, path: str) -> tuple[int, float, bool]:
-    if not head.startswith(MAGIC):
-        raise UnsupportedLm(f"{path} is not a KenLM binary of format 5 (an ARPA file? run build_binary)")
-    order, multiplier, model_type, has_vocabulary = struct.unpack_from("<B3xfiB", head, SANITY_BYTES)
-    if model_type != PROBING:
-        kinds = ["probing", "rest probing", "trie", "quant trie", "array trie", "quant array trie"]
-        kind = kinds[model_type] if 0 <= model_type < len(kinds) else f"type-{model_type}"
-        raise UnsupportedLm(
-            f"{path} is a KenLM {kind} model; curate reads probing models (build_binary's default; "
-            "`curate models train-lm` writes one)"
-        )
-    return order, multiplier, bool(has_vocabulary)
-
-
-def _align8(size: int) -> int:
-    return (size + 7) // 8 * 8
-
-
-def _buckets(entries: int, multiplier: float) -> int:
-    """KenLM's table size: max(entries + 1, entries * multiplier computed in float32)."""
-    return max(entries + 1, int(np.float32(multiplier) * np.float32(entries)))
-
-
 def _read(path: str, length: int) -> np.ndarray:
-    if os.path.getsize(path) < length:
-        raise UnsupportedLm(f"{path} is shorter than its header says (a truncated copy?)")
     if length > READ_INTO_MEMORY_MAX_BYTES:
         return np.memmap(path, dtype=np.uint8, mode="r", shape=(length,))
     return on_huge_pages(np.fromfile(path, dtype=np.uint8, count=length))

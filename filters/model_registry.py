@@ -35,6 +35,7 @@ from pydantic import BeforeValidator, Field
 from curate.errors import ConfigError
 from curate.paths import PATH, confine_path
 from curate.storage import files_under, is_url, location, relative
+from filters.model_files import check_model_file
 from filters.model_mirror import (
     CARD_FILE,
     local_home,
@@ -181,7 +182,15 @@ def require_model(name: str, kind: str, home: Path | None = None) -> Model:
             f"model {name!r} in {where} lacks its {', '.join(missing)} file; "
             f"re-train it with `{train_command(kind, name)}`"
         )
+    refuse_damaged(model)
     return model
+
+
+def refuse_damaged(model: Model) -> None:
+    """A model file cut short, checked from its header and its last bytes (cheap, on the driver): loaded
+    by a worker, fastText would loop for ever on a cut dictionary, and a cut table scores wrongly."""
+    if "model" in model.card.files:
+        check_model_file(model.card.kind, str(model.path("model")))
 
 
 def list_models(home: Path | None = None) -> list[ModelCard]:

@@ -16,17 +16,25 @@ from curate.process import die_with_parent
 from curate.shard_runner import ShardProcessor, ShardReport
 
 _worker: ShardProcessor | None = None
+_setup_error: Exception | None = None
 
 
 def _init_worker(plan: RunPlan, parent: int) -> None:
     """Die with the parent first: a pool process left behind by a SIGKILLed run would keep writing
-    completion records into the output beside the next attempt's, and never exit."""
-    global _worker
+    completion records into the output beside the next attempt's, and never exit. A stage that fails to
+    set up (a cut model file) fails the first shard instead: an initializer's error only breaks the
+    pool, and the run would report a BrokenProcessPool instead of the error's own line."""
+    global _worker, _setup_error
     die_with_parent(parent)
-    _worker = ShardProcessor(plan)
+    try:
+        _worker = ShardProcessor(plan)
+    except Exception as error:
+        _setup_error = error
 
 
 def _process_in_worker(task: ShardTask) -> ShardReport:
+    if _setup_error is not None:
+        raise _setup_error
     assert _worker is not None, "the pool initializer builds the processor"
     return _worker.process(task)
 

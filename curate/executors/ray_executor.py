@@ -19,9 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from curate.errors import ConfigError
 from curate.executors.shipping import StageShipment, localized_plan, node_model_cache, ship_stage_files
 from curate.plan import RunPlan, ShardTask
 from curate.shard_runner import ShardProcessor, ShardReport
+
+USER_ERROR = "user_error"
 
 
 def actor_options() -> dict[str, Any]:
@@ -33,12 +36,26 @@ def actor_options() -> dict[str, Any]:
 
 
 class _ShardActor:
+    """A stage that fails to set up (a cut model file) fails the actor's first shard, not its
+    constructor: Ray restarts a failed actor for ever (`max_restarts`), so the run would never end. A
+    user error comes back as a row (`user_error`): raised, it would reach the driver as a traceback in
+    Ray's words, its own class and line lost."""
+
     def __init__(self, plan: RunPlan, shipment: StageShipment) -> None:
-        self.processor = ShardProcessor(localized_plan(plan, shipment, node_model_cache()))
         self.tasks = {task.key: task for task in plan.tasks}
+        self.setup_error: Exception | None = None
+        try:
+            self.processor = ShardProcessor(localized_plan(plan, shipment, node_model_cache()))
+        except Exception as error:
+            self.setup_error = error
 
     def __call__(self, batch: dict) -> dict:
-        reports = [self.processor.process(self.tasks[key]).to_json() for key in batch["key"]]
+        try:
+            if self.setup_error is not None:
+                raise self.setup_error
+            reports = [self.processor.process(self.tasks[key]).to_json() for key in batch["key"]]
+        except ConfigError as error:
+            return {"report": [{USER_ERROR: str(error)}]}
         return {"report": reports}
 
 
@@ -96,6 +113,8 @@ def run_shipped(
         ray_remote_args_fn=actor_options,
     )
     for row in reports.iter_rows():
+        if USER_ERROR in row["report"]:
+            raise ConfigError(row["report"][USER_ERROR])
         on_done(ShardReport.from_json(row["report"]))
 
 

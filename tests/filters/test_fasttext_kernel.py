@@ -20,9 +20,10 @@ import pytest
 
 from curate.textsources import wikipedia_pages
 from filters import corpora
-from filters.fasttext_kernel import CompiledClassifier, UnsupportedModel, fnv_hash
+from filters.fasttext_kernel import CompiledClassifier, fnv_hash
 from filters.fasttext_scoring import NEGATIVE, POSITIVE, classifier_lines, load_classifier, score_texts
 from filters.fasttext_training import train_classifier
+from filters.model_files import UnsupportedModel
 from tests.filters.web_docs import web_docs
 
 TOLERANCE = 1e-7
@@ -123,6 +124,19 @@ def test_models_it_cannot_read_are_refused_by_name(quick_models: Path) -> None:
         CompiledClassifier.of(fasttext.load_model(str(quick_models / "subwords-hs.bin")), POSITIVE)
     with pytest.raises(UnsupportedModel, match="no label '__label__toxic'"):
         CompiledClassifier.of(fasttext.load_model(str(quick_models / "plain.bin")), "__label__toxic")
+
+
+
+def test_a_cut_model_file_is_refused_before_fasttext_reads_it(quick_models: Path, tmp_path: Path) -> None:
+    """fastText itself would loop for ever on a file cut in its dictionary, or score from zero rows."""
+    whole = (quick_models / "plain.bin").read_bytes()
+    cut = tmp_path / "cut.bin"
+    for length in (0, 50, 200, len(whole) // 2, len(whole) - 40, len(whole) - 1):
+        cut.write_bytes(whole[:length])
+        with pytest.raises(UnsupportedModel, match="not a whole fastText model|does not end with its output"):
+            load_classifier(str(cut))
+    cut.write_bytes(whole)
+    assert load_classifier(str(cut)).probabilities(pa.array(["a b"])).shape == (1,)
 
 
 BOUNDS_CHECK = """

@@ -19,8 +19,9 @@ import pytest
 from curate.textsources import wikipedia_pages
 from filters import kenlm_query
 from filters.kenlm_lm import normalize_for_lm, scoring_lines
-from filters.kenlm_query import ProbingLm, UnsupportedLm
+from filters.kenlm_query import ProbingLm
 from filters.kenlm_training import train_kenlm, write_corpus
+from filters.model_files import UnsupportedLm
 from tests.filters.web_docs import web_docs
 
 CRAFTED = [

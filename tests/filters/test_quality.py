@@ -4,6 +4,7 @@ pages people judged low quality, and on the DCLM human labels it never trains on
 from __future__ import annotations
 
 import json
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ from curate.config import parse_config
 from curate.errors import ConfigError
 from curate.schema import BASE_SCHEMA, conform
 from curate.stages.registry import get_stage
+from curate.textsources import wikipedia_pages
 from filters import corpora
 from filters.commands import models_list
 from filters.fasttext_training import held_out
+from filters.kenlm_training import train_kenlm, write_corpus
 from filters.quality import QualityParams, ensemble_score
 from filters.quality_recipe import (
     SKIPGRAM_UNLABELLED,
@@ -180,17 +183,35 @@ def test_ensemble_moves_with_both_signals() -> None:
     assert combined[1] > 0.5 and combined[2] > 0.5
 
 
-def test_ensemble_without_statistics_and_missing_model_are_config_errors(
-    quality_home: Path, tmp_path: Path
+def test_ensemble_without_statistics_and_missing_or_cut_models_are_config_errors(
+    quality_home: Path, tmp_path: Path, kenlm_tools
 ) -> None:
-    (quality_home / "wiki-5gram").mkdir(exist_ok=True)
-    (quality_home / "wiki-5gram" / "model.bin").write_bytes(b"")
-    (quality_home / "wiki-5gram" / "card.json").write_text(
+    lm = quality_home / "wiki-5gram"
+    lm.mkdir(exist_ok=True)
+    (lm / "card.json").write_text(
         json.dumps({"name": "wiki-5gram", "kind": "kenlm", "files": {"model": "model.bin"}})
     )
+    (lm / "model.bin").write_bytes(b"")
     stage = {"quality": {"model": "quality-test", "models_dir": str(quality_home), "ppl_model": "wiki-5gram"}}
+    with pytest.raises(ConfigError, match="model.bin is not a KenLM binary of format 5"):
+        parse_config({"inputs": [{"path": "x.jsonl"}], "stages": [stage]})
+    write_corpus([text for _, text in islice(wikipedia_pages(), 50)], tmp_path / "corpus.txt")
+    train_kenlm(tmp_path / "corpus.txt", lm, order=2, prune=None, log=lambda _: None)
     with pytest.raises(ConfigError, match="curate models train-quality --name quality-test --lm wiki-5gram"):
         parse_config({"inputs": [{"path": "x.jsonl"}], "stages": [stage]})
+    classifier = quality_home / "quality-test" / "model.bin"
+    whole = classifier.read_bytes()
+    try:
+        classifier.write_bytes(whole[: len(whole) // 3])
+        with pytest.raises(ConfigError, match="model.bin does not end with its output matrix"):
+            parse_config(
+                {
+                    "inputs": [{"path": "x.jsonl"}],
+                    "stages": [{"quality": {"model": "quality-test", "models_dir": str(quality_home)}}],
+                }
+            )
+    finally:
+        classifier.write_bytes(whole)
     missing = {"quality": {"model": "nope", "models_dir": str(tmp_path)}}
     with pytest.raises(ConfigError, match="curate models train-quality --name nope"):
         parse_config({"inputs": [{"path": "x.jsonl"}], "stages": [missing]})

@@ -291,3 +291,24 @@ def test_a_folder_stands_for_every_file_under_it(files: Path) -> None:
         and files / "deeper" / "notes.txt" in found
     )
     assert list(plain_text_documents(files / "deeper" / "notes.txt")) == [(0, "Une phrase.\nUne autre.")]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_user_error_inside_a_worker_is_one_line(
+    tmp_path: Path, home: Path, language_models: dict, executor: str
+) -> None:
+    """A worker's user error reaches the CLI as its own line: not as a broken pool, nor in Ray's words."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    for shard in ("a", "b"):
+        (tmp_path / f"{shard}.jsonl").write_text(json.dumps({"id": shard, "text": "A line of text."}) + "\n")
+    config = {
+        "inputs": [{"path": str(tmp_path / "*.jsonl")}],
+        "stages": [{"perplexity": {"models": {"en": "lm-en"}, "models_dir": str(home)}}],  # no langid first
+        "output": str(tmp_path / "out"),
+    }
+    done = run_cli("run", str(write_config(tmp_path, config)), "--executor", executor, "--workers", "2")
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "put the langid stage before perplexity" in last, last
+    assert "Traceback" not in done.stderr
