@@ -2,7 +2,8 @@
 
 - `settings`: each rule family's thresholds (pydantic) and the recipes' constants;
 - `words`: spaCy-compatible English words over code points, as hashes (`TokenTable`), found by the
-  compiled loops of `tokenizer` (numba) with the character classes of `charclasses`;
+  compiled loops of `tokenizer` (numba), spaCy's affix rules in `affix_rules`, with the character
+  classes of `charclasses`;
 - `ngrams`: Gopher's n-gram repetition signals (compiled loops too);
 - `badwords`: C4's bad-words check (word-bounded, or substrings for ja/th/zh);
 - `languages`: what depends on a document's language (the `lang` column): unspaced scripts' words,

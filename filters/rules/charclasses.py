@@ -7,6 +7,7 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from filters.rules.settings import _ABBREVIATIONS, _UNITS
@@ -147,3 +148,25 @@ def astral_flags(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint32)
     points = np.unique(code_points[code_points >= 0x10000])
     return points, np.array([_char_flags(chr(cp)) for cp in points.tolist()], dtype=np.uint32)
+
+
+# class bits the compiled tokenizer and its affix rules test
+_SPACE, _LETTER, _UPPER, _LOWER, _DIGIT = (_bit(n) for n in ("space", "letter", "upper", "lower", "digit"))
+_NON_SYMBOL, _WORD, _UNSPACED, _MARK = (_bit(n) for n in ("non_symbol", "word", "unspaced", "mark"))
+_DOT, _APOSTROPHE, _S, _HYPHEN, _PLUS = (_bit(n) for n in ("dot", "apostrophe", "s", "hyphen", "plus"))
+_PREFIX = _bit("affix", "prefix", "currency")
+_SUFFIX = _bit("affix", "suffix")
+_AFTER_SUFFIX_DOT = _bit("lower", "digit", "affix", "quote", "dot_suffix_after")
+_NUMBER_SUFFIX = _bit("plus_percent", "currency")
+_ALWAYS_INFIX = _bit("ellipsis", "icon")
+_LETTER_OR_DIGIT = _bit("letter", "digit")
+_DIGIT_OR_MINUS = _bit("digit", "minus")
+_LOWER_OR_QUOTE, _UPPER_OR_QUOTE = _bit("lower", "quote"), _bit("upper", "quote")
+_DIGIT_OPERATOR, _COMMA, _INFIX = _bit("digit_operator"), _bit("comma"), _bit("infix")
+_COLON, _SLASH = _bit("colon"), _bit("slash")
+
+
+@numba.njit(cache=True, inline="always")
+def _lower(code_point, lower_table):
+    """A code point lowercased by the table (which covers the BMP; beyond it, unchanged)."""
+    return lower_table[code_point] if code_point < 0x10000 else code_point
