@@ -67,12 +67,13 @@ class CompiledClassifier:
         labels = model.get_labels()
         if positive_label not in labels:
             raise UnsupportedModel(f"the model has no label {positive_label!r} (it has {labels})")
-        hashes = np.array([fnv_hash(np.frombuffer(word, np.uint8)) for word in words], dtype=np.uint32)
+        word_bytes, word_offsets = joined(words)
+        hashes = fnv_hashes(word_bytes, word_offsets)
         return cls(
-            vocabulary=_vocabulary_table(hashes, max(4, (2 * len(words)).bit_length())),
+            vocabulary=vocabulary_table(hashes),
             word_hashes=hashes,
-            word_offsets=np.concatenate([[0], np.cumsum([len(word) for word in words])]).astype(np.int64),
-            word_bytes=np.frombuffer(b"".join(words), np.uint8),
+            word_offsets=word_offsets,
+            word_bytes=word_bytes,
             eos=words.index(EOS.encode()),
             label_prefix=np.frombuffer(args.label.encode("utf-8"), np.uint8),
             bucket=int(args.bucket),
@@ -120,6 +121,26 @@ def fnv_hash(data: np.ndarray, start: int = 0, end: int = -1) -> np.uint32:
         byte = np.uint32(data[i]) if data[i] < 0x80 else np.uint32(0xFFFFFF00 | data[i])
         h = np.uint32((h ^ byte) * np.uint32(16777619))
     return h
+
+
+def joined(words: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Words as one byte buffer and the offsets of each."""
+    offsets = np.concatenate([[0], np.cumsum([len(word) for word in words])]).astype(np.int64)
+    return np.frombuffer(b"".join(words), np.uint8), offsets
+
+
+@numba.njit(cache=True)
+def fnv_hashes(data, offsets):
+    """`fnv_hash` of each data[offsets[k]:offsets[k + 1]]."""
+    out = np.empty(len(offsets) - 1, dtype=np.uint32)
+    for k in range(len(out)):
+        out[k] = fnv_hash(data, offsets[k], offsets[k + 1])
+    return out
+
+
+def vocabulary_table(hashes: np.ndarray) -> np.ndarray:
+    """Word ids by hash in an open-addressing table at most half full."""
+    return _vocabulary_table(hashes, max(4, (2 * len(hashes)).bit_length()))
 
 
 @numba.njit(cache=True)

