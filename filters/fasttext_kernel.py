@@ -41,15 +41,35 @@ FETCH_AHEAD = 12
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """A model's words as the compiled scorers look a token up: by its FNV hash in an open-addressing
+    table sized to the vocabulary, then by its bytes."""
+
+    table: np.ndarray
+    """The word id in each slot, -1 for an empty one."""
+    hashes: np.ndarray
+    offsets: np.ndarray
+    data: np.ndarray
+    eos: int
+
+    @classmethod
+    def of(cls, words: list[bytes]) -> Vocabulary:
+        offsets = np.concatenate([[0], np.cumsum([len(word) for word in words])]).astype(np.int64)
+        data = np.frombuffer(b"".join(words), np.uint8)
+        hashes = _fnv_hashes(data, offsets)
+        table = _vocabulary_table(hashes, max(4, (2 * len(words)).bit_length()))
+        return cls(table, hashes, offsets, data, words.index(EOS.encode()))
+
+    def arrays(self) -> tuple:
+        """What the kernels take, in their order."""
+        return self.table, self.hashes, self.offsets, self.data, self.eos
+
+
+@dataclass(frozen=True)
 class CompiledClassifier:
     """A fastText supervised model's tables, as the compiled scorer reads them."""
 
-    vocabulary: np.ndarray
-    """Open-addressing table: the word id in each slot, -1 for an empty one."""
-    word_hashes: np.ndarray
-    word_offsets: np.ndarray
-    word_bytes: np.ndarray
-    eos: int
+    vocabulary: Vocabulary
     label_prefix: np.ndarray
     bucket: int
     word_ngrams: int
@@ -67,14 +87,8 @@ class CompiledClassifier:
         labels = model.get_labels()
         if positive_label not in labels:
             raise UnsupportedModel(f"the model has no label {positive_label!r} (it has {labels})")
-        word_bytes, word_offsets = joined(words)
-        hashes = fnv_hashes(word_bytes, word_offsets)
         return cls(
-            vocabulary=vocabulary_table(hashes),
-            word_hashes=hashes,
-            word_offsets=word_offsets,
-            word_bytes=word_bytes,
-            eos=words.index(EOS.encode()),
+            vocabulary=Vocabulary.of(words),
             label_prefix=np.frombuffer(args.label.encode("utf-8"), np.uint8),
             bucket=int(args.bucket),
             word_ngrams=int(args.wordNgrams),
@@ -87,9 +101,8 @@ class CompiledClassifier:
         """P(positive label) of every text (a null is an empty text), as fastText's predict gives it, but
         clipped to 1 (its + 1e-5 can pass it)."""
         data, offsets = utf8_buffers(as_text_array(texts))
-        vocabulary = (self.vocabulary, self.word_hashes, self.word_offsets, self.word_bytes, self.eos)
         model = (self.label_prefix, self.bucket, self.word_ngrams, self.input_rows, self.output_rows)
-        p = _predict(data, offsets, *vocabulary, *model, self.positive)
+        p = _predict(data, offsets, *self.vocabulary.arrays(), *model, self.positive)
         return np.minimum(p, 1.0)
 
 
@@ -123,24 +136,13 @@ def fnv_hash(data: np.ndarray, start: int = 0, end: int = -1) -> np.uint32:
     return h
 
 
-def joined(words: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Words as one byte buffer and the offsets of each."""
-    offsets = np.concatenate([[0], np.cumsum([len(word) for word in words])]).astype(np.int64)
-    return np.frombuffer(b"".join(words), np.uint8), offsets
-
-
 @numba.njit(cache=True)
-def fnv_hashes(data, offsets):
+def _fnv_hashes(data, offsets):
     """`fnv_hash` of each data[offsets[k]:offsets[k + 1]]."""
     out = np.empty(len(offsets) - 1, dtype=np.uint32)
     for k in range(len(out)):
         out[k] = fnv_hash(data, offsets[k], offsets[k + 1])
     return out
-
-
-def vocabulary_table(hashes: np.ndarray) -> np.ndarray:
-    """Word ids by hash in an open-addressing table at most half full."""
-    return _vocabulary_table(hashes, max(4, (2 * len(hashes)).bit_length()))
 
 
 @numba.njit(cache=True)
@@ -178,6 +180,25 @@ def _is_separator(byte):
     return byte == 32 or byte == 10 or byte == 13 or byte == 9 or byte == 11 or byte == 12 or byte == 0
 
 
+@numba.njit(cache=True, inline="always")
+def next_token(data, i, end):
+    """(start, stop) of the first token at or after byte i of a row ending at `end` (start == stop: none)."""
+    while i < end and _is_separator(data[i]):
+        i += 1
+    start = i
+    while i < end and not _is_separator(data[i]):
+        i += 1
+    return start, i
+
+
+@numba.njit(cache=True)
+def longest_row(offsets):
+    longest = 0
+    for d in range(len(offsets) - 1):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    return longest
+
+
 @numba.njit(cache=True)
 def _starts_with(data, start, end, prefix):
     if end - start < len(prefix):
@@ -196,9 +217,7 @@ def _predict(
     """See the module docstring; one line (document) at a time, with buffers sized to the longest."""
     dim, n_labels = input_rows.shape[1], output_rows.shape[0]
     flat_rows = input_rows.reshape(-1)
-    longest = 0
-    for d in range(len(offsets) - 1):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+    longest = longest_row(offsets)
     token_hashes = np.empty(longest // 2 + 2, dtype=np.int64)
     ngram_rows = np.empty((longest // 2 + 2) * max(word_ngrams - 1, 1), dtype=np.int64)
     hidden, output = np.zeros(dim, dtype=np.float32), np.zeros(n_labels, dtype=np.float32)
@@ -208,11 +227,7 @@ def _predict(
         rows, n_hashes = 0, 0
         i, end, word = offsets[d], offsets[d + 1], -1
         while word != eos:
-            while i < end and _is_separator(data[i]):
-                i += 1
-            start = i
-            while i < end and not _is_separator(data[i]):
-                i += 1
+            start, i = next_token(data, i, end)
             h, word = hashes[eos], eos  # the line's end
             if i > start:
                 h = fnv_hash(data, start, i)

@@ -36,17 +36,15 @@ import pyarrow as pa
 
 from curate.utf8_arrays import as_text_array, utf8_buffers
 from filters.fasttext_kernel import (
-    _is_separator,
+    Vocabulary,
     _starts_with,
     _word_id,
     fnv_hash,
-    fnv_hashes,
-    joined,
-    vocabulary_table,
+    longest_row,
+    next_token,
 )
 from filters.model_files import HEAD, UnsupportedModel
 
-EOS = b"</s>"
 LABEL_PREFIX = "__label__"
 LABEL_TYPE = 1
 KSUB = 256
@@ -58,11 +56,7 @@ class CompiledLid:
     """A quantised, hierarchical-softmax fastText model with character n-grams (lid.176.ftz)."""
 
     labels: list[str]
-    vocabulary: np.ndarray
-    word_hashes: np.ndarray
-    word_offsets: np.ndarray
-    word_bytes: np.ndarray
-    eos: int
+    vocabulary: Vocabulary
     label_prefix: np.ndarray
     minn: int
     maxn: int
@@ -115,17 +109,9 @@ class CompiledLid:
         if quantised_output or (out_rows, out_dim) != (nlabels, dim) or pq_dim != dim:
             raise UnsupportedModel(f"{path}: the compiled langid reads models with a plain output matrix")
         output_rows = np.frombuffer(reader.take(4 * nlabels * dim), "<f4").reshape(nlabels, dim).copy()
-        vocabulary_words = words[:nwords]
-        word_bytes, word_offsets = joined(vocabulary_words)
-        hashes = fnv_hashes(word_bytes, word_offsets)
-        label_words = words[nwords:]
         return cls(
-            labels=[w.decode("utf-8") for w in label_words],
-            vocabulary=vocabulary_table(hashes),
-            word_hashes=hashes,
-            word_offsets=word_offsets,
-            word_bytes=word_bytes,
-            eos=vocabulary_words.index(EOS),
+            labels=[w.decode("utf-8") for w in words[nwords:]],
+            vocabulary=Vocabulary.of(words[:nwords]),
             label_prefix=np.frombuffer(LABEL_PREFIX.encode(), np.uint8),
             minn=minn,
             maxn=maxn,
@@ -144,10 +130,11 @@ class CompiledLid:
         """Top label (without its prefix; `und` when fastText would give none) and its probability, of
         every single-line text (a null is an empty text)."""
         data, offsets = utf8_buffers(as_text_array(texts))
-        vocabulary = (self.vocabulary, self.word_hashes, self.word_offsets, self.word_bytes, self.eos)
         subwords = (self.label_prefix, self.minn, self.maxn, self.bucket, self.pruned)
         rows = (self.codes, self.centroids, self.norms, self.dsub, self.lastdsub)
-        best, scores = _predict(data, offsets, *vocabulary, *subwords, *rows, self.output_rows, self.tree)
+        best, scores = _predict(
+            data, offsets, *self.vocabulary.arrays(), *subwords, *rows, self.output_rows, self.tree
+        )
         names = np.array([label.removeprefix(LABEL_PREFIX) for label in self.labels] + ["und"], dtype=object)
         return names[best].tolist(), np.minimum(scores, 1.0)
 
@@ -256,9 +243,7 @@ def _predict(
     """See the module docstring; per text, the index of its top label (len(labels): none) and its
     probability."""
     dim, n_labels = output_rows.shape[1], output_rows.shape[0]
-    longest = 0
-    for d in range(len(offsets) - 1):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+    longest = longest_row(offsets)
     word = np.empty(longest + 2, dtype=np.uint8)
     bits = _log2(len(pruned))
     hidden = np.zeros(dim, dtype=np.float32)
@@ -271,11 +256,7 @@ def _predict(
         rows = 0
         i, end, wid = offsets[d], offsets[d + 1], -1
         while wid != eos:
-            while i < end and _is_separator(data[i]):
-                i += 1
-            start = i
-            while i < end and not _is_separator(data[i]):
-                i += 1
+            start, i = next_token(data, i, end)
             if i == start:
                 wid = eos  # the line's end
             elif _starts_with(data, start, i, label_prefix):
