@@ -72,16 +72,25 @@ def lid_labels() -> list[str]:
 
 
 def one_line(texts: pa.Array | pa.ChunkedArray, max_chars: int | None = None) -> list[str]:
+    """`one_line_column` as Python strings (to cut samples from)."""
+    return one_line_column(texts, max_chars).to_pylist()
+
+
+def one_line_column(
+    texts: pa.Array | pa.ChunkedArray, max_chars: int | None = None
+) -> pa.Array | pa.ChunkedArray:
     """Texts as fastText wants them: newlines to spaces (fastText errors on them), nulls to ''."""
     texts = pc.fill_null(texts, "")
     if max_chars is not None:
         texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
-    return pc.replace_substring_regex(texts, r"[\r\n\v\f\x{85}\x{2028}\x{2029}]+", " ").to_pylist()
+    return pc.replace_substring_regex(texts, r"[\r\n\v\f\x{85}\x{2028}\x{2029}]+", " ")
 
 
-def predict_languages(texts: list[str]) -> tuple[list[str], np.ndarray]:
+def predict_languages(texts: list[str] | pa.Array | pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     """Top language (`und` where fastText gives none) and its probability for each single-line text."""
-    return load_lid().predict(pa.array(texts, pa.large_string()))
+    if not isinstance(texts, pa.Array | pa.ChunkedArray):
+        texts = pa.array(texts, pa.large_string())
+    return load_lid().predict(texts)
 
 
 def predict_sampled(
@@ -91,12 +100,14 @@ def predict_sampled(
     its first `sample_chars` only, and again whole when that sample's top score is below
     SAMPLE_CONFIDENCE (see the module docstring)."""
     if sample_chars is None:
-        return predict_languages(one_line(texts, max_chars))
+        return predict_languages(one_line_column(texts, max_chars))
     samples, longer = sample_lines(texts, sample_chars, max_chars)
     langs, scores = predict_languages(samples)
     unsure = np.flatnonzero(longer & (scores < SAMPLE_CONFIDENCE))
     if len(unsure):
-        whole_langs, whole_scores = predict_languages(one_line(texts.take(pa.array(unsure)), max_chars))
+        whole_langs, whole_scores = predict_languages(
+            one_line_column(texts.take(pa.array(unsure)), max_chars)
+        )
         for i, lang in zip(unsure.tolist(), whole_langs, strict=True):
             langs[i] = lang
         scores[unsure] = whole_scores
