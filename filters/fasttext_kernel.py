@@ -209,6 +209,13 @@ def _starts_with(data, start, end, prefix):
     return k == len(prefix)
 
 
+@numba.njit(cache=True, inline="always")
+def add_row(hidden, input_rows, row):
+    """hidden += input_rows[row], element by element (the array form allocates a temporary per call)."""
+    for j in range(len(hidden)):
+        hidden[j] += input_rows[row, j]
+
+
 @numba.njit(cache=True)
 def _predict(
     data, offsets, table, hashes, word_offsets, word_bytes, eos, label_prefix, bucket, word_ngrams,
@@ -235,7 +242,7 @@ def _predict(
                 if word < 0 and _starts_with(data, start, i, label_prefix):
                     continue  # a label, not a word: no row, no n-gram
             if word >= 0:
-                hidden += input_rows[word]
+                add_row(hidden, input_rows, word)
                 rows += 1
             token_hashes[n_hashes] = np.int64(np.int32(h))  # fastText keeps hashes as int32
             n_hashes += 1
@@ -251,7 +258,7 @@ def _predict(
         for r in range(n_ngrams):
             if r + FETCH_AHEAD < n_ngrams:
                 fetch(flat_rows, ngram_rows[r + FETCH_AHEAD] * dim)
-            hidden += input_rows[ngram_rows[r]]
+            add_row(hidden, input_rows, ngram_rows[r])
         hidden *= np.float32(1.0 / (rows + n_ngrams))  # rows >= 1: </s> is a word
         out[d] = _softmax_positive(output_rows, hidden, output, positive)
     return out

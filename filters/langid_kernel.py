@@ -16,8 +16,8 @@ What fastText 0.9 does with lid.176.ftz (quantised input, hierarchical softmax, 
   fastText's order (each start character, then lengths minn..maxn), an n-gram being FNV-1a of its bytes
   modulo `bucket`, kept only when the model's prune index holds it (row nwords + its index); `</s>` has
   no n-grams;
-- a row is the sum of its product-quantiser centroids; the hidden vector is the mean of the rows (summed
-  in that order) in float32;
+- a row is its product-quantiser centroids times its quantised norm; the hidden vector is the mean of
+  the rows (summed in that order) in float32;
 - the top label is found by fastText's depth-first walk of the Huffman tree (left child first, a branch
   dropped once its log-probability falls below the best leaf's or log(1e-5)), in float32 with its
   double-precision steps; the probability is exp of the leaf's log-probability.
@@ -34,11 +34,13 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from curate.random_reads import on_huge_pages
 from curate.utf8_arrays import as_text_array, utf8_buffers
 from filters.fasttext_kernel import (
     Vocabulary,
     _starts_with,
     _word_id,
+    add_row,
     fnv_hash,
     longest_row,
     next_token,
@@ -63,13 +65,9 @@ class CompiledLid:
     bucket: int
     pruned: np.ndarray
     """Open-addressing table of (n-gram bucket, row index after the words) pairs, -1 for an empty slot."""
-    codes: np.ndarray
-    """uint8 (rows, sub-quantisers): each input row's centroid per sub-quantiser."""
-    centroids: np.ndarray
-    norms: np.ndarray
-    """float32 per input row: the factor its centroids are scaled by (1 without quantised norms)."""
-    dsub: int
-    lastdsub: int
+    input_rows: np.ndarray
+    """float32 (rows, dim): each row's centroids times its norm, as fastText adds them (so the sums are
+    its own), computed once: one 64-byte read per row instead of a centroid per sub-quantiser."""
     output_rows: np.ndarray
     tree: np.ndarray
     """int32 (2 * labels - 1, 2): left and right child of each node (-1 for a leaf, a label's node)."""
@@ -117,11 +115,9 @@ class CompiledLid:
             maxn=maxn,
             bucket=bucket,
             pruned=_pruned_table(pairs.astype(np.int32), nwords),
-            codes=codes.reshape(rows, nsubq),
-            centroids=centroids,
-            norms=norms,
-            dsub=dsub,
-            lastdsub=lastdsub,
+            input_rows=on_huge_pages(
+                _dequantised(codes.reshape(rows, nsubq), centroids, norms, dsub, lastdsub)
+            ),
             output_rows=output_rows,
             tree=_huffman_tree(np.array(counts[nwords:], dtype=np.int64)),
         )
@@ -131,9 +127,8 @@ class CompiledLid:
         every single-line text (a null is an empty text)."""
         data, offsets = utf8_buffers(as_text_array(texts))
         subwords = (self.label_prefix, self.minn, self.maxn, self.bucket, self.pruned)
-        rows = (self.codes, self.centroids, self.norms, self.dsub, self.lastdsub)
         best, scores = _predict(
-            data, offsets, *self.vocabulary.arrays(), *subwords, *rows, self.output_rows, self.tree
+            data, offsets, *self.vocabulary.arrays(), *subwords, self.input_rows, self.output_rows, self.tree
         )
         names = np.array([label.removeprefix(LABEL_PREFIX) for label in self.labels] + ["und"], dtype=object)
         return names[best].tolist(), np.minimum(scores, 1.0)
@@ -220,25 +215,28 @@ def _huffman_tree(counts: np.ndarray) -> np.ndarray:
     return tree
 
 
-@numba.njit(cache=True, inline="always")
-def _add_row(hidden, codes, centroids, norms, dsub, lastdsub, row):
-    """Add input row `row` (its centroids, one per sub-quantiser, times its norm) to `hidden`, as
-    fastText's addcode."""
-    nsubq, norm = codes.shape[1], norms[row]
-    for m in range(nsubq):
-        code = np.int64(codes[row, m])
-        if m == nsubq - 1:
-            base, width = m * KSUB * dsub + code * lastdsub, lastdsub
-        else:
-            base, width = (m * KSUB + code) * dsub, dsub
-        for n in range(width):
-            hidden[m * dsub + n] += norm * centroids[base + n]
+@numba.njit(cache=True)
+def _dequantised(codes, centroids, norms, dsub, lastdsub):
+    """Every input row: per sub-quantiser its centroid, each value times the row's norm in float32
+    (fastText's addcode computes `alpha * c[n]` so, then adds it)."""
+    rows, nsubq = codes.shape
+    out = np.zeros((rows, (nsubq - 1) * dsub + lastdsub), dtype=np.float32)
+    for row in range(rows):
+        for m in range(nsubq):
+            code = np.int64(codes[row, m])
+            if m == nsubq - 1:
+                base, width = m * KSUB * dsub + code * lastdsub, lastdsub
+            else:
+                base, width = (m * KSUB + code) * dsub, dsub
+            for n in range(width):
+                out[row, m * dsub + n] = norms[row] * centroids[base + n]
+    return out
 
 
 @numba.njit(cache=True)
 def _predict(
     data, offsets, table, hashes, word_offsets, word_bytes, eos, label_prefix, minn, maxn, bucket, pruned,
-    codes, centroids, norms, dsub, lastdsub, output_rows, tree,
+    input_rows, output_rows, tree,
 ):  # fmt: skip
     """See the module docstring; per text, the index of its top label (len(labels): none) and its
     probability."""
@@ -266,26 +264,14 @@ def _predict(
                     data, start, i, fnv_hash(data, start, i), table, hashes, word_offsets, word_bytes
                 )
             if wid >= 0:
-                _add_row(hidden, codes, centroids, norms, dsub, lastdsub, wid)
+                add_row(hidden, input_rows, wid)
                 rows += 1
             if wid != eos:
                 word[0] = 60  # "<"
                 word[1 : i - start + 1] = data[start:i]
                 word[i - start + 1] = 62  # ">"
                 rows += _add_subwords(
-                    hidden,
-                    word,
-                    i - start + 2,
-                    minn,
-                    maxn,
-                    bucket,
-                    pruned,
-                    bits,
-                    codes,
-                    centroids,
-                    norms,
-                    dsub,
-                    lastdsub,
+                    hidden, word, i - start + 2, minn, maxn, bucket, pruned, bits, input_rows
                 )
         hidden *= np.float32(1.0 / rows)
         best[d], probabilities[d] = _top_label(hidden, output_rows, tree, stack_nodes, stack_scores)
@@ -293,9 +279,7 @@ def _predict(
 
 
 @numba.njit(cache=True)
-def _add_subwords(
-    hidden, word, length, minn, maxn, bucket, pruned, bits, codes, centroids, norms, dsub, lastdsub
-):
+def _add_subwords(hidden, word, length, minn, maxn, bucket, pruned, bits, input_rows):
     """Add the rows of the kept n-grams of word[:length] (`<token>`), in fastText's order; how many."""
     added = 0
     for i in range(length):
@@ -312,7 +296,7 @@ def _add_subwords(
             if n >= minn and not (n == 1 and (i == 0 or j == length)):
                 row = _pruned_row(pruned, bits, np.int64(h % np.uint32(bucket)))
                 if row >= 0:
-                    _add_row(hidden, codes, centroids, norms, dsub, lastdsub, row)
+                    add_row(hidden, input_rows, row)
                     added += 1
             n += 1
     return added
