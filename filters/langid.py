@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from curate.stages.base import Resources, Stage, StageParams, StageResult, set_columns
+from curate.utf8_arrays import as_text_array
 from filters.langid_kernel import LABEL_PREFIX, CompiledLid
 
 SAMPLE_CHARS = 500
@@ -116,25 +117,27 @@ def predict_sampled(
 
 def sample_lines(
     texts: pa.Array | pa.ChunkedArray, sample_chars: int, max_chars: int | None = None
-) -> tuple[list[str], np.ndarray]:
+) -> tuple[pa.Array, np.ndarray]:
     """The first `sample_chars` characters of each `one_line(texts, max_chars)`, and whether that line is
     longer, without making every long text one line: `one_line` of a prefix is a prefix of `one_line` of
     the text (a run of line breaks cut at its end still becomes one space), so the lines of the first
     PREFIX_FACTOR * `sample_chars` characters serve, except where line-break runs collapsed them to no
-    more than the sample; only those texts are made one line whole."""
+    more than the sample; only those texts are made one line whole. All in Arrow: no string per text."""
     read = PREFIX_FACTOR * sample_chars if max_chars is None else min(max_chars, PREFIX_FACTOR * sample_chars)
-    heads = one_line(texts, read)
+    heads = as_text_array(one_line_column(texts, read))
     if read == max_chars:  # every head is its whole (capped) text
         cut_short = np.zeros(len(heads), dtype=bool)
     else:
         cut_short = pc.greater(pc.utf8_length(pc.fill_null(texts, "")), read).to_numpy(zero_copy_only=False)
-    lengths = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
+    lengths = pc.utf8_length(heads).to_numpy(zero_copy_only=False).astype(np.int64)
     unknown = np.flatnonzero(cut_short & (lengths <= sample_chars))
     if len(unknown):
-        for i, line in zip(unknown.tolist(), one_line(texts.take(pa.array(unknown)), max_chars), strict=True):
-            heads[i] = line
-            lengths[i] = len(line)
-    return [head[:sample_chars] for head in heads], lengths > sample_chars
+        whole = as_text_array(one_line_column(texts.take(pa.array(unknown)), max_chars)).cast(heads.type)
+        mask = np.zeros(len(heads), dtype=bool)
+        mask[unknown] = True
+        heads = pc.replace_with_mask(heads, pa.array(mask), whole)
+        lengths[unknown] = pc.utf8_length(whole).to_numpy(zero_copy_only=False)
+    return pc.utf8_slice_codeunits(heads, 0, sample_chars), lengths > sample_chars
 
 
 class LangIdParams(StageParams):

@@ -220,7 +220,7 @@ def test_samples_from_a_prefix_equal_cutting_the_whole_line(real_texts: list[str
     for max_chars in (None, 300, 510, 5000):
         lines = one_line(column, max_chars)
         samples, longer = sample_lines(column, 500, max_chars)
-        assert samples == [line[:500] for line in lines], max_chars
+        assert samples.to_pylist() == [line[:500] for line in lines], max_chars
         assert longer.tolist() == [len(line) > 500 for line in lines], max_chars
 
 
