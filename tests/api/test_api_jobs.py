@@ -91,7 +91,8 @@ def test_kinds_come_from_the_registry_only(client: ApiClient, server: Server) ->
 def test_cancel_stops_a_running_job(
     client: ApiClient, data_root: Path, texts: dict[str, list[dict[str, Any]]]
 ) -> None:
-    make_shards(data_root / "cancel-in", (texts["wiki"] * 3)[:200], per_shard=4, bad=False)
+    shards = 400  # many small shards: the job must still be running when the first one is done
+    make_shards(data_root / "cancel-in", (texts["wiki"] * 8)[:shards], per_shard=1, bad=False)
     job = client.submit_job("curate", curate_config("cancel-in/*.jsonl.gz"))
     out = Path(job["output"])
     wait_for(lambda: any((out / "_state/shards").glob("*.json")), 90, "the first completed shard")
@@ -101,8 +102,8 @@ def test_cancel_stops_a_running_job(
         lambda: (j := client.show_job(job["id"]))["state"] == "cancelled" and j, 120, "cancelled"
     )
     done = len(list((out / "_state/shards").glob("*.json")))
-    assert 1 <= stopped["result"]["completed"] == stopped["progress"]["done"] == done < 50
-    assert stopped["result"]["planned"] == 50 and stopped["worker_pid"] is None
+    assert 1 <= stopped["result"]["completed"] == stopped["progress"]["done"] == done < shards
+    assert stopped["result"]["planned"] == shards and stopped["worker_pid"] is None
     assert "cancelled with" in client.job_logs(job["id"])[0]
     with pytest.raises(ApiError) as again:
         client.cancel_job(job["id"])
