@@ -36,10 +36,10 @@ def actor_options() -> dict[str, Any]:
 
 
 class _ShardActor:
-    """A stage that fails to set up (a cut model file) fails the actor's first shard, not its
-    constructor: Ray restarts a failed actor for ever (`max_restarts`), so the run would never end. A
-    user error comes back as a row (`user_error`): raised, it would reach the driver as a traceback in
-    Ray's words, its own class and line lost."""
+    """A user error (ConfigError) comes back as a row (`user_error`), so the driver raises it as its
+    one line: raised here, it would reach the driver as Ray's traceback, its class and line lost. A
+    stage that fails to set up fails the actor's first shard for the same reason, not its constructor
+    (whose failure Ray retries, then reports in its own words)."""
 
     def __init__(self, plan: RunPlan, shipment: StageShipment) -> None:
         self.tasks = {task.key: task for task in plan.tasks}
